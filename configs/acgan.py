@@ -1,0 +1,51 @@
+"""ACGAN (Odena et al. 2017): z times a label embedding into G; D with an adversarial head and
+an auxiliary class head; D minimises adversarial + class cross-entropy on real and fake, G
+adversarial + class cross-entropy on fake.
+
+  python main.py --config=configs/acgan.py:mnist --workdir=/tmp/acgan_mnist
+  python main.py --config=configs/acgan.py:fashion_mnist,wasserstein_gp \
+      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/acgan_fmnist
+
+The adversarial part is an option: nonsaturating (default; Adam(2e-4, 0.5), batch norm in D),
+wasserstein_clip (WGAN's clipping, RMSprop(5e-5), n_critic 5), wasserstein_gp (WGAN-GP's
+penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic). Options: runlocal, mlp.
+"""
+
+from configs import common
+
+OPTIONS = ('nonsaturating', 'wasserstein_clip', 'wasserstein_gp', 'mlp')
+
+
+def get_config(arg=None):
+  dataset, options = common.parse_arg(arg, OPTIONS)
+  c = common.base_config('acgan', dataset)
+  adversarial = [o for o in OPTIONS[:3] if o in options]
+  if len(adversarial) > 1:
+    raise ValueError(f'choose one adversarial loss, got {", ".join(adversarial)}')
+  c.acgan_adversarial = adversarial[0] if adversarial else 'nonsaturating'
+  c.batch_size = 100
+  c.num_steps = 50_000
+  c.latent_dim = 110             # the ACGAN paper's z size
+  c.model.kernel_size = 4
+  c.model.gen_norm = 'batch'
+  c.model.critic_norm = 'batch'
+  c.model.init_std = 0.02
+  if c.acgan_adversarial == 'nonsaturating':
+    c.n_critic = 1
+    c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
+    c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
+  elif c.acgan_adversarial == 'wasserstein_clip':
+    c.gen_optimizer = common.optimizer('rmsprop', 5e-5, decay=0.99)
+    c.critic_optimizer = common.optimizer('rmsprop', 5e-5, decay=0.99)
+  else:
+    c.model.critic_norm = 'layer'
+    c.model.init_std = 0.0
+    c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+    c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+  if 'mlp' in options:
+    c.model.arch = 'mlp'
+    c.model.width = 512
+    c.model.critic_norm = 'none' if c.acgan_adversarial == 'wasserstein_gp' else 'batch'
+  if 'runlocal' in options:
+    common.runlocal(c)
+  return c

@@ -1,0 +1,101 @@
+"""Shared config defaults and the `dataset[,option,...]` argument every config file takes."""
+
+import ml_collections
+
+# name -> (image shape, classes); image_size only matters for digits (resized from 8x8).
+DATASETS = {
+    'mnist': ((28, 28, 1), 10),
+    'fashion_mnist': ((28, 28, 1), 10),
+    'cifar10': ((32, 32, 3), 10),
+    'digits': ((28, 28, 1), 10),
+}
+
+
+def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99):
+  return ml_collections.ConfigDict(dict(
+      name=name,                    # 'adam' | 'rmsprop'
+      learning_rate=learning_rate,  # constant learning rate
+      b1=b1,                        # Adam beta1
+      b2=b2,                        # Adam beta2
+      decay=decay,                  # RMSprop decay (PyTorch's alpha)
+  ))
+
+
+def parse_arg(arg: str, known_options):
+  """'cifar10,runlocal' -> ('cifar10', {'runlocal'}); unknown names fail with the choices."""
+  name, *options = [a.strip() for a in (arg or 'mnist').split(',') if a.strip()]
+  if name not in DATASETS:
+    raise ValueError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}')
+  options = set(options)
+  unknown = options - set(known_options) - {'runlocal'}
+  if unknown:
+    raise ValueError(f'unknown option(s) {", ".join(sorted(unknown))}; choose from '
+                     f'{", ".join(sorted(set(known_options) | {"runlocal"}))}')
+  return name, options
+
+
+def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
+  """Fields every GAN has; variant files override what their paper sets."""
+  c = ml_collections.ConfigDict()
+  c.gan = gan                  # 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan'
+  c.acgan_adversarial = 'nonsaturating'  # ACGAN only: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
+  c.seed = 0                   # PRNG seed: parameters, noise and data order
+  c.batch_size = 64            # global batch size (split over all devices)
+  c.num_steps = 100_000        # generator updates
+  c.n_critic = 5               # critic updates per generator update
+  c.critic_boost = ml_collections.ConfigDict(dict(
+      iters=0,                 # WGAN schedule: critic updates on boosted steps (0: off)
+      first_steps=0,           # boost the first this-many generator updates
+      every=0,                 # ... and every this-many-th one (0: never)
+  ))
+  c.latent_dim = 128           # size of z
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name=dataset,            # 'mnist' | 'fashion_mnist' | 'cifar10' | 'digits'
+      path='',                 # local IDX directory or .npz; when set, TFDS is not used
+      data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
+      download=True,           # TFDS: download and prepare when data_dir lacks the dataset
+      split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
+      image_size=DATASETS[dataset][0][0],  # digits only: side the 8x8 digits are resized to
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      arch='conv',             # 'conv' | 'resnet' | 'mlp'
+      width=64,                # conv: channels of the finest layer (DIM); mlp: hidden units
+      depth=3,                 # mlp: hidden layers
+      kernel_size=5,           # conv: kernel side
+      gen_norm='none',         # generator normalisation: 'batch' | 'layer' | 'none'
+      critic_norm='none',      # critic normalisation: 'batch' | 'layer' | 'none'
+      init_std=0.0,            # N(0, init_std) kernel init; 0 = Flax default
+  ))
+
+  c.loss = ml_collections.ConfigDict(dict(
+      gp_weight=10.0,          # lambda of the gradient penalty (GP variants)
+      clip_value=0.01,         # c of the weight clipping (clipping variants)
+      aux_weight=1.0,          # weight of the ACGAN auxiliary class cross-entropy
+  ))
+  c.gen_optimizer = optimizer()
+  c.critic_optimizer = optimizer()
+
+  c.log_every = 100            # write scalars every this-many steps (0: off)
+  c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)
+  c.sample_every = 500         # write a fixed-z sample grid every this-many steps (0: off)
+  c.keep_checkpoints = 3       # checkpoints kept in the workdir
+  c.num_grid = 64              # samples in the TensorBoard grid (ACGAN: 10 per class)
+  return c
+
+
+def runlocal(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a config to seconds on a laptop CPU (what the tests use)."""
+  c.batch_size = 16
+  c.num_steps = 4
+  c.model.width = 8
+  c.latent_dim = 16
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.sample_every = 2
+  c.num_grid = 16
+  if c.critic_boost.iters:
+    c.critic_boost.iters = 10
+    c.critic_boost.first_steps = 1
+    c.critic_boost.every = 3

@@ -1,0 +1,36 @@
+"""DCGAN (Radford et al. 2015): non-saturating loss from logits, Adam(2e-4, b1 = 0.5), batch
+norm in G and D, N(0, 0.02) init, one D and one G update per iteration, batch 128.
+
+  python main.py --config=configs/dcgan.py:cifar10 --workdir=/tmp/dcgan_cifar
+  python main.py --config=configs/dcgan.py:fashion_mnist \
+      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/dcgan_fmnist
+
+cifar10: 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3 (kernel 4, width 128); 28x28 data: width 64.
+Options: runlocal, mlp.
+"""
+
+from configs import common
+
+OPTIONS = ('mlp',)
+
+
+def get_config(arg=None):
+  dataset, options = common.parse_arg(arg, OPTIONS)
+  c = common.base_config('dcgan', dataset)
+  c.batch_size = 128
+  c.num_steps = 50_000
+  c.n_critic = 1
+  c.latent_dim = 100
+  c.model.kernel_size = 4
+  c.model.width = 128 if dataset == 'cifar10' else 64
+  c.model.gen_norm = 'batch'
+  c.model.critic_norm = 'batch'
+  c.model.init_std = 0.02
+  c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
+  c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
+  if 'mlp' in options:
+    c.model.arch = 'mlp'
+    c.model.width = 512
+  if 'runlocal' in options:
+    common.runlocal(c)
+  return c

@@ -1,0 +1,50 @@
+"""WGAN-GP (Gulrajani et al. 2017): gradient penalty lambda = 10, n_critic 5, Adam(1e-4, 0, 0.9).
+
+  python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/wgan_gp_mnist
+  python main.py --config=configs/wgan_gp.py:fashion_mnist \
+      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/wgan_gp_fmnist
+  python main.py --config=configs/wgan_gp.py:cifar10 --workdir=/tmp/wgan_gp_cifar   # ResNet
+  python main.py --config=configs/wgan_gp.py:digits,demo --workdir=/tmp/demo       # README demo
+
+28x28 data: the paper's MNIST model (DIM = 64, kernel 5, no normalisation in G or D, 200k
+generator iterations). cifar10: the paper's ResNet (128 channels, batch norm in G only, no norm
+in the critic); `cifar10,conv` for the DCGAN-like conv model.
+Options: runlocal (seconds on a CPU), demo (a small model that trains on a CPU in minutes),
+conv | resnet | mlp (architecture), layernorm (layer norm in the critic).
+"""
+
+from configs import common
+
+OPTIONS = ('demo', 'conv', 'resnet', 'mlp', 'layernorm')
+
+
+def get_config(arg=None):
+  dataset, options = common.parse_arg(arg, OPTIONS)
+  c = common.base_config('wgan_gp', dataset)
+  c.num_steps = 200_000          # ITERS in the paper's MNIST code
+  c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+  c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+  if dataset == 'cifar10' and not options & {'conv', 'mlp'}:
+    options.add('resnet')
+  if 'resnet' in options:        # the paper's CIFAR-10 ResNet
+    c.model.arch = 'resnet'
+    c.model.width = 128
+    c.model.gen_norm = 'batch'
+    c.num_steps = 100_000
+  if dataset == 'cifar10' and 'conv' in options:
+    c.model.gen_norm = 'batch'   # the paper's CIFAR-10 DCGAN-like G keeps batch norm
+  if 'mlp' in options:
+    c.model.arch = 'mlp'
+    c.model.width = 512
+  if 'layernorm' in options:
+    c.model.critic_norm = 'layer'
+  if 'demo' in options:          # minutes on a 2-core CPU
+    c.model.width = 16
+    c.batch_size = 32
+    c.num_steps = 600
+    c.log_every = 50
+    c.sample_every = 100
+    c.checkpoint_every = 200
+  if 'runlocal' in options:
+    common.runlocal(c)
+  return c

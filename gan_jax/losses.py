@@ -1,0 +1,74 @@
+"""Pure GAN losses. Each returns `(loss, metrics)` with scalar entries."""
+
+from typing import Callable, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Metrics = Dict[str, jax.Array]
+
+
+def wasserstein_critic(real_adv, fake_adv) -> Tuple[jax.Array, Metrics]:
+  """Critic minimises E[D(G(z))] - E[D(x)]; reports the estimate E[D(x)] - E[D(G(z))]."""
+  d_real, d_fake = jnp.mean(real_adv), jnp.mean(fake_adv)
+  return d_fake - d_real, {'wasserstein': d_real - d_fake, 'd_real': d_real, 'd_fake': d_fake}
+
+
+def wasserstein_gen(fake_adv) -> Tuple[jax.Array, Metrics]:
+  return -jnp.mean(fake_adv), {}
+
+
+def nonsaturating_critic(real_logits, fake_logits) -> Tuple[jax.Array, Metrics]:
+  """-log D(x) - log(1 - D(G(z))) from logits; reports mean probabilities D(x), D(G(z))."""
+  loss = jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+  return loss, {'d_real': jnp.mean(jax.nn.sigmoid(real_logits)),
+                'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits))}
+
+
+def nonsaturating_gen(fake_logits) -> Tuple[jax.Array, Metrics]:
+  """The non-saturating generator loss -log D(G(z))."""
+  return jnp.mean(jax.nn.softplus(-fake_logits)), {}
+
+
+ADVERSARIAL = {
+    'wasserstein': (wasserstein_critic, wasserstein_gen),
+    'nonsaturating': (nonsaturating_critic, nonsaturating_gen),
+}
+
+
+def safe_norm(x: jax.Array, axis) -> jax.Array:
+  """L2 norm whose value and gradient are finite (0) at x = 0, where sqrt'(0) would give NaN."""
+  sq = jnp.sum(jnp.square(x), axis=axis)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array],
+                     x_hat: jax.Array) -> Tuple[jax.Array, jax.Array]:
+  """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] with per-example norms.
+
+  Args:
+    critic_fn: maps a batch [B, ...] to critic outputs [B]; each output depends only on its
+      own example (no batch norm), so the gradient of the sum gives per-example gradients.
+    x_hat: the interpolates [B, ...].
+
+  Returns:
+    (penalty, mean gradient norm), scalars.
+  """
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x_hat)
+  norms = safe_norm(grads.reshape(grads.shape[0], -1), axis=-1)
+  return jnp.mean(jnp.square(norms - 1.0)), jnp.mean(norms)
+
+
+def interpolate(real, fake, eps_key):
+  """x_hat = eps x + (1 - eps) x_fake with one eps ~ U[0, 1] per example."""
+  eps = jax.random.uniform(eps_key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+  return eps * real + (1.0 - eps) * fake
+
+
+def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:
+  """ACGAN auxiliary classifier: (mean cross-entropy, accuracy)."""
+  xent = optax.softmax_cross_entropy_with_integer_labels(class_logits, labels)
+  acc = jnp.mean(jnp.argmax(class_logits, -1) == labels)
+  return jnp.mean(xent), acc

@@ -1,0 +1,257 @@
+"""Generators and critics (discriminators) for the four GANs.
+
+Three architecture families, chosen by `config.model.arch`:
+  * 'conv':   DCGAN-style transposed-conv generator and strided-conv critic. With width 64 and
+              kernel 5 on 28x28 images it is the WGAN-GP paper's MNIST model; with width 128 and
+              kernel 4 on 32x32 images it is the DCGAN CIFAR-10 model.
+  * 'resnet': the WGAN-GP paper's CIFAR-10 ResNet (3 up-blocks in G, 4 blocks in D).
+  * 'mlp':    fully connected G and D (the original GAN / WGAN MLP setting).
+
+Every generator takes `(z, labels, train)`; a conditional generator (num_classes > 0) multiplies z
+by a learned label embedding (Hadamard product, as in ACGAN). Every critic returns
+`(adv_logits [B], class_logits [B, K] or None)`; the class head exists when num_classes > 0.
+Images are NHWC in [-1, 1].
+"""
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ARCHS = ('conv', 'resnet', 'mlp')
+
+
+def _kernel_init(init_std: float):
+  """N(0, init_std) when init_std > 0 (WGAN, DCGAN); Flax's default otherwise."""
+  if init_std > 0:
+    return nn.initializers.normal(init_std)
+  return nn.linear.default_kernel_init
+
+
+def _norm(kind: str, train: bool, spatial: bool):
+  """Returns a normalisation layer: 'batch', 'layer' or 'none'."""
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+  if kind == 'layer':
+    # WGAN-GP's layer norm normalises each example over all of (H, W, C).
+    return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1)
+  if kind == 'none':
+    return lambda x: x
+  raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
+
+
+def _condition(z, labels, num_classes: int):
+  """ACGAN conditioning: z times a learned embedding of the label."""
+  if num_classes <= 0:
+    return z
+  if labels is None:
+    raise ValueError('a conditional generator needs labels')
+  return z * nn.Embed(num_classes, z.shape[-1], name='label_embed')(labels)
+
+
+def pyramid(size: int, levels: int = 3) -> list:
+  """Spatial sizes from coarse to fine, e.g. 28 -> [4, 7, 14, 28], 32 -> [4, 8, 16, 32]."""
+  sizes = [size]
+  for _ in range(levels):
+    sizes.append(math.ceil(sizes[-1] / 2))
+  return sizes[::-1]
+
+
+def check_image_shape(arch: str, image_shape: Sequence[int]) -> None:
+  """Raises ValueError naming the supported sizes when `arch` cannot take `image_shape`."""
+  if arch not in ARCHS:
+    raise ValueError(f'unknown model.arch {arch!r}; choose one of {", ".join(ARCHS)}')
+  if len(image_shape) != 3:
+    raise ValueError(f'images must be H x W x C, got shape {tuple(image_shape)}')
+  h, w, c = image_shape
+  if c not in (1, 3):
+    raise ValueError(f'images must have 1 or 3 channels, got {c}')
+  if arch == 'conv' and not (h == w and h >= 8):
+    raise ValueError(f"model.arch='conv' takes square images of side >= 8 (e.g. 28x28, 32x32, "
+                     f"64x64), got {h}x{w}; resize the data or use model.arch='mlp'")
+  if arch == 'resnet' and not (h == w and h % 8 == 0):
+    raise ValueError(f"model.arch='resnet' takes square images whose side is a multiple of 8 "
+                     f"(e.g. 32x32), got {h}x{w}; use model.arch='conv' or 'mlp'")
+
+
+class ConvGenerator(nn.Module):
+  """Dense -> reshape -> 3 stride-2 transposed convs, cropping to the pyramid sizes."""
+  image_shape: Tuple[int, int, int]
+  width: int = 64
+  kernel_size: int = 5
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, z, labels=None, train: bool = True):
+    sizes = pyramid(self.image_shape[0])
+    init = _kernel_init(self.init_std)
+    k = (self.kernel_size, self.kernel_size)
+    x = _condition(z, labels, self.num_classes)
+    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init)(x)
+    x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
+    x = nn.relu(_norm(self.norm, train, True)(x))
+    for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
+      x = nn.ConvTranspose(features, k, strides=(2, 2), padding='SAME', kernel_init=init)(x)
+      x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
+      x = nn.relu(_norm(self.norm, train, True)(x))
+    x = nn.ConvTranspose(self.image_shape[2], k, strides=(2, 2), padding='SAME',
+                         kernel_init=init)(x)
+    return jnp.tanh(x[:, :sizes[3], :sizes[3]])
+
+
+class ConvCritic(nn.Module):
+  """3 stride-2 convs with leaky ReLU (no norm after the first), then linear heads."""
+  width: int = 64
+  kernel_size: int = 5
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    init = _kernel_init(self.init_std)
+    k = (self.kernel_size, self.kernel_size)
+    for i, features in enumerate((self.width, 2 * self.width, 4 * self.width)):
+      x = nn.Conv(features, k, strides=(2, 2), padding='SAME', kernel_init=init)(x)
+      if i > 0:
+        x = _norm(self.norm, train, True)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    return _heads(x, self.num_classes, init)
+
+
+def _heads(features, num_classes: int, init):
+  adv = nn.Dense(1, kernel_init=init, name='adv_head')(features)[:, 0]
+  cls = nn.Dense(num_classes, kernel_init=init, name='class_head')(features) if num_classes else None
+  return adv, cls
+
+
+class MLPGenerator(nn.Module):
+  image_shape: Tuple[int, int, int]
+  width: int = 512
+  depth: int = 3
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, z, labels=None, train: bool = True):
+    init = _kernel_init(self.init_std)
+    x = _condition(z, labels, self.num_classes)
+    for _ in range(self.depth):
+      x = nn.relu(_norm(self.norm, train, False)(nn.Dense(self.width, kernel_init=init)(x)))
+    x = nn.Dense(math.prod(self.image_shape), kernel_init=init)(x)
+    return jnp.tanh(x).reshape(x.shape[0], *self.image_shape)
+
+
+class MLPCritic(nn.Module):
+  width: int = 512
+  depth: int = 3
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    init = _kernel_init(self.init_std)
+    x = x.reshape(x.shape[0], -1)
+    for _ in range(self.depth):
+      x = nn.relu(_norm(self.norm, train, False)(nn.Dense(self.width, kernel_init=init)(x)))
+    return _heads(x, self.num_classes, init)
+
+
+def _upsample(x):
+  b, h, w, c = x.shape
+  return jax.image.resize(x, (b, 2 * h, 2 * w, c), 'nearest')
+
+
+def _mean_pool(x):
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class ResBlock(nn.Module):
+  """Residual block of the WGAN-GP CIFAR-10 ResNet; resample in None | 'up' | 'down'."""
+  features: int
+  resample: Optional[str] = None
+  norm: str = 'none'
+  first: bool = False  # the critic's first block: no pre-activation, pool before the 1x1 shortcut
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    conv = lambda f, k: nn.Conv(f, (k, k), padding='SAME')
+    shortcut = x
+    if self.resample == 'up':
+      shortcut = _upsample(shortcut)
+    if self.first:
+      shortcut = _mean_pool(shortcut)
+    if self.resample is not None or shortcut.shape[-1] != self.features:
+      shortcut = conv(self.features, 1)(shortcut)
+    if self.resample == 'down' and not self.first:
+      shortcut = _mean_pool(shortcut)
+
+    h = x
+    if not self.first:
+      h = nn.relu(_norm(self.norm, train, True)(h))
+    if self.resample == 'up':
+      h = _upsample(h)
+    h = conv(self.features, 3)(h)
+    h = nn.relu(_norm(self.norm, train, True)(h))
+    h = conv(self.features, 3)(h)
+    if self.resample == 'down':
+      h = _mean_pool(h)
+    return shortcut + h
+
+
+class ResNetGenerator(nn.Module):
+  image_shape: Tuple[int, int, int]
+  width: int = 128
+  norm: str = 'batch'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, z, labels=None, train: bool = True):
+    base = self.image_shape[0] // 8
+    x = _condition(z, labels, self.num_classes)
+    x = nn.Dense(base * base * self.width)(x).reshape(x.shape[0], base, base, self.width)
+    for _ in range(3):
+      x = ResBlock(self.width, 'up', self.norm)(x, train)
+    x = nn.relu(_norm(self.norm, train, True)(x))
+    return jnp.tanh(nn.Conv(self.image_shape[2], (3, 3), padding='SAME')(x))
+
+
+class ResNetCritic(nn.Module):
+  width: int = 128
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = ResBlock(self.width, 'down', self.norm, first=True)(x, train)
+    x = ResBlock(self.width, 'down', self.norm)(x, train)
+    x = ResBlock(self.width, None, self.norm)(x, train)
+    x = ResBlock(self.width, None, self.norm)(x, train)
+    x = jnp.mean(nn.relu(x), axis=(1, 2))
+    return _heads(x, self.num_classes, _kernel_init(self.init_std))
+
+
+def build(model_config, image_shape, num_classes: int):
+  """Returns (generator, critic) modules for `model_config` and the data's image shape."""
+  check_image_shape(model_config.arch, image_shape)
+  m = model_config
+  image_shape = tuple(int(s) for s in image_shape)
+  common = dict(init_std=m.init_std, num_classes=num_classes)
+  if m.arch == 'conv':
+    conv = dict(width=m.width, kernel_size=m.kernel_size)
+    return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
+            ConvCritic(norm=m.critic_norm, **conv, **common))
+  if m.arch == 'resnet':
+    return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, **common),
+            ResNetCritic(width=m.width, norm=m.critic_norm, **common))
+  return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
+          MLPCritic(width=m.width, depth=m.depth, norm=m.critic_norm, **common))

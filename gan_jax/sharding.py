@@ -1,0 +1,24 @@
+"""Mesh and shardings for data parallelism: batch split on 'data', state replicated."""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis name 'data'."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Iteration batches are [n_critic, B, ...]: the batch axis B is split over 'data'."""
+  return NamedSharding(mesh, P(None, 'data'))
+
+
+def to_global(local_batch, sharding: NamedSharding):
+  """Builds global arrays from this process's share of the batch."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)

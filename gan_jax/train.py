@@ -1,0 +1,370 @@
+"""Train state, the pure critic/generator updates, one compiled iteration, and the loop."""
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+from absl import logging
+from clu import metric_writers, periodic_actions
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gan_jax import checkpoints, input_pipeline, losses, models, sample, sharding, variants
+
+Metrics = Dict[str, jax.Array]
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; its message says which field and how to fix it."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array              # generator updates done so far
+  key: jax.Array               # base PRNG key; step keys are fold_in(key, step)
+  gen_params: Any
+  gen_stats: Any               # Flax 'batch_stats' collection ({} without batch norm)
+  gen_opt_state: Any
+  critic_params: Any
+  critic_stats: Any
+  critic_opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """Everything static about a run: modules, optimizers, the variant and its constants."""
+  generator: nn.Module
+  critic: nn.Module
+  gen_tx: optax.GradientTransformation
+  critic_tx: optax.GradientTransformation
+  variant: variants.Variant
+  latent_dim: int
+  num_classes: int
+  gp_weight: float
+  clip_value: float
+  aux_weight: float
+
+
+def validate(config, num_devices: int) -> None:
+  """Raises ConfigError for settings that cannot train (before anything is written)."""
+  try:
+    variant = variants.get_variant(config)
+    variants.make_optimizer(config.gen_optimizer)
+    variants.make_optimizer(config.critic_optimizer)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if config.batch_size <= 0:
+    raise ConfigError(f'batch_size must be positive, got {config.batch_size}')
+  if config.batch_size % num_devices:
+    raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
+                      f'devices; use a multiple of {num_devices}')
+  if config.n_critic < 1:
+    raise ConfigError(f'n_critic must be >= 1, got {config.n_critic}')
+  if config.num_steps < 0:
+    raise ConfigError(f'num_steps must be >= 0, got {config.num_steps}')
+  if variant.gradient_penalty and config.model.critic_norm == 'batch':
+    raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "
+                      "set model.critic_norm to 'layer' or 'none' (as in WGAN-GP)")
+  if variant.weight_clipping and config.loss.clip_value <= 0:
+    raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
+                      f'got {config.loss.clip_value}')
+  for name in ('log_every', 'checkpoint_every', 'sample_every'):
+    if config[name] < 0:
+      raise ConfigError(f'{name} must be >= 0 (0 turns it off), got {config[name]}')
+
+
+def build_gan(config, image_shape, num_classes: int) -> GAN:
+  variant = variants.get_variant(config)
+  if variant.conditional and num_classes < 2:
+    raise ConfigError(f'{config.gan} is class-conditional and needs labels with >= 2 classes; '
+                      f'the dataset has {num_classes}')
+  num_classes = num_classes if variant.conditional else 0
+  try:
+    generator, critic = models.build(config.model, image_shape, num_classes)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  return GAN(generator, critic, variants.make_optimizer(config.gen_optimizer),
+             variants.make_optimizer(config.critic_optimizer), variant, config.latent_dim,
+             num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight)
+
+
+def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
+  """Initial parameters and optimizer states (pure; jit it with out_shardings to shard)."""
+  gen_key, critic_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  z = jnp.zeros((1, gan.latent_dim), jnp.float32)
+  labels = jnp.zeros((1,), jnp.int32) if gan.num_classes else None
+  gen_vars = gan.generator.init(gen_key, z, labels, train=False)
+  critic_vars = gan.critic.init(critic_key, jnp.zeros((1, *image_shape), jnp.float32),
+                                train=False)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), key=train_key,
+      gen_params=gen_vars['params'], gen_stats=gen_vars.get('batch_stats', {}),
+      gen_opt_state=gan.gen_tx.init(gen_vars['params']),
+      critic_params=critic_vars['params'], critic_stats=critic_vars.get('batch_stats', {}),
+      critic_opt_state=gan.critic_tx.init(critic_vars['params']))
+
+
+def _apply(module, params, stats, *args, train: bool):
+  """Applies a module; in training with batch norm also returns the updated statistics."""
+  variables = {'params': params, **({'batch_stats': stats} if stats else {})}
+  if train and stats:
+    out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'])
+    return out, updates['batch_stats']
+  return module.apply(variables, *args, train=train), stats
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1]; float data is already in [-1, 1]."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 127.5 - 1.0
+  return images.astype(jnp.float32)
+
+
+def _sample_inputs(gan: GAN, key, batch_size: int):
+  z_key, label_key = jax.random.split(key)
+  z = jax.random.normal(z_key, (batch_size, gan.latent_dim), jnp.float32)
+  labels = (jax.random.randint(label_key, (batch_size,), 0, gan.num_classes)
+            if gan.num_classes else None)
+  return z, labels
+
+
+def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
+  """One critic update on one real batch. `critic` = (params, stats, opt_state)."""
+  critic_params, critic_stats, opt_state = critic
+  input_key, eps_key = jax.random.split(key)
+  real = preprocess(batch['image'])
+  z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
+  # The generator's batch statistics change only in its own update.
+  fake, _ = _apply(gan.generator, gen_params, gen_stats, z, fake_labels, train=True)
+  fake = jax.lax.stop_gradient(fake)
+  critic_loss_fn, _ = losses.ADVERSARIAL[gan.variant.adversarial]
+
+  def loss_fn(params):
+    # Real and fake pass separately, as in the reference code (batch norm sees each alone).
+    (real_adv, real_cls), stats = _apply(gan.critic, params, critic_stats, real, train=True)
+    (fake_adv, fake_cls), stats = _apply(gan.critic, params, stats, fake, train=True)
+    loss, metrics = critic_loss_fn(real_adv, fake_adv)
+    if gan.variant.gradient_penalty:
+      x_hat = losses.interpolate(real, fake, eps_key)
+      critic_fn = lambda x: _apply(gan.critic, params, stats, x, train=True)[0][0]
+      penalty, grad_norm = losses.gradient_penalty(critic_fn, x_hat)
+      loss += gan.gp_weight * penalty
+      metrics.update(gradient_penalty=penalty, grad_norm=grad_norm)
+    if gan.variant.conditional:
+      real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
+      fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
+      loss += gan.aux_weight * (real_xent + fake_xent)
+      metrics.update(aux_loss_real=real_xent, aux_acc_real=real_acc, aux_acc_fake=fake_acc)
+    metrics['critic_loss'] = loss
+    return loss, (stats, metrics)
+
+  grads, (critic_stats, metrics) = jax.grad(loss_fn, has_aux=True)(critic_params)
+  updates, opt_state = gan.critic_tx.update(grads, opt_state, critic_params)
+  critic_params = optax.apply_updates(critic_params, updates)
+  if gan.variant.weight_clipping:  # WGAN's post-update: every critic weight into [-c, c]
+    critic_params = jax.tree.map(lambda p: jnp.clip(p, -gan.clip_value, gan.clip_value),
+                                 critic_params)
+  return (critic_params, critic_stats, opt_state), metrics
+
+
+def gen_update(gan: GAN, gen, critic_params, critic_stats, key, batch_size: int):
+  """One generator update. `gen` = (params, stats, opt_state)."""
+  gen_params, gen_stats, opt_state = gen
+  z, labels = _sample_inputs(gan, key, batch_size)
+  _, gen_loss_fn = losses.ADVERSARIAL[gan.variant.adversarial]
+
+  def loss_fn(params):
+    fake, stats = _apply(gan.generator, params, gen_stats, z, labels, train=True)
+    # The critic's statistics are not updated by the generator's step.
+    (fake_adv, fake_cls), _ = _apply(gan.critic, critic_params, critic_stats, fake, train=True)
+    loss, metrics = gen_loss_fn(fake_adv)
+    if gan.variant.conditional:
+      xent, _ = losses.auxiliary_xent(fake_cls, labels)
+      loss += gan.aux_weight * xent
+      metrics['aux_loss_fake'] = xent
+    metrics['gen_loss'] = loss
+    return loss, (stats, metrics)
+
+  grads, (gen_stats, metrics) = jax.grad(loss_fn, has_aux=True)(gen_params)
+  updates, opt_state = gan.gen_tx.update(grads, opt_state, gen_params)
+  return (optax.apply_updates(gen_params, updates), gen_stats, opt_state), metrics
+
+
+def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metrics]:
+  """One iteration: n_critic critic updates (a scan over batch's leading axis), one G update.
+
+  Args:
+    state: the TrainState.
+    batch: {'image': [n_critic, B, H, W, C], 'label': [n_critic, B] (conditional only)}.
+    gan: static parts.
+
+  Returns:
+    (new state, metrics): critic metrics are means over the n_critic updates.
+  """
+  n_critic, batch_size = batch['image'].shape[:2]
+  keys = jax.random.split(jax.random.fold_in(state.key, state.step), n_critic + 1)
+
+  def critic_body(critic, inputs):
+    one_batch, key = inputs
+    return critic_update(gan, state.gen_params, state.gen_stats, critic, one_batch, key)
+
+  critic = (state.critic_params, state.critic_stats, state.critic_opt_state)
+  (critic_params, critic_stats, critic_opt), c_metrics = jax.lax.scan(
+      critic_body, critic, (batch, keys[1:]))
+  gen = (state.gen_params, state.gen_stats, state.gen_opt_state)
+  (gen_params, gen_stats, gen_opt), g_metrics = gen_update(
+      gan, gen, critic_params, critic_stats, keys[0], batch_size)
+  metrics = {**jax.tree.map(jnp.mean, c_metrics), **g_metrics}
+  metrics['n_critic'] = jnp.asarray(n_critic, jnp.float32)
+  new_state = state.replace(
+      step=state.step + 1, gen_params=gen_params, gen_stats=gen_stats, gen_opt_state=gen_opt,
+      critic_params=critic_params, critic_stats=critic_stats, critic_opt_state=critic_opt)
+  return new_state, metrics
+
+
+def generate(gan: GAN, state: TrainState, z, labels=None):
+  """Samples in [-1, 1] from G in inference mode (batch norm uses running averages)."""
+  return _apply(gan.generator, state.gen_params, state.gen_stats, z, labels, train=False)[0]
+
+
+def compile_fns(gan: GAN, mesh, image_shape, seed: int):
+  """jit-compiled (init, step, generate) with the batch on 'data' and the state replicated."""
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  init_fn = jax.jit(functools.partial(init_state, gan, seed, image_shape), out_shardings=repl)
+  step_fn = jax.jit(functools.partial(train_step, gan=gan), in_shardings=(repl, batch_sh),
+                    out_shardings=(repl, repl), donate_argnums=0)
+  gen_fn = jax.jit(functools.partial(generate, gan))
+  return init_fn, step_fn, gen_fn
+
+
+def fixed_grid_inputs(gan: GAN, seed: int, num: int):
+  """The fixed z (and labels: one class per row) behind every sample grid of a run."""
+  if gan.num_classes:
+    labels = jnp.repeat(jnp.arange(gan.num_classes, dtype=jnp.int32), 10)
+    ncol = 10
+  else:
+    labels, ncol = None, int(np.ceil(np.sqrt(num)))
+  n = labels.shape[0] if labels is not None else num
+  z = jax.random.normal(jax.random.PRNGKey(seed + 1), (n, gan.latent_dim), jnp.float32)
+  return z, labels, ncol
+
+
+class Run:
+  """What train and sample share: data, model, compiled functions and the checkpoint manager."""
+
+  def __init__(self, config, workdir: str):
+    validate(config, jax.device_count())
+    self.config, self.workdir = config, workdir
+    self.data = input_pipeline.load(config.dataset)
+    self.gan = build_gan(config, self.data.image_shape, self.data.num_classes)
+    self.mesh = sharding.make_mesh()
+    self.init_fn, self.step_fn, self.gen_fn = compile_fns(
+        self.gan, self.mesh, self.data.image_shape, config.seed)
+
+  def restore_or_init(self, mngr, step: Optional[int] = None):
+    state = self.init_fn()
+    if step is None and mngr.latest_step() is None:
+      return state, {'position': 0}
+    return checkpoints.restore(mngr, state, step)
+
+
+def _scalars(metrics) -> Dict[str, float]:
+  return {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(config, workdir: str) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one."""
+  run = Run(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
+  state, data_state = run.restore_or_init(mngr)
+  initial_step = int(state.step)
+  if initial_step:
+    logging.info('Resumed from step %d in %s', initial_step, workdir)
+
+  local_batch = config.batch_size // jax.process_count()
+  stream = input_pipeline.BatchStream(input_pipeline.host_share(run.data), local_batch,
+                                      config.seed, data_state['position'])
+  batch_sh = sharding.batch_sharding(run.mesh)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0,
+                                                asynchronous=True)
+  if initial_step == 0:
+    writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
+                                           every_steps=config.log_every or None)
+  grid_z, grid_labels, grid_ncol = fixed_grid_inputs(run.gan, config.seed, config.num_grid)
+  is_time = lambda every, step: every > 0 and (step % every == 0 or step == config.num_steps)
+
+  data_seconds, real_images, t_log = 0.0, 0, time.time()
+  for step in range(initial_step, config.num_steps):
+    t0 = time.time()
+    n_critic = variants.n_critic_at(step, config)
+    batch = sharding.to_global(stream.next(n_critic), batch_sh)
+    data_seconds += time.time() - t0
+    real_images += n_critic * config.batch_size
+    state, metrics = run.step_fn(state, batch)
+    done = step + 1
+    report(done)
+    if is_time(config.log_every, done):
+      scalars = _scalars(metrics)
+      elapsed = time.time() - t_log
+      scalars.update({'train/data_seconds_per_step': data_seconds / config.log_every,
+                      'train/images_per_sec': real_images / elapsed})
+      writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
+      data_seconds, real_images, t_log = 0.0, 0, time.time()
+    if is_time(config.sample_every, done):
+      images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
+      writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
+    if is_time(config.checkpoint_every, done) or done == config.num_steps:
+      checkpoints.save(mngr, done, state, {'position': stream.position})
+  mngr.wait_until_finished()
+  writer.flush()
+  writer.close()
+  return state
+
+
+def write_samples(config, workdir: str, num_samples: int, out: str,
+                  step: Optional[int] = None) -> Dict[str, Any]:
+  """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
+  run = Run(config, workdir)
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
+  if mngr.latest_step() is None:
+    raise ConfigError(f'no checkpoint in {workdir}; train first')
+  if step is not None and step not in mngr.all_steps():
+    raise ConfigError(f'no checkpoint at step {step} in {workdir}; '
+                      f'steps there: {mngr.all_steps()}')
+  state, _ = run.restore_or_init(mngr, step)
+  key = jax.random.PRNGKey(config.seed + 2)
+  labels = (sample.balanced_labels(num_samples, run.gan.num_classes)
+            if run.gan.num_classes else None)
+  chunks = []
+  for start in range(0, num_samples, 256):
+    key, z_key = jax.random.split(key)
+    n = min(256, num_samples - start)
+    z = jax.random.normal(z_key, (n, run.gan.latent_dim), jnp.float32)
+    chunk_labels = None if labels is None else jnp.asarray(labels[start:start + n])
+    chunks.append(sample.to_unit(run.gen_fn(state, z, chunk_labels)))
+  images = np.concatenate(chunks)
+  arrays = {'images': images}
+  if labels is not None:
+    arrays['labels'] = labels
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  np.savez(out, **arrays)
+  if labels is not None:  # one class per row
+    rows = [images[labels == c][:10] for c in range(run.gan.num_classes)]
+    ncol = max(len(r) for r in rows)
+    rows = [np.concatenate([r, np.ones((ncol - len(r),) + r.shape[1:], r.dtype)]) for r in rows]
+    grid = sample.make_grid(np.concatenate(rows), ncol)
+  else:
+    grid = sample.make_grid(images[:100])
+  png = os.path.splitext(out)[0] + '.png'
+  sample.save_png(grid, png, scale=2)
+  return {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}

@@ -1,0 +1,63 @@
+"""gan_jax: train or sample WGAN, WGAN-GP, DCGAN and ACGAN.
+
+  python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run
+  python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=sample \
+      --num_samples=1000 --out=/tmp/run/samples.npz
+"""
+
+import json
+import logging as py_logging
+import sys
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+
+from gan_jax import input_pipeline, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
+flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
+flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
+flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: the latest).')
+flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+USER_ERRORS = (train.ConfigError, input_pipeline.DataError)
+
+
+class _OwnInfoOnly(py_logging.Filter):
+  """INFO lines from this project and CLU's writers only; warnings from everyone."""
+
+  def filter(self, record):
+    return (record.levelno >= py_logging.WARNING or '/gan_jax/' in record.pathname or
+            '/clu/' in record.pathname or record.pathname.endswith('main.py'))
+
+
+def run(_):
+  config, workdir = FLAGS.config, FLAGS.workdir
+  logging.info('JAX devices: %s', jax.devices())
+  if FLAGS.mode == 'train':
+    train.train_and_evaluate(config, workdir)
+  else:
+    out = FLAGS.out or f'{workdir}/samples.npz'
+    print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step)))
+
+
+def main(argv):
+  if not FLAGS.verbose:
+    logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  try:
+    run(argv)
+  except USER_ERRORS as e:
+    if FLAGS.verbose:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)
