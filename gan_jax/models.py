@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax import layers
+
 ARCHS = ('conv', 'resnet', 'mlp')
 
 
@@ -84,22 +86,22 @@ class ConvGenerator(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     sizes = pyramid(self.image_shape[0])
     init = _kernel_init(self.init_std)
-    k = (self.kernel_size, self.kernel_size)
+    up = lambda f: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init)
     x = _condition(z, labels, self.num_classes)
     x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init)(x)
     x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
     x = nn.relu(_norm(self.norm, train, True)(x))
     for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
-      x = nn.ConvTranspose(features, k, strides=(2, 2), padding='SAME', kernel_init=init)(x)
+      x = up(features)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
       x = nn.relu(_norm(self.norm, train, True)(x))
-    x = nn.ConvTranspose(self.image_shape[2], k, strides=(2, 2), padding='SAME',
-                         kernel_init=init)(x)
+    x = up(self.image_shape[2])(x)
     return jnp.tanh(x[:, :sizes[3], :sizes[3]])
 
 
@@ -110,13 +112,13 @@ class ConvCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
-    k = (self.kernel_size, self.kernel_size)
     for i, features in enumerate((self.width, 2 * self.width, 4 * self.width)):
-      x = nn.Conv(features, k, strides=(2, 2), padding='SAME', kernel_init=init)(x)
+      x = layers.Conv(features, self.kernel_size, self.conv_impl, init)(x)
       if i > 0:
         x = _norm(self.norm, train, True)(x)
       x = nn.leaky_relu(x, 0.2)
@@ -247,7 +249,7 @@ def build(model_config, image_shape, num_classes: int):
   image_shape = tuple(int(s) for s in image_shape)
   common = dict(init_std=m.init_std, num_classes=num_classes)
   if m.arch == 'conv':
-    conv = dict(width=m.width, kernel_size=m.kernel_size)
+    conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
     return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
             ConvCritic(norm=m.critic_norm, **conv, **common))
   if m.arch == 'resnet':
