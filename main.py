@@ -47,9 +47,35 @@ def run(_):
     print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step)))
 
 
+def _exit_with(error: BaseException, prefix: str = '') -> None:
+  """Prints the last meaningful line of `error` as one line and exits with status 2."""
+  text = str(error).replace('\\n', '\n').replace("\\'", "'")
+  lines = [l.strip().strip("'") for l in text.splitlines() if l.strip().strip("'")]
+  detail = ' '.join(lines[-2:]) if lines and lines[-1].startswith(('Did you mean', '[Errno')) \
+      else (lines[-1] if lines else type(error).__name__)
+  print(f'error: {prefix}{detail}', file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl flag parsing, with errors (a bad --config argument or override) as one line."""
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except  (config files run arbitrary code)
+    if '--verbose' in argv:
+      raise
+    _exit_with(e, 'unknown config field: ' if isinstance(e, AttributeError) else '')
+
+
 def main(argv):
   if not FLAGS.verbose:
     logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  try:
+    _ = FLAGS.config.gan  # config files load lazily: a missing or broken one fails here
+  except Exception as e:  # pylint: disable=broad-except
+    if FLAGS.verbose:
+      raise
+    _exit_with(e, 'cannot load --config: ')
   try:
     run(argv)
   except USER_ERRORS as e:
@@ -60,4 +86,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

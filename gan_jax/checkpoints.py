@@ -7,12 +7,16 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
-  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         enable_async_checkpointing=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options)
+def directory(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`;
+  `read_only` creates nothing (for sampling and evaluation)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                         read_only=read_only, enable_async_checkpointing=True)
+  return ocp.CheckpointManager(directory(workdir), options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) -> None:

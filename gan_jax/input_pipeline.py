@@ -166,7 +166,9 @@ def load_tfds(config) -> Dataset:
       # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
       downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 1)
       builder.download_and_prepare()
-    data = tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=-1))
+    # Read in chunks: batch_size=-1 aborts inside TensorFlow 2.21 (std::length_error).
+    chunks = list(tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=4096)))
+    data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
   except DataError:
     raise
   except Exception as e:  # download/preparation errors come in many types

@@ -92,10 +92,13 @@ class _Stride2(nn.Module):
   kernel_size: int
   impl: str = 'auto'
   kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+  use_bias: bool = True
 
   def _params(self, cin):
     k = self.kernel_size
     kernel = self.param('kernel', self.kernel_init, (k, k, cin, self.features))
+    if not self.use_bias:
+      return kernel, 0.0
     return kernel, self.param('bias', nn.initializers.zeros, (self.features,))
 
 

@@ -92,16 +92,17 @@ class ConvGenerator(nn.Module):
   def __call__(self, z, labels=None, train: bool = True):
     sizes = pyramid(self.image_shape[0])
     init = _kernel_init(self.init_std)
-    up = lambda f: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init)
+    bias = self.norm != 'batch'  # batch norm cancels a bias (and Adam would amplify its noise)
+    up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init, b)
     x = _condition(z, labels, self.num_classes)
-    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init)(x)
+    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init, use_bias=bias)(x)
     x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
     x = nn.relu(_norm(self.norm, train, True)(x))
     for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
-      x = up(features)(x)
+      x = up(features, bias)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
       x = nn.relu(_norm(self.norm, train, True)(x))
-    x = up(self.image_shape[2])(x)
+    x = up(self.image_shape[2], True)(x)
     return jnp.tanh(x[:, :sizes[3], :sizes[3]])
 
 
@@ -118,7 +119,8 @@ class ConvCritic(nn.Module):
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
     for i, features in enumerate((self.width, 2 * self.width, 4 * self.width)):
-      x = layers.Conv(features, self.kernel_size, self.conv_impl, init)(x)
+      bias = i == 0 or self.norm != 'batch'
+      x = layers.Conv(features, self.kernel_size, self.conv_impl, init, bias)(x)
       if i > 0:
         x = _norm(self.norm, train, True)(x)
       x = nn.leaky_relu(x, 0.2)
@@ -144,8 +146,9 @@ class MLPGenerator(nn.Module):
   def __call__(self, z, labels=None, train: bool = True):
     init = _kernel_init(self.init_std)
     x = _condition(z, labels, self.num_classes)
+    dense = lambda: nn.Dense(self.width, kernel_init=init, use_bias=self.norm != 'batch')
     for _ in range(self.depth):
-      x = nn.relu(_norm(self.norm, train, False)(nn.Dense(self.width, kernel_init=init)(x)))
+      x = nn.relu(_norm(self.norm, train, False)(dense()(x)))
     x = nn.Dense(math.prod(self.image_shape), kernel_init=init)(x)
     return jnp.tanh(x).reshape(x.shape[0], *self.image_shape)
 
@@ -161,8 +164,9 @@ class MLPCritic(nn.Module):
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
     x = x.reshape(x.shape[0], -1)
+    dense = lambda: nn.Dense(self.width, kernel_init=init, use_bias=self.norm != 'batch')
     for _ in range(self.depth):
-      x = nn.relu(_norm(self.norm, train, False)(nn.Dense(self.width, kernel_init=init)(x)))
+      x = nn.relu(_norm(self.norm, train, False)(dense()(x)))
     return _heads(x, self.num_classes, init)
 
 

@@ -258,12 +258,12 @@ def fixed_grid_inputs(gan: GAN, seed: int, num: int):
 class Run:
   """What train and sample share: data, model, compiled functions and the checkpoint manager."""
 
-  def __init__(self, config, workdir: str):
-    validate(config, jax.device_count())
+  def __init__(self, config, workdir: str, devices=None):
+    self.mesh = sharding.make_mesh(devices)
+    validate(config, self.mesh.size)
     self.config, self.workdir = config, workdir
     self.data = input_pipeline.load(config.dataset)
     self.gan = build_gan(config, self.data.image_shape, self.data.num_classes)
-    self.mesh = sharding.make_mesh()
     self.init_fn, self.step_fn, self.gen_fn = compile_fns(
         self.gan, self.mesh, self.data.image_shape, config.seed)
 
@@ -335,7 +335,9 @@ def write_samples(config, workdir: str, num_samples: int, out: str,
                   step: Optional[int] = None) -> Dict[str, Any]:
   """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
   run = Run(config, workdir)
-  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
+  if not os.path.isdir(checkpoints.directory(workdir)):
+    raise ConfigError(f'no checkpoint in {workdir}; train first')
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True)
   if mngr.latest_step() is None:
     raise ConfigError(f'no checkpoint in {workdir}; train first')
   if step is not None and step not in mngr.all_steps():

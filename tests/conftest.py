@@ -1,0 +1,37 @@
+"""Shared fixtures: the repository on sys.path, quiet TensorFlow, tiny configs."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+
+def load_config(spec: str, **overrides):
+  """'wgan_gp.py:digits,runlocal' -> its ConfigDict, with dotted-key overrides."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module, arg = spec.split(':', 1)
+  config = importlib.import_module(f'configs.{module[:-3]}').get_config(arg)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('__')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def run_main(*args, timeout=300, env=None):
+  """Runs main.py in a subprocess; returns the CompletedProcess (text)."""
+  full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **(env or {})}
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def config_factory():
+  return load_config

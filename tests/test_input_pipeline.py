@@ -1,0 +1,113 @@
+"""Loaders on files the tests write, the TFDS path on mock data, and the batch stream."""
+
+import gzip
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from gan_jax import input_pipeline as ip
+
+
+def write_idx(path, array):
+  """Writes an IDX file (uint8), gzipped when path ends in .gz."""
+  header = bytes([0, 0, 0x08, array.ndim]) + b''.join(
+      int(s).to_bytes(4, 'big') for s in array.shape)
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'wb') as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _config(**kw):
+  c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, download=False)
+  c.update(kw)
+  return ml_collections.ConfigDict(c)
+
+
+@pytest.mark.parametrize('suffix', ['', '.gz'])
+def test_idx_directory(tmp_path, suffix):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
+  labels = rng.integers(0, 10, 12).astype(np.uint8)
+  write_idx(str(tmp_path / f'train-images-idx3-ubyte{suffix}'), images)
+  write_idx(str(tmp_path / f'train-labels-idx1-ubyte{suffix}'), labels)
+  data = ip.load(_config(path=str(tmp_path)))
+  np.testing.assert_array_equal(data.images[..., 0], images)
+  np.testing.assert_array_equal(data.labels, labels)
+  assert data.images.dtype == np.uint8 and data.num_classes == int(labels.max()) + 1
+
+
+def test_truncated_idx_file_is_a_clear_error(tmp_path):
+  path = tmp_path / 'train-images-idx3-ubyte'
+  write_idx(str(path), np.zeros((4, 28, 28), np.uint8))
+  path.write_bytes(path.read_bytes()[:-100])
+  with pytest.raises(ip.DataError, match='truncated'):
+    ip.load(_config(path=str(tmp_path)))
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+  with pytest.raises(ip.DataError, match='does not exist'):
+    ip.load(_config(path=str(tmp_path / 'nope')))
+
+
+def test_npz_uint8_and_float(tmp_path):
+  images = np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8)
+  np.savez(tmp_path / 'a.npz', images=images, labels=np.array([0, 1, 2, 1, 0]))
+  data = ip.load(_config(path=str(tmp_path / 'a.npz')))
+  assert data.images.shape == (5, 8, 8, 1) and data.num_classes == 3
+  floats = np.linspace(0, 1, 4 * 6 * 6 * 3).reshape(4, 6, 6, 3)
+  np.savez(tmp_path / 'b.npz', images=floats)
+  data = ip.load(_config(path=str(tmp_path / 'b.npz')))
+  assert data.labels is None and data.images.dtype == np.float32
+  np.testing.assert_allclose(data.images, floats * 2 - 1, atol=1e-6)  # [0, 1] -> [-1, 1]
+
+
+@pytest.mark.parametrize('arrays,message', [
+    (dict(pictures=np.zeros((2, 8, 8))), 'no array named "images"'),
+    (dict(images=np.zeros((8, 8))), 'N x H x W'),
+    (dict(images=np.full((2, 8, 8), 5.0)), r'\[0, 1\] or \[-1, 1\]'),
+    (dict(images=np.zeros((2, 8, 8), np.uint8), labels=np.zeros(3)), '3 labels for 2 images'),
+])
+def test_bad_npz_is_a_clear_error(tmp_path, arrays, message):
+  np.savez(tmp_path / 'bad.npz', **arrays)
+  with pytest.raises(ip.DataError, match=message):
+    ip.load(_config(path=str(tmp_path / 'bad.npz')))
+
+
+def test_digits_need_no_download():
+  data = ip.load(_config(name='digits', image_size=28))
+  assert data.images.shape == (1797, 28, 28, 1) and data.num_classes == 10
+  assert data.images.dtype == np.uint8 and data.images.max() > 200
+
+
+def test_tfds_path_on_mock_data():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=20):
+    data = ip.load(_config(name='fashion_mnist', download=True))
+  assert data.images.shape == (20, 28, 28, 1) and data.labels.shape == (20,)
+
+
+def test_tfds_not_prepared_is_one_clear_line(tmp_path):
+  with pytest.raises(ip.DataError) as err:
+    ip.load(_config(name='cifar10', data_dir=str(tmp_path), download=False))
+  message = str(err.value)
+  assert "'cifar10'" in message and 'dataset.path' in message and '\n' not in message
+
+
+def test_unknown_dataset_names_the_choices():
+  with pytest.raises(ip.DataError, match='digits'):
+    ip.load(_config(name='imagenet'))
+
+
+def test_stream_is_deterministic_and_resumable():
+  data = ip.Dataset(np.arange(10)[:, None, None, None].astype(np.uint8), np.arange(10), 10)
+  stream = ip.BatchStream(data, batch_size=3, seed=0)
+  first = [stream.next(2)['image'] for _ in range(4)]  # 24 examples: crosses 2 epochs
+  assert first[0].shape == (2, 3, 1, 1, 1)
+  seen = np.concatenate([f.reshape(-1) for f in first])
+  assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
+  resumed = ip.BatchStream(data, batch_size=3, seed=0, position=12)
+  np.testing.assert_array_equal(resumed.next(2)['image'], first[2])
+  other_seed = ip.BatchStream(data, batch_size=3, seed=1)
+  assert not np.array_equal(other_seed.next(2)['image'], first[0])

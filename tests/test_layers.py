@@ -1,0 +1,58 @@
+"""The CPU-fast stride-2 layers compute what nn.Conv / nn.ConvTranspose compute."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_jax import layers
+
+
+def _params(k, cin, f, key=0):
+  kernel = jax.random.normal(jax.random.PRNGKey(key), (k, k, cin, f)) * 0.2
+  return {'params': {'kernel': kernel, 'bias': jnp.linspace(-1, 1, f)}}
+
+
+@pytest.mark.parametrize('k', [3, 4, 5])
+@pytest.mark.parametrize('size', [4, 7, 8, 14])
+def test_fast_conv_equals_nn_conv(k, size):
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
+  params = _params(k, 3, 5)
+  want = nn.Conv(5, (k, k), strides=(2, 2), padding='SAME').apply(params, x)
+  for impl in ('fast', 'xla'):
+    got = layers.Conv(5, k, impl).apply(params, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize('k', [3, 4, 5])
+@pytest.mark.parametrize('size', [4, 7])
+def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
+  params = _params(k, 3, 5)
+  want = nn.ConvTranspose(5, (k, k), strides=(2, 2), padding='SAME').apply(params, x)
+  for impl in ('fast', 'xla'):
+    got = layers.ConvTranspose(5, k, impl).apply(params, x)
+    assert got.shape == want.shape == (2, 2 * size, 2 * size, 5)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize('module', [layers.Conv, layers.ConvTranspose])
+def test_fast_layers_match_first_and_second_derivatives(module):
+  """The gradient penalty differentiates d critic / d x w.r.t. the weights: check both."""
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 7, 7, 3))
+  params = _params(5, 3, 4)
+
+  def gp_like(p, impl):
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.sin(module(4, 5, impl).apply(p, x))))(x)
+    return jnp.sum(input_grad ** 2)
+
+  for order in (gp_like, jax.grad(gp_like)):
+    fast, plain = order(params, 'fast'), order(params, 'xla')
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fast, plain)
+
+
+def test_impl_names_are_checked():
+  with pytest.raises(ValueError, match="'auto', 'fast' or 'xla'"):
+    layers.use_fast('cudnn')

@@ -1,0 +1,181 @@
+"""Training end to end on tiny configs: every GAN, the update schedule, determinism, checkpoints."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from gan_jax import checkpoints, input_pipeline, sharding, train, variants
+
+GANS = ['wgan.py:digits,runlocal', 'wgan_gp.py:digits,runlocal', 'dcgan.py:digits,runlocal',
+        'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_gp',
+        'acgan.py:digits,runlocal,wasserstein_clip', 'wgan_gp.py:digits,runlocal,mlp']
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(_leaves(a), _leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def _steps(run, state, stream, n_steps, config):
+  """Drives the compiled step like the training loop does; returns (state, metrics list)."""
+  batch_sh = sharding.batch_sharding(run.mesh)
+  history = []
+  for _ in range(n_steps):
+    n = variants.n_critic_at(int(state.step), config)
+    state, metrics = run.step_fn(state, sharding.to_global(stream.next(n), batch_sh))
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+@pytest.mark.parametrize('spec', GANS)
+def test_every_gan_trains_with_finite_metrics(spec, tmp_path):
+  config = load_config(spec, num_steps=2, sample_every=0)
+  run = train.Run(config, str(tmp_path))
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  state0 = run.init_fn()
+  before = _leaves(state0.gen_params)
+  state, history = _steps(run, state0, stream, 2, config)
+  for metrics in history:
+    for key in ('critic_loss', 'gen_loss', 'd_real', 'd_fake'):
+      assert np.isfinite(metrics[key]), (key, metrics)
+  variant = run.gan.variant
+  if variant.adversarial == 'wasserstein':
+    assert 'wasserstein' in history[-1]
+  if variant.gradient_penalty:
+    assert history[-1]['gradient_penalty'] >= 0 and history[-1]['grad_norm'] > 0
+  if variant.conditional:
+    assert {'aux_acc_real', 'aux_acc_fake'} <= set(history[-1])
+  assert int(state.step) == 2
+  assert any(np.any(a != b) for a, b in zip(before, _leaves(state.gen_params)))
+
+
+def test_wgan_critic_weights_are_clipped(tmp_path):
+  config = load_config('wgan.py:digits,runlocal')
+  run = train.Run(config, str(tmp_path))
+  state0 = run.init_fn()
+  # N(0, 0.02) init puts many weights outside [-0.01, 0.01] before the first update.
+  assert max(np.abs(x).max() for x in _leaves(state0.critic_params)) > 0.03
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  state, _ = _steps(run, state0, stream, 1, config)
+  weights = np.concatenate([x.ravel() for x in _leaves(state.critic_params)])
+  assert np.abs(weights).max() <= 0.01
+  assert np.isclose(np.abs(weights).max(), 0.01)  # the clip is active, not vacuous
+
+
+def test_wgan_schedule_is_the_papers():
+  config = load_config('wgan.py:mnist')
+  counts = [variants.n_critic_at(s, config) for s in range(1002)]
+  assert counts[:25] == [100] * 25 and counts[25:30] == [5] * 5
+  assert counts[500] == 100 and counts[1000] == 100 and counts[501] == 5
+  assert load_config('wgan_gp.py:mnist').critic_boost.iters == 0
+
+
+def test_critic_updates_per_iteration_and_no_retrace(tmp_path):
+  """Runlocal WGAN boosts step 0 and every 3rd step to 10 critic updates, 5 otherwise."""
+  config = load_config('wgan.py:digits,runlocal', critic_boost__iters=7)
+  run = train.Run(config, str(tmp_path))
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  state, history = _steps(run, run.init_fn(), stream, 5, config)
+  assert [int(m['n_critic']) for m in history] == [7, 5, 5, 7, 5]
+  assert stream.position == (7 + 5 + 5 + 7 + 5) * config.batch_size
+  assert run.step_fn._cache_size() == 2  # one compile per distinct n_critic, not per step
+
+
+def test_adam_counts_n_critic_critic_updates(tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal', n_critic=3)
+  run = train.Run(config, str(tmp_path))
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  state, _ = _steps(run, run.init_fn(), stream, 2, config)
+  assert int(state.critic_opt_state[0].count) == 6
+  assert int(state.gen_opt_state[0].count) == 2
+
+
+def test_scanned_critic_updates_equal_an_unrolled_loop(tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal', n_critic=3)
+  run = train.Run(config, str(tmp_path))
+  gan, state = run.gan, run.init_fn()
+  batch = input_pipeline.BatchStream(run.data, config.batch_size, config.seed).next(3)
+  batch = jax.tree.map(jnp.asarray, batch)
+  scanned, _ = jax.jit(lambda s, b: train.train_step(s, b, gan=gan))(state, batch)
+  keys = jax.random.split(jax.random.fold_in(state.key, state.step), 4)
+  critic = (state.critic_params, state.critic_stats, state.critic_opt_state)
+  update = jax.jit(lambda c, b, k: train.critic_update(gan, state.gen_params, state.gen_stats,
+                                                       c, b, k))
+  for i in range(3):
+    critic, _ = update(critic, jax.tree.map(lambda x, i=i: x[i], batch), keys[i + 1])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               scanned.critic_params, critic[0])
+
+
+def test_same_seed_same_parameters_other_seed_differs(tmp_path):
+  finals = []
+  for i, seed in enumerate((0, 0, 1)):
+    config = load_config('dcgan.py:digits,runlocal', seed=seed, num_steps=2, sample_every=0,
+                         log_every=0)
+    finals.append(train.train_and_evaluate(config, str(tmp_path / str(i))))
+  _assert_trees_equal(finals[0].gen_params, finals[1].gen_params)
+  _assert_trees_equal(finals[0].critic_stats, finals[1].critic_stats)
+  assert any(np.any(a != b) for a, b in zip(_leaves(finals[0].gen_params),
+                                            _leaves(finals[2].gen_params)))
+
+
+def test_resume_continues_exactly(tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal', num_steps=4, checkpoint_every=2)
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  config.num_steps = 2
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  config.num_steps = 4
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert int(resumed.step) == 4
+  _assert_trees_equal(straight, resumed)
+
+
+def test_restored_checkpoint_gives_the_same_samples(tmp_path):
+  config = load_config('acgan.py:digits,runlocal', num_steps=2)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  run = train.Run(config, str(tmp_path))
+  restored, data_state = run.restore_or_init(checkpoints.manager(str(tmp_path), 3))
+  assert data_state['position'] == 2 * config.batch_size
+  z = jax.random.normal(jax.random.PRNGKey(5), (10, config.latent_dim))
+  labels = jnp.arange(10)
+  np.testing.assert_array_equal(run.gen_fn(state, z, labels), run.gen_fn(restored, z, labels))
+
+
+def test_acgan_auxiliary_head_learns(tmp_path):
+  config = load_config('acgan.py:digits,runlocal', batch_size=64)
+  config.model.width = 16
+  run = train.Run(config, str(tmp_path))
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  _, history = _steps(run, run.init_fn(), stream, 40, config)
+  first = np.mean([m['aux_loss_real'] for m in history[:3]])
+  last = np.mean([m['aux_loss_real'] for m in history[-5:]])
+  assert first > 2.0 and last < 0.7 * first, (first, last)
+  assert np.mean([m['aux_acc_real'] for m in history[-5:]]) > 0.4  # chance is 0.1
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(batch_size=0), 'batch_size must be positive'),
+    (dict(n_critic=0), 'n_critic must be >= 1'),
+    (dict(gan='biggan'), 'unknown gan'),
+])
+def test_bad_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
+  config = load_config('wgan_gp.py:digits,runlocal', **overrides)
+  workdir = tmp_path / 'w'
+  with pytest.raises(train.ConfigError, match=message):
+    train.train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_gradient_penalty_refuses_batch_norm_critic(tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal')
+  config.model.critic_norm = 'batch'
+  with pytest.raises(train.ConfigError, match='batch norm'):
+    train.train_and_evaluate(config, str(tmp_path))
