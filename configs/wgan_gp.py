@@ -38,13 +38,13 @@ def get_config(arg=None):
     c.model.width = 512
   if 'layernorm' in options:
     c.model.critic_norm = 'layer'
-  if 'demo' in options:          # minutes on a 2-core CPU
+  if 'demo' in options:          # a few minutes on a 2-core CPU
     c.model.width = 16
     c.batch_size = 32
-    c.num_steps = 600
-    c.log_every = 50
-    c.sample_every = 100
-    c.checkpoint_every = 200
+    c.num_steps = 3000
+    c.log_every = 100
+    c.sample_every = 500
+    c.checkpoint_every = 1000
   if 'runlocal' in options:
     common.runlocal(c)
   return c

@@ -134,6 +134,15 @@ def _heads(features, num_classes: int, init):
   return adv, cls
 
 
+def _mlp_trunk(x, m, init, train: bool):
+  """`m.depth` hidden layers of `m.width` units: Dense -> norm -> ReLU (called in a compact
+  method of `m`, so the layers belong to it)."""
+  for _ in range(m.depth):
+    x = nn.Dense(m.width, kernel_init=init, use_bias=m.norm != 'batch')(x)
+    x = nn.relu(_norm(m.norm, train, False)(x))
+  return x
+
+
 class MLPGenerator(nn.Module):
   image_shape: Tuple[int, int, int]
   width: int = 512
@@ -145,10 +154,7 @@ class MLPGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     init = _kernel_init(self.init_std)
-    x = _condition(z, labels, self.num_classes)
-    dense = lambda: nn.Dense(self.width, kernel_init=init, use_bias=self.norm != 'batch')
-    for _ in range(self.depth):
-      x = nn.relu(_norm(self.norm, train, False)(dense()(x)))
+    x = _mlp_trunk(_condition(z, labels, self.num_classes), self, init, train)
     x = nn.Dense(math.prod(self.image_shape), kernel_init=init)(x)
     return jnp.tanh(x).reshape(x.shape[0], *self.image_shape)
 
@@ -163,10 +169,7 @@ class MLPCritic(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
-    x = x.reshape(x.shape[0], -1)
-    dense = lambda: nn.Dense(self.width, kernel_init=init, use_bias=self.norm != 'batch')
-    for _ in range(self.depth):
-      x = nn.relu(_norm(self.norm, train, False)(dense()(x)))
+    x = _mlp_trunk(x.reshape(x.shape[0], -1), self, init, train)
     return _heads(x, self.num_classes, init)
 
 

@@ -79,13 +79,13 @@ def test_wgan_schedule_is_the_papers():
 
 
 def test_critic_updates_per_iteration_and_no_retrace(tmp_path):
-  """Runlocal WGAN boosts step 0 and every 3rd step to 10 critic updates, 5 otherwise."""
-  config = load_config('wgan.py:digits,runlocal', critic_boost__iters=7)
+  """The paper's 100 critic updates on boosted steps (runlocal: step 0 and every 3rd), else 5."""
+  config = load_config('wgan.py:digits,runlocal', critic_boost__iters=100)
   run = train.Run(config, str(tmp_path))
   stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
   state, history = _steps(run, run.init_fn(), stream, 5, config)
-  assert [int(m['n_critic']) for m in history] == [7, 5, 5, 7, 5]
-  assert stream.position == (7 + 5 + 5 + 7 + 5) * config.batch_size
+  assert [int(m['n_critic']) for m in history] == [100, 5, 5, 100, 5]
+  assert stream.position == (100 + 5 + 5 + 100 + 5) * config.batch_size  # real batches seen
   assert run.step_fn._cache_size() == 2  # one compile per distinct n_critic, not per step
 
 
@@ -179,3 +179,16 @@ def test_gradient_penalty_refuses_batch_norm_critic(tmp_path):
   config.model.critic_norm = 'batch'
   with pytest.raises(train.ConfigError, match='batch norm'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_wgan_gp_cifar10_resnet_through_tfds_mock_data(tmp_path):
+  """The default cifar10 path: TFDS (mocked, no download) and the paper's ResNet."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = load_config('wgan_gp.py:cifar10,runlocal', num_steps=1, sample_every=1)
+  assert config.model.arch == 'resnet'
+  with tfds.testing.mock_data(num_examples=48):
+    state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 1
+  leaves = _leaves(state.gen_params)
+  assert all(np.all(np.isfinite(x)) for x in leaves)
+  assert os.path.isdir(tmp_path / 'checkpoints' / '1')
