@@ -1,6 +1,6 @@
 r"""Times one training iteration (n_critic critic updates + one G update) of a config.
 
-  python experiments/benchmark.py --config=configs/wgan_gp.py:mnist --steps=5
+  python experiments/benchmark.py --config=configs/wgan_gp.py:mnist --steps=5 [--torch]
 
 Prints one JSON line: device kind and count, batch size, n_critic, compile seconds, steady-state
 iterations/s and images/s (real images the critic sees per second), and peak memory where the
@@ -26,6 +26,7 @@ from gan_jax import sharding, train  # pylint: disable=g-import-not-at-top
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 flags.DEFINE_integer('steps', 5, 'Timed iterations after the compiling one.')
+flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv configs; needs torch).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -65,7 +66,14 @@ def benchmark(config, steps: int) -> dict:
 
 
 def main(_):
-  print(json.dumps(benchmark(FLAGS.config, FLAGS.steps)))
+  result = benchmark(FLAGS.config, FLAGS.steps)
+  if FLAGS.torch:
+    from experiments import torch_reference  # pylint: disable=g-import-not-at-top
+    image_shape = common.DATASETS[FLAGS.config.dataset.name][0]
+    result.update(torch_reference.benchmark(FLAGS.config, image_shape, FLAGS.steps))
+    result['speedup_vs_torch'] = round(
+        result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)
+  print(json.dumps(result))
 
 
 if __name__ == '__main__':

@@ -282,8 +282,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one."""
   run = Run(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
   mngr = checkpoints.manager(workdir, config.keep_checkpoints)
   state, data_state = run.restore_or_init(mngr)
   initial_step = int(state.step)
@@ -303,7 +304,7 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   grid_z, grid_labels, grid_ncol = fixed_grid_inputs(run.gan, config.seed, config.num_grid)
   is_time = lambda every, step: every > 0 and (step % every == 0 or step == config.num_steps)
 
-  data_seconds, real_images, t_log = 0.0, 0, time.time()
+  data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
   for step in range(initial_step, config.num_steps):
     t0 = time.time()
     n_critic = variants.n_critic_at(step, config)
@@ -316,10 +317,10 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     if is_time(config.log_every, done):
       scalars = _scalars(metrics)
       elapsed = time.time() - t_log
-      scalars.update({'train/data_seconds_per_step': data_seconds / config.log_every,
+      scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
                       'train/images_per_sec': real_images / elapsed})
       writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
-      data_seconds, real_images, t_log = 0.0, 0, time.time()
+      data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
     if is_time(config.sample_every, done):
       images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
       writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})

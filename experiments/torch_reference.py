@@ -1,0 +1,112 @@
+"""PyTorch eager version of a conv config's iteration, for `benchmark.py --torch`.
+
+The same architecture as gan_jax.models.ConvGenerator / ConvCritic (transposed convs with
+PyTorch's equivalent of 'SAME' padding, crops to the pyramid sizes, batch norm where the config
+says), the same losses (WGAN-GP penalty through torch.autograd.grad with create_graph=True;
+non-saturating for DCGAN) and optimizers. torch is an optional, benchmark-only dependency:
+`pip install torch==2.13.0`.
+"""
+
+import time
+
+import torch
+from torch import nn
+
+from gan_jax import models
+
+
+def _norm(kind, channels):
+  if kind == 'batch':
+    return nn.BatchNorm2d(channels)
+  if kind == 'layer':
+    return nn.GroupNorm(1, channels)
+  return nn.Identity()
+
+
+class Crop(nn.Module):
+
+  def __init__(self, size):
+    super().__init__()
+    self.size = size
+
+  def forward(self, x):
+    return x[:, :, :self.size, :self.size]
+
+
+def build(config, image_shape):
+  """(generator, critic) torch modules mirroring the gan_jax conv models of `config`."""
+  m, (h, _, c) = config.model, image_shape
+  sizes, k, w = models.pyramid(h), m.kernel_size, m.width
+  # PyTorch's output side is 2 (in - 1) - 2p + k + output_padding: exactly 2 * in, like
+  # lax's 'SAME', with p = (k - 1) // 2 and output_padding = 2 + 2p - k.
+  p = (k - 1) // 2
+  up = lambda cin, cout: nn.ConvTranspose2d(cin, cout, k, 2, padding=p, output_padding=2 + 2 * p - k)
+  gen = nn.Sequential(
+      nn.Linear(config.latent_dim, sizes[0] * sizes[0] * 4 * w),
+      nn.Unflatten(1, (4 * w, sizes[0], sizes[0])), _norm(m.gen_norm, 4 * w), nn.ReLU(),
+      up(4 * w, 2 * w), Crop(sizes[1]), _norm(m.gen_norm, 2 * w), nn.ReLU(),
+      up(2 * w, w), Crop(sizes[2]), _norm(m.gen_norm, w), nn.ReLU(),
+      up(w, c), Crop(sizes[3]), nn.Tanh())
+  conv = lambda cin, cout: nn.Conv2d(cin, cout, k, 2, padding=p)
+  critic = nn.Sequential(
+      conv(c, w), nn.LeakyReLU(0.2),
+      conv(w, 2 * w), _norm(m.critic_norm, 2 * w), nn.LeakyReLU(0.2),
+      conv(2 * w, 4 * w), _norm(m.critic_norm, 4 * w), nn.LeakyReLU(0.2),
+      nn.Flatten(), nn.LazyLinear(1))
+  critic(torch.zeros(2, c, h, h))  # materialise the lazy layer
+  return gen, critic
+
+
+def _optimizer(params, o):
+  if o.name == 'adam':
+    return torch.optim.Adam(params, lr=o.learning_rate, betas=(o.b1, o.b2))
+  return torch.optim.RMSprop(params, lr=o.learning_rate, alpha=o.decay)
+
+
+def benchmark(config, image_shape, steps: int) -> dict:
+  """Seconds per iteration (n_critic critic updates + one G update) in eager PyTorch."""
+  torch.manual_seed(0)
+  gen, critic = build(config, image_shape)
+  g_opt = _optimizer(gen.parameters(), config.gen_optimizer)
+  c_opt = _optimizer(critic.parameters(), config.critic_optimizer)
+  b, n = config.batch_size, config.n_critic
+  real_all = torch.rand(n, b, image_shape[2], image_shape[0], image_shape[1]) * 2 - 1
+  wasserstein = config.gan in ('wgan', 'wgan_gp')
+  softplus = nn.functional.softplus
+
+  def iteration():
+    for i in range(n):
+      real = real_all[i]
+      with torch.no_grad():
+        fake = gen(torch.randn(b, config.latent_dim))
+      d_real, d_fake = critic(real), critic(fake)
+      if wasserstein:
+        loss = d_fake.mean() - d_real.mean()
+      else:
+        loss = softplus(-d_real).mean() + softplus(d_fake).mean()
+      if config.gan == 'wgan_gp':
+        eps = torch.rand(b, 1, 1, 1)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+        loss = loss + config.loss.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+      c_opt.zero_grad()
+      loss.backward()
+      c_opt.step()
+      if config.gan == 'wgan':
+        with torch.no_grad():
+          for p in critic.parameters():
+            p.clamp_(-config.loss.clip_value, config.loss.clip_value)
+    d_fake = critic(gen(torch.randn(b, config.latent_dim)))
+    g_loss = -d_fake.mean() if wasserstein else softplus(-d_fake).mean()
+    g_opt.zero_grad()
+    g_loss.backward()
+    g_opt.step()
+
+  iteration()  # warm-up
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    iteration()
+  seconds = (time.perf_counter() - t0) / steps
+  return {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads(),
+          'torch_seconds_per_iter': round(seconds, 4),
+          'torch_images_per_s': round(n * b / seconds, 1)}
