@@ -3,6 +3,8 @@
 import dataclasses
 import functools
 import os
+import signal
+import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -278,8 +280,37 @@ def _scalars(metrics) -> Dict[str, float]:
   return {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items()}
 
 
+class StopSignals:
+  """Turns SIGTERM / SIGINT into a request to stop after the current step (preemption)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, _):
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *_):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
 def train_and_evaluate(config, workdir: str) -> TrainState:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one."""
+  """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
+
+  SIGTERM or SIGINT ends the run after the current step, with a checkpoint at that step.
+  """
+  with StopSignals() as stop:
+    return _train(config, workdir, stop)
+
+
+def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   run = Run(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
@@ -324,8 +355,12 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     if is_time(config.sample_every, done):
       images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
       writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
-    if is_time(config.checkpoint_every, done) or done == config.num_steps:
+    if is_time(config.checkpoint_every, done) or done == config.num_steps or stop.received:
       checkpoints.save(mngr, done, state, {'position': stream.position})
+    if stop.received:
+      logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
+                      stop.received, done)
+      break
   mngr.wait_until_finished()
   writer.flush()
   writer.close()
