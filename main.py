@@ -16,7 +16,8 @@ from ml_collections import config_flags
 from gan_jax import input_pipeline, train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist.',
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist '
+                                '(sample: default is the workdir\'s own config.json).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
 flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
@@ -24,7 +25,7 @@ flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: the latest).')
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flags_as_required(['workdir'])
 
 USER_ERRORS = (train.ConfigError, input_pipeline.DataError)
 
@@ -38,7 +39,13 @@ class _OwnInfoOnly(py_logging.Filter):
 
 
 def run(_):
-  config, workdir = FLAGS.config, FLAGS.workdir
+  workdir = FLAGS.workdir
+  config = FLAGS.config
+  if config is None:
+    if FLAGS.mode == 'train':
+      raise train.ConfigError('--config is required to train, e.g. '
+                              '--config=configs/wgan_gp.py:mnist')
+    config = train.load_workdir_config(workdir)
   logging.info('JAX devices: %s', jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
@@ -71,7 +78,7 @@ def main(argv):
   if not FLAGS.verbose:
     logging.get_absl_handler().addFilter(_OwnInfoOnly())
   try:
-    _ = FLAGS.config.gan  # config files load lazily: a missing or broken one fails here
+    _ = FLAGS.config and FLAGS.config.gan  # config files load lazily: a bad one fails here
   except Exception as e:  # pylint: disable=broad-except
     if FLAGS.verbose:
       raise

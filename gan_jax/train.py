@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import os
 import signal
 import threading
@@ -14,6 +15,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -310,11 +312,57 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     return _train(config, workdir, stop)
 
 
+# Fields that may change when a run resumes; any other difference stops it.
+RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
+                    'keep_checkpoints', 'num_grid', 'dataset.path', 'dataset.data_dir',
+                    'dataset.download')
+
+
+def _flatten(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, 'config.json')
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir's run was started with (its config.json)."""
+  try:
+    with open(config_path(workdir)) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except FileNotFoundError:
+    raise ConfigError(f'{workdir} has no config.json: give --config, or train there first'
+                      ) from None
+
+
+def check_resume_config(config, workdir: str) -> None:
+  """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
+  if not os.path.exists(config_path(workdir)):
+    return
+  old = _flatten(load_workdir_config(workdir).to_dict())
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  differ = sorted(k for k in set(old) | set(new)
+                  if k not in RESUMABLE_FIELDS and old.get(k) != new.get(k))
+  if differ:
+    shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
+    shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
+    raise ConfigError(f'{workdir} holds a run with another config; differing fields: {shown}. '
+                      f'Use a new --workdir, or the run\'s own settings')
+
+
 def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   run = Run(config, workdir)
+  check_resume_config(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    with open(config_path(workdir), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
   mngr = checkpoints.manager(workdir, config.keep_checkpoints)
   state, data_state = run.restore_or_init(mngr)

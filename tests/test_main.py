@@ -51,9 +51,22 @@ def test_wgan_gp_trains_and_resumes_from_the_command_line(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resumed from step 2' in result.stderr
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
-  result = run_main(*args[:2], '--mode=sample', '--num_samples=5')
+  # Only --workdir: sampling uses the run's own config.json.
+  result = run_main(f'--workdir={tmp_path}', '--mode=sample', '--num_samples=5')
+  assert result.returncode == 0, result.stderr[-3000:]
   with np.load(tmp_path / 'samples.npz') as f:
     assert f['images'].shape == (5, 28, 28, 1) and 'labels' not in f
+
+  # Resuming with another GAN or shapes: one line naming the fields, nothing changed.
+  before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  result = run_main('--config=configs/dcgan.py:digits,runlocal', f'--workdir={tmp_path}')
+  assert result.returncode == 2
+  errors = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and "gan ('wgan_gp' -> 'dcgan')" in errors[0], result.stderr[-2000:]
+  result = run_main(*args[:2], '--config.model.width=4')
+  assert result.returncode == 2 and 'model.width (8 -> 4)' in result.stderr
+  after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  assert after == before
 
 
 @pytest.mark.parametrize('args,message', [
