@@ -1,7 +1,6 @@
 """Loaders on files the tests write, the TFDS path on mock data, and the batch stream."""
 
 import gzip
-import os
 
 import ml_collections
 import numpy as np
