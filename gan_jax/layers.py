@@ -1,21 +1,21 @@
-"""Convolutions whose first and second derivatives stay fast on XLA's CPU backend.
+"""Stride-2 convolutions whose first and second derivatives stay fast on XLA's CPU backend.
 
-On CPU, XLA runs some forms of convolution on a slow generic path: the input gradient of a
-stride-2 convolution on odd sizes (7x7 -> 4x4) and the weight gradient of a stride-2
-transposed convolution take ~260 ms each for the WGAN-GP MNIST model at batch 64, where every
-stride-1 convolution (forward, input and weight gradients) takes ~10 ms
-(`experiments/conv_microbench.py`). So on CPU we write both stride-2 layers as stride-1
-convolutions plus reshapes:
+On CPU, XLA runs some forms of convolution on a slow generic path. For the WGAN-GP MNIST model at
+batch 64, the input gradient of the stride-2 conv 7x7 -> 4x4 and the weight gradient of the
+stride-2 transposed conv 7 -> 14 took ~260 ms each, where the other passes took ~10 ms. The
+gradient penalty's second-order term (the weight gradient of the input gradient) was slow in
+every conv form tried. See `python experiments/conv_microbench.py`. So on CPU both stride-2
+layers become im2col + one matmul:
 
-  * `Conv` (stride 2): pad explicitly, space-to-depth, stride-1 VALID conv with a rearranged
-    kernel;
-  * `ConvTranspose` (stride 2, 'SAME'): one stride-1 conv whose 4 x F output channels are the
-    four sub-pixel phases, then depth-to-space.
+  * `Conv` (stride 2, 'SAME'): strided slices of the padded input, concatenated, times the
+    flattened kernel;
+  * `ConvTranspose` (stride 2, 'SAME'): the same im2col product for a stride-1 conv whose 4 x F
+    output channels are the four sub-pixel phases, then depth-to-space.
 
-Their derivatives of any order are stride-1 convolutions, gathers and reshapes. Both keep the
+Their derivatives of any order are then slices, pads, gathers and matmuls. Both keep the
 parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and compute the
-same function (tests/test_layers.py). `impl='auto'` uses these forms on CPU and the plain Flax
-layers elsewhere (GPU and TPU run the plain forms natively).
+same function (tests/test_layers.py). `impl='auto'` uses these forms on CPU and the plain lax
+convolutions elsewhere (GPU and TPU run those natively).
 """
 
 from typing import Tuple
@@ -39,6 +39,18 @@ def depth_to_space(x):
   b, h, w, c = x.shape
   x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b, 2 * h, 2 * w, c // 4)
+
+
+def conv_im2col(x, kernel, stride: int, padding):
+  """lax.conv_general_dilated(x, kernel, (stride, stride), padding) as patches @ kernel."""
+  kh, kw, cin, f = kernel.shape
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  oh = (x.shape[1] - kh) // stride + 1
+  ow = (x.shape[2] - kw) // stride + 1
+  cols = [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+          for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(cols, axis=-1)  # [B, oh, ow, kh * kw * cin], order (i, j, c)
+  return jnp.einsum('bhwk,kf->bhwf', patches, kernel.reshape(kh * kw * cin, f))
 
 
 def same_padding(size: int, k: int, stride: int):
@@ -123,14 +135,3 @@ class ConvTranspose(_Stride2):
       return conv_transpose_s2_same(x, kernel) + bias
     return jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=DIMS) + bias
 
-
-def conv_im2col(x, kernel, stride: int, padding):
-  """lax.conv_general_dilated(x, kernel, (stride, stride), padding) as patches @ kernel."""
-  kh, kw, cin, f = kernel.shape
-  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  oh = (x.shape[1] - kh) // stride + 1
-  ow = (x.shape[2] - kw) // stride + 1
-  cols = [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
-          for i in range(kh) for j in range(kw)]
-  patches = jnp.concatenate(cols, axis=-1)  # [B, oh, ow, kh * kw * cin], order (i, j, c)
-  return jnp.einsum('bhwk,kf->bhwf', patches, kernel.reshape(kh * kw * cin, f))
