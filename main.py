@@ -14,6 +14,7 @@ import jax
 from ml_collections import config_flags
 
 from gan_jax import input_pipeline, train
+from gan_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist '
@@ -27,7 +28,7 @@ flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: the latest
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
 flags.mark_flags_as_required(['workdir'])
 
-USER_ERRORS = (train.ConfigError, input_pipeline.DataError)
+USER_ERRORS = (train.ConfigError, input_pipeline.DataError)  # exit 2: fix the input
 
 
 class _OwnInfoOnly(py_logging.Filter):
@@ -45,7 +46,7 @@ def run(_):
     if FLAGS.mode == 'train':
       raise train.ConfigError('--config is required to train, e.g. '
                               '--config=configs/wgan_gp.py:mnist')
-    config = train.load_workdir_config(workdir)
+    config = workdir_lib.load_config(workdir)
   logging.info('JAX devices: %s', jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
@@ -90,6 +91,11 @@ def main(argv):
       raise
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except train.NonFiniteError as e:  # exit 1: the run itself went wrong
+    if FLAGS.verbose:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -11,10 +11,11 @@ DATASETS = {
 }
 
 
-def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99):
+def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99, schedule='constant'):
   return ml_collections.ConfigDict(dict(
       name=name,                    # 'adam' | 'rmsprop'
-      learning_rate=learning_rate,  # constant learning rate
+      learning_rate=learning_rate,  # learning rate at step 0
+      schedule=schedule,            # 'constant' | 'linear' (to 0 at num_steps, per G step)
       b1=b1,                        # Adam beta1
       b2=b2,                        # Adam beta2
       decay=decay,                  # RMSprop decay (PyTorch's alpha)
@@ -82,6 +83,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)
   c.sample_every = 500         # write a fixed-z sample grid every this-many steps (0: off)
   c.keep_checkpoints = 3       # checkpoints kept in the workdir
+  c.skip_nonfinite = False     # skip (and count) an iteration with a non-finite value, not stop
   c.num_grid = 64              # samples in the TensorBoard grid (ACGAN: 10 per class)
   return c
 

@@ -8,7 +8,7 @@
 
 28x28 data: the paper's MNIST model (DIM = 64, kernel 5, no normalisation in G or D, 200k
 generator iterations). cifar10: the paper's ResNet (128 channels, batch norm in G only, no norm
-in the critic); `cifar10,conv` for the DCGAN-like conv model.
+in the critic, Adam(2e-4) decayed linearly to 0); `cifar10,conv` for the DCGAN-like conv model.
 Options: runlocal (seconds on a CPU), demo (a small model that trains on a CPU in minutes),
 conv | resnet | mlp (architecture), layernorm (layer norm in the critic).
 """
@@ -31,6 +31,9 @@ def get_config(arg=None):
     c.model.width = 128
     c.model.gen_norm = 'batch'
     c.num_steps = 100_000
+    # gan_cifar_resnet.py: Adam(2e-4, 0, 0.9), decayed linearly to 0 over the 100k iterations.
+    c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.0, b2=0.9, schedule='linear')
+    c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.0, b2=0.9, schedule='linear')
   if dataset == 'cifar10' and 'conv' in options:
     c.model.gen_norm = 'batch'   # the paper's CIFAR-10 DCGAN-like G keeps batch norm
   if 'mlp' in options:

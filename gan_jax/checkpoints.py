@@ -6,16 +6,23 @@ from typing import Any, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
+from gan_jax.errors import ConfigError
+
 
 def directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
 def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
-  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`;
-  `read_only` creates nothing (for sampling and evaluation)."""
+  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`.
+
+  Orbax writes each checkpoint into a tmp directory and renames it when complete, so a crash
+  (even kill -9) mid-save leaves only a tmp directory, which restores ignore and a writing
+  manager removes. `read_only` creates and removes nothing (for sampling and evaluation).
+  """
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                         read_only=read_only, enable_async_checkpointing=True)
+                                         read_only=read_only, enable_async_checkpointing=True,
+                                         cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(directory(workdir), options=options)
 
 
@@ -30,6 +37,18 @@ def restore(mngr: ocp.CheckpointManager, target: Any,
   shapes and shardings; `target` may be concrete arrays or jax.ShapeDtypeStructs."""
   step = mngr.latest_step() if step is None else step
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                        data=ocp.args.JsonRestore()))
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+  except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
+    path = os.path.join(str(mngr.directory), str(step))
+    earlier = [s for s in mngr.all_steps() if s < step]
+    fix = (f'move it away to resume from step {max(earlier)}' if earlier else
+           'move it away to start afresh')
+    reason = ' '.join(str(e).split())[:200]
+    raise ConfigError(f'checkpoint {path} cannot be restored ({type(e).__name__}: {reason}); '
+                      f'{fix}, or use a new --workdir') from e
+  if restored.data is None or 'position' not in restored.data:
+    raise ConfigError(f'checkpoint {mngr.directory}/{step} has no data position; it was not '
+                      f'written by this version of gan_jax')
   return restored.state, restored.data

@@ -44,6 +44,8 @@ def _as_dataset(images, labels, source: str) -> Dataset:
   if images.dtype != np.uint8:
     if not np.issubdtype(images.dtype, np.floating):
       raise DataError(f'{source}: images must be uint8 or float, got {images.dtype}')
+    if not np.isfinite(images).all():
+      raise DataError(f'{source}: images contain NaN or infinite values')
     lo, hi = float(images.min()), float(images.max())
     if lo < -1 or hi > 1:
       raise DataError(f'{source}: float images must lie in [0, 1] or [-1, 1], '

@@ -2,12 +2,11 @@
 
 import dataclasses
 import functools
-import json
 import os
 import signal
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 from clu import metric_writers, periodic_actions
@@ -15,17 +14,14 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 from gan_jax import checkpoints, input_pipeline, losses, models, sample, sharding, variants
+from gan_jax import workdir as workdir_lib
+from gan_jax.errors import ConfigError, NonFiniteError
 
 Metrics = Dict[str, jax.Array]
-
-
-class ConfigError(ValueError):
-  """A config that cannot run; its message says which field and how to fix it."""
 
 
 @flax.struct.dataclass
@@ -38,6 +34,7 @@ class TrainState:
   critic_params: Any
   critic_stats: Any
   critic_opt_state: Any
+  skipped: jax.Array           # iterations skipped for non-finite values (skip_nonfinite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +50,9 @@ class GAN:
   gp_weight: float
   clip_value: float
   aux_weight: float
+  skip_nonfinite: bool         # skip an iteration with a non-finite value instead of applying it
+  gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
+  critic_lr: Callable[[jax.Array], jax.Array]
 
 
 def validate(config, num_devices: int) -> None:
@@ -95,7 +95,10 @@ def build_gan(config, image_shape, num_classes: int) -> GAN:
     raise ConfigError(str(e)) from None
   return GAN(generator, critic, variants.make_optimizer(config.gen_optimizer),
              variants.make_optimizer(config.critic_optimizer), variant, config.latent_dim,
-             num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight)
+             num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,
+             config.skip_nonfinite,
+             variants.lr_schedule(config.gen_optimizer, config.num_steps),
+             variants.lr_schedule(config.critic_optimizer, config.num_steps))
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -111,7 +114,8 @@ def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
       gen_params=gen_vars['params'], gen_stats=gen_vars.get('batch_stats', {}),
       gen_opt_state=gan.gen_tx.init(gen_vars['params']),
       critic_params=critic_vars['params'], critic_stats=critic_vars.get('batch_stats', {}),
-      critic_opt_state=gan.critic_tx.init(critic_vars['params']))
+      critic_opt_state=gan.critic_tx.init(critic_vars['params']),
+      skipped=jnp.zeros((), jnp.int32))
 
 
 def _apply(module, params, stats, *args, train: bool):
@@ -218,18 +222,42 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
     one_batch, key = inputs
     return critic_update(gan, state.gen_params, state.gen_stats, critic, one_batch, key)
 
-  critic = (state.critic_params, state.critic_stats, state.critic_opt_state)
+  gen_lr, critic_lr = gan.gen_lr(state.step), gan.critic_lr(state.step)
+  critic = (state.critic_params, state.critic_stats,
+            variants.set_learning_rate(state.critic_opt_state, critic_lr))
   (critic_params, critic_stats, critic_opt), c_metrics = jax.lax.scan(
       critic_body, critic, (batch, keys[1:]))
-  gen = (state.gen_params, state.gen_stats, state.gen_opt_state)
+  gen = (state.gen_params, state.gen_stats,
+         variants.set_learning_rate(state.gen_opt_state, gen_lr))
   (gen_params, gen_stats, gen_opt), g_metrics = gen_update(
       gan, gen, critic_params, critic_stats, keys[0], batch_size)
   metrics = {**jax.tree.map(jnp.mean, c_metrics), **g_metrics}
-  metrics['n_critic'] = jnp.asarray(n_critic, jnp.float32)
+  metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
+                 critic_learning_rate=critic_lr)
   new_state = state.replace(
-      step=state.step + 1, gen_params=gen_params, gen_stats=gen_stats, gen_opt_state=gen_opt,
+      gen_params=gen_params, gen_stats=gen_stats, gen_opt_state=gen_opt,
       critic_params=critic_params, critic_stats=critic_stats, critic_opt_state=critic_opt)
-  return new_state, metrics
+  # finite[0]: the metrics; finite[1:]: the STATE_PARTS of the new state.
+  finite_parts = jnp.stack([all_finite(metrics)] +
+                           [all_finite(getattr(new_state, part)) for part in STATE_PARTS])
+  finite = jnp.all(finite_parts)
+  if gan.skip_nonfinite:  # keep the old state; the data and the step move on
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    new_state = new_state.replace(skipped=state.skipped + (~finite).astype(jnp.int32))
+  metrics['finite'] = finite_parts
+  metrics['skipped'] = new_state.skipped.astype(jnp.float32)
+  return new_state.replace(step=state.step + 1), metrics
+
+
+STATE_PARTS = ('gen_params', 'gen_stats', 'gen_opt_state', 'critic_params', 'critic_stats',
+               'critic_opt_state')
+
+
+def all_finite(tree) -> jax.Array:
+  """True when every floating-point value in `tree` is finite (one scalar reduction)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def generate(gan: GAN, state: TrainState, z, labels=None):
@@ -279,7 +307,10 @@ class Run:
 
 
 def _scalars(metrics) -> Dict[str, float]:
-  return {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items()}
+  return {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items() if k != 'finite'}
+
+
+
 
 
 class StopSignals:
@@ -312,64 +343,47 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     return _train(config, workdir, stop)
 
 
-# Fields that may change when a run resumes; any other difference stops it.
-RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
-                    'keep_checkpoints', 'num_grid', 'dataset.path', 'dataset.data_dir',
-                    'dataset.download')
+def _restore_or_init(run: Run, workdir: str):
+  """(state, data_state) from the newest checkpoint in `workdir`, else fresh; writes nothing."""
+  if not os.path.isdir(checkpoints.directory(workdir)):
+    return run.init_fn(), {'position': 0}
+  return run.restore_or_init(checkpoints.manager(workdir, 1, read_only=True))
 
 
-def _flatten(tree, prefix=''):
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      out[f'{prefix}{key}'] = value
-  return out
-
-
-def config_path(workdir: str) -> str:
-  return os.path.join(workdir, 'config.json')
-
-
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir's run was started with (its config.json)."""
-  try:
-    with open(config_path(workdir)) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except FileNotFoundError:
-    raise ConfigError(f'{workdir} has no config.json: give --config, or train there first'
-                      ) from None
-
-
-def check_resume_config(config, workdir: str) -> None:
-  """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
-  if not os.path.exists(config_path(workdir)):
+def _check_finite(step: int, metrics, mngr, skip: bool) -> None:
+  """Raises NonFiniteError naming the metrics if step `step` produced a non-finite value
+  (`skip`: the step kept the old state; only warn)."""
+  finite = np.asarray(metrics['finite'])
+  if finite.all():
     return
-  old = _flatten(load_workdir_config(workdir).to_dict())
-  new = _flatten(json.loads(config.to_json_best_effort()))
-  differ = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_FIELDS and old.get(k) != new.get(k))
-  if differ:
-    shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
-    shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
-    raise ConfigError(f'{workdir} holds a run with another config; differing fields: {shown}. '
-                      f'Use a new --workdir, or the run\'s own settings')
+  values = jax.device_get(metrics)
+  names = [f'train/{k}' for k, v in values.items() if k != 'finite' and not np.isfinite(v)]
+  names += [part for part, ok in zip(STATE_PARTS, finite[1:]) if not ok]
+  what = ', '.join(names)
+  if skip:
+    logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
+    return
+  mngr.wait_until_finished()
+  last = mngr.latest_step()
+  kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
+  raise NonFiniteError(f'step {step}: non-finite {what}; {kept}. Lower the learning rates, or '
+                       f'set --config.skip_nonfinite=True to skip such iterations')
 
 
 def _train(config, workdir: str, stop: StopSignals) -> TrainState:
+  # Everything that can refuse the run comes before the first write to the workdir.
   run = Run(config, workdir)
-  check_resume_config(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(config_path(workdir), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
-  state, data_state = run.restore_or_init(mngr)
+  workdir_lib.check_resume_config(config, workdir)
+  workdir_lib.check_writable(workdir)
+  state, data_state = _restore_or_init(run, workdir)
   initial_step = int(state.step)
   if initial_step:
     logging.info('Resumed from step %d in %s', initial_step, workdir)
 
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    workdir_lib.write_config(config, workdir)
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
   local_batch = config.batch_size // jax.process_count()
   stream = input_pipeline.BatchStream(input_pipeline.host_share(run.data), local_batch,
                                       config.seed, data_state['position'])
@@ -384,34 +398,45 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   is_time = lambda every, step: every > 0 and (step % every == 0 or step == config.num_steps)
 
   data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-  for step in range(initial_step, config.num_steps):
-    t0 = time.time()
-    n_critic = variants.n_critic_at(step, config)
-    batch = sharding.to_global(stream.next(n_critic), batch_sh)
-    data_seconds += time.time() - t0
-    real_images += n_critic * config.batch_size
-    state, metrics = run.step_fn(state, batch)
-    done = step + 1
-    report(done)
-    if is_time(config.log_every, done):
-      scalars = _scalars(metrics)
-      elapsed = time.time() - t_log
-      scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
-                      'train/images_per_sec': real_images / elapsed})
-      writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
-      data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
-    if is_time(config.sample_every, done):
-      images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
-      writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
-    if is_time(config.checkpoint_every, done) or done == config.num_steps or stop.received:
-      checkpoints.save(mngr, done, state, {'position': stream.position})
-    if stop.received:
-      logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
-                      stop.received, done)
-      break
-  mngr.wait_until_finished()
-  writer.flush()
-  writer.close()
+  unchecked = None  # (step, metrics) not yet checked for non-finite values
+  try:
+    for step in range(initial_step, config.num_steps):
+      t0 = time.time()
+      n_critic = variants.n_critic_at(step, config)
+      batch = sharding.to_global(stream.next(n_critic), batch_sh)
+      data_seconds += time.time() - t0
+      real_images += n_critic * config.batch_size
+      state, metrics = run.step_fn(state, batch)
+      done = step + 1
+      # Check the previous step while this one runs: no wait for the device in the loop.
+      if unchecked:
+        _check_finite(*unchecked, mngr, config.skip_nonfinite)
+      unchecked = (done, metrics)
+      report(done)
+      if is_time(config.log_every, done):
+        scalars = _scalars(metrics)
+        elapsed = time.time() - t_log
+        scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
+                        'train/images_per_sec': real_images / elapsed})
+        writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
+        data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
+      if is_time(config.sample_every, done):
+        images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
+        writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
+      if is_time(config.checkpoint_every, done) or done == config.num_steps or stop.received:
+        _check_finite(*unchecked, mngr, config.skip_nonfinite)  # a non-finite state is never saved
+        unchecked = None
+        checkpoints.save(mngr, done, state, {'position': stream.position})
+      if stop.received:
+        logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
+                        stop.received, done)
+        break
+  finally:
+    mngr.wait_until_finished()
+    writer.flush()
+    writer.close()
+  if unchecked:
+    _check_finite(*unchecked, mngr, config.skip_nonfinite)
   return state
 
 

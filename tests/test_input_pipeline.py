@@ -66,6 +66,7 @@ def test_npz_uint8_and_float(tmp_path):
     (dict(pictures=np.zeros((2, 8, 8))), 'no array named "images"'),
     (dict(images=np.zeros((8, 8))), 'N x H x W'),
     (dict(images=np.full((2, 8, 8), 5.0)), r'\[0, 1\] or \[-1, 1\]'),
+    (dict(images=np.array([np.zeros((8, 8)), np.full((8, 8), np.nan)])), 'NaN'),
     (dict(images=np.zeros((2, 8, 8), np.uint8), labels=np.zeros(3)), '3 labels for 2 images'),
 ])
 def test_bad_npz_is_a_clear_error(tmp_path, arrays, message):

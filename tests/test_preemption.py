@@ -1,5 +1,6 @@
-"""SIGTERM / SIGINT: checkpoint at the current step, exit 0, resume to what an uninterrupted
-run gives (bitwise, same device count)."""
+"""Preemption and crashes, with real subprocesses and signals: SIGTERM / SIGINT checkpoint at
+the current step and exit 0; kill -9, also during a save, leaves a workdir that restores; the
+resumed run equals an uninterrupted one (bitwise, same device count)."""
 
 import os
 import signal
@@ -13,6 +14,8 @@ import numpy as np
 from conftest import ROOT, load_config
 from gan_jax import checkpoints, train
 
+TMP_SUFFIX = '.orbax-checkpoint-tmp'
+
 
 def _start(workdir, *extra):
   args = [sys.executable, os.path.join(ROOT, 'main.py'),
@@ -23,21 +26,28 @@ def _start(workdir, *extra):
                           text=True, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
 
 
-def _params_at(workdir, step):
+def _wait_for_training(proc, min_step=0):
+  """Reads the run's output until it logs a step > min_step; returns the lines read."""
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if '] train/' in line and int(line.split('] train/')[0].rsplit('[', 1)[1]) > min_step:
+      return output
+  raise AssertionError('the run ended before training: ' + ''.join(output)[-3000:])
+
+
+def _restore(workdir, step=None):
   config = load_config('wgan_gp.py:digits,runlocal')
   run = train.Run(config, str(workdir))
-  state, _ = run.restore_or_init(checkpoints.manager(str(workdir), 3, read_only=True), step)
+  mngr = checkpoints.manager(str(workdir), 3, read_only=True)
+  state, _ = run.restore_or_init(mngr, step)
   return state
 
 
 def _interrupt(workdir, sig):
   """Starts a long run, sends `sig` once it is training; returns the checkpointed step."""
   proc = _start(workdir, '--config.num_steps=1000000')
-  output = []
-  for line in proc.stdout:  # wait until training is under way
-    output.append(line)
-    if '] train/critic_loss' in line and '[3]' in line:
-      break
+  output = _wait_for_training(proc, min_step=2)
   sent = time.time()
   proc.send_signal(sig)
   rest, _ = proc.communicate(timeout=120)
@@ -50,19 +60,49 @@ def _interrupt(workdir, sig):
   return steps[0]
 
 
+def _kill_during_saves(workdir, delay):
+  """A run saving every step, killed with SIGKILL `delay` s after it logs a new step.
+
+  Returns whether a save was in flight (an unfinished Orbax tmp directory is left).
+  """
+  before = checkpoints.manager(str(workdir), 3, read_only=True).latest_step() or 0
+  proc = _start(workdir, '--config.num_steps=1000000', '--config.checkpoint_every=1',
+                '--config.keep_checkpoints=2')
+  _wait_for_training(proc, min_step=before)
+  time.sleep(delay)
+  proc.kill()
+  proc.communicate(timeout=60)
+  names = os.listdir(checkpoints.directory(str(workdir)))
+  return any(n.endswith(TMP_SUFFIX) for n in names)
+
+
 def test_sigint_checkpoints_and_exits_0(tmp_path):
   _interrupt(tmp_path, signal.SIGINT)
 
 
-def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path):
+def test_sigterm_and_kill9_then_resume_equal_an_uninterrupted_run(tmp_path):
   interrupted = tmp_path / 'interrupted'
-  target = _interrupt(interrupted, signal.SIGTERM) + 2
+  stopped_at = _interrupt(interrupted, signal.SIGTERM)
+  in_flight = []
+  for delay in (0.0, 0.05):
+    in_flight.append(_kill_during_saves(interrupted, delay))
+    latest = checkpoints.manager(str(interrupted), 3, read_only=True).latest_step()
+    state = _restore(interrupted)  # the last complete checkpoint, never a half-written one
+    assert int(state.step) == latest >= stopped_at
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.gen_params))
+  # SIGKILL came while Orbax was writing at least once (its tmp directory was left behind).
+  assert any(in_flight), in_flight
+
+  target = latest + 3
   proc = _start(interrupted, f'--config.num_steps={target}')
-  assert proc.wait(timeout=300) == 0
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out[-3000:]
+  assert not any(n.endswith(TMP_SUFFIX) for n in os.listdir(checkpoints.directory(
+      str(interrupted))))
   straight = tmp_path / 'straight'
   proc = _start(straight, f'--config.num_steps={target}')
   assert proc.wait(timeout=300) == 0
-  a, b = _params_at(interrupted, target), _params_at(straight, target)
+  a, b = _restore(interrupted, target), _restore(straight, target)
   assert int(a.step) == target
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

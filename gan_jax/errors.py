@@ -1,0 +1,9 @@
+"""Errors a user can act on: main.py prints their message as one line (no traceback)."""
+
+
+class ConfigError(ValueError):
+  """A config, flag or workdir that cannot run; the message says which and how to fix it."""
+
+
+class NonFiniteError(RuntimeError):
+  """Training produced a non-finite loss or parameter; the message names the step and metric."""

@@ -1,0 +1,88 @@
+"""The workdir of a run: its config.json, resume checks, and a writability check.
+
+Every check here runs before anything is written, so a refused run leaves the workdir as it was.
+"""
+
+import json
+import os
+import tempfile
+
+import ml_collections
+
+from gan_jax.errors import ConfigError
+
+# Fields that may change when a run resumes; any other difference stops it. Learning rates are
+# among them: resuming from the last good checkpoint with a lower one is the usual cure for a
+# run that went non-finite.
+RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
+                    'keep_checkpoints', 'num_grid', 'skip_nonfinite',
+                    'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
+                    'dataset.path', 'dataset.data_dir', 'dataset.download')
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, 'config.json')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir's run was started with (its config.json)."""
+  try:
+    with open(config_path(workdir)) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except FileNotFoundError:
+    raise ConfigError(f'{workdir} has no config.json: give --config, or train there first'
+                      ) from None
+  except (OSError, ValueError) as e:
+    raise ConfigError(f'cannot read {config_path(workdir)} ({e}); give --config') from None
+
+
+def _flatten(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def check_resume_config(config, workdir: str) -> None:
+  """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
+  if not os.path.exists(config_path(workdir)):
+    return
+  old = _flatten(load_config(workdir).to_dict())
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  differ = sorted(k for k in set(old) | set(new)
+                  if k not in RESUMABLE_FIELDS and old.get(k) != new.get(k))
+  if differ:
+    shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
+    shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
+    raise ConfigError(f'{workdir} holds a run with another config; differing fields: {shown}. '
+                      f'Use a new --workdir, or the run\'s own settings')
+
+
+def check_writable(workdir: str) -> None:
+  """Raises ConfigError unless `workdir` exists as a writable directory or can be created.
+
+  Creates nothing: it probes the nearest existing ancestor.
+  """
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise ConfigError(f'cannot create workdir {workdir}: {path} is a file, not a directory; '
+                      f'choose another --workdir')
+  try:
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise ConfigError(f'cannot write to workdir {workdir} ({e.strerror} in {path}); '
+                      f'choose a --workdir you can write to') from None
+
+
+def write_config(config, workdir: str) -> None:
+  """Writes config.json (atomically: a crash never leaves half a file)."""
+  tmp = config_path(workdir) + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(tmp, config_path(workdir))
