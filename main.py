@@ -7,6 +7,7 @@
 
 import json
 import logging as py_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -35,6 +36,8 @@ class _OwnInfoOnly(py_logging.Filter):
   """INFO lines from this project and CLU's writers only; warnings from everyone."""
 
   def filter(self, record):
+    if record.pathname.endswith('checkpoint_manager.py') and 'read' in record.getMessage():
+      return False  # Orbax's notes on read-only managers (sample and eval use one on purpose)
     return (record.levelno >= py_logging.WARNING or '/gan_jax/' in record.pathname or
             '/clu/' in record.pathname or record.pathname.endswith('main.py'))
 
@@ -86,16 +89,14 @@ def main(argv):
     _exit_with(e, 'cannot load --config: ')
   try:
     run(argv)
-  except USER_ERRORS as e:
+  except (*USER_ERRORS, train.NonFiniteError) as e:
     if FLAGS.verbose:
       raise
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except train.NonFiniteError as e:  # exit 1: the run itself went wrong
-    if FLAGS.verbose:
-      raise
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    # Exit at once: a failed Orbax restore leaves I/O threads whose late complaints about the
+    # closed event loop would bury the one line. Nothing is left to flush: these errors come
+    # before the first write, or after the writers were closed (non-finite).
+    os._exit(1 if isinstance(e, train.NonFiniteError) else 2)  # 1: the run itself went wrong
 
 
 if __name__ == '__main__':

@@ -45,8 +45,9 @@ def restore(mngr: ocp.CheckpointManager, target: Any,
     earlier = [s for s in mngr.all_steps() if s < step]
     fix = (f'move it away to resume from step {max(earlier)}' if earlier else
            'move it away to start afresh')
-    reason = ' '.join(str(e).split())[:200]
-    raise ConfigError(f'checkpoint {path} cannot be restored ({type(e).__name__}: {reason}); '
+    reason = ' '.join(str(e).split(' See ')[0].split(':')[0].split())[:120]
+    mngr.close()
+    raise ConfigError(f'checkpoint {path} cannot be restored ({reason}); '
                       f'{fix}, or use a new --workdir') from e
   if restored.data is None or 'position' not in restored.data:
     raise ConfigError(f'checkpoint {mngr.directory}/{step} has no data position; it was not '

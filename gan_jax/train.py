@@ -347,7 +347,11 @@ def _restore_or_init(run: Run, workdir: str):
   """(state, data_state) from the newest checkpoint in `workdir`, else fresh; writes nothing."""
   if not os.path.isdir(checkpoints.directory(workdir)):
     return run.init_fn(), {'position': 0}
-  return run.restore_or_init(checkpoints.manager(workdir, 1, read_only=True))
+  mngr = checkpoints.manager(workdir, 1, read_only=True)
+  try:
+    return run.restore_or_init(mngr)
+  finally:
+    mngr.close()
 
 
 def _check_finite(step: int, metrics, mngr, skip: bool) -> None:

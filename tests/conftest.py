@@ -32,6 +32,16 @@ def run_main(*args, timeout=300, env=None):
                         capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def restore_state(workdir, spec: str, step=None):
+  """The TrainState saved in `workdir` at `step` (default: latest) by a run of config `spec`."""
+  from gan_jax import checkpoints, train  # pylint: disable=g-import-not-at-top
+  run = train.Run(load_config(spec), str(workdir))
+  mngr = checkpoints.manager(str(workdir), 3, read_only=True)
+  state, _ = run.restore_or_init(mngr, step)
+  mngr.close()
+  return state
+
+
 @pytest.fixture
 def config_factory():
   return load_config

@@ -2,12 +2,15 @@
 
 import glob
 import os
+import struct
+
+import jax
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import run_main
+from conftest import restore_state, run_main
 
 
 def _events(workdir):
@@ -68,27 +71,92 @@ def test_wgan_gp_trains_and_resumes_from_the_command_line(tmp_path):
   after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
   assert after == before
 
+  # A corrupt checkpoint: one line naming it and the step to fall back to; nothing changed.
+  for path in (tmp_path / 'checkpoints' / '4' / 'state').rglob('*'):
+    if path.is_file() and path.parent.name == 'd':
+      path.write_bytes(b'garbage')
+  before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  result = run_main(*args[:2], '--config.num_steps=6')
+  _assert_one_line_error(result, 'checkpoints/4 cannot be restored')
+  assert 'resume from step 2' in result.stderr
+  assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == before
+
+
+def _bad_files(tmp):
+  """A truncated IDX file and an npz of the wrong shape, as a user might pass them."""
+  idx = tmp / 'idx'
+  idx.mkdir()
+  header = struct.pack('>I', 0x0803) + struct.pack('>III', 100, 28, 28)
+  (idx / 'train-images-idx3-ubyte').write_bytes(header + bytes(28 * 28 * 10))  # 10 of 100
+  np.savez(tmp / 'flat.npz', images=np.zeros((10, 784), np.uint8))
+  (tmp / 'a_file').write_text('not a directory')
+
+
+GAN = '--config=configs/wgan_gp.py:digits,runlocal'
+
 
 @pytest.mark.parametrize('args,message', [
     (['--config=configs/wgan_gp.py:imagenet'], "unknown dataset 'imagenet'"),
-    (['--config=configs/wgan_gp.py:digits,runlocal', '--config.batch_size=0'],
-     'batch_size must be positive'),
-    (['--config=configs/wgan_gp.py:digits,runlocal', '--config.dataset.path=/no/such/dir'],
-     'does not exist'),
-    (['--config=configs/wgan_gp.py:digits,runlocal', '--config.batch_sizee=3'],
-     'Did you mean "batch_size"'),
+    ([GAN, '--config.gan=wgan_xl'], "unknown gan 'wgan_xl'"),
+    ([GAN, '--config.batch_size=0'], 'batch_size must be positive'),
+    ([GAN, '--config.n_critic=0'], 'n_critic must be >= 1'),
+    ([GAN, '--config.dataset.path=/no/such/dir'], 'does not exist'),
+    ([GAN, '--config.dataset.path={tmp}/idx'], 'truncated'),
+    ([GAN, '--config.dataset.path={tmp}/flat.npz'], 'N x H x W'),
+    (['--config=configs/wgan_gp.py:digits,resnet'], 'multiple of 8'),
+    ([GAN, '--config.batch_sizee=3'], 'Did you mean "batch_size"'),
     (['--config=configs/nothere.py'], 'No such file'),
     (['--config=configs/wgan_gp.py:cifar10,runlocal', '--config.dataset.download=False',
       '--config.dataset.data_dir=/tmp/gan_jax_no_tfds'], "TFDS dataset 'cifar10'"),
+    ([GAN, '--workdir={tmp}/a_file/run'], 'is a file, not a directory'),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_workdir(tmp_path, args, message):
+  _bad_files(tmp_path)
   workdir = tmp_path / 'w'
-  result = run_main(*args, f'--workdir={workdir}')
-  assert result.returncode == 2, result.stderr[-2000:]
+  args = [a.format(tmp=tmp_path) for a in args]
+  if not any(a.startswith('--workdir') for a in args):
+    args.append(f'--workdir={workdir}')
+  result = run_main(*args)
+  _assert_one_line_error(result, message)
+  assert not workdir.exists() and not (tmp_path / 'a_file' / 'run').exists()
+
+
+def _assert_one_line_error(result, message, status=2):
+  assert result.returncode == status, result.stderr[-2000:]
   errors = [l for l in result.stderr.splitlines() if l.startswith('error:')]
   assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
   assert 'Traceback' not in result.stderr
-  assert not workdir.exists()
+
+
+def test_batch_not_divisible_by_the_devices(tmp_path):
+  result = run_main(GAN, '--config.batch_size=12', f'--workdir={tmp_path}/w',
+                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  _assert_one_line_error(result, 'batch_size 12 is not divisible by the 8 devices')
+  assert not (tmp_path / 'w').exists()
+
+
+def test_nonfinite_stops_naming_step_and_metric_or_is_skipped(tmp_path):
+  args = [GAN, f'--workdir={tmp_path}', '--config.checkpoint_every=1', '--config.log_every=1']
+  assert run_main(*args, '--config.num_steps=2').returncode == 0
+  before = {p: p.read_bytes() for p in (tmp_path / 'checkpoints').rglob('*') if p.is_file()}
+  # A learning rate of 1e4 overflows in the first iteration after the resume.
+  result = run_main(*args, '--config.num_steps=5', '--config.critic_optimizer.learning_rate=1e4')
+  _assert_one_line_error(result, 'step 3: non-finite train/critic_loss', status=1)
+  assert 'the last checkpoint (step 2) is intact' in result.stderr
+  after = {p: p.read_bytes() for p in (tmp_path / 'checkpoints').rglob('*') if p.is_file()}
+  assert after == before  # no non-finite state was saved
+
+  # skip_nonfinite: the same iterations are skipped and counted; the state stays at step 2's.
+  result = run_main(*args, '--config.num_steps=4', '--config.critic_optimizer.learning_rate=1e4',
+                    '--config.skip_nonfinite=True')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'step 3: skipped an iteration with non-finite' in result.stderr
+  assert 'train/skipped=2' in result.stderr
+  state = restore_state(tmp_path, 'wgan_gp.py:digits,runlocal', 4)
+  old = restore_state(tmp_path, 'wgan_gp.py:digits,runlocal', 2)
+  assert int(state.step) == 4 and int(state.skipped) == 2
+  for x, y in zip(jax.tree.leaves(state.gen_params), jax.tree.leaves(old.gen_params)):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path):

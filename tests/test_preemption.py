@@ -11,8 +11,8 @@ import time
 import jax
 import numpy as np
 
-from conftest import ROOT, load_config
-from gan_jax import checkpoints, train
+from conftest import ROOT, restore_state
+from gan_jax import checkpoints
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 
@@ -37,11 +37,7 @@ def _wait_for_training(proc, min_step=0):
 
 
 def _restore(workdir, step=None):
-  config = load_config('wgan_gp.py:digits,runlocal')
-  run = train.Run(config, str(workdir))
-  mngr = checkpoints.manager(str(workdir), 3, read_only=True)
-  state, _ = run.restore_or_init(mngr, step)
-  return state
+  return restore_state(workdir, 'wgan_gp.py:digits,runlocal', step)
 
 
 def _interrupt(workdir, sig):
