@@ -78,9 +78,17 @@ def parse_flags(argv):
     _exit_with(e, 'unknown config field: ' if isinstance(e, AttributeError) else '')
 
 
+def _quiet_closed_loop(unraisable, default=sys.unraisablehook):
+  """Drops 'Event loop is closed' from I/O threads that outlive a failed Orbax restore."""
+  if not (isinstance(unraisable.exc_value, RuntimeError) and
+          'Event loop is closed' in str(unraisable.exc_value)):
+    default(unraisable)
+
+
 def main(argv):
   if not FLAGS.verbose:
     logging.get_absl_handler().addFilter(_OwnInfoOnly())
+    sys.unraisablehook = _quiet_closed_loop
   try:
     _ = FLAGS.config and FLAGS.config.gan  # config files load lazily: a bad one fails here
   except Exception as e:  # pylint: disable=broad-except
@@ -93,9 +101,9 @@ def main(argv):
     if FLAGS.verbose:
       raise
     print(f'error: {e}', file=sys.stderr, flush=True)
-    # Exit at once: a failed Orbax restore leaves I/O threads whose late complaints about the
-    # closed event loop would bury the one line. Nothing is left to flush: these errors come
-    # before the first write, or after the writers were closed (non-finite).
+    # Exit at once: a failed Orbax restore leaves tasks whose complaints at garbage collection
+    # would bury the one line. Nothing is left to flush: these errors come before the first
+    # write, or after the writers were closed (non-finite).
     os._exit(1 if isinstance(e, train.NonFiniteError) else 2)  # 1: the run itself went wrong
 
 

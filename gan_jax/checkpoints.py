@@ -46,7 +46,6 @@ def restore(mngr: ocp.CheckpointManager, target: Any,
     fix = (f'move it away to resume from step {max(earlier)}' if earlier else
            'move it away to start afresh')
     reason = ' '.join(str(e).split(' See ')[0].split(':')[0].split())[:120]
-    mngr.close()
     raise ConfigError(f'checkpoint {path} cannot be restored ({reason}); '
                       f'{fix}, or use a new --workdir') from e
   if restored.data is None or 'position' not in restored.data:

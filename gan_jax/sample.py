@@ -1,11 +1,12 @@
-"""Image grids and sample files."""
+"""Image grids, sample files, and the GIF of a run's fixed-z grids."""
 
+import io
 import math
 import os
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def to_unit(images) -> np.ndarray:
@@ -41,3 +42,47 @@ def save_png(grid: np.ndarray, path: str, scale: int = 1) -> None:
 def balanced_labels(num: int, num_classes: int) -> np.ndarray:
   """0, 0, ..., 1, 1, ...: `num` labels as balanced over the classes as `num` allows."""
   return (np.arange(num) * num_classes // num).astype(np.int32)
+
+
+def read_grids(workdir: str, tag: str = 'samples') -> List[Tuple[int, np.ndarray]]:
+  """The image summaries `tag` of a run's event files: [(step, uint8 [H, W, C])] by step.
+
+  A step logged twice (a run resumed from a checkpoint before it) keeps its latest image.
+  """
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(workdir, size_guidance={'images': 0, 'tensors': 0})
+  acc.Reload()
+  tags = acc.Tags()
+  by_step = {}
+  if tag in tags['tensors']:  # TF2 summaries: [width, height, png, ...]
+    for event in sorted(acc.Tensors(tag), key=lambda e: e.wall_time):
+      by_step[event.step] = event.tensor_proto.string_val[2]
+  elif tag in tags['images']:
+    for event in sorted(acc.Images(tag), key=lambda e: e.wall_time):
+      by_step[event.step] = event.encoded_image_string
+  else:
+    raise ValueError(f'no image summaries {tag!r} in {workdir} (found: '
+                     f'{", ".join(tags["images"] + tags["tensors"]) or "none"})')
+  return [(step, np.array(Image.open(io.BytesIO(png)))) for step, png in sorted(by_step.items())]
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str, seconds_per_frame: float = 0.2,
+             scale: int = 1, captions: Optional[Sequence[str]] = None) -> None:
+  """Writes uint8 frames ([H, W] or [H, W, C]) as an animated GIF that loops."""
+  images = []
+  for i, frame in enumerate(frames):
+    image = Image.fromarray(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame)
+    image = image.convert('RGB')
+    if scale > 1:
+      image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    if captions:
+      canvas = Image.new('RGB', (image.width, image.height + 12), 'white')
+      canvas.paste(image, (0, 12))
+      ImageDraw.Draw(canvas).text((2, 0), captions[i], fill='black')
+      image = canvas
+    images.append(image)
+  if not images:
+    raise ValueError('no frames to write')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  images[0].save(path, save_all=True, append_images=images[1:], loop=0,
+                 duration=int(seconds_per_frame * 1000))

@@ -1,16 +1,20 @@
 """main.py as a user runs it: train, TensorBoard events, sample, and one-line errors."""
 
 import glob
+import json
 import os
 import struct
+import subprocess
+import sys
 
 import jax
 
 import numpy as np
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import restore_state, run_main
+from conftest import ROOT, restore_state, run_main
 
 
 def _events(workdir):
@@ -29,9 +33,18 @@ def test_train_then_sample_acgan(tmp_path):
   tags = _events(workdir)
   scalar_tags = set(tags['scalars']) | set(tags['tensors'])
   for tag in ('train/critic_loss', 'train/gen_loss', 'train/aux_acc_real', 'train/d_real',
-              'train/images_per_sec', 'steps_per_sec'):
+              'train/images_per_sec', 'train/data_seconds_per_step', 'train/gen_learning_rate',
+              'train/critic_learning_rate', 'train/skipped', 'steps_per_sec'):
     assert tag in scalar_tags, (tag, scalar_tags)
   assert any('samples' in t for t in tags['images'] + tags['tensors']), tags
+
+  # The fixed-z grids as an animated GIF, one frame per logged step.
+  gif = subprocess.run([sys.executable, 'experiments/make_gif.py', f'--workdir={workdir}'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert gif.returncode == 0, gif.stderr[-2000:]
+  assert json.loads(gif.stdout.splitlines()[-1])['steps'] == [2, 4]
+  with Image.open(workdir / 'samples.gif') as image:
+    assert image.n_frames == 2
 
   out = tmp_path / 'out' / 's.npz'
   result = run_main('--config=configs/acgan.py:digits,runlocal', f'--workdir={workdir}',

@@ -1,0 +1,37 @@
+"""Animated GIF of training: the fixed-z sample grids a run wrote to TensorBoard, in step order.
+
+  python experiments/make_gif.py --workdir=runs/fashion_mnist/dcgan
+  # -> runs/fashion_mnist/dcgan/samples.gif, one frame per sample_every steps, captioned by step
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from gan_jax import sample  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files.')
+flags.DEFINE_string('out', None, 'GIF path (default: WORKDIR/samples.gif).')
+flags.DEFINE_string('tag', 'samples', 'Image summary tag.')
+flags.DEFINE_float('seconds_per_frame', 0.25, 'Frame duration.')
+flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling.')
+flags.mark_flags_as_required(['workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(_):
+  try:
+    grids = sample.read_grids(FLAGS.workdir, FLAGS.tag)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  out = FLAGS.out or os.path.join(FLAGS.workdir, f'{FLAGS.tag}.gif')
+  sample.save_gif([g for _, g in grids], out, FLAGS.seconds_per_frame, FLAGS.scale,
+                  captions=[f'step {s}' for s, _ in grids])
+  print(json.dumps({'out': out, 'frames': len(grids), 'steps': [s for s, _ in grids]}))
+
+
+if __name__ == '__main__':
+  app.run(main)
