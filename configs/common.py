@@ -79,6 +79,9 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.gen_optimizer = optimizer()
   c.critic_optimizer = optimizer()
 
+  c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
+  c.steps_per_call = 1         # iterations per compiled call (lax.scan; TPU iterations_per_loop)
+
   c.log_every = 100            # write scalars every this-many steps (0: off)
   c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)
   c.sample_every = 500         # write a fixed-z sample grid every this-many steps (0: off)

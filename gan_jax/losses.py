@@ -61,9 +61,13 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array],
   return jnp.mean(jnp.square(norms - 1.0)), jnp.mean(norms)
 
 
-def interpolate(real, fake, eps_key):
-  """x_hat = eps x + (1 - eps) x_fake with one eps ~ U[0, 1] per example."""
-  eps = jax.random.uniform(eps_key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+def interpolation_weights(eps_key, batch_size: int, ndim: int = 4):
+  """One eps ~ U[0, 1] per example, shaped [B, 1, ..., 1] to broadcast over an image."""
+  return jax.random.uniform(eps_key, (batch_size,) + (1,) * (ndim - 1), jnp.float32)
+
+
+def interpolate(real, fake, eps):
+  """x_hat = eps x + (1 - eps) x_fake (eps from interpolation_weights)."""
   return eps * real + (1.0 - eps) * fake
 
 

@@ -32,10 +32,15 @@ def _kernel_init(init_std: float):
   return nn.linear.default_kernel_init
 
 
-def _norm(kind: str, train: bool, spatial: bool):
-  """Returns a normalisation layer: 'batch', 'layer' or 'none'."""
+def _norm(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None):
+  """Returns a normalisation layer: 'batch', 'layer' or 'none'.
+
+  `axis_name`: under pmap, batch statistics are averaged over that device axis (synced batch
+  norm), so they are those of the global batch, as with jit over a mesh.
+  """
   if kind == 'batch':
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        axis_name=axis_name if train else None)
   if kind == 'layer':
     # WGAN-GP's layer norm normalises each example over all of (H, W, C).
     return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1)
@@ -86,6 +91,7 @@ class ConvGenerator(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   conv_impl: str = 'auto'
 
   @nn.compact
@@ -97,11 +103,11 @@ class ConvGenerator(nn.Module):
     x = _condition(z, labels, self.num_classes)
     x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init, use_bias=bias)(x)
     x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
-    x = nn.relu(_norm(self.norm, train, True)(x))
+    x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
     for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
       x = up(features, bias)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
-      x = nn.relu(_norm(self.norm, train, True)(x))
+      x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
     x = up(self.image_shape[2], True)(x)
     return jnp.tanh(x[:, :sizes[3], :sizes[3]])
 
@@ -113,6 +119,7 @@ class ConvCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   conv_impl: str = 'auto'
 
   @nn.compact
@@ -122,7 +129,7 @@ class ConvCritic(nn.Module):
       bias = i == 0 or self.norm != 'batch'
       x = layers.Conv(features, self.kernel_size, self.conv_impl, init, bias)(x)
       if i > 0:
-        x = _norm(self.norm, train, True)(x)
+        x = _norm(self.norm, train, True, self.axis_name)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
     return _heads(x, self.num_classes, init)
@@ -139,7 +146,7 @@ def _mlp_trunk(x, m, init, train: bool):
   method of `m`, so the layers belong to it)."""
   for _ in range(m.depth):
     x = nn.Dense(m.width, kernel_init=init, use_bias=m.norm != 'batch')(x)
-    x = nn.relu(_norm(m.norm, train, False)(x))
+    x = nn.relu(_norm(m.norm, train, False, m.axis_name)(x))
   return x
 
 
@@ -150,6 +157,7 @@ class MLPGenerator(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -165,6 +173,7 @@ class MLPCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -188,6 +197,7 @@ class ResBlock(nn.Module):
   resample: Optional[str] = None
   norm: str = 'none'
   first: bool = False  # the critic's first block: no pre-activation, pool before the 1x1 shortcut
+  axis_name: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -204,11 +214,11 @@ class ResBlock(nn.Module):
 
     h = x
     if not self.first:
-      h = nn.relu(_norm(self.norm, train, True)(h))
+      h = nn.relu(_norm(self.norm, train, True, self.axis_name)(h))
     if self.resample == 'up':
       h = _upsample(h)
     h = conv(self.features, 3)(h)
-    h = nn.relu(_norm(self.norm, train, True)(h))
+    h = nn.relu(_norm(self.norm, train, True, self.axis_name)(h))
     h = conv(self.features, 3)(h)
     if self.resample == 'down':
       h = _mean_pool(h)
@@ -221,6 +231,7 @@ class ResNetGenerator(nn.Module):
   norm: str = 'batch'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -228,8 +239,8 @@ class ResNetGenerator(nn.Module):
     x = _condition(z, labels, self.num_classes)
     x = nn.Dense(base * base * self.width)(x).reshape(x.shape[0], base, base, self.width)
     for _ in range(3):
-      x = ResBlock(self.width, 'up', self.norm)(x, train)
-    x = nn.relu(_norm(self.norm, train, True)(x))
+      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name)(x, train)
+    x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
     return jnp.tanh(nn.Conv(self.image_shape[2], (3, 3), padding='SAME')(x))
 
 
@@ -238,23 +249,25 @@ class ResNetCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    x = ResBlock(self.width, 'down', self.norm, first=True)(x, train)
-    x = ResBlock(self.width, 'down', self.norm)(x, train)
-    x = ResBlock(self.width, None, self.norm)(x, train)
-    x = ResBlock(self.width, None, self.norm)(x, train)
+    x = ResBlock(self.width, 'down', self.norm, first=True, axis_name=self.axis_name)(x, train)
+    x = ResBlock(self.width, 'down', self.norm, axis_name=self.axis_name)(x, train)
+    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name)(x, train)
+    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name)(x, train)
     x = jnp.mean(nn.relu(x), axis=(1, 2))
     return _heads(x, self.num_classes, _kernel_init(self.init_std))
 
 
-def build(model_config, image_shape, num_classes: int):
-  """Returns (generator, critic) modules for `model_config` and the data's image shape."""
+def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None):
+  """Returns (generator, critic) modules for `model_config` and the data's image shape
+  (`axis_name`: pmap's device axis, for synced batch norm)."""
   check_image_shape(model_config.arch, image_shape)
   m = model_config
   image_shape = tuple(int(s) for s in image_shape)
-  common = dict(init_std=m.init_std, num_classes=num_classes)
+  common = dict(init_std=m.init_std, num_classes=num_classes, axis_name=axis_name)
   if m.arch == 'conv':
     conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
     return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),

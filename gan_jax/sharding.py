@@ -14,9 +14,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Iteration batches are [n_critic, B, ...]: the batch axis B is split over 'data'."""
-  return NamedSharding(mesh, P(None, 'data'))
+def batch_sharding(mesh: Mesh, leading: int = 1) -> NamedSharding:
+  """Iteration batches are [n_critic, B, ...] (leading=1), or [K, n_critic, B, ...] for K
+  iterations per call (leading=2): the batch axis B is split over 'data'."""
+  return NamedSharding(mesh, P(*([None] * leading), 'data'))
 
 
 def to_global(local_batch, sharding: NamedSharding):

@@ -9,7 +9,6 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
-from clu import metric_writers, periodic_actions
 import flax
 import flax.linen as nn
 import jax
@@ -53,6 +52,7 @@ class GAN:
   skip_nonfinite: bool         # skip an iteration with a non-finite value instead of applying it
   gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
   critic_lr: Callable[[jax.Array], jax.Array]
+  axis_name: Optional[str] = None  # pmap: the device axis to average gradients and metrics over
 
 
 def validate(config, num_devices: int) -> None:
@@ -78,19 +78,23 @@ def validate(config, num_devices: int) -> None:
   if variant.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')
+  if config.parallelism not in ('jit', 'pmap'):
+    raise ConfigError(f"parallelism must be 'jit' or 'pmap', got {config.parallelism!r}")
+  if config.steps_per_call < 1:
+    raise ConfigError(f'steps_per_call must be >= 1, got {config.steps_per_call}')
   for name in ('log_every', 'checkpoint_every', 'sample_every'):
     if config[name] < 0:
       raise ConfigError(f'{name} must be >= 0 (0 turns it off), got {config[name]}')
 
 
-def build_gan(config, image_shape, num_classes: int) -> GAN:
+def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None) -> GAN:
   variant = variants.get_variant(config)
   if variant.conditional and num_classes < 2:
     raise ConfigError(f'{config.gan} is class-conditional and needs labels with >= 2 classes; '
                       f'the dataset has {num_classes}')
   num_classes = num_classes if variant.conditional else 0
   try:
-    generator, critic = models.build(config.model, image_shape, num_classes)
+    generator, critic = models.build(config.model, image_shape, num_classes, axis_name)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   return GAN(generator, critic, variants.make_optimizer(config.gen_optimizer),
@@ -98,7 +102,7 @@ def build_gan(config, image_shape, num_classes: int) -> GAN:
              num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,
              config.skip_nonfinite,
              variants.lr_schedule(config.gen_optimizer, config.num_steps),
-             variants.lr_schedule(config.critic_optimizer, config.num_steps))
+             variants.lr_schedule(config.critic_optimizer, config.num_steps), axis_name)
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -134,11 +138,29 @@ def preprocess(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32)
 
 
+def _draw(gan: GAN, sample_fn, batch_size: int):
+  """`sample_fn(n)` -> [n, ...] random rows for this device's `batch_size` examples.
+
+  Under pmap every device draws the global batch's rows and keeps its own slice, so the noise
+  is that of the jit path (and differs between devices).
+  """
+  if gan.axis_name is None:
+    return sample_fn(batch_size)
+  rows = sample_fn(batch_size * jax.lax.axis_size(gan.axis_name))
+  start = jax.lax.axis_index(gan.axis_name) * batch_size
+  return jax.lax.dynamic_slice_in_dim(rows, start, batch_size)
+
+
+def _pmean(gan: GAN, tree):
+  return tree if gan.axis_name is None else jax.lax.pmean(tree, gan.axis_name)
+
+
 def _sample_inputs(gan: GAN, key, batch_size: int):
   z_key, label_key = jax.random.split(key)
-  z = jax.random.normal(z_key, (batch_size, gan.latent_dim), jnp.float32)
-  labels = (jax.random.randint(label_key, (batch_size,), 0, gan.num_classes)
-            if gan.num_classes else None)
+  z = _draw(gan, lambda n: jax.random.normal(z_key, (n, gan.latent_dim), jnp.float32),
+            batch_size)
+  labels = (_draw(gan, lambda n: jax.random.randint(label_key, (n,), 0, gan.num_classes),
+                  batch_size) if gan.num_classes else None)
   return z, labels
 
 
@@ -159,7 +181,9 @@ def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
     (fake_adv, fake_cls), stats = _apply(gan.critic, params, stats, fake, train=True)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
     if gan.variant.gradient_penalty:
-      x_hat = losses.interpolate(real, fake, eps_key)
+      eps = _draw(gan, lambda n: losses.interpolation_weights(eps_key, n, real.ndim),
+                  real.shape[0])
+      x_hat = losses.interpolate(real, fake, eps)
       critic_fn = lambda x: _apply(gan.critic, params, stats, x, train=True)[0][0]
       penalty, grad_norm = losses.gradient_penalty(critic_fn, x_hat)
       loss += gan.gp_weight * penalty
@@ -173,6 +197,7 @@ def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
     return loss, (stats, metrics)
 
   grads, (critic_stats, metrics) = jax.grad(loss_fn, has_aux=True)(critic_params)
+  grads = _pmean(gan, grads)
   updates, opt_state = gan.critic_tx.update(grads, opt_state, critic_params)
   critic_params = optax.apply_updates(critic_params, updates)
   if gan.variant.weight_clipping:  # WGAN's post-update: every critic weight into [-c, c]
@@ -200,6 +225,7 @@ def gen_update(gan: GAN, gen, critic_params, critic_stats, key, batch_size: int)
     return loss, (stats, metrics)
 
   grads, (gen_stats, metrics) = jax.grad(loss_fn, has_aux=True)(gen_params)
+  grads = _pmean(gan, grads)
   updates, opt_state = gan.gen_tx.update(grads, opt_state, gen_params)
   return (optax.apply_updates(gen_params, updates), gen_stats, opt_state), metrics
 
@@ -231,7 +257,7 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
          variants.set_learning_rate(state.gen_opt_state, gen_lr))
   (gen_params, gen_stats, gen_opt), g_metrics = gen_update(
       gan, gen, critic_params, critic_stats, keys[0], batch_size)
-  metrics = {**jax.tree.map(jnp.mean, c_metrics), **g_metrics}
+  metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
   new_state = state.replace(
@@ -260,19 +286,42 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def train_steps(state: TrainState, batches, *, gan: GAN) -> Tuple[TrainState, Metrics]:
+  """K iterations in one call (config.steps_per_call): a scan of train_step over batches'
+  leading axis ([K, n_critic, B, ...]); metrics come back stacked, [K] per key."""
+  return jax.lax.scan(functools.partial(train_step, gan=gan), state, batches)
+
+
 def generate(gan: GAN, state: TrainState, z, labels=None):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages)."""
   return _apply(gan.generator, state.gen_params, state.gen_stats, z, labels, train=False)[0]
 
 
 def compile_fns(gan: GAN, mesh, image_shape, seed: int):
-  """jit-compiled (init, step, generate) with the batch on 'data' and the state replicated."""
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  """jit-compiled (init, step, steps, generate): batch on 'data', state replicated."""
+  repl = sharding.replicated(mesh)
   init_fn = jax.jit(functools.partial(init_state, gan, seed, image_shape), out_shardings=repl)
-  step_fn = jax.jit(functools.partial(train_step, gan=gan), in_shardings=(repl, batch_sh),
+  step_fn = jax.jit(functools.partial(train_step, gan=gan),
+                    in_shardings=(repl, sharding.batch_sharding(mesh)),
                     out_shardings=(repl, repl), donate_argnums=0)
+  steps_fn = jax.jit(functools.partial(train_steps, gan=gan),
+                     in_shardings=(repl, sharding.batch_sharding(mesh, leading=2)),
+                     out_shardings=(repl, repl), donate_argnums=0)
   gen_fn = jax.jit(functools.partial(generate, gan))
-  return init_fn, step_fn, gen_fn
+  return init_fn, step_fn, steps_fn, gen_fn
+
+
+def pmap_fns(gan: GAN):
+  """The pmap alternative: (step, steps) over this process's devices, axis 'data'.
+
+  `gan` must be built with axis_name='data': gradients and metrics are averaged with
+  lax.pmean, batch-norm statistics are synced, and the noise is the jit path's.
+  """
+  step_fn = jax.pmap(functools.partial(train_step, gan=gan), axis_name='data',
+                     donate_argnums=0)
+  steps_fn = jax.pmap(functools.partial(train_steps, gan=gan), axis_name='data',
+                      donate_argnums=0)
+  return step_fn, steps_fn
 
 
 def fixed_grid_inputs(gan: GAN, seed: int, num: int):
@@ -296,8 +345,57 @@ class Run:
     self.config, self.workdir = config, workdir
     self.data = input_pipeline.load(config.dataset)
     self.gan = build_gan(config, self.data.image_shape, self.data.num_classes)
-    self.init_fn, self.step_fn, self.gen_fn = compile_fns(
+    self.init_fn, self.step_fn, self.steps_fn, self.gen_fn = compile_fns(
         self.gan, self.mesh, self.data.image_shape, config.seed)
+    self.pmap = config.parallelism == 'pmap'
+    if self.pmap:
+      pmap_gan = build_gan(config, self.data.image_shape, self.data.num_classes, 'data')
+      self.pmap_step_fn, self.pmap_steps_fn = pmap_fns(pmap_gan)
+      self.local_devices = jax.local_device_count()
+
+  def to_device(self, state: TrainState) -> TrainState:
+    """The layout train_call takes: as is for jit; one copy per local device for pmap."""
+    if not self.pmap:
+      return state
+    # Through the host: pmap places a numpy [devices, ...] array one slice per device.
+    return jax.tree.map(lambda x: np.broadcast_to(x, (self.local_devices,) + x.shape),
+                        jax.device_get(state))
+
+  def from_device(self, state: TrainState) -> TrainState:
+    """Back to one copy (to save, sample or evaluate)."""
+    return jax.tree.map(lambda x: x[0], state) if self.pmap else state
+
+  def train_call(self, state: TrainState, host_batches):
+    """len(host_batches) iterations in one compiled call.
+
+    Args:
+      state: in to_device's layout (donated).
+      host_batches: this process's batches, each {'image': [n_critic, B_local, ...], ...}.
+
+    Returns:
+      (state, metrics): each metric [K], one value per iteration.
+    """
+    k = len(host_batches)
+    if k == 1:
+      batch = host_batches[0]
+    else:
+      batch = jax.tree.map(lambda *xs: np.stack(xs), *host_batches)  # [K, n_critic, B, ...]
+    if self.pmap:
+      batch_axis = 1 if k == 1 else 2
+      # [..., B_local, ...] -> [devices, ..., B_local / devices, ...]
+      split = lambda x: np.moveaxis(x.reshape(x.shape[:batch_axis] + (
+          self.local_devices, -1) + x.shape[batch_axis + 1:]), batch_axis, 0)
+      fn = self.pmap_step_fn if k == 1 else self.pmap_steps_fn
+      state, metrics = fn(state, jax.tree.map(split, batch))
+      metrics = jax.tree.map(lambda m: m[0], metrics)  # pmean'd: equal on every device
+    else:
+      leading = 1 if k == 1 else 2
+      batch = sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
+      fn = self.step_fn if k == 1 else self.steps_fn
+      state, metrics = fn(state, batch)
+    if k == 1:
+      metrics = jax.tree.map(lambda m: m[None], metrics)
+    return state, metrics
 
   def restore_or_init(self, mngr, step: Optional[int] = None):
     state = self.init_fn()
@@ -354,24 +452,47 @@ def _restore_or_init(run: Run, workdir: str):
     mngr.close()
 
 
-def _check_finite(step: int, metrics, mngr, skip: bool) -> None:
-  """Raises NonFiniteError naming the metrics if step `step` produced a non-finite value
-  (`skip`: the step kept the old state; only warn)."""
-  finite = np.asarray(metrics['finite'])
+def _check_finite(last_step: int, metrics, mngr, skip: bool) -> None:
+  """Raises NonFiniteError naming the step and metrics if an iteration of a call (metrics
+  stacked [K], ending at `last_step`) produced a non-finite value (`skip`: that iteration kept
+  the old state; only warn)."""
+  finite = np.asarray(metrics['finite'])  # [K, 1 + len(STATE_PARTS)]
   if finite.all():
     return
   values = jax.device_get(metrics)
-  names = [f'train/{k}' for k, v in values.items() if k != 'finite' and not np.isfinite(v)]
-  names += [part for part, ok in zip(STATE_PARTS, finite[1:]) if not ok]
-  what = ', '.join(names)
-  if skip:
-    logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
-    return
-  mngr.wait_until_finished()
-  last = mngr.latest_step()
-  kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
-  raise NonFiniteError(f'step {step}: non-finite {what}; {kept}. Lower the learning rates, or '
-                       f'set --config.skip_nonfinite=True to skip such iterations')
+  for i in np.flatnonzero(~finite.all(axis=1)):
+    step = last_step - len(finite) + 1 + int(i)
+    names = [f'train/{k}' for k, v in values.items() if k != 'finite' and not np.isfinite(v[i])]
+    names += [part for part, ok in zip(STATE_PARTS, finite[i, 1:]) if not ok]
+    what = ', '.join(names)
+    if skip:
+      logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
+      continue
+    mngr.wait_until_finished()
+    last = mngr.latest_step()
+    kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
+    raise NonFiniteError(f'step {step}: non-finite {what}; {kept}. Lower the learning rates, '
+                         f'or set --config.skip_nonfinite=True to skip such iterations')
+
+
+def is_time(every: int, step: int, config) -> bool:
+  """Whether a periodic action (every `every` steps, 0 = never) is due after `step` steps."""
+  return every > 0 and (step % every == 0 or step == config.num_steps)
+
+
+def call_length(step: int, config) -> int:
+  """Iterations in the compiled call that starts at `step`: config.steps_per_call when they all
+  have the same n_critic and no log, sample or checkpoint falls inside; otherwise 1."""
+  k = config.steps_per_call
+  if k <= 1 or step + k > config.num_steps:
+    return 1
+  n_critic = variants.n_critic_at(step, config)
+  for j in range(1, k):
+    if variants.n_critic_at(step + j, config) != n_critic or any(
+        is_time(every, step + j, config)
+        for every in (config.log_every, config.sample_every, config.checkpoint_every)):
+      return 1
+  return k
 
 
 def _train(config, workdir: str, stop: StopSignals) -> TrainState:
@@ -384,6 +505,8 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   if initial_step:
     logging.info('Resumed from step %d in %s', initial_step, workdir)
 
+  # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     workdir_lib.write_config(config, workdir)
@@ -391,7 +514,6 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   local_batch = config.batch_size // jax.process_count()
   stream = input_pipeline.BatchStream(input_pipeline.host_share(run.data), local_batch,
                                       config.seed, data_state['position'])
-  batch_sh = sharding.batch_sharding(run.mesh)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0,
                                                 asynchronous=True)
   if initial_step == 0:
@@ -399,38 +521,42 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                            every_steps=config.log_every or None)
   grid_z, grid_labels, grid_ncol = fixed_grid_inputs(run.gan, config.seed, config.num_grid)
-  is_time = lambda every, step: every > 0 and (step % every == 0 or step == config.num_steps)
 
+  state = run.to_device(state)
   data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-  unchecked = None  # (step, metrics) not yet checked for non-finite values
+  unchecked = None  # (last step, metrics) of a call not yet checked for non-finite values
+  done = initial_step
   try:
-    for step in range(initial_step, config.num_steps):
+    while done < config.num_steps:
       t0 = time.time()
-      n_critic = variants.n_critic_at(step, config)
-      batch = sharding.to_global(stream.next(n_critic), batch_sh)
+      k = call_length(done, config)
+      n_critic = variants.n_critic_at(done, config)
+      host_batches = [stream.next(n_critic) for _ in range(k)]
       data_seconds += time.time() - t0
-      real_images += n_critic * config.batch_size
-      state, metrics = run.step_fn(state, batch)
-      done = step + 1
-      # Check the previous step while this one runs: no wait for the device in the loop.
+      real_images += k * n_critic * config.batch_size
+      state, metrics = run.train_call(state, host_batches)
+      for s in range(done + 1, done + k + 1):  # ReportProgress wants every step
+        report(s)
+      done += k
+      # Check the previous call while this one runs: no wait for the device in the loop.
       if unchecked:
         _check_finite(*unchecked, mngr, config.skip_nonfinite)
       unchecked = (done, metrics)
-      report(done)
-      if is_time(config.log_every, done):
-        scalars = _scalars(metrics)
+      if is_time(config.log_every, done, config):
+        scalars = _scalars(jax.tree.map(lambda m: m[-1], metrics))
         elapsed = time.time() - t_log
         scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
                         'train/images_per_sec': real_images / elapsed})
         writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
         data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
-      if is_time(config.sample_every, done):
-        images = sample.to_unit(run.gen_fn(state, grid_z, grid_labels))
+      if is_time(config.sample_every, done, config):
+        images = sample.to_unit(run.gen_fn(run.from_device(state), grid_z, grid_labels))
         writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
-      if is_time(config.checkpoint_every, done) or done == config.num_steps or stop.received:
-        _check_finite(*unchecked, mngr, config.skip_nonfinite)  # a non-finite state is never saved
+      if (is_time(config.checkpoint_every, done, config) or done == config.num_steps or
+          stop.received):
+        _check_finite(*unchecked, mngr, config.skip_nonfinite)  # never save a non-finite state
         unchecked = None
-        checkpoints.save(mngr, done, state, {'position': stream.position})
+        checkpoints.save(mngr, done, run.from_device(state), {'position': stream.position})
       if stop.received:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
@@ -441,7 +567,7 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
     writer.close()
   if unchecked:
     _check_finite(*unchecked, mngr, config.skip_nonfinite)
-  return state
+  return run.from_device(state)
 
 
 def write_samples(config, workdir: str, num_samples: int, out: str,

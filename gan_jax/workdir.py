@@ -15,7 +15,8 @@ from gan_jax.errors import ConfigError
 # among them: resuming from the last good checkpoint with a lower one is the usual cure for a
 # run that went non-finite.
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
-                    'keep_checkpoints', 'num_grid', 'skip_nonfinite',
+                    'keep_checkpoints', 'num_grid', 'skip_nonfinite', 'parallelism',
+                    'steps_per_call',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
                     'dataset.path', 'dataset.data_dir', 'dataset.download')
 

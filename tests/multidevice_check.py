@@ -1,6 +1,7 @@
-"""Run by test_multidevice.py with 8 simulated CPU devices: 1-device vs 8-device training.
+"""Run by test_multidevice.py with 8 simulated CPU devices: 1-device training against 8 devices
+with jit over a mesh, with pmap, and with several iterations per call.
 
-Prints one line per config: 'SPEC max_abs_diff max_abs_param'.
+Prints one line per config and mode: 'SPEC MODE max_abs_diff max_abs_param'.
 """
 
 import os
@@ -13,31 +14,45 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from conftest import load_config  # pylint: disable=g-import-not-at-top
-from gan_jax import input_pipeline, sharding, train, variants  # pylint: disable=g-import-not-at-top
+from gan_jax import input_pipeline, train, variants  # pylint: disable=g-import-not-at-top
 
 
 def train_on(devices, config, steps):
+  """`steps` iterations the way the training loop runs them (train.call_length)."""
   run = train.Run(config, '/unused', devices=devices)
   stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  state = run.init_fn()
-  batch_sh = sharding.batch_sharding(run.mesh)
-  for _ in range(steps):
-    n = variants.n_critic_at(int(state.step), config)
-    state, _ = run.step_fn(state, sharding.to_global(stream.next(n), batch_sh))
-  return state
+  state, done = run.to_device(run.init_fn()), 0
+  while done < steps:
+    k = train.call_length(done, config)
+    n = variants.n_critic_at(done, config)
+    state, metrics = run.train_call(state, [stream.next(n) for _ in range(k)])
+    assert metrics['critic_loss'].shape == (k,)
+    done += k
+  return run.from_device(state)
+
+
+MODES = {  # name -> config overrides, on all 8 devices
+    'jit': {},
+    'pmap': {'parallelism': 'pmap'},
+    'jit_steps_per_call_2': {'steps_per_call': 2},
+}
 
 
 def main():
   assert jax.device_count() == 8, jax.devices()
-  for spec in sys.argv[1:]:
-    config = load_config(spec)
+  spec_modes = [arg.split('@') for arg in sys.argv[1:]]  # 'SPEC@mode,mode'
+  for spec, modes in spec_modes:
+    config = load_config(spec, log_every=4)
     one = train_on(jax.devices()[:1], config, 2)
-    eight = train_on(jax.devices(), config, 2)
-    assert len(eight.gen_params['Dense_0']['kernel'].sharding.device_set) == 8
-    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-             for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight))]
     scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen_params))
-    print(spec, max(diffs), scale, flush=True)
+    for mode in modes.split(','):
+      eight = train_on(jax.devices(), load_config(spec, log_every=4, **MODES[mode]), 2)
+      if mode == 'jit':
+        assert len(eight.gen_params['Dense_0']['kernel'].sharding.device_set) == 8
+      assert int(eight.step) == 2
+      diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+               for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True)]
+      print(spec, mode, max(diffs), scale, flush=True)
 
 
 if __name__ == '__main__':

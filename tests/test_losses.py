@@ -38,7 +38,7 @@ def test_gradient_penalty_has_no_nan_at_zero_gradient():
 def test_interpolation_uses_one_uniform_eps_per_example():
   real = jnp.zeros((64, 3, 3, 1))
   fake = jnp.ones((64, 3, 3, 1))
-  x_hat = losses.interpolate(real, fake, jax.random.PRNGKey(0))
+  x_hat = losses.interpolate(real, fake, losses.interpolation_weights(jax.random.PRNGKey(0), 64))
   # x_hat = eps * 0 + (1 - eps) * 1 = 1 - eps: constant within each example, in [0, 1].
   per_example = np.asarray(x_hat).reshape(64, -1)
   assert np.all(per_example.max(1) == per_example.min(1))
