@@ -26,6 +26,12 @@ flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
 flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: the latest).')
+flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
+                  'jax.distributed.initialize() first. It detects TPU pod slices, SLURM and MPI '
+                  'by itself; elsewhere set JAX_COORDINATOR_ADDRESS and pass --num_processes '
+                  'and --process_id.')
+flags.DEFINE_integer('num_processes', None, '--distributed: number of processes.')
+flags.DEFINE_integer('process_id', None, '--distributed: this process\'s index.')
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
 flags.mark_flags_as_required(['workdir'])
 
@@ -50,7 +56,10 @@ def run(_):
       raise train.ConfigError('--config is required to train, e.g. '
                               '--config=configs/wgan_gp.py:mnist')
     config = workdir_lib.load_config(workdir)
-  logging.info('JAX devices: %s', jax.devices())
+  if FLAGS.distributed:
+    jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
+               jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
   else:

@@ -15,11 +15,12 @@ from conftest import ROOT, restore_state
 from gan_jax import checkpoints
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
+SPEC = 'wgan_gp.py:digits,runlocal,mlp'  # the MLP compiles in a second
 
 
 def _start(workdir, *extra):
   args = [sys.executable, os.path.join(ROOT, 'main.py'),
-          '--config=configs/wgan_gp.py:digits,runlocal', f'--workdir={workdir}',
+          f'--config=configs/{SPEC}', f'--workdir={workdir}',
           '--config.log_every=1', '--config.sample_every=0', '--config.checkpoint_every=0',
           *extra]
   return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -37,7 +38,7 @@ def _wait_for_training(proc, min_step=0):
 
 
 def _restore(workdir, step=None):
-  return restore_state(workdir, 'wgan_gp.py:digits,runlocal', step)
+  return restore_state(workdir, SPEC, step)
 
 
 def _interrupt(workdir, sig):
