@@ -1,6 +1,7 @@
 r"""Times one training iteration (n_critic critic updates + one G update) of a config.
 
   python experiments/benchmark.py --config=configs/wgan_gp.py:mnist --steps=5 [--torch]
+  # any config field: --config.parallelism=pmap --config.steps_per_call=4 --config.batch_size=64
 
 Prints one JSON line: device kind and count, batch size, n_critic, compile seconds, steady-state
 iterations/s and images/s (real images the critic sees per second), and peak memory where the
@@ -30,34 +31,55 @@ flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv conf
 flags.mark_flags_as_required(['config'])
 
 
+def _compiled_call(config, image_shape, num_classes):
+  """(init_fn, call, to_device, batch_fn) for the config's parallelism and steps_per_call."""
+  gan = train.build_gan(config, image_shape, num_classes)
+  mesh = sharding.make_mesh()
+  init_fn, step_fn, steps_fn, _ = train.compile_fns(gan, mesh, image_shape, config.seed)
+  k = config.steps_per_call
+  if config.parallelism == 'pmap':
+    pmap_gan = train.build_gan(config, image_shape, num_classes, axis_name='data')
+    pstep, psteps = train.pmap_fns(pmap_gan)
+    d = jax.local_device_count()
+    to_device = lambda s: jax.tree.map(lambda x: np.broadcast_to(x, (d,) + x.shape),
+                                       jax.device_get(s))
+    lead = 1 if k == 1 else 2
+    split = lambda x: np.moveaxis(x.reshape(x.shape[:lead] + (d, -1) + x.shape[lead + 1:]),
+                                  lead, 0)
+    return init_fn, (pstep if k == 1 else psteps), to_device, lambda b: jax.tree.map(split, b)
+  leading = 1 if k == 1 else 2
+  to_global = lambda b: sharding.to_global(b, sharding.batch_sharding(mesh, leading))
+  return init_fn, (step_fn if k == 1 else steps_fn), (lambda s: s), to_global
+
+
 def benchmark(config, steps: int) -> dict:
   image_shape, num_classes = common.DATASETS[config.dataset.name]
   train.validate(config, jax.device_count())
-  gan = train.build_gan(config, image_shape, num_classes)
-  mesh = sharding.make_mesh()
-  init_fn, step_fn, _ = train.compile_fns(gan, mesh, image_shape, config.seed)
+  init_fn, call, to_device, put_batch = _compiled_call(config, image_shape, num_classes)
   rng = np.random.default_rng(0)
-  n, b = config.n_critic, config.batch_size
-  batch = {'image': rng.integers(0, 256, (n, b, *image_shape), dtype=np.uint8),
-           'label': rng.integers(0, num_classes, (n, b)).astype(np.int32)}
-  batch = sharding.to_global(batch, sharding.batch_sharding(mesh))
-  state = init_fn()
+  k, n, b = config.steps_per_call, config.n_critic, config.batch_size
+  lead = (n,) if k == 1 else (k, n)
+  batch = put_batch({'image': rng.integers(0, 256, (*lead, b, *image_shape), dtype=np.uint8),
+                     'label': rng.integers(0, num_classes, (*lead, b)).astype(np.int32)})
+  state = to_device(init_fn())
   t0 = time.perf_counter()
-  state, metrics = step_fn(state, batch)
+  state, metrics = call(state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
+  calls = max(1, steps // k)
   t0 = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step_fn(state, batch)
+  for _ in range(calls):
+    state, metrics = call(state, batch)
   jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - t0) / steps
+  seconds = (time.perf_counter() - t0) / (calls * k)
   device = jax.devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   peak = (stats or {}).get('peak_bytes_in_use')
   return {
       'config': f'{config.gan}:{config.dataset.name}', 'arch': config.model.arch,
       'width': config.model.width, 'device_kind': device.device_kind,
-      'device_count': jax.device_count(), 'batch_size': b, 'n_critic': n,
+      'device_count': jax.device_count(), 'parallelism': config.parallelism,
+      'steps_per_call': k, 'batch_size': b, 'n_critic': n,
       'compile_s': round(compile_s, 2), 'seconds_per_iter': round(seconds, 4),
       'iters_per_s': round(1 / seconds, 3), 'images_per_s': round(n * b / seconds, 1),
       'peak_device_bytes': peak,

@@ -1,0 +1,21 @@
+"""The experiment scripts run and print what they promise (tiny configs)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_benchmark_prints_one_json_line_with_steps_per_call():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'benchmark.py'),
+       '--config=configs/wgan_gp.py:digits,runlocal,mlp', '--config.steps_per_call=2',
+       '--steps=2'], cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert line['steps_per_call'] == 2 and line['n_critic'] == 5 and line['batch_size'] == 16
+  assert line['seconds_per_iter'] > 0
+  assert abs(line['images_per_s'] - 5 * 16 / line['seconds_per_iter']) < 0.01 * line['images_per_s']
