@@ -31,6 +31,10 @@ flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv conf
 flags.mark_flags_as_required(['config'])
 
 
+def _sig(x: float, digits: int = 4) -> float:
+  return float(f'{x:.{digits}g}')
+
+
 def _compiled_call(config, image_shape, num_classes):
   """(init_fn, call, to_device, batch_fn) for the config's parallelism and steps_per_call."""
   gan = train.build_gan(config, image_shape, num_classes)
@@ -80,8 +84,8 @@ def benchmark(config, steps: int) -> dict:
       'width': config.model.width, 'device_kind': device.device_kind,
       'device_count': jax.device_count(), 'parallelism': config.parallelism,
       'steps_per_call': k, 'batch_size': b, 'n_critic': n,
-      'compile_s': round(compile_s, 2), 'seconds_per_iter': round(seconds, 4),
-      'iters_per_s': round(1 / seconds, 3), 'images_per_s': round(n * b / seconds, 1),
+      'compile_s': round(compile_s, 2), 'seconds_per_iter': _sig(seconds),
+      'iters_per_s': _sig(1 / seconds), 'images_per_s': _sig(n * b / seconds),
       'peak_device_bytes': peak,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
