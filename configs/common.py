@@ -80,6 +80,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.critic_optimizer = optimizer()
 
   c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
+  c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
   c.steps_per_call = 1         # iterations per compiled call (lax.scan; TPU iterations_per_loop)
 
   c.log_every = 100            # write scalars every this-many steps (0: off)

@@ -18,7 +18,7 @@ same function (tests/test_layers.py). `impl='auto'` uses these forms on CPU and 
 convolutions elsewhere (GPU and TPU run those natively).
 """
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import flax.linen as nn
 import jax
@@ -105,6 +105,7 @@ class _Stride2(nn.Module):
   impl: str = 'auto'
   kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
   use_bias: bool = True
+  dtype: Any = jnp.float32  # computation dtype; the parameters stay float32
 
   def _params(self, cin):
     k = self.kernel_size
@@ -113,6 +114,9 @@ class _Stride2(nn.Module):
       return kernel, 0.0
     return kernel, self.param('bias', nn.initializers.zeros, (self.features,))
 
+  def _cast(self, *arrays):
+    return [jnp.asarray(a, self.dtype) for a in arrays]
+
 
 class Conv(_Stride2):
   """== nn.Conv(features, (k, k), strides=(2, 2), padding='SAME'); CPU-fast form on CPU."""
@@ -120,6 +124,7 @@ class Conv(_Stride2):
   @nn.compact
   def __call__(self, x):
     kernel, bias = self._params(x.shape[-1])
+    x, kernel, bias = self._cast(x, kernel, bias)
     if use_fast(self.impl):
       return conv_s2_same(x, kernel) + bias
     return jax.lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=DIMS) + bias
@@ -131,6 +136,7 @@ class ConvTranspose(_Stride2):
   @nn.compact
   def __call__(self, x):
     kernel, bias = self._params(x.shape[-1])
+    x, kernel, bias = self._cast(x, kernel, bias)
     if use_fast(self.impl):
       return conv_transpose_s2_same(x, kernel) + bias
     return jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=DIMS) + bias

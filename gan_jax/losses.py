@@ -57,6 +57,7 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array],
     (penalty, mean gradient norm), scalars.
   """
   grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x_hat)
+  grads = grads.astype(jnp.float32)  # norms in float32 also when the critic computes in bf16
   norms = safe_norm(grads.reshape(grads.shape[0], -1), axis=-1)
   return jnp.mean(jnp.square(norms - 1.0)), jnp.mean(norms)
 

@@ -14,7 +14,7 @@ Images are NHWC in [-1, 1].
 """
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -32,7 +32,8 @@ def _kernel_init(init_std: float):
   return nn.linear.default_kernel_init
 
 
-def _norm(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None):
+def _norm(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None,
+          dtype: Any = jnp.float32):
   """Returns a normalisation layer: 'batch', 'layer' or 'none'.
 
   `axis_name`: under pmap, batch statistics are averaged over that device axis (synced batch
@@ -40,22 +41,22 @@ def _norm(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None
   """
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        axis_name=axis_name if train else None)
+                        axis_name=axis_name if train else None, dtype=dtype)
   if kind == 'layer':
     # WGAN-GP's layer norm normalises each example over all of (H, W, C).
-    return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1)
+    return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1, dtype=dtype)
   if kind == 'none':
     return lambda x: x
   raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
 
 
-def _condition(z, labels, num_classes: int):
+def _condition(z, labels, num_classes: int, dtype: Any = jnp.float32):
   """ACGAN conditioning: z times a learned embedding of the label."""
   if num_classes <= 0:
     return z
   if labels is None:
     raise ValueError('a conditional generator needs labels')
-  return z * nn.Embed(num_classes, z.shape[-1], name='label_embed')(labels)
+  return z * nn.Embed(num_classes, z.shape[-1], dtype=dtype, name='label_embed')(labels)
 
 
 def pyramid(size: int, levels: int = 3) -> list:
@@ -92,6 +93,7 @@ class ConvGenerator(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
 
   @nn.compact
@@ -99,17 +101,19 @@ class ConvGenerator(nn.Module):
     sizes = pyramid(self.image_shape[0])
     init = _kernel_init(self.init_std)
     bias = self.norm != 'batch'  # batch norm cancels a bias (and Adam would amplify its noise)
-    up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init, b)
-    x = _condition(z, labels, self.num_classes)
-    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init, use_bias=bias)(x)
+    up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init, b,
+                                           self.dtype)
+    x = _condition(z, labels, self.num_classes, self.dtype)
+    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init, use_bias=bias,
+                 dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
-    x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
+    x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
     for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
       x = up(features, bias)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
-      x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
+      x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
     x = up(self.image_shape[2], True)(x)
-    return jnp.tanh(x[:, :sizes[3], :sizes[3]])
+    return jnp.tanh(x[:, :sizes[3], :sizes[3]]).astype(jnp.float32)
 
 
 class ConvCritic(nn.Module):
@@ -120,6 +124,7 @@ class ConvCritic(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
 
   @nn.compact
@@ -127,17 +132,19 @@ class ConvCritic(nn.Module):
     init = _kernel_init(self.init_std)
     for i, features in enumerate((self.width, 2 * self.width, 4 * self.width)):
       bias = i == 0 or self.norm != 'batch'
-      x = layers.Conv(features, self.kernel_size, self.conv_impl, init, bias)(x)
+      x = layers.Conv(features, self.kernel_size, self.conv_impl, init, bias, self.dtype)(x)
       if i > 0:
-        x = _norm(self.norm, train, True, self.axis_name)(x)
+        x = _norm(self.norm, train, True, self.axis_name, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return _heads(x, self.num_classes, init)
+    return _heads(x, self.num_classes, init, self.dtype)
 
 
-def _heads(features, num_classes: int, init):
-  adv = nn.Dense(1, kernel_init=init, name='adv_head')(features)[:, 0]
-  cls = nn.Dense(num_classes, kernel_init=init, name='class_head')(features) if num_classes else None
+def _heads(features, num_classes: int, init, dtype: Any = jnp.float32):
+  """(adv_logits [B], class_logits [B, K] or None), float32 whatever the compute dtype."""
+  dense = lambda n, name: nn.Dense(n, kernel_init=init, dtype=dtype, name=name)(features)
+  adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
+  cls = dense(num_classes, 'class_head').astype(jnp.float32) if num_classes else None
   return adv, cls
 
 
@@ -145,8 +152,8 @@ def _mlp_trunk(x, m, init, train: bool):
   """`m.depth` hidden layers of `m.width` units: Dense -> norm -> ReLU (called in a compact
   method of `m`, so the layers belong to it)."""
   for _ in range(m.depth):
-    x = nn.Dense(m.width, kernel_init=init, use_bias=m.norm != 'batch')(x)
-    x = nn.relu(_norm(m.norm, train, False, m.axis_name)(x))
+    x = nn.Dense(m.width, kernel_init=init, use_bias=m.norm != 'batch', dtype=m.dtype)(x)
+    x = nn.relu(_norm(m.norm, train, False, m.axis_name, m.dtype)(x))
   return x
 
 
@@ -158,13 +165,14 @@ class MLPGenerator(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     init = _kernel_init(self.init_std)
-    x = _mlp_trunk(_condition(z, labels, self.num_classes), self, init, train)
-    x = nn.Dense(math.prod(self.image_shape), kernel_init=init)(x)
-    return jnp.tanh(x).reshape(x.shape[0], *self.image_shape)
+    x = _mlp_trunk(_condition(z, labels, self.num_classes, self.dtype), self, init, train)
+    x = nn.Dense(math.prod(self.image_shape), kernel_init=init, dtype=self.dtype)(x)
+    return jnp.tanh(x).astype(jnp.float32).reshape(x.shape[0], *self.image_shape)
 
 
 class MLPCritic(nn.Module):
@@ -174,12 +182,13 @@ class MLPCritic(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
     x = _mlp_trunk(x.reshape(x.shape[0], -1), self, init, train)
-    return _heads(x, self.num_classes, init)
+    return _heads(x, self.num_classes, init, self.dtype)
 
 
 def _upsample(x):
@@ -198,10 +207,11 @@ class ResBlock(nn.Module):
   norm: str = 'none'
   first: bool = False  # the critic's first block: no pre-activation, pool before the 1x1 shortcut
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = lambda f, k: nn.Conv(f, (k, k), padding='SAME')
+    conv = lambda f, k: nn.Conv(f, (k, k), padding='SAME', dtype=self.dtype)
     shortcut = x
     if self.resample == 'up':
       shortcut = _upsample(shortcut)
@@ -214,11 +224,11 @@ class ResBlock(nn.Module):
 
     h = x
     if not self.first:
-      h = nn.relu(_norm(self.norm, train, True, self.axis_name)(h))
+      h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
     if self.resample == 'up':
       h = _upsample(h)
     h = conv(self.features, 3)(h)
-    h = nn.relu(_norm(self.norm, train, True, self.axis_name)(h))
+    h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
     h = conv(self.features, 3)(h)
     if self.resample == 'down':
       h = _mean_pool(h)
@@ -232,16 +242,20 @@ class ResNetGenerator(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     base = self.image_shape[0] // 8
-    x = _condition(z, labels, self.num_classes)
-    x = nn.Dense(base * base * self.width)(x).reshape(x.shape[0], base, base, self.width)
+    x = _condition(z, labels, self.num_classes, self.dtype)
+    x = nn.Dense(base * base * self.width, dtype=self.dtype)(x)
+    x = x.reshape(x.shape[0], base, base, self.width)
     for _ in range(3):
-      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name)(x, train)
-    x = nn.relu(_norm(self.norm, train, True, self.axis_name)(x))
-    return jnp.tanh(nn.Conv(self.image_shape[2], (3, 3), padding='SAME')(x))
+      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name,
+                 dtype=self.dtype)(x, train)
+    x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
+    x = nn.Conv(self.image_shape[2], (3, 3), padding='SAME', dtype=self.dtype)(x)
+    return jnp.tanh(x).astype(jnp.float32)
 
 
 class ResNetCritic(nn.Module):
@@ -250,24 +264,31 @@ class ResNetCritic(nn.Module):
   init_std: float = 0.0
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    x = ResBlock(self.width, 'down', self.norm, first=True, axis_name=self.axis_name)(x, train)
-    x = ResBlock(self.width, 'down', self.norm, axis_name=self.axis_name)(x, train)
-    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name)(x, train)
-    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name)(x, train)
+    x = ResBlock(self.width, 'down', self.norm, first=True, axis_name=self.axis_name,
+                 dtype=self.dtype)(x, train)
+    x = ResBlock(self.width, 'down', self.norm, axis_name=self.axis_name,
+                 dtype=self.dtype)(x, train)
+    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name,
+                 dtype=self.dtype)(x, train)
+    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name,
+                 dtype=self.dtype)(x, train)
     x = jnp.mean(nn.relu(x), axis=(1, 2))
-    return _heads(x, self.num_classes, _kernel_init(self.init_std))
+    return _heads(x, self.num_classes, _kernel_init(self.init_std), self.dtype)
 
 
-def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None):
+def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None,
+          dtype: Any = jnp.float32):
   """Returns (generator, critic) modules for `model_config` and the data's image shape
-  (`axis_name`: pmap's device axis, for synced batch norm)."""
+  (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype)."""
   check_image_shape(model_config.arch, image_shape)
   m = model_config
   image_shape = tuple(int(s) for s in image_shape)
-  common = dict(init_std=m.init_std, num_classes=num_classes, axis_name=axis_name)
+  common = dict(init_std=m.init_std, num_classes=num_classes, axis_name=axis_name,
+                dtype=dtype)
   if m.arch == 'conv':
     conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
     return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),

@@ -80,11 +80,16 @@ def validate(config, num_devices: int) -> None:
                       f'got {config.loss.clip_value}')
   if config.parallelism not in ('jit', 'pmap'):
     raise ConfigError(f"parallelism must be 'jit' or 'pmap', got {config.parallelism!r}")
+  if config.dtype not in DTYPES:
+    raise ConfigError(f'dtype must be one of {", ".join(DTYPES)}, got {config.dtype!r}')
   if config.steps_per_call < 1:
     raise ConfigError(f'steps_per_call must be >= 1, got {config.steps_per_call}')
   for name in ('log_every', 'checkpoint_every', 'sample_every'):
     if config[name] < 0:
       raise ConfigError(f'{name} must be >= 0 (0 turns it off), got {config[name]}')
+
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None) -> GAN:
@@ -94,7 +99,8 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
                       f'the dataset has {num_classes}')
   num_classes = num_classes if variant.conditional else 0
   try:
-    generator, critic = models.build(config.model, image_shape, num_classes, axis_name)
+    generator, critic = models.build(config.model, image_shape, num_classes, axis_name,
+                                     DTYPES[config.dtype])
   except ValueError as e:
     raise ConfigError(str(e)) from None
   return GAN(generator, critic, variants.make_optimizer(config.gen_optimizer),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import checkpoints, input_pipeline, sharding, train, variants
+from gan_jax import checkpoints, input_pipeline, losses, sharding, train, variants
 
 GANS = ['wgan.py:digits,runlocal', 'wgan_gp.py:digits,runlocal', 'dcgan.py:digits,runlocal',
         'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_gp',
@@ -190,3 +190,26 @@ def test_wgan_gp_cifar10_resnet_through_tfds_mock_data(tmp_path):
   leaves = _leaves(state.gen_params)
   assert all(np.all(np.isfinite(x)) for x in leaves)
   assert os.path.isdir(tmp_path / 'checkpoints' / '1')
+
+
+def test_bfloat16_computes_in_bf16_keeps_float32_params_and_the_gradient_penalty(tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal', dtype='bfloat16')
+  run = train.Run(config, str(tmp_path))
+  state = run.init_fn()
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.critic_params))
+  # The same parameters and interpolates through the float32 and the bfloat16 critic.
+  f32_gan = train.build_gan(load_config('wgan_gp.py:digits,runlocal'), (28, 28, 1), 10)
+  x_hat = jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28, 1), minval=-1, maxval=1)
+  penalties = {}
+  for name, gan in (('f32', f32_gan), ('bf16', run.gan)):
+    critic_fn = lambda x, gan=gan: gan.critic.apply({'params': state.critic_params}, x)[0]
+    hidden = jax.make_jaxpr(critic_fn)(x_hat)
+    assert ('bf16' in str(hidden)) == (name == 'bf16')
+    penalties[name] = jax.jit(lambda x, f=critic_fn: losses.gradient_penalty(f, x))(x_hat)
+  for f32, bf16 in zip(penalties['f32'], penalties['bf16']):
+    assert bf16.dtype == jnp.float32
+    np.testing.assert_allclose(float(bf16), float(f32), rtol=3e-2)
+  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  state, history = _steps(run, state, stream, 2, config)
+  assert all(np.isfinite(v).all() for m in history for v in m.values())
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.gen_params))
