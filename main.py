@@ -8,6 +8,7 @@
 import json
 import logging as py_logging
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -73,6 +74,7 @@ def _exit_with(error: BaseException, prefix: str = '') -> None:
   lines = [l.strip().strip("'") for l in text.splitlines() if l.strip().strip("'")]
   detail = ' '.join(lines[-2:]) if lines and lines[-1].startswith(('Did you mean', '[Errno')) \
       else (lines[-1] if lines else type(error).__name__)
+  detail = re.sub(r'^(ValueError|KeyError|AttributeError): ', '', detail)
   print(f'error: {prefix}{detail}', file=sys.stderr)
   sys.exit(2)
 

@@ -53,8 +53,10 @@ def check_resume_config(config, workdir: str) -> None:
     return
   old = _flatten(load_config(workdir).to_dict())
   new = _flatten(json.loads(config.to_json_best_effort()))
+  # A field missing from the old config.json was added to gan_jax after that run started; the
+  # run behaved as its default does, so it is not a difference.
   differ = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_FIELDS and old.get(k) != new.get(k))
+                  if k not in RESUMABLE_FIELDS and k in old and old.get(k) != new.get(k))
   if differ:
     shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
     shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
