@@ -3,6 +3,8 @@
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=sample \
       --num_samples=1000 --out=/tmp/run/samples.npz
+  python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=eval \
+      --config.eval.classifier=classifiers/mnist
 """
 
 import json
@@ -15,7 +17,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from gan_jax import input_pipeline, train
+from gan_jax import input_pipeline, scoring, train
 from gan_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -23,10 +25,10 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_
                                 '(sample: default is the workdir\'s own config.json).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
-flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: the latest).')
+flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
 flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
                   'jax.distributed.initialize() first. It detects TPU pod slices, SLURM and MPI '
                   'by itself; elsewhere set JAX_COORDINATOR_ADDRESS and pass --num_processes '
@@ -63,9 +65,11 @@ def run(_):
                jax.devices())
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
-  else:
+  elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
     print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step)))
+  else:
+    print(json.dumps(scoring.evaluate(config, workdir, FLAGS.step)))
 
 
 def _exit_with(error: BaseException, prefix: str = '') -> None:

@@ -83,6 +83,16 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
   c.steps_per_call = 1         # iterations per compiled call (lax.scan; TPU iterations_per_loop)
 
+  c.eval = ml_collections.ConfigDict(dict(
+      classifier='',           # domain classifier dir (experiments/train_classifier.py)
+      num_samples=10_000,      # generated samples per evaluation
+      reference_split='train', # real split the statistics come from: 'train' | 'test'
+      stats_dir='',            # cache of reference statistics ('' = CLASSIFIER/stats)
+      kid_subsets=100,         # KID: random subsets ...
+      kid_subset_size=1000,    # ... of this many samples each
+      pr_samples=5000,         # precision/recall: samples per side (k-NN, k = 3)
+  ))
+
   c.log_every = 100            # write scalars every this-many steps (0: off)
   c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)
   c.sample_every = 500         # write a fixed-z sample grid every this-many steps (0: off)

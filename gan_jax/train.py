@@ -576,9 +576,9 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   return run.from_device(state)
 
 
-def write_samples(config, workdir: str, num_samples: int, out: str,
-                  step: Optional[int] = None) -> Dict[str, Any]:
-  """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
+def restore_for_use(config, workdir: str, step: Optional[int] = None):
+  """(run, state) of a workdir's checkpoint at `step` (default: latest), for sampling or
+  evaluation; ConfigError when there is none."""
   run = Run(config, workdir)
   if not os.path.isdir(checkpoints.directory(workdir)):
     raise ConfigError(f'no checkpoint in {workdir}; train first')
@@ -589,17 +589,33 @@ def write_samples(config, workdir: str, num_samples: int, out: str,
     raise ConfigError(f'no checkpoint at step {step} in {workdir}; '
                       f'steps there: {mngr.all_steps()}')
   state, _ = run.restore_or_init(mngr, step)
-  key = jax.random.PRNGKey(config.seed + 2)
+  mngr.close()
+  return run, state
+
+
+def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
+                     batch_size: int = 256):
+  """Yields (images in [0, 1] as numpy [b, H, W, C], labels or None) for `num_samples` samples;
+  ACGAN's labels are balanced over the classes."""
+  key = jax.random.PRNGKey(seed)
   labels = (sample.balanced_labels(num_samples, run.gan.num_classes)
             if run.gan.num_classes else None)
-  chunks = []
-  for start in range(0, num_samples, 256):
+  for start in range(0, num_samples, batch_size):
     key, z_key = jax.random.split(key)
-    n = min(256, num_samples - start)
+    n = min(batch_size, num_samples - start)
     z = jax.random.normal(z_key, (n, run.gan.latent_dim), jnp.float32)
-    chunk_labels = None if labels is None else jnp.asarray(labels[start:start + n])
-    chunks.append(sample.to_unit(run.gen_fn(state, z, chunk_labels)))
-  images = np.concatenate(chunks)
+    chunk_labels = None if labels is None else labels[start:start + n]
+    images = run.gen_fn(state, z, None if chunk_labels is None else jnp.asarray(chunk_labels))
+    yield sample.to_unit(images), chunk_labels
+
+
+def write_samples(config, workdir: str, num_samples: int, out: str,
+                  step: Optional[int] = None) -> Dict[str, Any]:
+  """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
+  run, state = restore_for_use(config, workdir, step)
+  batches = list(generate_batches(run, state, num_samples, config.seed + 2))
+  images = np.concatenate([b[0] for b in batches])
+  labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])
   arrays = {'images': images}
   if labels is not None:
     arrays['labels'] = labels

@@ -11,7 +11,8 @@ import ml_collections
 
 from gan_jax.errors import ConfigError
 
-# Fields that may change when a run resumes; any other difference stops it. Learning rates are
+# Fields that may change when a run resumes (and every eval.* field); any other difference
+# stops it. Learning rates are
 # among them: resuming from the last good checkpoint with a lower one is the usual cure for a
 # run that went non-finite.
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
@@ -56,7 +57,8 @@ def check_resume_config(config, workdir: str) -> None:
   # A field missing from the old config.json was added to gan_jax after that run started; the
   # run behaved as its default does, so it is not a difference.
   differ = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_FIELDS and k in old and old.get(k) != new.get(k))
+                  if k not in RESUMABLE_FIELDS and not k.startswith('eval.') and k in old
+                  and old.get(k) != new.get(k))
   if differ:
     shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
     shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''

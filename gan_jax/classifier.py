@@ -1,0 +1,126 @@
+"""A small domain classifier: the offline feature extractor for evaluation.
+
+Where InceptionV3 weights cannot be had (offline machines, CI), a CNN trained by the project on
+the real training data gives a domain FID (its penultimate layer as features), a classifier
+score (the Inception Score formula on its class probabilities) and ACGAN's label accuracy.
+Scores from it compare runs with each other, not with published Inception numbers.
+
+  python experiments/train_classifier.py --dataset=fashion_mnist \
+      --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
+"""
+
+import json
+import os
+from typing import Any, Dict, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from gan_jax.errors import ConfigError
+
+FEATURE_DIM = 128
+
+
+class Classifier(nn.Module):
+  """conv-conv-pool x 2, a 128-unit feature layer, and the class logits."""
+  num_classes: int
+  feature_dim: int = FEATURE_DIM
+
+  @nn.compact
+  def __call__(self, x) -> Tuple[jax.Array, jax.Array]:
+    """Images [B, H, W, C] in [-1, 1] -> (logits [B, K], features [B, feature_dim])."""
+    for width in (32, 64):
+      x = nn.relu(nn.Conv(width, (3, 3))(x))
+      x = nn.relu(nn.Conv(width, (3, 3))(x))
+      x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    features = nn.relu(nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num_classes)(features), features
+
+
+def to_float(images) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1] (as training sees images); float passes through."""
+  images = jnp.asarray(images)
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 127.5 - 1.0
+  return images.astype(jnp.float32)
+
+
+def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 128,
+          learning_rate: float = 1e-3, seed: int = 0, log=print):
+  """Adam on softmax cross-entropy; returns the parameters."""
+  model = Classifier(num_classes)
+  params = model.init(jax.random.PRNGKey(seed), to_float(images[:1]))['params']
+  tx = optax.adam(learning_rate)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, x, y):
+    def loss_fn(p):
+      logits, _ = model.apply({'params': p}, to_float(x))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  rng = np.random.default_rng(seed)
+  for epoch in range(epochs):
+    order = rng.permutation(len(images))
+    losses = []
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      idx = order[start:start + batch_size]
+      params, opt_state, loss = step(params, opt_state, images[idx], labels[idx])
+      losses.append(loss)
+    log(f'epoch {epoch + 1}: train loss {float(np.mean(jax.device_get(losses))):.4f}')
+  return params
+
+
+def make_apply(num_classes: int):
+  """jit-compiled (params, images) -> (class probabilities, features)."""
+  model = Classifier(num_classes)
+
+  @jax.jit
+  def apply(params, images):
+    logits, features = model.apply({'params': params}, to_float(images))
+    return jax.nn.softmax(logits), features
+  return apply
+
+
+def predict(params, num_classes: int, images, batch_size: int = 500):
+  """(probs [N, K], features [N, D]) as numpy, in batches."""
+  apply = make_apply(num_classes)
+  probs, features = [], []
+  for start in range(0, len(images), batch_size):
+    p, f = apply(params, images[start:start + batch_size])
+    probs.append(np.asarray(p))
+    features.append(np.asarray(f))
+  return np.concatenate(probs), np.concatenate(features)
+
+
+def save(directory: str, params, meta: Dict[str, Any]) -> None:
+  """Orbax checkpoint of the parameters plus meta.json (dataset, accuracy, shapes)."""
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.join(directory, 'params'), params, force=True)
+  with open(os.path.join(directory, 'meta.json'), 'w') as f:
+    json.dump(meta, f, indent=2)
+
+
+def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
+  """(params, meta) of a classifier saved by `save`; ConfigError when there is none."""
+  directory = os.path.abspath(directory)
+  meta_path = os.path.join(directory, 'meta.json')
+  if not os.path.exists(meta_path):
+    raise ConfigError(f'no classifier in {directory}: train one with '
+                      f'experiments/train_classifier.py, or set eval.classifier')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  target = jax.eval_shape(lambda: Classifier(meta['num_classes']).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, *meta['image_shape']), jnp.float32))['params'])
+  with ocp.StandardCheckpointer() as ckptr:
+    params = ckptr.restore(os.path.join(directory, 'params'), target)
+  return params, meta

@@ -1,0 +1,48 @@
+"""The domain classifier and --mode=eval, end to end on digits."""
+
+import json
+
+import numpy as np
+
+from conftest import load_config, run_main
+from gan_jax import classifier, input_pipeline, train
+
+
+def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
+  config = load_config('acgan.py:digits,runlocal', num_steps=2)
+  data = input_pipeline.load(config.dataset)
+  params = classifier.train(data.images[:800], data.labels[:800], 10, epochs=2,
+                            log=lambda _: None)
+  probs, features = classifier.predict(params, 10, data.images[800:1200])
+  accuracy = float(np.mean(probs.argmax(1) == data.labels[800:1200]))
+  assert accuracy > 0.5  # 10 classes: chance is 0.1
+  assert features.shape == (400, classifier.FEATURE_DIM)
+  meta = {'dataset': 'digits', 'num_classes': 10, 'image_shape': [28, 28, 1],
+          'feature_dim': classifier.FEATURE_DIM, 'test_accuracy': accuracy}
+  clf_dir = tmp_path / 'clf'
+  classifier.save(str(clf_dir), params, meta)
+  restored, restored_meta = classifier.load(str(clf_dir))
+  assert restored_meta == meta
+  np.testing.assert_array_equal(classifier.predict(restored, 10, data.images[:50])[0],
+                                classifier.predict(params, 10, data.images[:50])[0])
+
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(config, str(workdir))
+  args = ['--config=configs/acgan.py:digits,runlocal', f'--workdir={workdir}', '--mode=eval',
+          f'--config.eval.classifier={clf_dir}', '--config.eval.num_samples=200',
+          '--config.eval.kid_subsets=5', '--config.eval.kid_subset_size=100',
+          '--config.eval.pr_samples=100', '--config.num_steps=2']
+  result = run_main(*args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  scores = json.loads(result.stdout.strip().splitlines()[-1])
+  assert scores['step'] == 2 and scores['num_samples'] == 200
+  assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797,
+                                 'stats': scores['reference']['stats']}
+  assert scores['reference']['stats'].startswith(str(clf_dir / 'stats'))
+  assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
+  assert 0 <= scores['precision'] <= 1 and 0 <= scores['recall'] <= 1
+  assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['kid'])
+
+  # A classifier for other images is refused with one line.
+  result = run_main(*args[:3], f'--config.eval.classifier={tmp_path / "nothing"}')
+  assert result.returncode == 2 and 'no classifier in' in result.stderr
