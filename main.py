@@ -29,6 +29,7 @@ flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
+flags.DEFINE_bool('best', False, 'sample, eval: the best checkpoint by eval.best_metric.')
 flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
                   'jax.distributed.initialize() first. It detects TPU pod slices, SLURM and MPI '
                   'by itself; elsewhere set JAX_COORDINATOR_ADDRESS and pass --num_processes '
@@ -67,9 +68,10 @@ def run(_):
     train.train_and_evaluate(config, workdir)
   elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
-    print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step)))
+    print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step,
+                                          FLAGS.best)))
   else:
-    print(json.dumps(scoring.evaluate(config, workdir, FLAGS.step)))
+    print(json.dumps(scoring.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
 
 
 def _exit_with(error: BaseException, prefix: str = '') -> None:

@@ -91,7 +91,9 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       kid_subsets=100,         # KID: random subsets ...
       kid_subset_size=1000,    # ... of this many samples each
       pr_samples=5000,         # precision/recall: samples per side (k-NN, k = 3)
+      best_metric='domain_fid',  # keeps WORKDIR/best_checkpoint by this (eval_every > 0)
   ))
+  c.eval_every = 0             # evaluate every this-many steps (0: off; needs eval.classifier)
 
   c.log_every = 100            # write scalars every this-many steps (0: off)
   c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)

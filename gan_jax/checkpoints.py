@@ -9,26 +9,42 @@ import orbax.checkpoint as ocp
 from gan_jax.errors import ConfigError
 
 
-def directory(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+LATEST, BEST = 'checkpoints', 'best_checkpoint'
+
+# eval metric -> whether lower is better (for the best checkpoint).
+LOWER_IS_BETTER = {'domain_fid': True, 'kid': True, 'classifier_score': False,
+                   'precision': False, 'recall': False, 'acgan_label_accuracy': False}
 
 
-def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
-  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`.
+def directory(workdir: str, kind: str = LATEST) -> str:
+  return os.path.join(os.path.abspath(workdir), kind)
+
+
+def manager(workdir: str, keep: int, read_only: bool = False,
+            best_metric: Optional[str] = None) -> ocp.CheckpointManager:
+  """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`, or,
+  with `best_metric`, in `workdir/best_checkpoint` keeping the best one by that eval metric.
 
   Orbax writes each checkpoint into a tmp directory and renames it when complete, so a crash
   (even kill -9) mid-save leaves only a tmp directory, which restores ignore and a writing
   manager removes. `read_only` creates and removes nothing (for sampling and evaluation).
   """
+  best = {}
+  if best_metric:
+    best = dict(best_fn=lambda metrics: metrics[best_metric],
+                best_mode='min' if LOWER_IS_BETTER[best_metric] else 'max')
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                          read_only=read_only, enable_async_checkpointing=True,
-                                         cleanup_tmp_directories=not read_only)
-  return ocp.CheckpointManager(directory(workdir), options=options)
+                                         cleanup_tmp_directories=not read_only, **best)
+  return ocp.CheckpointManager(directory(workdir, BEST if best_metric else LATEST),
+                               options=options)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) -> None:
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          data=ocp.args.JsonSave(data_state)))
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_state: dict,
+         metrics: Optional[dict] = None) -> None:
+  args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                            data=ocp.args.JsonSave(data_state))
+  mngr.save(step, args=args, metrics=metrics)
 
 
 def restore(mngr: ocp.CheckpointManager, target: Any,

@@ -101,10 +101,11 @@ def load_classifier(config, image_shape):
   return params, meta
 
 
-def evaluate(config, workdir: str, step: Optional[int] = None) -> Dict[str, Any]:
-  """--mode=eval: scores the checkpoint at `step` (default: latest)."""
+def evaluate(config, workdir: str, step: Optional[int] = None,
+             best: bool = False) -> Dict[str, Any]:
+  """--mode=eval: scores the checkpoint at `step` (default: latest; `best`: the best one)."""
   if config.eval.num_samples < 10:
     raise ConfigError(f'eval.num_samples must be >= 10, got {config.eval.num_samples}')
-  run, state = train.restore_for_use(config, workdir, step)
+  run, state = train.restore_for_use(config, workdir, step, best)
   clf_params, clf_meta = load_classifier(config, run.data.image_shape)
   return score_state(config, run, state, clf_params, clf_meta)

@@ -84,7 +84,7 @@ def validate(config, num_devices: int) -> None:
     raise ConfigError(f'dtype must be one of {", ".join(DTYPES)}, got {config.dtype!r}')
   if config.steps_per_call < 1:
     raise ConfigError(f'steps_per_call must be >= 1, got {config.steps_per_call}')
-  for name in ('log_every', 'checkpoint_every', 'sample_every'):
+  for name in ('log_every', 'checkpoint_every', 'sample_every', 'eval_every'):
     if config[name] < 0:
       raise ConfigError(f'{name} must be >= 0 (0 turns it off), got {config[name]}')
 
@@ -501,6 +501,41 @@ def call_length(step: int, config) -> int:
   return k
 
 
+class _Evaluator:
+  """eval_every: scores the generator, writes eval/* scalars, keeps the best checkpoint."""
+
+  def __init__(self, config, run, workdir):
+    from gan_jax import scoring  # pylint: disable=g-import-not-at-top  (scoring imports train)
+    self.scoring, self.config, self.run = scoring, config, run
+    self.clf = scoring.load_classifier(config, run.data.image_shape)
+    self.metric = config.eval.best_metric
+    self.mngr = None
+    self.workdir = workdir
+
+  def __call__(self, step: int, state: TrainState, position: int, writer) -> None:
+    result = self.scoring.score_state(self.config, self.run, state, *self.clf)
+    scalars = {f'eval/{k}': v for k, v in result.items() if isinstance(v, (int, float))}
+    writer.write_scalars(step, scalars)
+    if self.mngr is None:
+      self.mngr = checkpoints.manager(self.workdir, 1, best_metric=self.metric)
+    checkpoints.save(self.mngr, step, state, {'position': position},
+                     metrics={self.metric: result[self.metric]})
+
+  def close(self):
+    if self.mngr is not None:
+      self.mngr.wait_until_finished()
+      self.mngr.close()
+
+
+def _evaluator(config, run: Run):
+  if config.eval_every <= 0:
+    return None
+  if config.eval.best_metric not in checkpoints.LOWER_IS_BETTER:
+    raise ConfigError(f'eval.best_metric must be one of {", ".join(checkpoints.LOWER_IS_BETTER)}'
+                      f', got {config.eval.best_metric!r}')
+  return _Evaluator(config, run, run.workdir)
+
+
 def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   # Everything that can refuse the run comes before the first write to the workdir.
   run = Run(config, workdir)
@@ -511,6 +546,7 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   if initial_step:
     logging.info('Resumed from step %d in %s', initial_step, workdir)
 
+  evaluator = _evaluator(config, run)  # loads the classifier: may refuse the run
   # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
   from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
@@ -558,6 +594,9 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
       if is_time(config.sample_every, done, config):
         images = sample.to_unit(run.gen_fn(run.from_device(state), grid_z, grid_labels))
         writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
+      if evaluator and is_time(config.eval_every, done, config):
+        _check_finite(*unchecked, mngr, config.skip_nonfinite)
+        evaluator(done, run.from_device(state), stream.position, writer)
       if (is_time(config.checkpoint_every, done, config) or done == config.num_steps or
           stop.received):
         _check_finite(*unchecked, mngr, config.skip_nonfinite)  # never save a non-finite state
@@ -569,6 +608,8 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
         break
   finally:
     mngr.wait_until_finished()
+    if evaluator:
+      evaluator.close()
     writer.flush()
     writer.close()
   if unchecked:
@@ -576,13 +617,16 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
   return run.from_device(state)
 
 
-def restore_for_use(config, workdir: str, step: Optional[int] = None):
-  """(run, state) of a workdir's checkpoint at `step` (default: latest), for sampling or
-  evaluation; ConfigError when there is none."""
+def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool = False):
+  """(run, state) of a workdir's checkpoint at `step` (default: latest; `best`: the best one by
+  config.eval.best_metric), for sampling or evaluation; ConfigError when there is none."""
   run = Run(config, workdir)
-  if not os.path.isdir(checkpoints.directory(workdir)):
-    raise ConfigError(f'no checkpoint in {workdir}; train first')
-  mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True)
+  kind = checkpoints.BEST if best else checkpoints.LATEST
+  if not os.path.isdir(checkpoints.directory(workdir, kind)):
+    raise ConfigError(f'no {"best " if best else ""}checkpoint in {workdir}; ' +
+                      ('train with eval_every > 0' if best else 'train first'))
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True,
+                             best_metric=config.eval.best_metric if best else None)
   if mngr.latest_step() is None:
     raise ConfigError(f'no checkpoint in {workdir}; train first')
   if step is not None and step not in mngr.all_steps():
@@ -610,9 +654,9 @@ def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
 
 
 def write_samples(config, workdir: str, num_samples: int, out: str,
-                  step: Optional[int] = None) -> Dict[str, Any]:
+                  step: Optional[int] = None, best: bool = False) -> Dict[str, Any]:
   """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
-  run, state = restore_for_use(config, workdir, step)
+  run, state = restore_for_use(config, workdir, step, best)
   batches = list(generate_batches(run, state, num_samples, config.seed + 2))
   images = np.concatenate([b[0] for b in batches])
   labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])

@@ -15,7 +15,7 @@ from gan_jax.errors import ConfigError
 # stops it. Learning rates are
 # among them: resuming from the last good checkpoint with a lower one is the usual cure for a
 # run that went non-finite.
-RESUMABLE_FIELDS = ('num_steps', 'log_every', 'checkpoint_every', 'sample_every',
+RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 'sample_every',
                     'keep_checkpoints', 'num_grid', 'skip_nonfinite', 'parallelism',
                     'steps_per_call',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',

@@ -1,8 +1,12 @@
 """The domain classifier and --mode=eval, end to end on digits."""
 
 import json
+import os
 
 import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import load_config, run_main
 from gan_jax import classifier, input_pipeline, train
@@ -26,16 +30,28 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   np.testing.assert_array_equal(classifier.predict(restored, 10, data.images[:50])[0],
                                 classifier.predict(params, 10, data.images[:50])[0])
 
+  # Training with eval_every: eval/* scalars, and the best checkpoint by domain FID.
   workdir = tmp_path / 'run'
+  small = dict(classifier=str(clf_dir), num_samples=200, kid_subsets=5, kid_subset_size=100,
+               pr_samples=100)
+  config.eval_every = 1
+  config.eval.update(small)
   train.train_and_evaluate(config, str(workdir))
+  acc = event_accumulator.EventAccumulator(str(workdir), size_guidance={'tensors': 0})
+  acc.Reload()
+  fids = {e.step: float(tf_make_ndarray(e.tensor_proto)) for e in acc.Tensors('eval/domain_fid')}
+  assert sorted(fids) == [1, 2] and 'eval/classifier_score' in acc.Tags()['tensors']
+  best_step = min(fids, key=fids.get)
+  assert os.listdir(workdir / 'best_checkpoint') == [str(best_step)]
+
   args = ['--config=configs/acgan.py:digits,runlocal', f'--workdir={workdir}', '--mode=eval',
-          f'--config.eval.classifier={clf_dir}', '--config.eval.num_samples=200',
-          '--config.eval.kid_subsets=5', '--config.eval.kid_subset_size=100',
-          '--config.eval.pr_samples=100', '--config.num_steps=2']
+          '--best', '--config.num_steps=2', '--config.eval_every=1',
+          *[f'--config.eval.{k}={v}' for k, v in small.items()]]
   result = run_main(*args)
   assert result.returncode == 0, result.stderr[-3000:]
   scores = json.loads(result.stdout.strip().splitlines()[-1])
-  assert scores['step'] == 2 and scores['num_samples'] == 200
+  assert scores['step'] == best_step and scores['num_samples'] == 200
+  assert scores['domain_fid'] == pytest.approx(fids[best_step], rel=1e-4)  # same samples
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797,
                                  'stats': scores['reference']['stats']}
   assert scores['reference']['stats'].startswith(str(clf_dir / 'stats'))
@@ -44,5 +60,6 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['kid'])
 
   # A classifier for other images is refused with one line.
-  result = run_main(*args[:3], f'--config.eval.classifier={tmp_path / "nothing"}')
+  result = run_main(*args[:3], '--config.num_steps=2', '--config.eval_every=1',
+                    f'--config.eval.classifier={tmp_path / "nothing"}')
   assert result.returncode == 2 and 'no classifier in' in result.stderr
