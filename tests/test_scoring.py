@@ -2,13 +2,15 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
-from conftest import load_config, run_main
+from conftest import ROOT, load_config, run_main
 from gan_jax import classifier, input_pipeline, train
 
 
@@ -43,6 +45,12 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert sorted(fids) == [1, 2] and 'eval/classifier_score' in acc.Tags()['tensors']
   best_step = min(fids, key=fids.get)
   assert os.listdir(workdir / 'best_checkpoint') == [str(best_step)]
+  plot = subprocess.run([sys.executable, 'experiments/plot_fid.py', f'--workdir={workdir}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert plot.returncode == 0, plot.stderr[-2000:]
+  plotted = json.loads(plot.stdout.strip().splitlines()[-1])
+  assert plotted['steps'] == [1, 2] and plotted['values'] == pytest.approx([fids[1], fids[2]])
+  assert os.path.getsize(plotted['out']) > 1000
 
   args = ['--config=configs/acgan.py:digits,runlocal', f'--workdir={workdir}', '--mode=eval',
           '--best', '--config.num_steps=2', '--config.eval_every=1',
