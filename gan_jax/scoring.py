@@ -53,6 +53,12 @@ def reference_stats(config, clf_params, clf_meta, max_keep: int):
   return stats, kept, path
 
 
+def classify_unit(clf_params, clf_meta, images):
+  """(probs, features) of images in [0, 1] (what the generator's samples are given as); the
+  classifier takes [-1, 1], as training data reaches the models."""
+  return classifier.predict(clf_params, clf_meta['num_classes'], np.asarray(images) * 2.0 - 1.0)
+
+
 def score_state(config, run: train.Run, state, clf_params, clf_meta) -> Dict[str, Any]:
   """Every metric for the generator in `state` (sampled as in --mode=sample, another seed)."""
   ev = config.eval
@@ -62,7 +68,7 @@ def score_state(config, run: train.Run, state, clf_params, clf_meta) -> Dict[str
   scores = evaluation.ScoreStats(ev.num_samples, clf_meta['num_classes'])
   kept, correct = [], 0
   for images, labels in train.generate_batches(run, state, ev.num_samples, config.seed + 3):
-    probs, features = classifier.predict(clf_params, clf_meta['num_classes'], images)
+    probs, features = classify_unit(clf_params, clf_meta, images)
     fake_stats.update(features)
     scores.update(probs)
     kept.append(features[:max(0, keep - sum(len(k) for k in kept))])

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import ROOT, load_config, run_main
-from gan_jax import classifier, input_pipeline, train
+from gan_jax import classifier, input_pipeline, scoring, train
 
 
 def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
@@ -27,6 +27,10 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
           'feature_dim': classifier.FEATURE_DIM, 'test_accuracy': accuracy}
   clf_dir = tmp_path / 'clf'
   classifier.save(str(clf_dir), params, meta)
+  # Generated samples come in [0, 1]; scoring must see them as the classifier saw real data.
+  unit_probs, unit_features = scoring.classify_unit(params, meta, data.images[800:1200] / 255.0)
+  np.testing.assert_allclose(unit_probs, probs, atol=1e-5)
+  np.testing.assert_allclose(unit_features, features, rtol=1e-4, atol=1e-4)
   restored, restored_meta = classifier.load(str(clf_dir))
   assert restored_meta == meta
   np.testing.assert_array_equal(classifier.predict(restored, 10, data.images[:50])[0],
