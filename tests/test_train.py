@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import checkpoints, input_pipeline, losses, sharding, train, variants
+from gan_jax import checkpoints, input_pipeline, losses, sharding, steps, train, variants
 
 GANS = ['wgan.py:digits,runlocal', 'wgan_gp.py:digits,runlocal', 'dcgan.py:digits,runlocal',
         'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_gp',
@@ -110,10 +110,10 @@ def test_scanned_critic_updates_equal_an_unrolled_loop(tmp_path):
   gan, state = run.gan, run.init_fn()
   batch = input_pipeline.BatchStream(run.data, config.batch_size, config.seed).next(3)
   batch = jax.tree.map(jnp.asarray, batch)
-  scanned, _ = jax.jit(lambda s, b: train.train_step(s, b, gan=gan))(state, batch)
+  scanned, _ = jax.jit(lambda s, b: steps.train_step(s, b, gan=gan))(state, batch)
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), 4)
   critic = (state.critic_params, state.critic_stats, state.critic_opt_state)
-  update = jax.jit(lambda c, b, k: train.critic_update(gan, state.gen_params, state.gen_stats,
+  update = jax.jit(lambda c, b, k: steps.critic_update(gan, state.gen_params, state.gen_stats,
                                                        c, b, k))
   for i in range(3):
     critic, _ = update(critic, jax.tree.map(lambda x, i=i: x[i], batch), keys[i + 1])
