@@ -268,7 +268,8 @@ class _Evaluator:
 
   def __call__(self, step: int, state: TrainState, position: int, writer) -> None:
     result = self.scoring.score_state(self.config, self.run, state, *self.clf)
-    scalars = {f'eval/{k}': v for k, v in result.items() if isinstance(v, (int, float))}
+    scalars = {f'eval/{k}': v for k, v in result.items()
+               if isinstance(v, (int, float)) and k not in ('step', 'num_samples')}
     writer.write_scalars(step, scalars)
     if self.mngr is None:
       self.mngr = checkpoints.manager(self.workdir, 1, best_metric=self.metric)
