@@ -242,7 +242,7 @@ def is_time(every: int, step: int, config) -> bool:
 
 def call_length(step: int, config) -> int:
   """Iterations in the compiled call that starts at `step`: config.steps_per_call when they all
-  have the same n_critic and no log, sample or checkpoint falls inside; otherwise 1."""
+  have the same n_critic and no log, sample, eval or checkpoint falls inside; otherwise 1."""
   k = config.steps_per_call
   if k <= 1 or step + k > config.num_steps:
     return 1
@@ -250,7 +250,8 @@ def call_length(step: int, config) -> int:
   for j in range(1, k):
     if variants.n_critic_at(step + j, config) != n_critic or any(
         is_time(every, step + j, config)
-        for every in (config.log_every, config.sample_every, config.checkpoint_every)):
+        for every in (config.log_every, config.sample_every, config.checkpoint_every,
+                      config.eval_every)):
       return 1
   return k
 

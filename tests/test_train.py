@@ -213,3 +213,16 @@ def test_bfloat16_computes_in_bf16_keeps_float32_params_and_the_gradient_penalty
   state, history = _steps(run, state, stream, 2, config)
   assert all(np.isfinite(v).all() for m in history for v in m.values())
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.gen_params))
+
+
+def test_a_compiled_call_never_spans_a_periodic_action():
+  config = load_config('wgan_gp.py:digits,runlocal', num_steps=20, steps_per_call=4,
+                       log_every=8, sample_every=0, checkpoint_every=0, eval_every=6)
+  lengths, done = [], 0
+  while done < config.num_steps:
+    lengths.append(train.call_length(done, config))
+    done += lengths[-1]
+  ends = np.cumsum(lengths)
+  for every in (8, 6):  # each log and eval step ends a call
+    assert all(s in ends for s in range(every, 20, every)), (every, lengths)
+  assert max(lengths) == 4
