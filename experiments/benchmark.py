@@ -45,12 +45,8 @@ def _compiled_call(config, image_shape, num_classes):
     pmap_gan = train.build_gan(config, image_shape, num_classes, axis_name='data')
     pstep, psteps = train.pmap_fns(pmap_gan)
     d = jax.local_device_count()
-    to_device = lambda s: jax.tree.map(lambda x: np.broadcast_to(x, (d,) + x.shape),
-                                       jax.device_get(s))
-    lead = 1 if k == 1 else 2
-    split = lambda x: np.moveaxis(x.reshape(x.shape[:lead] + (d, -1) + x.shape[lead + 1:]),
-                                  lead, 0)
-    return init_fn, (pstep if k == 1 else psteps), to_device, lambda b: jax.tree.map(split, b)
+    return (init_fn, (pstep if k == 1 else psteps), lambda s: train.pmap_replicate(s, d),
+            lambda b: train.pmap_split(b, 1 if k == 1 else 2, d))
   leading = 1 if k == 1 else 2
   to_global = lambda b: sharding.to_global(b, sharding.batch_sharding(mesh, leading))
   return init_fn, (step_fn if k == 1 else steps_fn), (lambda s: s), to_global

@@ -22,6 +22,12 @@ def _classifier_id(directory: str) -> str:
     return hashlib.sha1(f.read()).hexdigest()[:10]
 
 
+def _keep_first(kept: list, features, limit: int) -> None:
+  """Appends to `kept` the rows of `features` that keep it within `limit` rows in all (KID and
+  precision/recall need features themselves, not only their statistics)."""
+  kept.append(features[:max(0, limit - sum(len(k) for k in kept))])
+
+
 def reference_stats(config, clf_params, clf_meta, max_keep: int):
   """(FeatureStats, kept features [<= max_keep, D], stats file) of the reference split."""
   ev = config.eval
@@ -43,7 +49,7 @@ def reference_stats(config, clf_params, clf_meta, max_keep: int):
     _, features = classifier.predict(clf_params, clf_meta['num_classes'],
                                      data.images[start:start + 1000])
     stats.update(features)
-    kept.append(features[:max(0, max_keep - sum(len(k) for k in kept))])
+    _keep_first(kept, features, max_keep)
   kept = np.concatenate(kept)
   os.makedirs(stats_dir, exist_ok=True)
   tmp = path + '.tmp.npz'
@@ -71,7 +77,7 @@ def score_state(config, run: train.Run, state, clf_params, clf_meta) -> Dict[str
     probs, features = classify_unit(clf_params, clf_meta, images)
     fake_stats.update(features)
     scores.update(probs)
-    kept.append(features[:max(0, keep - sum(len(k) for k in kept))])
+    _keep_first(kept, features, keep)
     if labels is not None:
       correct += int(np.sum(probs.argmax(1) == labels))
   kept = np.concatenate(kept)

@@ -84,6 +84,19 @@ def pmap_fns(gan: GAN):
   return step_fn, steps_fn
 
 
+def pmap_replicate(state, devices: int):
+  """One copy of `state` per local device, through the host: pmap places a numpy
+  [devices, ...] array one slice per device."""
+  return jax.tree.map(lambda x: np.broadcast_to(x, (devices,) + x.shape), jax.device_get(state))
+
+
+def pmap_split(batch, batch_axis: int, devices: int):
+  """[..., B_local, ...] (B on `batch_axis`) -> [devices, ..., B_local / devices, ...]."""
+  split = lambda x: np.moveaxis(
+      x.reshape(x.shape[:batch_axis] + (devices, -1) + x.shape[batch_axis + 1:]), batch_axis, 0)
+  return jax.tree.map(split, batch)
+
+
 def fixed_grid_inputs(gan: GAN, seed: int, num: int):
   """The fixed z (and labels: one class per row) behind every sample grid of a run."""
   if gan.num_classes:
@@ -115,11 +128,7 @@ class Run:
 
   def to_device(self, state: TrainState) -> TrainState:
     """The layout train_call takes: as is for jit; one copy per local device for pmap."""
-    if not self.pmap:
-      return state
-    # Through the host: pmap places a numpy [devices, ...] array one slice per device.
-    return jax.tree.map(lambda x: np.broadcast_to(x, (self.local_devices,) + x.shape),
-                        jax.device_get(state))
+    return pmap_replicate(state, self.local_devices) if self.pmap else state
 
   def from_device(self, state: TrainState) -> TrainState:
     """Back to one copy (to save, sample or evaluate)."""
@@ -141,12 +150,8 @@ class Run:
     else:
       batch = jax.tree.map(lambda *xs: np.stack(xs), *host_batches)  # [K, n_critic, B, ...]
     if self.pmap:
-      batch_axis = 1 if k == 1 else 2
-      # [..., B_local, ...] -> [devices, ..., B_local / devices, ...]
-      split = lambda x: np.moveaxis(x.reshape(x.shape[:batch_axis] + (
-          self.local_devices, -1) + x.shape[batch_axis + 1:]), batch_axis, 0)
       fn = self.pmap_step_fn if k == 1 else self.pmap_steps_fn
-      state, metrics = fn(state, jax.tree.map(split, batch))
+      state, metrics = fn(state, pmap_split(batch, 1 if k == 1 else 2, self.local_devices))
       metrics = jax.tree.map(lambda m: m[0], metrics)  # pmean'd: equal on every device
     else:
       leading = 1 if k == 1 else 2
@@ -166,9 +171,6 @@ class Run:
 
 def _scalars(metrics) -> Dict[str, float]:
   return {f'train/{k}': float(v) for k, v in jax.device_get(metrics).items() if k != 'finite'}
-
-
-
 
 
 class StopSignals:
@@ -259,13 +261,12 @@ def call_length(step: int, config) -> int:
 class _Evaluator:
   """eval_every: scores the generator, writes eval/* scalars, keeps the best checkpoint."""
 
-  def __init__(self, config, run, workdir):
+  def __init__(self, config, run):
     from gan_jax import scoring  # pylint: disable=g-import-not-at-top  (scoring imports train)
     self.scoring, self.config, self.run = scoring, config, run
     self.clf = scoring.load_classifier(config, run.data.image_shape)
     self.metric = config.eval.best_metric
     self.mngr = None
-    self.workdir = workdir
 
   def __call__(self, step: int, state: TrainState, position: int, writer) -> None:
     result = self.scoring.score_state(self.config, self.run, state, *self.clf)
@@ -273,7 +274,7 @@ class _Evaluator:
                if isinstance(v, (int, float)) and k not in ('step', 'num_samples')}
     writer.write_scalars(step, scalars)
     if self.mngr is None:
-      self.mngr = checkpoints.manager(self.workdir, 1, best_metric=self.metric)
+      self.mngr = checkpoints.manager(self.run.workdir, 1, best_metric=self.metric)
     checkpoints.save(self.mngr, step, state, {'position': position},
                      metrics={self.metric: result[self.metric]})
 
@@ -289,7 +290,7 @@ def _evaluator(config, run: Run):
   if config.eval.best_metric not in checkpoints.LOWER_IS_BETTER:
     raise ConfigError(f'eval.best_metric must be one of {", ".join(checkpoints.LOWER_IS_BETTER)}'
                       f', got {config.eval.best_metric!r}')
-  return _Evaluator(config, run, run.workdir)
+  return _Evaluator(config, run)
 
 
 def _train(config, workdir: str, stop: StopSignals) -> TrainState:
