@@ -84,16 +84,18 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.steps_per_call = 1         # iterations per compiled call (lax.scan; TPU iterations_per_loop)
 
   c.eval = ml_collections.ConfigDict(dict(
+      inception_weights='',    # FID Inception .npz (experiments/convert_inception.py)
       classifier='',           # domain classifier dir (experiments/train_classifier.py)
       num_samples=10_000,      # generated samples per evaluation
       reference_split='train', # real split the statistics come from: 'train' | 'test'
-      stats_dir='',            # cache of reference statistics ('' = CLASSIFIER/stats)
+      reference_samples=0,     # first N images of that split (0: all of them)
+      stats_dir='',            # cache of reference statistics ('' = beside the weights)
       kid_subsets=100,         # KID: random subsets ...
       kid_subset_size=1000,    # ... of this many samples each
       pr_samples=5000,         # precision/recall: samples per side (k-NN, k = 3)
-      best_metric='domain_fid',  # keeps WORKDIR/best_checkpoint by this (eval_every > 0)
+      best_metric='',          # keeps WORKDIR/best_checkpoint by this ('': fid, else domain_fid)
   ))
-  c.eval_every = 0             # evaluate every this-many steps (0: off; needs eval.classifier)
+  c.eval_every = 0             # evaluate every this-many steps (0: off; needs an extractor above)
 
   c.log_every = 100            # write scalars every this-many steps (0: off)
   c.checkpoint_every = 1000    # save every this-many steps, and at the end (0: only at the end)

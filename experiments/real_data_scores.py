@@ -1,5 +1,6 @@
 r"""The scores of real images, as the floor (FID) and ceiling (classifier score) for GAN runs:
-the reference split's statistics against another real split, with the same domain classifier.
+the reference split's statistics against another real split, with the same extractors
+(domain classifier and/or Inception) that --mode=eval uses.
 
   python experiments/real_data_scores.py --config=configs/dcgan.py:fashion_mnist \
       --config.dataset.path=/usr/share/datasets/fashion-mnist \
@@ -16,7 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import classifier, evaluation, input_pipeline, scoring  # pylint: disable=g-import-not-at-top
+from gan_jax import input_pipeline, scoring  # pylint: disable=g-import-not-at-top
 
 config_flags.DEFINE_config_file('config', None, 'A config naming the dataset and eval fields.')
 flags.DEFINE_string('split', 'test', 'The real split scored against eval.reference_split.')
@@ -26,28 +27,16 @@ FLAGS = flags.FLAGS
 
 def main(_):
   config = FLAGS.config
-  ev = config.eval
   data_config = config.dataset.copy_and_resolve_references()
   data_config.split = FLAGS.split
   data = input_pipeline.load(data_config)
-  params, meta = scoring.load_classifier(config, data.image_shape)
-  keep = max(ev.kid_subset_size, ev.pr_samples)
-  ref_stats, ref_kept, stats_path = scoring.reference_stats(config, params, meta, keep)
-  n = min(ev.num_samples, len(data.images))
-  probs, features = classifier.predict(params, meta['num_classes'], data.images[:n])
-  stats = evaluation.FeatureStats(meta['feature_dim'])
-  stats.update(features)
-  score, score_std = evaluation.inception_score(probs)
-  kid, kid_std = evaluation.kid(ref_kept, features[:keep], ev.kid_subsets, ev.kid_subset_size)
-  result = {'real_split': FLAGS.split, 'num_samples': n,
-            'reference': {'dataset': config.dataset.name, 'split': ev.reference_split,
-                          'count': ref_stats.count, 'stats': stats_path},
-            'domain_fid': evaluation.fid(ref_stats, stats), 'classifier_score': score,
-            'classifier_score_std': score_std, 'kid': kid, 'kid_std': kid_std,
-            **evaluation.precision_recall(ref_kept[:ev.pr_samples], features[:ev.pr_samples])}
-  if data.labels is not None:
-    result['label_accuracy'] = evaluation.class_accuracy(probs, data.labels[:n])
-  print(json.dumps(result))
+  extractors = scoring.load_extractors(config, data.image_shape)
+  n = min(config.eval.num_samples, len(data.images))
+  labels = None if data.labels is None else data.labels[:n]
+  batches = ((data.images[s:s + 1000], None if labels is None else labels[s:s + 1000])
+             for s in range(0, n, 1000))
+  result = scoring.score_images(config, extractors, batches, n, label_key='label_accuracy')
+  print(json.dumps({'real_split': FLAGS.split, **result}))
 
 
 if __name__ == '__main__':

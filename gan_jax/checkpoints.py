@@ -11,9 +11,20 @@ from gan_jax.errors import ConfigError
 
 LATEST, BEST = 'checkpoints', 'best_checkpoint'
 
-# eval metric -> whether lower is better (for the best checkpoint).
-LOWER_IS_BETTER = {'domain_fid': True, 'kid': True, 'classifier_score': False,
-                   'precision': False, 'recall': False, 'acgan_label_accuracy': False}
+# eval metric -> whether lower is better (for the best checkpoint); names as gan_jax/scoring.py
+# writes them: Inception's, then the domain classifier's.
+LOWER_IS_BETTER = {'fid': True, 'inception_score': False, 'kid': True, 'precision': False,
+                   'recall': False, 'domain_fid': True, 'classifier_score': False,
+                   'domain_kid': True, 'domain_precision': False, 'domain_recall': False,
+                   'acgan_label_accuracy': False}
+
+
+def best_metric(eval_config) -> str:
+  """eval.best_metric, or by default the FID of the first extractor configured: Inception's
+  when there are weights, else the domain classifier's."""
+  if eval_config.best_metric:
+    return eval_config.best_metric
+  return 'fid' if eval_config.inception_weights else 'domain_fid'
 
 
 def directory(workdir: str, kind: str = LATEST) -> str:

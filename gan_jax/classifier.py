@@ -20,6 +20,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from gan_jax import sharding
 from gan_jax.errors import ConfigError
 
 FEATURE_DIM = 128
@@ -90,14 +91,9 @@ def make_apply(num_classes: int):
 
 
 def predict(params, num_classes: int, images, batch_size: int = 500):
-  """(probs [N, K], features [N, D]) as numpy, in batches."""
+  """(probs [N, K], features [N, D]) as numpy, in batches split over the local devices."""
   apply = make_apply(num_classes)
-  probs, features = [], []
-  for start in range(0, len(images), batch_size):
-    p, f = apply(params, images[start:start + batch_size])
-    probs.append(np.asarray(p))
-    features.append(np.asarray(f))
-  return np.concatenate(probs), np.concatenate(features)
+  return sharding.map_batches(apply, params, images, batch_size)
 
 
 def save(directory: str, params, meta: Dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ domain classifier offline) is the caller's choice and is reported with the score
     k-NN balls of the real ones, and vice versa (k = 3).
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -179,12 +179,3 @@ def class_accuracy(probs, labels) -> float:
   """Accuracy of a classifier's predictions on generated images against the requested labels
   (ACGAN)."""
   return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
-
-
-def summary(real_stats: FeatureStats, fake_stats: FeatureStats,
-            scores: Optional[ScoreStats] = None) -> Dict[str, float]:
-  out = {'fid': fid(real_stats, fake_stats), 'num_samples': fake_stats.count,
-         'num_reference': real_stats.count}
-  if scores is not None:
-    out['is_mean'], out['is_std'] = scores.result()
-  return out

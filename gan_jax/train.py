@@ -264,12 +264,12 @@ class _Evaluator:
   def __init__(self, config, run):
     from gan_jax import scoring  # pylint: disable=g-import-not-at-top  (scoring imports train)
     self.scoring, self.config, self.run = scoring, config, run
-    self.clf = scoring.load_classifier(config, run.data.image_shape)
-    self.metric = config.eval.best_metric
+    self.extractors = scoring.load_extractors(config, run.data.image_shape)
+    self.metric = checkpoints.best_metric(config.eval)
     self.mngr = None
 
   def __call__(self, step: int, state: TrainState, position: int, writer) -> None:
-    result = self.scoring.score_state(self.config, self.run, state, *self.clf)
+    result = self.scoring.score_state(self.config, self.run, state, self.extractors)
     scalars = {f'eval/{k}': v for k, v in result.items()
                if isinstance(v, (int, float)) and k not in ('step', 'num_samples')}
     writer.write_scalars(step, scalars)
@@ -287,9 +287,6 @@ class _Evaluator:
 def _evaluator(config, run: Run):
   if config.eval_every <= 0:
     return None
-  if config.eval.best_metric not in checkpoints.LOWER_IS_BETTER:
-    raise ConfigError(f'eval.best_metric must be one of {", ".join(checkpoints.LOWER_IS_BETTER)}'
-                      f', got {config.eval.best_metric!r}')
   return _Evaluator(config, run)
 
 
@@ -376,14 +373,14 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
 
 def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool = False):
   """(run, state) of a workdir's checkpoint at `step` (default: latest; `best`: the best one by
-  config.eval.best_metric), for sampling or evaluation; ConfigError when there is none."""
+  eval.best_metric), for sampling or evaluation; ConfigError when there is none."""
   run = Run(config, workdir)
   kind = checkpoints.BEST if best else checkpoints.LATEST
   if not os.path.isdir(checkpoints.directory(workdir, kind)):
     raise ConfigError(f'no {"best " if best else ""}checkpoint in {workdir}; ' +
                       ('train with eval_every > 0' if best else 'train first'))
   mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True,
-                             best_metric=config.eval.best_metric if best else None)
+                             best_metric=checkpoints.best_metric(config.eval) if best else None)
   if mngr.latest_step() is None:
     raise ConfigError(f'no checkpoint in {workdir}; train first')
   if step is not None and step not in mngr.all_steps():

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import ROOT, load_config, run_main
-from gan_jax import classifier, input_pipeline, scoring, train
+from gan_jax import classifier, inception, input_pipeline, scoring, train
 
 
 def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
@@ -27,10 +27,12 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
           'feature_dim': classifier.FEATURE_DIM, 'test_accuracy': accuracy}
   clf_dir = tmp_path / 'clf'
   classifier.save(str(clf_dir), params, meta)
-  # Generated samples come in [0, 1]; scoring must see them as the classifier saw real data.
-  unit_probs, unit_features = scoring.classify_unit(params, meta, data.images[800:1200] / 255.0)
-  np.testing.assert_allclose(unit_probs, probs, atol=1e-5)
-  np.testing.assert_allclose(unit_features, features, rtol=1e-4, atol=1e-4)
+  # Extractors take uint8 data or floats in [-1, 1] (generated samples) alike.
+  config.eval.classifier = str(clf_dir)
+  ext = scoring.domain_extractor(config, data.image_shape)
+  float_probs, float_features = ext.predict(data.images[800:1200] / 127.5 - 1.0)
+  np.testing.assert_allclose(float_probs, probs, atol=1e-5)
+  np.testing.assert_allclose(float_features, features, rtol=1e-4, atol=1e-4)
   restored, restored_meta = classifier.load(str(clf_dir))
   assert restored_meta == meta
   np.testing.assert_array_equal(classifier.predict(restored, 10, data.images[:50])[0],
@@ -64,14 +66,46 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   scores = json.loads(result.stdout.strip().splitlines()[-1])
   assert scores['step'] == best_step and scores['num_samples'] == 200
   assert scores['domain_fid'] == pytest.approx(fids[best_step], rel=1e-4)  # same samples
-  assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797,
-                                 'stats': scores['reference']['stats']}
-  assert scores['reference']['stats'].startswith(str(clf_dir / 'stats'))
+  assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797}
+  assert scores['extractors']['domain']['stats'].startswith(str(clf_dir / 'stats'))
   assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
-  assert 0 <= scores['precision'] <= 1 and 0 <= scores['recall'] <= 1
-  assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['kid'])
+  assert 0 <= scores['domain_precision'] <= 1 and 0 <= scores['domain_recall'] <= 1
+  assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['domain_kid'])
 
   # A classifier for other images is refused with one line.
   result = run_main(*args[:3], '--config.num_steps=2', '--config.eval_every=1',
                     f'--config.eval.classifier={tmp_path / "nothing"}')
   assert result.returncode == 2 and 'no classifier in' in result.stderr
+
+
+def test_eval_mode_with_inception_weights(tmp_path):
+  """--mode=eval with an Inception weights file (random weights: the architecture, resizing
+  and metric plumbing are what is tested; tests/test_inception.py checks the port itself)."""
+  flat = {k: np.random.default_rng(0).normal(size=s).astype(np.float32) * 0.05
+          for k, s in inception._expected_shapes().items()}  # pylint: disable=protected-access
+  flat.update({k: np.ones(s, np.float32) for k, s in inception._expected_shapes().items()
+               if k.endswith('/var') or k.endswith('/scale')})
+  weights = tmp_path / 'inception.npz'
+  np.savez(weights, **flat)
+  workdir = tmp_path / 'run'
+  base = ['--config=configs/wgan_gp.py:digits,runlocal,mlp', f'--workdir={workdir}',
+          '--config.num_steps=1']
+  assert run_main(*base).returncode == 0
+  small = dict(inception_weights=str(weights), num_samples=10, reference_samples=12,
+               kid_subsets=2, kid_subset_size=5, pr_samples=8)
+  args = [*base, '--mode=eval', *[f'--config.eval.{k}={v}' for k, v in small.items()]]
+  result = run_main(*args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  scores = json.loads(result.stdout.strip().splitlines()[-1])
+  assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 12}
+  stats = scores['extractors']['inception']['stats']
+  assert stats.startswith(str(tmp_path / 'stats')) and os.path.exists(stats)
+  assert scores['fid'] > 0 and 1.0 <= scores['inception_score'] < 1008
+  assert np.isfinite(scores['kid']) and 0 <= scores['precision'] <= 1
+  assert 'domain_fid' not in scores
+  # The cached reference statistics give the same score again.
+  again = json.loads(run_main(*args).stdout.strip().splitlines()[-1])
+  assert again['fid'] == pytest.approx(scores['fid'], rel=1e-6)
+  # A best_metric that no configured extractor computes is refused with one line.
+  wrong = run_main(*args, '--config.eval.best_metric=domain_fid')
+  assert wrong.returncode == 2 and 'not computed by the configured extractors' in wrong.stderr

@@ -1,0 +1,92 @@
+"""The Flax InceptionV3 against pytorch-fid's network, and the weight file handling.
+
+The comparison runs where torch, torchvision and pytorch-fid are installed
+(`pip install -r requirements-inception-test.txt`) and is skipped elsewhere: pytorch-fid's
+network is built with random weights (its download is replaced by our state dict), converted
+with `inception.from_torch`, and both networks see the same images.
+"""
+
+import numpy as np
+import pytest
+
+from gan_jax import inception
+from gan_jax.errors import ConfigError
+
+
+def _random_state_dict(torch, torchvision, seed=0):
+  """Random weights for the FID Inception's parameters (torchvision's Inception3 with 1008
+  classes has the same names and shapes): He-scaled convs, batch-norm statistics away from
+  (0, 1) so that a mix-up of mean, variance, scale and bias would show."""
+  net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None,
+                                        init_weights=False)
+  gen = torch.Generator().manual_seed(seed)
+  state = {}
+  for key, value in net.state_dict().items():
+    if key.endswith('num_batches_tracked'):
+      state[key] = value
+    elif key.endswith('conv.weight'):
+      fan_in = value[0].numel()
+      state[key] = torch.randn(value.shape, generator=gen) * (2.0 / fan_in) ** 0.5
+    elif key.endswith('running_var') or key.endswith('bn.weight'):
+      state[key] = 0.5 + torch.rand(value.shape, generator=gen)
+    else:   # running_mean, bn.bias, fc
+      state[key] = 0.1 * torch.randn(value.shape, generator=gen)
+  return state
+
+
+def test_matches_pytorch_fid(monkeypatch):
+  torch = pytest.importorskip('torch')
+  torchvision = pytest.importorskip('torchvision')
+  fid_inception = pytest.importorskip('pytorch_fid.inception')
+  state = _random_state_dict(torch, torchvision)
+  monkeypatch.setattr(fid_inception, 'load_state_dict_from_url', lambda *a, **k: state)
+  net = fid_inception.InceptionV3([3]).eval()       # resize to 299, [0, 1] -> [-1, 1]
+  images = np.random.default_rng(0).uniform(size=(4, 32, 32, 3)).astype(np.float32)
+  with torch.no_grad():
+    want = net(torch.from_numpy(images.transpose(0, 3, 1, 2)))[0][:, :, 0, 0]
+    want_logits = torch.nn.functional.linear(want, state['fc.weight'], state['fc.bias'])
+  variables = inception.from_torch({k: v.numpy() for k, v in state.items()})
+  probs, features = inception.predict(variables, images, batch_size=4)
+  want, want_logits = want.numpy(), want_logits.numpy()
+  assert features.shape == (4, 2048) and want.std() > 0.1     # activations did not vanish
+  np.testing.assert_allclose(features, want, atol=1e-4, rtol=0)
+  np.testing.assert_allclose(probs, np.asarray(torch.softmax(torch.from_numpy(want_logits), 1)),
+                             atol=1e-6, rtol=1e-4)
+
+
+def _random_variables(seed=0):
+  rng = np.random.default_rng(seed)
+  return {k: rng.normal(size=s).astype(np.float32) * 0.01
+          for k, s in inception._expected_shapes().items()}   # pylint: disable=protected-access
+
+
+def test_from_torch_names_what_does_not_fit():
+  with pytest.raises(ValueError, match='unexpected entry'):
+    inception.from_torch({'AuxLogits.fc.weight': np.zeros((1008, 768))})
+  with pytest.raises(ValueError, match='missing'):
+    inception.from_torch({'fc.weight': np.zeros((1008, 2048)), 'fc.bias': np.zeros(1008)})
+
+
+def test_load_refuses_bad_files(tmp_path):
+  with pytest.raises(ConfigError, match='does not exist'):
+    inception.load(str(tmp_path / 'none.npz'))
+  pth = tmp_path / 'pt_inception.pth'
+  pth.write_bytes(b'x')
+  with pytest.raises(ConfigError, match='convert it first'):
+    inception.load(str(pth))
+  bad = tmp_path / 'bad.npz'
+  np.savez(bad, **{'params/fc/kernel': np.zeros((3, 3))})
+  with pytest.raises(ConfigError, match='cannot be used as Inception weights'):
+    inception.load(str(bad))
+
+
+def test_save_load_round_trip(tmp_path):
+  from flax import traverse_util
+  flat = _random_variables()
+  variables = traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in flat.items()})
+  path = str(tmp_path / 'inception.npz')
+  inception.save(path, variables)
+  loaded, digest = inception.load(path)
+  got = traverse_util.flatten_dict(loaded, sep='/')
+  assert sorted(got) == sorted(flat) and len(digest) == 10
+  assert all(np.array_equal(got[k], flat[k]) for k in flat)
