@@ -1,6 +1,6 @@
-r"""Times each pass of the WGAN-GP MNIST model's stride-2 convolutions on this backend.
+r"""Times each pass of a model's stride-2 convolutions on this backend.
 
-  python experiments/conv_microbench.py [--batch=64]
+  python experiments/conv_microbench.py [--model=wgan_gp_mnist|dcgan_cifar10] [--batch=64]
 
 For every layer shape and both forms ('xla': lax convolutions; 'fast': gan_jax.layers), prints
 milliseconds for the forward pass, the input gradient (dx), the weight gradient (dw) and the
@@ -20,16 +20,27 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gan_jax import layers  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_integer('batch', 64, 'Batch size.')
+flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
-# (name, op, input shape without batch, kernel shape): the model's stride-2 layers.
-LAYERS = [
-    ('conv 28x28x1 -> 14x14x64', 'conv', (28, 28, 1), (5, 5, 1, 64)),
-    ('conv 14x14x64 -> 7x7x128', 'conv', (14, 14, 64), (5, 5, 64, 128)),
-    ('conv 7x7x128 -> 4x4x256', 'conv', (7, 7, 128), (5, 5, 128, 256)),
-    ('convT 7x7x128 -> 14x14x64', 'convT', (7, 7, 128), (5, 5, 128, 64)),
-    ('convT 14x14x64 -> 28x28x1', 'convT', (14, 14, 64), (5, 5, 64, 1)),
-]
+# (name, op, input shape without batch, kernel shape): each model's stride-2 layers.
+LAYERS = {
+    'wgan_gp_mnist': [
+        ('conv 28x28x1 -> 14x14x64', 'conv', (28, 28, 1), (5, 5, 1, 64)),
+        ('conv 14x14x64 -> 7x7x128', 'conv', (14, 14, 64), (5, 5, 64, 128)),
+        ('conv 7x7x128 -> 4x4x256', 'conv', (7, 7, 128), (5, 5, 128, 256)),
+        ('convT 7x7x128 -> 14x14x64', 'convT', (7, 7, 128), (5, 5, 128, 64)),
+        ('convT 14x14x64 -> 28x28x1', 'convT', (14, 14, 64), (5, 5, 64, 1)),
+    ],
+    'dcgan_cifar10': [
+        ('conv 32x32x3 -> 16x16x128', 'conv', (32, 32, 3), (4, 4, 3, 128)),
+        ('conv 16x16x128 -> 8x8x256', 'conv', (16, 16, 128), (4, 4, 128, 256)),
+        ('conv 8x8x256 -> 4x4x512', 'conv', (8, 8, 256), (4, 4, 256, 512)),
+        ('convT 4x4x512 -> 8x8x256', 'convT', (4, 4, 512), (4, 4, 512, 256)),
+        ('convT 8x8x256 -> 16x16x128', 'convT', (8, 8, 256), (4, 4, 256, 128)),
+        ('convT 16x16x128 -> 32x32x3', 'convT', (16, 16, 128), (4, 4, 128, 3)),
+    ],
+}
 OPS = {
     ('conv', 'xla'): lambda x, w: jax.lax.conv_general_dilated(
         x, w, (2, 2), 'SAME', dimension_numbers=layers.DIMS),
@@ -65,7 +76,7 @@ def main(_):
   key = jax.random.PRNGKey(0)
   print(f'backend={jax.default_backend()} batch={FLAGS.batch} (milliseconds)')
   print(f'{"layer":28s} {"form":5s} {"fwd":>8s} {"dx":>8s} {"dw":>8s} {"d2":>8s}')
-  for name, kind, x_shape, w_shape in LAYERS:
+  for name, kind, x_shape, w_shape in LAYERS[FLAGS.model]:
     x = jax.random.normal(key, (FLAGS.batch, *x_shape))
     w = jax.random.normal(key, w_shape) * 0.05
     for impl in ('xla', 'fast'):

@@ -9,6 +9,7 @@ Scores from it compare runs with each other, not with published Inception number
       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
 """
 
+import functools
 import json
 import os
 from typing import Any, Dict, Tuple
@@ -79,8 +80,10 @@ def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 1
   return params
 
 
+@functools.lru_cache()
 def make_apply(num_classes: int):
-  """jit-compiled (params, images) -> (class probabilities, features)."""
+  """jit-compiled (params, images) -> (class probabilities, features); one per class count, so
+  it compiles once per shape."""
   model = Classifier(num_classes)
 
   @jax.jit

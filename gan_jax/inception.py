@@ -15,6 +15,7 @@ once with `experiments/convert_inception.py` and point `config.eval.inception_we
 rename and a transpose (`from_torch`).
 """
 
+import functools
 import hashlib
 import os
 from typing import Any, Dict, Mapping, Tuple
@@ -244,6 +245,7 @@ def load(path: str) -> Tuple[Dict[str, Any], str]:
   return variables, digest.hexdigest()[:10]
 
 
+@functools.lru_cache()
 def make_apply():
   """jit-compiled (variables, images in [0, 1], [N, H, W, 1 or 3]) -> (probs, features).
   Grayscale images are repeated to three channels."""

@@ -5,12 +5,12 @@ batch 64, the input gradient of the stride-2 conv 7x7 -> 4x4 and the weight grad
 stride-2 transposed conv 7 -> 14 took ~260 ms each, where the other passes took ~10 ms. The
 gradient penalty's second-order term (the weight gradient of the input gradient) was slow in
 every conv form tried. See `python experiments/conv_microbench.py`. So on CPU both stride-2
-layers become im2col + one matmul:
+layers become matmuls:
 
   * `Conv` (stride 2, 'SAME'): strided slices of the padded input, concatenated, times the
     flattened kernel;
-  * `ConvTranspose` (stride 2, 'SAME'): the same im2col product for a stride-1 conv whose 4 x F
-    output channels are the four sub-pixel phases, then depth-to-space.
+  * `ConvTranspose` (stride 2, 'SAME'): one matmul of every input pixel with every tap, then
+    each sub-pixel phase of the output as a sum of shifted slices (GEMM + col2im).
 
 Their derivatives of any order are then slices, pads, gathers and matmuls. Both keep the
 parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and compute the
@@ -32,13 +32,6 @@ def use_fast(impl: str) -> bool:
   if impl not in ('auto', 'fast', 'xla'):
     raise ValueError(f"model.conv_impl must be 'auto', 'fast' or 'xla', got {impl!r}")
   return impl == 'fast' or (impl == 'auto' and jax.default_backend() == 'cpu')
-
-
-def depth_to_space(x):
-  """[B, H, W, 4F] (phase-major channels) -> [B, 2H, 2W, F]."""
-  b, h, w, c = x.shape
-  x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, 2 * h, 2 * w, c // 4)
 
 
 def conv_im2col(x, kernel, stride: int, padding):
@@ -85,17 +78,25 @@ def _subpixel_indices(k: int) -> Tuple[np.ndarray, np.ndarray, int, int]:
 
 
 def conv_transpose_s2_same(x, kernel):
-  """== lax.conv_transpose(x, kernel, (2, 2), 'SAME'), as a stride-1 conv + depth-to-space."""
+  """== lax.conv_transpose(x, kernel, (2, 2), 'SAME'), as one matmul and shifted sums.
+
+  Each input pixel times every tap is one matmul, x [B*H*W, Cin] @ [Cin, k*k*F] (the multiplies
+  of the transposed conv, no more); output phase (a, b) (rows 2i + a, columns 2i' + b) is then
+  the sum of the shifted [B, H, W, F] slices of the taps that reach it, and the phases are
+  interleaved. Im2col of the sub-pixel conv instead would build [B, H, W, taps * Cin] patches
+  (slow when F is small) and multiply by masked zeros (9/4 the multiplies for k = 4).
+  """
   k, _, cin, f = kernel.shape
   r, valid, j_lo, j_hi = _subpixel_indices(k)
-  # sub[jy, jx, c, (a, b), f] = kernel[r[jy, a], r[jx, b], c, f] where both taps are valid.
-  sub = kernel[r[:, None, :, None], r[None, :, None, :]]  # [L, L, 2, 2, Cin, F]
-  mask = (valid[:, None, :, None] & valid[None, :, None, :]).astype(kernel.dtype)
-  sub = sub * mask[..., None, None]
-  length = r.shape[0]
-  sub = sub.transpose(0, 1, 4, 2, 3, 5).reshape(length, length, cin, 4 * f)
-  pads = ((-j_lo, j_hi), (-j_lo, j_hi))
-  return depth_to_space(conv_im2col(x, sub, 1, pads))
+  b, h, w = x.shape[:3]
+  z = jnp.einsum('bhwc,cf->bhwf', x, kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * f))
+  z = jnp.pad(z.reshape(b, h, w, k, k, f),
+              ((0, 0), (-j_lo, j_hi), (-j_lo, j_hi), (0, 0), (0, 0), (0, 0)))
+  taps = [np.flatnonzero(valid[:, a]) for a in (0, 1)]  # offsets j - j_lo reaching phase a
+  phases = [sum(z[:, i:i + h, j:j + w, r[i, pa], r[j, pb]] for i in taps[pa] for j in taps[pb])
+            for pa in (0, 1) for pb in (0, 1)]
+  y = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, f)   # (a, b) phase-major
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, f)
 
 
 class _Stride2(nn.Module):
