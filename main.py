@@ -3,8 +3,8 @@
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=sample \
       --num_samples=1000 --out=/tmp/run/samples.npz
-  python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=eval \
-      --config.eval.classifier=classifiers/mnist
+  python main.py --workdir=/tmp/run --mode=eval --config.eval.classifier=classifiers/mnist
+sample and eval without --config use the workdir's config.json (overrides still apply).
 """
 
 import json
@@ -18,7 +18,8 @@ import jax
 from ml_collections import config_flags
 
 from gan_jax import input_pipeline, scoring, train
-from gan_jax import workdir as workdir_lib
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist '
@@ -56,10 +57,8 @@ def run(_):
   workdir = FLAGS.workdir
   config = FLAGS.config
   if config is None:
-    if FLAGS.mode == 'train':
-      raise train.ConfigError('--config is required to train, e.g. '
-                              '--config=configs/wgan_gp.py:mnist')
-    config = workdir_lib.load_config(workdir)
+    raise train.ConfigError('--config is required to train, e.g. '
+                            '--config=configs/wgan_gp.py:mnist')
   if FLAGS.distributed:
     jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
@@ -80,15 +79,37 @@ def _exit_with(error: BaseException, prefix: str = '') -> None:
   lines = [l.strip().strip("'") for l in text.splitlines() if l.strip().strip("'")]
   detail = ' '.join(lines[-2:]) if lines and lines[-1].startswith(('Did you mean', '[Errno')) \
       else (lines[-1] if lines else type(error).__name__)
-  detail = re.sub(r'^(ValueError|KeyError|AttributeError): ', '', detail)
+  detail = re.sub(r'^([\w.]*Error): ', '', detail)
   print(f'error: {prefix}{detail}', file=sys.stderr)
   sys.exit(2)
+
+
+def _flag_value(argv, name: str):
+  """The value of --name=V or --name V in argv, or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      return arg.split('=', 1)[1]
+    if arg == f'--{name}' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _with_workdir_config(argv):
+  """sample and eval without --config use the workdir's config.json, through a config file so
+  that --config.* overrides still apply."""
+  workdir = _flag_value(argv, 'workdir')
+  if (_flag_value(argv, 'config') is None and workdir and
+      _flag_value(argv, 'mode') in ('sample', 'eval')):
+    # Before any --config.* override: absl defines those flags when it parses --config.
+    return [argv[0], f'--config={os.path.join(ROOT, "configs", "workdir.py")}:{workdir}',
+            *argv[1:]]
+  return argv
 
 
 def parse_flags(argv):
   """absl flag parsing, with errors (a bad --config argument or override) as one line."""
   try:
-    return FLAGS(argv)
+    return FLAGS(_with_workdir_config(argv))
   except Exception as e:  # pylint: disable=broad-except  (config files run arbitrary code)
     if '--verbose' in argv:
       raise

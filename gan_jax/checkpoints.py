@@ -69,6 +69,10 @@ def restore(mngr: ocp.CheckpointManager, target: Any,
         state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
   except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
     path = os.path.join(str(mngr.directory), str(step))
+    if 'tree structures do not match' in str(e):
+      raise ConfigError(f'checkpoint {path} holds a train state of another structure: it was '
+                        f'written by another version of gan_jax or another model config; '
+                        f'use a new --workdir') from e
     earlier = [s for s in mngr.all_steps() if s < step]
     fix = (f'move it away to resume from step {max(earlier)}' if earlier else
            'move it away to start afresh')

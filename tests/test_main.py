@@ -178,3 +178,8 @@ def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
                     '--mode=sample')
   assert result.returncode == 2 and 'no checkpoint' in result.stderr
   assert not glob.glob(str(tmp_path / '*'))
+  # Without --config, sampling needs the workdir's config.json: one line, no module prefix.
+  result = run_main(f'--workdir={tmp_path}', '--mode=sample')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: {tmp_path} has no config.json: give --config, or train there first')

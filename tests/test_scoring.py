@@ -93,7 +93,8 @@ def test_eval_mode_with_inception_weights(tmp_path):
   assert run_main(*base).returncode == 0
   small = dict(inception_weights=str(weights), num_samples=10, reference_samples=12,
                kid_subsets=2, kid_subset_size=5, pr_samples=8)
-  args = [*base, '--mode=eval', *[f'--config.eval.{k}={v}' for k, v in small.items()]]
+  # No --config: the workdir's config.json, with the overrides applied to it.
+  args = [f'--workdir={workdir}', '--mode=eval', *[f'--config.eval.{k}={v}' for k, v in small.items()]]
   result = run_main(*args)
   assert result.returncode == 0, result.stderr[-3000:]
   scores = json.loads(result.stdout.strip().splitlines()[-1])
