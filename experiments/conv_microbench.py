@@ -2,7 +2,8 @@ r"""Times each pass of a model's stride-2 convolutions on this backend.
 
   python experiments/conv_microbench.py [--model=wgan_gp_mnist|dcgan_cifar10] [--batch=64]
 
-For every layer shape and both forms ('xla': lax convolutions; 'fast': gan_jax.layers), prints
+For every layer shape and each form of gan_jax.layers ('xla': lax convolutions; 'fast': matmuls;
+'hybrid': lax forward, the faster form's gradient per argument), prints
 milliseconds for the forward pass, the input gradient (dx), the weight gradient (dw) and the
 gradient penalty's second-order term (the weight gradient of |dx|^2), with random cotangents so
 nothing simplifies away.
@@ -20,6 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gan_jax import layers  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_integer('batch', 64, 'Batch size.')
+flags.DEFINE_bool('in_loop', False, 'Time each pass inside a length-1 lax.scan, as the '
+                  'critic updates (and steps_per_call > 1) run: XLA CPU compiles some conv '
+                  'passes differently in a while loop.')
 flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
@@ -41,18 +45,18 @@ LAYERS = {
         ('convT 16x16x128 -> 32x32x3', 'convT', (16, 16, 128), (4, 4, 128, 3)),
     ],
 }
-OPS = {
-    ('conv', 'xla'): lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (2, 2), 'SAME', dimension_numbers=layers.DIMS),
-    ('conv', 'fast'): layers.conv_s2_same,
-    ('convT', 'xla'): lambda x, w: jax.lax.conv_transpose(
-        x, w, (2, 2), 'SAME', dimension_numbers=layers.DIMS),
-    ('convT', 'fast'): layers.conv_transpose_s2_same,
-}
+OPS = {'conv': layers.FORMS['conv'], 'convT': layers.FORMS['conv_transpose']}
+
+
+def _in_loop(fn):
+  def looped(*args):
+    out, _ = jax.lax.scan(lambda carry, _: (fn(*args), None), fn(*args) * 0, None, length=1)
+    return out
+  return looped
 
 
 def _ms(fn, *args, repeats=3):
-  fn = jax.jit(fn)
+  fn = jax.jit(_in_loop(fn) if FLAGS.in_loop else fn)
   jax.block_until_ready(fn(*args))
   t0 = time.perf_counter()
   for _ in range(repeats):
@@ -74,16 +78,17 @@ def passes(op):
 
 def main(_):
   key = jax.random.PRNGKey(0)
-  print(f'backend={jax.default_backend()} batch={FLAGS.batch} (milliseconds)')
-  print(f'{"layer":28s} {"form":5s} {"fwd":>8s} {"dx":>8s} {"dw":>8s} {"d2":>8s}')
+  print(f'backend={jax.default_backend()} batch={FLAGS.batch} in_loop={FLAGS.in_loop} '
+        '(milliseconds)')
+  print(f'{"layer":28s} {"form":6s} {"fwd":>8s} {"dx":>8s} {"dw":>8s} {"d2":>8s}')
   for name, kind, x_shape, w_shape in LAYERS[FLAGS.model]:
     x = jax.random.normal(key, (FLAGS.batch, *x_shape))
     w = jax.random.normal(key, w_shape) * 0.05
-    for impl in ('xla', 'fast'):
-      op = OPS[(kind, impl)]
+    for impl in ('xla', 'fast', 'hybrid'):
+      op = OPS[kind][impl]
       g = jax.random.normal(key, op(x, w).shape)
       times = [_ms(fn, x, w, g) for fn in passes(op).values()]
-      print(f'{name:28s} {impl:5s} ' + ' '.join(f'{t:8.1f}' for t in times), flush=True)
+      print(f'{name:28s} {impl:6s} ' + ' '.join(f'{t:8.1f}' for t in times), flush=True)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ def test_fast_conv_equals_nn_conv(k, size):
   x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
   params = _params(k, 3, 5)
   want = nn.Conv(5, (k, k), strides=(2, 2), padding='SAME').apply(params, x)
-  for impl in ('fast', 'xla'):
+  for impl in ('fast', 'hybrid', 'xla'):
     got = layers.Conv(5, k, impl).apply(params, x)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -32,7 +32,7 @@ def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
   x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
   params = _params(k, 3, 5)
   want = nn.ConvTranspose(5, (k, k), strides=(2, 2), padding='SAME').apply(params, x)
-  for impl in ('fast', 'xla'):
+  for impl in ('fast', 'hybrid', 'xla'):
     got = layers.ConvTranspose(5, k, impl).apply(params, x)
     assert got.shape == want.shape == (2, 2 * size, 2 * size, 5)
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -49,10 +49,12 @@ def test_fast_layers_match_first_and_second_derivatives(module):
     return jnp.sum(input_grad ** 2)
 
   for order in (gp_like, jax.grad(gp_like)):
-    fast, plain = order(params, 'fast'), order(params, 'xla')
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fast, plain)
+    plain = order(params, 'xla')
+    for impl in ('fast', 'hybrid'):
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                   order(params, impl), plain)
 
 
 def test_impl_names_are_checked():
-  with pytest.raises(ValueError, match="'auto', 'fast' or 'xla'"):
-    layers.use_fast('cudnn')
+  with pytest.raises(ValueError, match="'auto', 'hybrid', 'fast', 'xla'"):
+    layers.resolve('cudnn')
