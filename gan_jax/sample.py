@@ -39,8 +39,12 @@ def save_png(grid: np.ndarray, path: str, scale: int = 1) -> None:
   image.save(path)
 
 
-def balanced_labels(num: int, num_classes: int) -> np.ndarray:
-  """0, 0, ..., 1, 1, ...: `num` labels as balanced over the classes as `num` allows."""
+def balanced_labels(num: int, num_classes: int, interleaved: bool = False) -> np.ndarray:
+  """`num` labels as balanced over the classes as `num` allows: in blocks 0, 0, ..., 1, 1, ...
+  (a grid with one class per row), or `interleaved` 0, 1, 2, ..., 0, 1, ... (every contiguous
+  run of samples balanced: what the Inception Score's splits and KID's subsets need)."""
+  if interleaved:
+    return (np.arange(num) % num_classes).astype(np.int32)
   return (np.arange(num) * num_classes // num).astype(np.int32)
 
 

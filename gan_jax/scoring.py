@@ -208,9 +208,12 @@ def score_images(config, extractors: List[Extractor], batches, total: int,
 
 
 def score_state(config, run: train.Run, state, extractors: List[Extractor]) -> Dict[str, Any]:
-  """Every metric for the generator in `state` (sampled as in --mode=sample, another seed)."""
+  """Every metric for the generator in `state` (sampled as in --mode=sample, another seed; ACGAN's
+  labels interleaved, so that every IS split and the features kept for KID and precision/recall
+  cover all classes)."""
   batches = ((images * 2.0 - 1.0, labels) for images, labels in
-             train.generate_batches(run, state, config.eval.num_samples, config.seed + 3))
+             train.generate_batches(run, state, config.eval.num_samples, config.seed + 3,
+                                    interleaved=True))
   return {'step': int(state.step),
           **score_images(config, extractors, batches, config.eval.num_samples)}
 

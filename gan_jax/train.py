@@ -392,11 +392,11 @@ def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool
 
 
 def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
-                     batch_size: int = 256):
+                     batch_size: int = 256, interleaved: bool = False):
   """Yields (images in [0, 1] as numpy [b, H, W, C], labels or None) for `num_samples` samples;
-  ACGAN's labels are balanced over the classes."""
+  ACGAN's labels are balanced over the classes (see sample.balanced_labels)."""
   key = jax.random.PRNGKey(seed)
-  labels = (sample.balanced_labels(num_samples, run.gan.num_classes)
+  labels = (sample.balanced_labels(num_samples, run.gan.num_classes, interleaved)
             if run.gan.num_classes else None)
   for start in range(0, num_samples, batch_size):
     key, z_key = jax.random.split(key)

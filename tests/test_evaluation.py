@@ -97,3 +97,12 @@ def test_precision_recall_of_identical_and_disjoint_sets():
 def test_class_accuracy():
   probs = np.eye(3)[[0, 1, 2, 2]]
   assert ev.class_accuracy(probs, [0, 1, 2, 0]) == 0.75
+
+
+def test_interleaved_labels_balance_every_split():
+  from gan_jax import sample
+  blocks = sample.balanced_labels(1000, 10)
+  mixed = sample.balanced_labels(1000, 10, interleaved=True)
+  assert np.array_equal(np.bincount(blocks), np.bincount(mixed))
+  assert np.array_equal(np.bincount(mixed[:100]), np.full(10, 10))   # the first IS split
+  assert len(set(blocks[:100])) == 1
