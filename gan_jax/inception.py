@@ -232,10 +232,8 @@ def load(path: str) -> Tuple[Dict[str, Any], str]:
   if path.endswith('.pth'):
     raise ConfigError(f'{path} is a PyTorch file; convert it first: python '
                       f'experiments/convert_inception.py --pth={path} --out=inception_fid.npz')
-  digest = hashlib.sha1()
   with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
+    digest = hashlib.file_digest(f, 'sha1')
   try:
     with np.load(path) as f:
       variables = traverse_util.unflatten_dict({tuple(k.split('/')): f[k] for k in f.files})

@@ -108,24 +108,21 @@ def load_extractors(config, image_shape) -> List[Extractor]:
   return out
 
 
-def _keep_first(kept: list, features, limit: int) -> None:
-  """Appends to `kept` the rows of `features` that keep it within `limit` rows in all."""
-  kept.append(features[:max(0, limit - sum(len(k) for k in kept))])
-
-
 class Accumulator:
-  """Streams one side's (probs, features) into FID statistics, Inception Score sums, and the
-  first `keep` feature rows (KID and precision/recall need the features themselves)."""
+  """Streams one side's (probs, features) into FID statistics, Inception Score sums (when the
+  `total` sample count is given), and the first `keep` feature rows (KID and precision/recall
+  need the features themselves)."""
 
-  def __init__(self, ext: Extractor, total: int, keep: int):
+  def __init__(self, ext: Extractor, total: Optional[int], keep: int):
     self.stats = evaluation.FeatureStats(ext.feature_dim)
-    self.scores = evaluation.ScoreStats(total, ext.num_classes)
+    self.scores = None if total is None else evaluation.ScoreStats(total, ext.num_classes)
     self.keep, self._kept = keep, []
 
   def update(self, probs, features) -> None:
     self.stats.update(features)
-    self.scores.update(probs)
-    _keep_first(self._kept, features, self.keep)
+    if self.scores is not None:
+      self.scores.update(probs)
+    self._kept.append(features[:max(0, self.keep - sum(len(k) for k in self._kept))])
 
   @property
   def kept(self) -> np.ndarray:
@@ -150,13 +147,10 @@ def reference_stats(config, ext: Extractor, keep: int):
   images = input_pipeline.load(data_config).images
   if ev.reference_samples:
     images = images[:ev.reference_samples]
-  stats = evaluation.FeatureStats(ext.feature_dim)
-  kept = []
+  acc = Accumulator(ext, None, keep)
   for start in range(0, len(images), 1000):
-    _, features = ext.predict(images[start:start + 1000])
-    stats.update(features)
-    _keep_first(kept, features, keep)
-  kept = np.concatenate(kept)
+    acc.update(*ext.predict(images[start:start + 1000]))
+  stats, kept = acc.stats, acc.kept
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp.npz'
   stats.save(tmp, sum=stats.sum, outer=stats.outer, kept=kept, dataset=config.dataset.name,
