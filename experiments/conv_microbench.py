@@ -1,6 +1,12 @@
 r"""Times each pass of a model's stride-2 convolutions on this backend.
 
   python experiments/conv_microbench.py [--model=wgan_gp_mnist|dcgan_cifar10] [--batch=64]
+  taskset -c 0 python experiments/conv_microbench.py --kinds --in_loop   # one core
+
+With --kinds: for each stride-2 convolution of both models (a transposed conv counts as its
+adjoint convolution), milliseconds of the three maps of gan_jax.layers (F: the convolution,
+D: its input gradient, W: its weight gradient) in their lax and matmul forms, and the largest
+difference from `jax.vjp` of the plain lax convolution. This is what 'hybrid' chooses by.
 
 For every layer shape and each form of gan_jax.layers ('xla': lax convolutions; 'fast': matmuls;
 'hybrid': lax forward, the faster form's gradient per argument), prints
@@ -9,6 +15,7 @@ gradient penalty's second-order term (the weight gradient of |dx|^2), with rando
 nothing simplifies away.
 """
 
+import functools
 import os
 import sys
 import time
@@ -24,6 +31,8 @@ flags.DEFINE_integer('batch', 64, 'Batch size.')
 flags.DEFINE_bool('in_loop', False, 'Time each pass inside a length-1 lax.scan, as the '
                   'critic updates (and steps_per_call > 1) run: XLA CPU compiles some conv '
                   'passes differently in a while loop.')
+flags.DEFINE_bool('kinds', False, 'Time the F, D and W maps of every stride-2 convolution of '
+                  'both models in their lax and matmul forms.')
 flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
@@ -76,8 +85,53 @@ def passes(op):
   }
 
 
+# (name, input side, Cin, F, k, (lo, hi) padding): the convolutions of both models; a
+# generator's transposed conv is its adjoint convolution (e.g. 4x4x256 -> 8x8x128, k 5, is the
+# conv 8x8x128 -> 4x4x256 with padding (1, 2)).
+CONVS = [
+    ('DCGAN 32x32x3 -> 16x16x128', 32, 3, 128, 4, (1, 1)),
+    ('DCGAN 16x16x128 -> 8x8x256', 16, 128, 256, 4, (1, 1)),
+    ('DCGAN 8x8x256 -> 4x4x512', 8, 256, 512, 4, (1, 1)),
+    ('WGAN-GP 28x28x1 -> 14x14x64', 28, 1, 64, 5, (1, 2)),
+    ('WGAN-GP 14x14x64 -> 7x7x128', 14, 64, 128, 5, (1, 2)),
+    ('WGAN-GP 7x7x128 -> 4x4x256', 7, 128, 256, 5, (2, 2)),
+    ('WGAN-GP G 8x8x128 -> 4x4x256', 8, 128, 256, 5, (1, 2)),
+]
+KINDS = {'F': (layers._f_lax, layers._f_matmul), 'D': (layers._d_lax, layers._d_matmul),
+         'W': (layers._w_lax, layers._w_matmul)}
+
+
+def kinds(key):
+  print(f'{"convolution":30s} ' + ' '.join(f'{k + " " + f:>9s}' for k in KINDS
+                                            for f in ('lax', 'matmul')) + '  max |diff|')
+  for name, n, cin, f, k, pads in CONVS:
+    geo = layers.Geometry((n, n), k, (pads, pads))
+    kx, kw, kg = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (FLAGS.batch, n, n, cin))
+    w = jax.random.normal(kw, (k, k, cin, f)) * 0.05
+    g = jax.random.normal(kg, (FLAGS.batch, *geo.out_size, f))
+    lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), geo.pads,
+                                                         dimension_numbers=layers.DIMS)
+    y, vjp = jax.vjp(lax_conv, x, w)
+    want = {'F': (y, (x, w)), 'D': (vjp(g)[0], (g, w)), 'W': (vjp(g)[1], (x, g))}
+    times, diff = [], 0.0
+    for kind, forms in KINDS.items():
+      ref, args = want[kind]
+      for form in forms:
+        fn = functools.partial(form, geo=geo)
+        diff = max(diff, float(jnp.max(jnp.abs(fn(*args) - ref)) / jnp.max(jnp.abs(ref))))
+        times.append(_ms(fn, *args))
+    print(f'{name:30s} ' + ' '.join(f'{t:9.1f}' for t in times) + f'  {diff:.0e} (relative)',
+          flush=True)
+
+
 def main(_):
   key = jax.random.PRNGKey(0)
+  if FLAGS.kinds:
+    print(f'backend={jax.default_backend()} batch={FLAGS.batch} in_loop={FLAGS.in_loop} '
+          '(milliseconds)')
+    kinds(key)
+    return
   print(f'backend={jax.default_backend()} batch={FLAGS.batch} in_loop={FLAGS.in_loop} '
         '(milliseconds)')
   print(f'{"layer":28s} {"form":6s} {"fwd":>8s} {"dx":>8s} {"dw":>8s} {"d2":>8s}')

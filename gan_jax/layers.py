@@ -1,30 +1,40 @@
-"""Stride-2 convolutions whose first and second derivatives stay fast on XLA's CPU backend.
+"""Stride-2 convolutions whose derivatives of every order stay fast on XLA's CPU backend.
 
-On CPU, XLA runs some passes of some convolutions on a slow generic path: the input gradient
-of a stride-2 conv for some shapes, the weight gradient of every stride-2 transposed conv, and
-the gradient penalty's second-order term (the weight gradient of a conv's input gradient) in
-every lax form tried. See `python experiments/conv_microbench.py [--model=dcgan_cifar10]`.
-Three forms per layer:
+A stride-2 convolution y = conv(x, w) comes with two adjoint maps, and each of the three is
+the other two's derivative:
 
-  * 'fast': matmuls only. `Conv` (stride 2, 'SAME') is strided slices of the padded input,
-    concatenated, times the flattened kernel (im2col); `ConvTranspose` is the same product for
-    a stride-1 conv whose 4 x F output channels are the four sub-pixel phases, then
-    depth-to-space. Their derivatives of any order are slices, pads and matmuls.
-  * 'xla': the lax convolutions (what GPUs and TPUs run natively).
-  * 'hybrid' (CPU default): the lax forward pass, which XLA CPU runs fast, with the 'fast'
-    form's derivatives (a `custom_vjp`; see FORMS for the measurements).
+  * F  conv(x, w)       -> y   the convolution itself;
+  * D  conv_dx(g, w)    -> x   its input gradient (lhs-dilated convolution, = a transposed conv);
+  * W  conv_dw(x, g)    -> w   its weight gradient (rhs-dilated convolution).
 
-All keep the parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F])
-and compute the same function and derivatives (tests/test_layers.py). `impl='auto'` is
-'hybrid' on CPU and 'xla' elsewhere.
+d F = (D, W); d D(g, w) / (g, w) = (F, W); d W(x, g) / (x, g) = (D, F). Each is a `custom_vjp`
+with those derivatives, so the gradient penalty's second-order terms (and any higher order) are
+F, D and W again, and each of the three runs in the form XLA CPU is fast at. `ConvTranspose` is
+D of its adjoint convolution. Two forms of each:
+
+  * lax: `lax.conv_general_dilated` in canonical NHWC / HWIO form. XLA CPU runs the lax
+    convolutions fast only in that form: the input and weight gradients that `jax.vjp` gives
+    (permuted dimension numbers) fall on a slow path, 25-200x slower inside while loops (the
+    critic's scan, steps_per_call). W is therefore written with explicit transposes: x as
+    [C, H, W, B] convolved with g as [h, w, B, F] dilated by 2.
+  * matmul: im2col (strided slices of the padded input, concatenated) times the flattened
+    kernel; D is the transpose of that (slices added back).
+
+impl 'hybrid' (the CPU default) takes the lax form except where the matmul form measured faster
+(`python experiments/conv_microbench.py --kinds`), 'fast' takes the matmul form everywhere and
+'xla' is plain `lax` with JAX's own derivatives (what GPUs and TPUs run natively). All keep the
+parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and compute the
+same function and derivatives (tests/test_layers.py). `impl='auto'` is 'hybrid' on CPU and
+'xla' elsewhere.
 """
 
+import dataclasses
+import functools
 from typing import Any, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -42,11 +52,35 @@ def resolve(impl: str) -> str:
   return impl
 
 
-def depth_to_space(x):
-  """[B, H, W, 4F] (phase-major channels) -> [B, 2H, 2W, F]."""
-  b, h, w, c = x.shape
-  x = x.reshape(b, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, 2 * h, 2 * w, c // 4)
+Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """A stride-2 convolution: input spatial size, kernel size, (lo, hi) padding per spatial
+  dimension, and 'hybrid' or 'fast' (which forms to use)."""
+  size: Tuple[int, int]
+  k: int
+  pads: Pads
+  impl: str = 'hybrid'
+
+  @property
+  def out_size(self) -> Tuple[int, int]:
+    return tuple((n + lo + hi - self.k) // 2 + 1 for n, (lo, hi) in zip(self.size, self.pads))
+
+  @property
+  def dx_pads(self) -> Pads:
+    """Padding of the 2-dilated output gradient in D (what `jax.vjp` of the conv uses)."""
+    k = self.k
+    return tuple((k - 1 - lo, n + k - 1 - (2 * (m - 1) + 1) - (k - 1 - lo))
+                 for n, m, (lo, _) in zip(self.size, self.out_size, self.pads))
+
+  @property
+  def dw_pads(self) -> Pads:
+    """Padding of the input in W such that the output is exactly k x k."""
+    k = self.k
+    return tuple((lo, hi - (n + lo + hi - 2 * (m - 1) - k))
+                 for n, m, (lo, hi) in zip(self.size, self.out_size, self.pads))
 
 
 def im2col(x, kh: int, kw: int, stride: int, padding):
@@ -59,11 +93,98 @@ def im2col(x, kh: int, kw: int, stride: int, padding):
   return jnp.concatenate(cols, axis=-1)
 
 
-def conv_im2col(x, kernel, stride: int, padding):
-  """lax.conv_general_dilated(x, kernel, (stride, stride), padding) as patches @ kernel."""
-  kh, kw, cin, f = kernel.shape
-  patches = im2col(x, kh, kw, stride, padding)
-  return jnp.einsum('bhwk,kf->bhwf', patches, kernel.reshape(kh * kw * cin, f))
+def _f_lax(x, w, geo):
+  return jax.lax.conv_general_dilated(x, w, (2, 2), geo.pads, dimension_numbers=DIMS)
+
+
+def _f_matmul(x, w, geo):
+  k, _, cin, f = w.shape
+  patches = im2col(x, k, k, 2, geo.pads)
+  return jnp.einsum('bhwk,kf->bhwf', patches, w.reshape(k * k * cin, f))
+
+
+def _d_lax(g, w, geo):
+  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return jax.lax.conv_general_dilated(g, flipped, (1, 1), geo.dx_pads, lhs_dilation=(2, 2),
+                                      dimension_numbers=DIMS)
+
+
+def col2im(cols, k: int, size, pads):
+  """The adjoint of `im2col(x, k, k, 2, pads)` for x of spatial `size`: [B, m, m', k * k * C]
+  -> [B, H, W, C]. Each tap lands in one of the four phases of the stride (x[2q + a, 2r + b]),
+  so each phase is a sum of shifted tap slices and the phases are interleaved once (summing
+  k * k full-size padded slices instead is 3-4x slower on XLA CPU in the training step)."""
+  b, mh, mw, _ = cols.shape
+  cols = cols.reshape(b, mh, mw, k, k, -1)
+  half = [-(-n // 2) for n in size]
+  zero = jnp.zeros((), cols.dtype)
+
+  def phase(a, c):
+    total = 0.0
+    for ty in range(k):
+      sy, ry = divmod(ty - pads[0][0] - a, 2)
+      for tx in range(k):
+        sx, rx = divmod(tx - pads[1][0] - c, 2)
+        if ry == 0 and rx == 0:  # tap (ty, tx) of output (i, j) lands on (i + sy, j + sx)
+          total += jax.lax.pad(cols[:, :, :, ty, tx], zero,
+                               ((0, 0, 0), (sy, half[0] - mh - sy, 0),
+                                (sx, half[1] - mw - sx, 0), (0, 0, 0)))
+    return total
+
+  x = jnp.stack([jnp.stack([phase(a, c) for c in (0, 1)], axis=3) for a in (0, 1)], axis=2)
+  return x.reshape(b, 2 * half[0], 2 * half[1], -1)[:, :size[0], :size[1]]
+
+
+def _d_matmul(g, w, geo):
+  k, _, cin, f = w.shape
+  return col2im(jnp.einsum('bhwf,kf->bhwk', g, w.reshape(k * k * cin, f)), k, geo.size,
+                geo.pads)
+
+
+def _w_lax(x, g, geo):
+  out = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
+                                     geo.dw_pads, rhs_dilation=(2, 2), dimension_numbers=DIMS)
+  return out.transpose(1, 2, 0, 3)  # [C, k, k, F] -> [k, k, C, F]
+
+
+def _w_matmul(x, g, geo):
+  k = geo.k
+  patches = im2col(x, k, k, 2, geo.pads)
+  return jnp.einsum('bhwk,bhwf->kf', patches, g).reshape(k, k, x.shape[-1], g.shape[-1])
+
+
+# Which form 'hybrid' takes, from `python experiments/conv_microbench.py --kinds --in_loop` (batch
+# 64, the DCGAN CIFAR-10 and WGAN-GP MNIST convolutions, inside a while loop) and the training
+# step (`experiments/benchmark.py`):
+#   * F: lax (16x16x128 -> 8x8x256 on one core: 27.3 ms against 48.0 for the matmul);
+#   * D: matmul. The lax form (Eigen's lhs-dilated convolution) uses the second core poorly
+#     (33 -> 30 ms on 2 cores where the matmul goes 34 -> 20) and takes 550-650 ms where the
+#     kernel is wider than the output gradient (WGAN-GP's 4x4 maps, 5x5 kernel). DCGAN CIFAR-10
+#     step: 0.43 s with matmul D, 0.49 s with lax D;
+#   * W: lax (32.4 ms against 56.0 on one core), except on inputs of 1-3 channels where the
+#     transposes cost more than they save (32x32x3: 6.0 ms against 3.2).
+def _f(x, w, geo):
+  return (_f_matmul if geo.impl == 'fast' else _f_lax)(x, w, geo)
+
+
+def _d(g, w, geo):
+  return _d_matmul(g, w, geo)  # both impls (_d_lax is kept for the microbenchmark)
+
+
+def _w(x, g, geo):
+  matmul = geo.impl == 'fast' or x.shape[-1] < 4
+  return (_w_matmul if matmul else _w_lax)(x, g, geo)
+
+
+conv = jax.custom_vjp(_f, nondiff_argnums=(2,))
+conv_dx = jax.custom_vjp(_d, nondiff_argnums=(2,))
+conv_dw = jax.custom_vjp(_w, nondiff_argnums=(2,))
+conv.defvjp(lambda x, w, geo: (conv(x, w, geo), (x, w)),
+            lambda geo, res, g: (conv_dx(g, res[1], geo), conv_dw(res[0], g, geo)))
+conv_dx.defvjp(lambda g, w, geo: (conv_dx(g, w, geo), (g, w)),
+               lambda geo, res, h: (conv(h, res[1], geo), conv_dw(h, res[0], geo)))
+conv_dw.defvjp(lambda x, g, geo: (conv_dw(x, g, geo), (x, g)),
+               lambda geo, res, v: (conv_dx(res[1], v, geo), conv(res[0], v, geo)))
 
 
 def same_padding(size: int, k: int, stride: int):
@@ -73,60 +194,26 @@ def same_padding(size: int, k: int, stride: int):
   return total // 2, total - total // 2
 
 
-def conv_s2_same(x, kernel):
-  """== lax.conv_general_dilated(x, kernel, (2, 2), 'SAME'), via im2col + matmul."""
-  k = kernel.shape[0]
-  pads = tuple(same_padding(size, k, 2) for size in x.shape[1:3])
-  return conv_im2col(x, kernel, 2, pads)
-
-
 def conv_transpose_padding(k: int) -> Tuple[int, int]:
   """(lo, hi) padding of the dilated input in lax.conv_transpose(..., (2, 2), 'SAME')."""
   lo = k - 1 if 2 > k - 1 else -(-k // 2)
   return lo, k - lo
 
 
-def _subpixel_indices(k: int) -> Tuple[np.ndarray, np.ndarray, int, int]:
-  """Taps of a stride-2 'SAME' transposed conv, per output phase, as a stride-1 kernel.
-
-  lax.conv_transpose(x, w, (2, 2), 'SAME') gives y[2i + a] = sum_j x[i + j] w[2j - a + p]
-  with p = ceil((k + 2 - 2) / 2) (or k - 1 when k < 3). Returns the tap index r[j, a] into
-  w, a validity mask, and the j range [j_lo, j_hi].
-  """
-  p = conv_transpose_padding(k)[0]
-  j_lo = min(int(np.ceil((a - p) / 2)) for a in (0, 1))
-  j_hi = max((k - 1 + a - p) // 2 for a in (0, 1))
-  js = np.arange(j_lo, j_hi + 1)
-  r = 2 * js[:, None] - np.arange(2)[None, :] + p  # [L, 2]
-  valid = (r >= 0) & (r < k)
-  return np.clip(r, 0, k - 1), valid, j_lo, j_hi
+def conv_s2_same(x, kernel, impl: str = 'hybrid'):
+  """== lax.conv_general_dilated(x, kernel, (2, 2), 'SAME') in the F/D/W forms."""
+  k = kernel.shape[0]
+  pads = tuple(same_padding(n, k, 2) for n in x.shape[1:3])
+  return conv(x, kernel, Geometry(tuple(x.shape[1:3]), k, pads, impl))
 
 
-def conv_transpose_s2_same(x, kernel):
-  """== lax.conv_transpose(x, kernel, (2, 2), 'SAME'), as a stride-1 conv + depth-to-space."""
-  k, _, cin, f = kernel.shape
-  r, valid, j_lo, j_hi = _subpixel_indices(k)
-  # sub[jy, jx, c, (a, b), f] = kernel[r[jy, a], r[jx, b], c, f] where both taps are valid.
-  sub = kernel[r[:, None, :, None], r[None, :, None, :]]  # [L, L, 2, 2, Cin, F]
-  mask = (valid[:, None, :, None] & valid[None, :, None, :]).astype(kernel.dtype)
-  sub = sub * mask[..., None, None]
-  length = r.shape[0]
-  sub = sub.transpose(0, 1, 4, 2, 3, 5).reshape(length, length, cin, 4 * f)
-  pads = ((-j_lo, j_hi), (-j_lo, j_hi))
-  return depth_to_space(conv_im2col(x, sub, 1, pads))
-
-
-def conv_transpose_s2_same_vjp(x, kernel, g):
-  """(dx, dw) of conv_transpose_s2_same at (x, kernel) for the output cotangent g, with the
-  multiplies of the transposed conv only: both are products with the stride-2 im2col patches
-  of g (the input gradient is the stride-2 conv of g with the flipped kernel)."""
-  k, _, cin, f = kernel.shape
+def conv_transpose_s2_same(x, kernel, impl: str = 'hybrid'):
+  """== lax.conv_transpose(x, kernel, (2, 2), 'SAME'): D of the adjoint stride-2 conv (input
+  2H x 2W, padding k - 1 - that of the dilated input, kernel flipped with in/out swapped)."""
+  k = kernel.shape[0]
   lo, hi = conv_transpose_padding(k)
-  patches = im2col(g, k, k, 2, ((k - 1 - lo, k - 1 - hi),) * 2)  # [B, H, W, k*k*F]
-  flipped = kernel[::-1, ::-1]
-  dx = jnp.einsum('bhwk,ck->bhwc', patches, flipped.transpose(2, 0, 1, 3).reshape(cin, -1))
-  dw = jnp.einsum('bhwc,bhwk->ck', x, patches).reshape(cin, k, k, f).transpose(1, 2, 0, 3)
-  return dx, dw[::-1, ::-1]
+  geo = Geometry(tuple(2 * n for n in x.shape[1:3]), k, ((k - 1 - lo, k - 1 - hi),) * 2, impl)
+  return conv_dx(x, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2), geo)
 
 
 def lax_conv_s2_same(x, kernel):
@@ -137,47 +224,13 @@ def lax_conv_transpose_s2_same(x, kernel):
   return jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=DIMS)
 
 
-def _hybrid(plain, fast, vjp):
-  """plain(x, w) forward (fast(x, w) where the kernel is wider than the input: XLA CPU's lax
-  transposed conv of a 4x4 input with a 5x5 kernel took 300-3100 ms against 14-46), with the
-  derivatives vjp(x, w, g) -> (dx, dw) (a `custom_vjp`). The backward rule is ordinary JAX, so
-  differentiating it (the gradient penalty's second-order term) goes through matmul-form
-  derivatives too."""
-  def forward(x, w):
-    return (fast if w.shape[0] > min(x.shape[1:3]) else plain)(x, w)
-
-  @jax.custom_vjp
-  def op(x, w):
-    return forward(x, w)
-
-  def fwd(x, w):
-    return forward(x, w), (x, w)
-
-  def bwd(res, g):
-    return vjp(*res, g)
-
-  op.defvjp(fwd, bwd)
-  return op
-
-
-def _vjp_of(fn):
-  return lambda x, w, g: jax.vjp(fn, x, w)[1](g)
-
-
-# Measured per pass (`python experiments/conv_microbench.py --model=dcgan_cifar10 [--in_loop]`,
-# and the WGAN-GP MNIST shapes; batch 64, 2-core CPU): the lax forward passes are as fast as the
-# matmul forms or faster (conv 16x16x128 -> 8x8x256: 15 ms against 34). Their gradients are
-# not: inside a while loop (the critic's lax.scan, steps_per_call) the lax weight gradients take
-# 270-7200 ms against 5-100 for the matmul forms, and the input gradients 2-7x as long; outside
-# loops the conv's input gradient is slow for some shapes (7x7 -> 4x4: 526 ms against 13), the
-# transposed conv's weight gradient for all (535-2660 ms against 90-160), and the gradient
-# penalty's second-order term for every lax conv (509-3000 ms against 70-210).
 FORMS = {
-    'conv': {'xla': lax_conv_s2_same, 'fast': conv_s2_same,
-             'hybrid': _hybrid(lax_conv_s2_same, conv_s2_same, _vjp_of(conv_s2_same))},
-    'conv_transpose': {'xla': lax_conv_transpose_s2_same, 'fast': conv_transpose_s2_same,
-                       'hybrid': _hybrid(lax_conv_transpose_s2_same, conv_transpose_s2_same,
-                                         conv_transpose_s2_same_vjp)},
+    'conv': {'xla': lax_conv_s2_same,
+             'fast': functools.partial(conv_s2_same, impl='fast'),
+             'hybrid': functools.partial(conv_s2_same, impl='hybrid')},
+    'conv_transpose': {'xla': lax_conv_transpose_s2_same,
+                       'fast': functools.partial(conv_transpose_s2_same, impl='fast'),
+                       'hybrid': functools.partial(conv_transpose_s2_same, impl='hybrid')},
 }
 
 

@@ -39,13 +39,15 @@ def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
 
 
 @pytest.mark.parametrize('module', [layers.Conv, layers.ConvTranspose])
-def test_fast_layers_match_first_and_second_derivatives(module):
-  """The gradient penalty differentiates d critic / d x w.r.t. the weights: check both."""
-  x = jax.random.normal(jax.random.PRNGKey(2), (2, 7, 7, 3))
-  params = _params(5, 3, 4)
+@pytest.mark.parametrize('k, size', [(5, 7), (4, 8), (5, 4), (3, 7)])
+def test_fast_layers_match_first_and_second_derivatives(module, k, size):
+  """The gradient penalty differentiates d critic / d x w.r.t. the weights: check both (size 4
+  with k 5: the kernel is wider than the input)."""
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, size, size, 3))
+  params = _params(k, 3, 4)
 
   def gp_like(p, impl):
-    input_grad = jax.grad(lambda x: jnp.sum(jnp.sin(module(4, 5, impl).apply(p, x))))(x)
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.sin(module(4, k, impl).apply(p, x))))(x)
     return jnp.sum(input_grad ** 2)
 
   for order in (gp_like, jax.grad(gp_like)):
@@ -53,6 +55,36 @@ def test_fast_layers_match_first_and_second_derivatives(module):
     for impl in ('fast', 'hybrid'):
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                    order(params, impl), plain)
+
+
+@pytest.mark.parametrize('module', [layers.Conv, layers.ConvTranspose])
+def test_third_derivatives_and_non_square_inputs(module):
+  """F, D and W are each other's derivatives to any order; check the third, on a 7 x 9 input."""
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 9, 3))
+  params = _params(4, 3, 4)
+
+  def third(impl):
+    def f(p, x):
+      return jnp.sum(jnp.sin(module(4, 4, impl).apply(p, x)))
+    d2 = lambda p: jnp.sum(jnp.cos(jax.grad(f, argnums=1)(p, x)))  # weights -> input grad
+    return jax.grad(lambda p: jnp.sum(jnp.sin(jax.grad(d2)(p)['params']['kernel'])))(params)
+
+  plain = third('xla')  # float32 third derivatives: tolerance 1e-4 of the largest entry
+  atol = 1e-4 * max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(plain))
+  for impl in ('fast', 'hybrid'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=atol),
+                 third(impl), plain)
+
+
+@pytest.mark.parametrize('size, k, pads', [((8, 8), 4, ((1, 1), (1, 1))),
+                                           ((7, 9), 5, ((2, 2), (1, 2))),
+                                           ((4, 5), 3, ((0, 1), (1, 1)))])
+def test_col2im_is_the_adjoint_of_im2col(size, k, pads):
+  x = jax.random.normal(jax.random.PRNGKey(4), (2, *size, 3))
+  cols = layers.im2col(x, k, k, 2, pads)
+  c = jax.random.normal(jax.random.PRNGKey(5), cols.shape)
+  np.testing.assert_allclose(jnp.vdot(cols, c), jnp.vdot(x, layers.col2im(c, k, size, pads)),
+                             rtol=1e-5)
 
 
 def test_impl_names_are_checked():
