@@ -68,7 +68,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       gen_norm='none',         # generator normalisation: 'batch' | 'layer' | 'none'
       critic_norm='none',      # critic normalisation: 'batch' | 'layer' | 'none'
       init_std=0.0,            # N(0, init_std) kernel init; 0 = Flax default
-      conv_impl='auto',        # stride-2 convs: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid)
+      conv_impl='auto',        # conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid)
   ))
 
   c.loss = ml_collections.ConfigDict(dict(

@@ -27,7 +27,8 @@ from gan_jax import sharding, train  # pylint: disable=g-import-not-at-top
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 flags.DEFINE_integer('steps', 5, 'Timed iterations after the compiling one.')
-flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv configs; needs torch).')
+flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv and resnet '
+                  'configs; needs torch).')
 flags.mark_flags_as_required(['config'])
 
 

@@ -3,8 +3,8 @@ r"""Times each pass of a model's stride-2 convolutions on this backend.
   python experiments/conv_microbench.py [--model=wgan_gp_mnist|dcgan_cifar10] [--batch=64]
   taskset -c 0 python experiments/conv_microbench.py --kinds --in_loop   # one core
 
-With --kinds: for each stride-2 convolution of both models (a transposed conv counts as its
-adjoint convolution), milliseconds of the three maps of gan_jax.layers (F: the convolution,
+With --kinds: for each convolution of the conv and ResNet models (a transposed conv counts as
+its adjoint convolution), milliseconds of the three maps of gan_jax.layers (F: the convolution,
 D: its input gradient, W: its weight gradient) in their lax and matmul forms, and the largest
 difference from `jax.vjp` of the plain lax convolution. This is what 'hybrid' chooses by.
 
@@ -31,8 +31,8 @@ flags.DEFINE_integer('batch', 64, 'Batch size.')
 flags.DEFINE_bool('in_loop', False, 'Time each pass inside a length-1 lax.scan, as the '
                   'critic updates (and steps_per_call > 1) run: XLA CPU compiles some conv '
                   'passes differently in a while loop.')
-flags.DEFINE_bool('kinds', False, 'Time the F, D and W maps of every stride-2 convolution of '
-                  'both models in their lax and matmul forms.')
+flags.DEFINE_bool('kinds', False, 'Time the F, D and W maps of every convolution of the '
+                  'models in their lax and matmul forms.')
 flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
@@ -85,39 +85,47 @@ def passes(op):
   }
 
 
-# (name, input side, Cin, F, k, (lo, hi) padding): the convolutions of both models; a
+# (name, input side, Cin, F, k, (lo, hi) padding, stride): the convolutions of the models; a
 # generator's transposed conv is its adjoint convolution (e.g. 4x4x256 -> 8x8x128, k 5, is the
 # conv 8x8x128 -> 4x4x256 with padding (1, 2)).
 CONVS = [
-    ('DCGAN 32x32x3 -> 16x16x128', 32, 3, 128, 4, (1, 1)),
-    ('DCGAN 16x16x128 -> 8x8x256', 16, 128, 256, 4, (1, 1)),
-    ('DCGAN 8x8x256 -> 4x4x512', 8, 256, 512, 4, (1, 1)),
-    ('WGAN-GP 28x28x1 -> 14x14x64', 28, 1, 64, 5, (1, 2)),
-    ('WGAN-GP 14x14x64 -> 7x7x128', 14, 64, 128, 5, (1, 2)),
-    ('WGAN-GP 7x7x128 -> 4x4x256', 7, 128, 256, 5, (2, 2)),
-    ('WGAN-GP G 8x8x128 -> 4x4x256', 8, 128, 256, 5, (1, 2)),
+    ('DCGAN 32x32x3 -> 16x16x128', 32, 3, 128, 4, (1, 1), 2),
+    ('DCGAN 16x16x128 -> 8x8x256', 16, 128, 256, 4, (1, 1), 2),
+    ('DCGAN 8x8x256 -> 4x4x512', 8, 256, 512, 4, (1, 1), 2),
+    ('WGAN-GP 28x28x1 -> 14x14x64', 28, 1, 64, 5, (1, 2), 2),
+    ('WGAN-GP 14x14x64 -> 7x7x128', 14, 64, 128, 5, (1, 2), 2),
+    ('WGAN-GP 7x7x128 -> 4x4x256', 7, 128, 256, 5, (2, 2), 2),
+    ('WGAN-GP G 8x8x128 -> 4x4x256', 8, 128, 256, 5, (1, 2), 2),
+    ('ResNet 3x3 32x32x3 -> 128', 32, 3, 128, 3, (1, 1), 1),
+    ('ResNet 3x3 32x32x128 -> 128', 32, 128, 128, 3, (1, 1), 1),
+    ('ResNet 3x3 16x16x128 -> 128', 16, 128, 128, 3, (1, 1), 1),
+    ('ResNet 3x3 8x8x128 -> 128', 8, 128, 128, 3, (1, 1), 1),
+    ('ResNet 3x3 32x32x128 -> 3', 32, 128, 3, 3, (1, 1), 1),
+    ('ResNet 1x1 32x32x128 -> 128', 32, 128, 128, 1, (0, 0), 1),
+    ('ResNet 1x1 16x16x3 -> 128', 16, 3, 128, 1, (0, 0), 1),
 ]
-KINDS = {'F': (layers._f_lax, layers._f_matmul), 'D': (layers._d_lax, layers._d_matmul),
-         'W': (layers._w_lax, layers._w_matmul)}
+KINDS = {'F': {'lax': layers._f_lax, 'matmul': layers._f_matmul},
+         'D': {'lax': layers._d_lax, 'matmul': layers._d_matmul},
+         'W': {'lax': layers._w_lax, 'matmul': layers._w_matmul, 'taps': layers._w_taps}}
 
 
 def kinds(key):
-  print(f'{"convolution":30s} ' + ' '.join(f'{k + " " + f:>9s}' for k in KINDS
-                                            for f in ('lax', 'matmul')) + '  max |diff|')
-  for name, n, cin, f, k, pads in CONVS:
-    geo = layers.Geometry((n, n), k, (pads, pads))
+  print(f'{"convolution":30s} ' + ' '.join(f'{k + " " + f:>9s}' for k, forms in KINDS.items()
+                                            for f in forms) + '  max |diff|')
+  for name, n, cin, f, k, pads, stride in CONVS:
+    geo = layers.Geometry((n, n), k, (pads, pads), stride=stride)
     kx, kw, kg = jax.random.split(key, 3)
     x = jax.random.normal(kx, (FLAGS.batch, n, n, cin))
     w = jax.random.normal(kw, (k, k, cin, f)) * 0.05
     g = jax.random.normal(kg, (FLAGS.batch, *geo.out_size, f))
-    lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), geo.pads,
+    lax_conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (stride, stride), geo.pads,
                                                          dimension_numbers=layers.DIMS)
     y, vjp = jax.vjp(lax_conv, x, w)
     want = {'F': (y, (x, w)), 'D': (vjp(g)[0], (g, w)), 'W': (vjp(g)[1], (x, g))}
     times, diff = [], 0.0
     for kind, forms in KINDS.items():
       ref, args = want[kind]
-      for form in forms:
+      for form in forms.values():
         fn = functools.partial(form, geo=geo)
         diff = max(diff, float(jnp.max(jnp.abs(fn(*args) - ref)) / jnp.max(jnp.abs(ref))))
         times.append(_ms(fn, *args))

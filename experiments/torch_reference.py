@@ -1,8 +1,8 @@
-"""PyTorch eager version of a conv config's iteration, for `benchmark.py --torch`.
+"""PyTorch eager version of a conv or ResNet config's iteration, for `benchmark.py --torch`.
 
 The same architecture as gan_jax.models.ConvGenerator / ConvCritic (transposed convs with
 PyTorch's equivalent of 'SAME' padding, crops to the pyramid sizes, batch norm where the config
-says), the same losses (WGAN-GP penalty through torch.autograd.grad with create_graph=True;
+says) or ResNetGenerator / ResNetCritic (the WGAN-GP CIFAR-10 ResNet), the same losses (WGAN-GP penalty through torch.autograd.grad with create_graph=True;
 non-saturating for DCGAN) and optimizers. torch is an optional, benchmark-only dependency:
 `pip install torch==2.13.0`.
 """
@@ -33,8 +33,51 @@ class Crop(nn.Module):
     return x[:, :, :self.size, :self.size]
 
 
+class ResBlock(nn.Module):
+  """gan_jax.models.ResBlock: resample None | 'up' | 'down'; `first`: the critic's first block."""
+
+  def __init__(self, cin, cout, resample, norm, first=False):
+    super().__init__()
+    self.resample, self.first = resample, first
+    self.shortcut = (nn.Conv2d(cin, cout, 1) if resample is not None or cin != cout
+                     else nn.Identity())
+    self.norm1 = nn.Identity() if first else _norm(norm, cin)
+    self.conv1, self.norm2 = nn.Conv2d(cin, cout, 3, padding=1), _norm(norm, cout)
+    self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+
+  def forward(self, x):
+    up = lambda t: nn.functional.interpolate(t, scale_factor=2, mode='nearest')
+    pool = lambda t: nn.functional.avg_pool2d(t, 2)
+    shortcut = up(x) if self.resample == 'up' else x
+    shortcut = self.shortcut(pool(shortcut) if self.first else shortcut)
+    if self.resample == 'down' and not self.first:
+      shortcut = pool(shortcut)
+    h = x if self.first else torch.relu(self.norm1(x))
+    h = self.conv1(up(h) if self.resample == 'up' else h)
+    h = self.conv2(torch.relu(self.norm2(h)))
+    return shortcut + (pool(h) if self.resample == 'down' else h)
+
+
+def _build_resnet(config, image_shape):
+  m, (h, _, c) = config.model, image_shape
+  w, base = m.width, h // 8
+  gen = nn.Sequential(
+      nn.Linear(config.latent_dim, base * base * w), nn.Unflatten(1, (w, base, base)),
+      *[ResBlock(w, w, 'up', m.gen_norm) for _ in range(3)],
+      _norm(m.gen_norm, w), nn.ReLU(), nn.Conv2d(w, c, 3, padding=1), nn.Tanh())
+  critic = nn.Sequential(
+      ResBlock(c, w, 'down', m.critic_norm, first=True), ResBlock(w, w, 'down', m.critic_norm),
+      ResBlock(w, w, None, m.critic_norm), ResBlock(w, w, None, m.critic_norm),
+      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w, 1))
+  return gen, critic
+
+
 def build(config, image_shape):
-  """(generator, critic) torch modules mirroring the gan_jax conv models of `config`."""
+  """(generator, critic) torch modules mirroring the gan_jax conv or ResNet models."""
+  if config.model.arch == 'resnet':
+    return _build_resnet(config, image_shape)
+  if config.model.arch != 'conv':
+    raise ValueError(f'--torch times conv and resnet models, not {config.model.arch!r}')
   m, (h, _, c) = config.model, image_shape
   sizes, k, w = models.pyramid(h), m.kernel_size, m.width
   # PyTorch's output side is 2 (in - 1) - 2p + k + output_padding: exactly 2 * in, like

@@ -1,10 +1,11 @@
-"""Stride-2 convolutions whose derivatives of every order stay fast on XLA's CPU backend.
+"""Convolutions whose derivatives of every order stay fast on XLA's CPU backend.
 
-A stride-2 convolution y = conv(x, w) comes with two adjoint maps, and each of the three is
-the other two's derivative:
+`Conv` (stride 1 or 2, 'SAME') and `ConvTranspose` (stride 2, 'SAME') are the layers of every
+model. A convolution y = conv(x, w) comes with two adjoint maps, and each of the three is the
+other two's derivative:
 
   * F  conv(x, w)       -> y   the convolution itself;
-  * D  conv_dx(g, w)    -> x   its input gradient (lhs-dilated convolution, = a transposed conv);
+  * D  conv_dx(g, w)    -> x   its input gradient (lhs-dilated convolution: a transposed conv);
   * W  conv_dw(x, g)    -> w   its weight gradient (rhs-dilated convolution).
 
 d F = (D, W); d D(g, w) / (g, w) = (F, W); d W(x, g) / (x, g) = (D, F). Each is a `custom_vjp`
@@ -16,9 +17,9 @@ D of its adjoint convolution. Two forms of each:
     convolutions fast only in that form: the input and weight gradients that `jax.vjp` gives
     (permuted dimension numbers) fall on a slow path, 25-200x slower inside while loops (the
     critic's scan, steps_per_call). W is therefore written with explicit transposes: x as
-    [C, H, W, B] convolved with g as [h, w, B, F] dilated by 2.
+    [C, H, W, B] convolved with g as [h, w, B, F] dilated by the stride.
   * matmul: im2col (strided slices of the padded input, concatenated) times the flattened
-    kernel; D is the transpose of that (slices added back).
+    kernel; D is the transpose of that (col2im: the slices added back, phase by phase).
 
 impl 'hybrid' (the CPU default) takes the lax form except where the matmul form measured faster
 (`python experiments/conv_microbench.py --kinds`), 'fast' takes the matmul form everywhere and
@@ -57,29 +58,31 @@ Pads = Tuple[Tuple[int, int], Tuple[int, int]]
 
 @dataclasses.dataclass(frozen=True)
 class Geometry:
-  """A stride-2 convolution: input spatial size, kernel size, (lo, hi) padding per spatial
-  dimension, and 'hybrid' or 'fast' (which forms to use)."""
+  """A convolution: input spatial size, kernel size, (lo, hi) padding per spatial dimension,
+  'hybrid' or 'fast' (which forms to use), and the stride."""
   size: Tuple[int, int]
   k: int
   pads: Pads
   impl: str = 'hybrid'
+  stride: int = 2
 
   @property
   def out_size(self) -> Tuple[int, int]:
-    return tuple((n + lo + hi - self.k) // 2 + 1 for n, (lo, hi) in zip(self.size, self.pads))
+    return tuple((n + lo + hi - self.k) // self.stride + 1
+                 for n, (lo, hi) in zip(self.size, self.pads))
 
   @property
   def dx_pads(self) -> Pads:
-    """Padding of the 2-dilated output gradient in D (what `jax.vjp` of the conv uses)."""
-    k = self.k
-    return tuple((k - 1 - lo, n + k - 1 - (2 * (m - 1) + 1) - (k - 1 - lo))
+    """Padding of the dilated output gradient in D (what `jax.vjp` of the conv uses)."""
+    k, s = self.k, self.stride
+    return tuple((k - 1 - lo, n + k - 1 - (s * (m - 1) + 1) - (k - 1 - lo))
                  for n, m, (lo, _) in zip(self.size, self.out_size, self.pads))
 
   @property
   def dw_pads(self) -> Pads:
     """Padding of the input in W such that the output is exactly k x k."""
-    k = self.k
-    return tuple((lo, hi - (n + lo + hi - 2 * (m - 1) - k))
+    k, s = self.k, self.stride
+    return tuple((lo, hi - (n + lo + hi - s * (m - 1) - k))
                  for n, m, (lo, hi) in zip(self.size, self.out_size, self.pads))
 
 
@@ -94,86 +97,107 @@ def im2col(x, kh: int, kw: int, stride: int, padding):
 
 
 def _f_lax(x, w, geo):
-  return jax.lax.conv_general_dilated(x, w, (2, 2), geo.pads, dimension_numbers=DIMS)
+  return jax.lax.conv_general_dilated(x, w, (geo.stride,) * 2, geo.pads,
+                                      dimension_numbers=DIMS)
 
 
 def _f_matmul(x, w, geo):
   k, _, cin, f = w.shape
-  patches = im2col(x, k, k, 2, geo.pads)
+  patches = im2col(x, k, k, geo.stride, geo.pads)
   return jnp.einsum('bhwk,kf->bhwf', patches, w.reshape(k * k * cin, f))
 
 
 def _d_lax(g, w, geo):
   flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-  return jax.lax.conv_general_dilated(g, flipped, (1, 1), geo.dx_pads, lhs_dilation=(2, 2),
-                                      dimension_numbers=DIMS)
+  return jax.lax.conv_general_dilated(g, flipped, (1, 1), geo.dx_pads,
+                                      lhs_dilation=(geo.stride,) * 2, dimension_numbers=DIMS)
 
 
-def col2im(cols, k: int, size, pads):
-  """The adjoint of `im2col(x, k, k, 2, pads)` for x of spatial `size`: [B, m, m', k * k * C]
-  -> [B, H, W, C]. Each tap lands in one of the four phases of the stride (x[2q + a, 2r + b]),
-  so each phase is a sum of shifted tap slices and the phases are interleaved once (summing
-  k * k full-size padded slices instead is 3-4x slower on XLA CPU in the training step)."""
+def col2im(cols, k: int, size, pads, stride: int = 2):
+  """The adjoint of `im2col(x, k, k, stride, pads)` for x of spatial `size`: [B, m, m',
+  k * k * C] -> [B, H, W, C]. Each tap lands in one phase of the stride (x[s q + a, s r + b]),
+  so each phase is a sum of shifted tap slices, and the phases are interleaved once. (Summing
+  k * k full-size padded slices instead made the DCGAN training step 0.58 s against 0.43.)"""
   b, mh, mw, _ = cols.shape
   cols = cols.reshape(b, mh, mw, k, k, -1)
-  half = [-(-n // 2) for n in size]
+  part = [-(-n // stride) for n in size]
   zero = jnp.zeros((), cols.dtype)
 
   def phase(a, c):
-    total = 0.0
+    total = jnp.zeros((b, *part, cols.shape[-1]), cols.dtype)  # (a phase may get no tap)
     for ty in range(k):
-      sy, ry = divmod(ty - pads[0][0] - a, 2)
+      sy, ry = divmod(ty - pads[0][0] - a, stride)
       for tx in range(k):
-        sx, rx = divmod(tx - pads[1][0] - c, 2)
+        sx, rx = divmod(tx - pads[1][0] - c, stride)
         if ry == 0 and rx == 0:  # tap (ty, tx) of output (i, j) lands on (i + sy, j + sx)
           total += jax.lax.pad(cols[:, :, :, ty, tx], zero,
-                               ((0, 0, 0), (sy, half[0] - mh - sy, 0),
-                                (sx, half[1] - mw - sx, 0), (0, 0, 0)))
+                               ((0, 0, 0), (sy, part[0] - mh - sy, 0),
+                                (sx, part[1] - mw - sx, 0), (0, 0, 0)))
     return total
 
-  x = jnp.stack([jnp.stack([phase(a, c) for c in (0, 1)], axis=3) for a in (0, 1)], axis=2)
-  return x.reshape(b, 2 * half[0], 2 * half[1], -1)[:, :size[0], :size[1]]
+  phases = range(stride)
+  x = jnp.stack([jnp.stack([phase(a, c) for c in phases], axis=3) for a in phases], axis=2)
+  return x.reshape(b, stride * part[0], stride * part[1], -1)[:, :size[0], :size[1]]
 
 
 def _d_matmul(g, w, geo):
   k, _, cin, f = w.shape
   return col2im(jnp.einsum('bhwf,kf->bhwk', g, w.reshape(k * k * cin, f)), k, geo.size,
-                geo.pads)
+                geo.pads, geo.stride)
 
 
 def _w_lax(x, g, geo):
   out = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
-                                     geo.dw_pads, rhs_dilation=(2, 2), dimension_numbers=DIMS)
+                                     geo.dw_pads, rhs_dilation=(geo.stride,) * 2,
+                                     dimension_numbers=DIMS)
   return out.transpose(1, 2, 0, 3)  # [C, k, k, F] -> [k, k, C, F]
 
 
 def _w_matmul(x, g, geo):
   k = geo.k
-  patches = im2col(x, k, k, 2, geo.pads)
+  patches = im2col(x, k, k, geo.stride, geo.pads)
   return jnp.einsum('bhwk,bhwf->kf', patches, g).reshape(k, k, x.shape[-1], g.shape[-1])
 
 
+def _w_taps(x, g, geo):
+  """W as one [F, M] x [M, C] product per kernel tap, with g transposed once (no im2col)."""
+  k, s = geo.k, geo.stride
+  f = g.shape[-1]
+  oh, ow = g.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), *geo.pads, (0, 0)))
+  gt = g.reshape(-1, f).T
+  taps = [gt @ xp[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s].reshape(-1, x.shape[-1])
+          for i in range(k) for j in range(k)]
+  return jnp.stack(taps).reshape(k, k, f, -1).transpose(0, 1, 3, 2)
+
+
 # Which form 'hybrid' takes, from `python experiments/conv_microbench.py --kinds --in_loop` (batch
-# 64, the DCGAN CIFAR-10 and WGAN-GP MNIST convolutions, inside a while loop) and the training
-# step (`experiments/benchmark.py`):
-#   * F: lax (16x16x128 -> 8x8x256 on one core: 27.3 ms against 48.0 for the matmul);
-#   * D: matmul. The lax form (Eigen's lhs-dilated convolution) uses the second core poorly
-#     (33 -> 30 ms on 2 cores where the matmul goes 34 -> 20) and takes 550-650 ms where the
-#     kernel is wider than the output gradient (WGAN-GP's 4x4 maps, 5x5 kernel). DCGAN CIFAR-10
-#     step: 0.43 s with matmul D, 0.49 s with lax D;
-#   * W: lax (32.4 ms against 56.0 on one core), except on inputs of 1-3 channels where the
-#     transposes cost more than they save (32x32x3: 6.0 ms against 3.2).
+# 64, the convolutions of the DCGAN CIFAR-10, WGAN-GP MNIST and ResNet models, inside a while
+# loop) and the training step (`experiments/benchmark.py`). One core, milliseconds:
+#   * F: lax (16x16x128 -> 8x8x256: 26.9 against 44.3 for the matmul), but the matmul for 1x1
+#     kernels (24 against 40);
+#   * D: matmul for stride 2. The lax form there is Eigen's lhs-dilated convolution, which uses
+#     the second core poorly (DCGAN 16x16x128 on 2 cores: 26.7 against 19.5) and takes 550-650
+#     where the kernel is wider than the output gradient (WGAN-GP's 4x4 maps, 5x5 kernel); the
+#     DCGAN CIFAR-10 step takes 0.43 s with matmul D, 0.49 s with lax D. Stride 1 has no
+#     dilation: lax (3x3 32x32x128 -> 3: 12 against 168), except 1x1 kernels (24 against 40);
+#   * W: lax for stride 2 (16x16x128 -> 8x8x256: 31.3 against 52.0); one product per tap for
+#     stride 1 (3x3 32x32x128: 308 against 565 lax and 593 matmul; 1x1: 20 against 243 lax);
+#     the matmul on inputs of 1-3 channels (32x32x3 -> 16x16x128: 3.0 against 5.6 lax).
 def _f(x, w, geo):
-  return (_f_matmul if geo.impl == 'fast' else _f_lax)(x, w, geo)
+  matmul = geo.impl == 'fast' or geo.k == 1
+  return (_f_matmul if matmul else _f_lax)(x, w, geo)
 
 
 def _d(g, w, geo):
-  return _d_matmul(g, w, geo)  # both impls (_d_lax is kept for the microbenchmark)
+  lax = geo.impl == 'hybrid' and geo.stride == 1 and geo.k > 1
+  return (_d_lax if lax else _d_matmul)(g, w, geo)
 
 
 def _w(x, g, geo):
-  matmul = geo.impl == 'fast' or x.shape[-1] < 4
-  return (_w_matmul if matmul else _w_lax)(x, g, geo)
+  if geo.impl == 'fast' or x.shape[-1] < 4:
+    return _w_matmul(x, g, geo)
+  return (_w_taps if geo.stride == 1 else _w_lax)(x, g, geo)
 
 
 conv = jax.custom_vjp(_f, nondiff_argnums=(2,))
@@ -200,11 +224,11 @@ def conv_transpose_padding(k: int) -> Tuple[int, int]:
   return lo, k - lo
 
 
-def conv_s2_same(x, kernel, impl: str = 'hybrid'):
-  """== lax.conv_general_dilated(x, kernel, (2, 2), 'SAME') in the F/D/W forms."""
+def conv_same(x, kernel, stride: int = 2, impl: str = 'hybrid'):
+  """== lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME') in the F/D/W forms."""
   k = kernel.shape[0]
-  pads = tuple(same_padding(n, k, 2) for n in x.shape[1:3])
-  return conv(x, kernel, Geometry(tuple(x.shape[1:3]), k, pads, impl))
+  pads = tuple(same_padding(n, k, stride) for n in x.shape[1:3])
+  return conv(x, kernel, Geometry(tuple(x.shape[1:3]), k, pads, impl, stride))
 
 
 def conv_transpose_s2_same(x, kernel, impl: str = 'hybrid'):
@@ -216,8 +240,9 @@ def conv_transpose_s2_same(x, kernel, impl: str = 'hybrid'):
   return conv_dx(x, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2), geo)
 
 
-def lax_conv_s2_same(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=DIMS)
+def lax_conv_same(x, kernel, stride: int = 2):
+  return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
+                                      dimension_numbers=DIMS)
 
 
 def lax_conv_transpose_s2_same(x, kernel):
@@ -225,17 +250,17 @@ def lax_conv_transpose_s2_same(x, kernel):
 
 
 FORMS = {
-    'conv': {'xla': lax_conv_s2_same,
-             'fast': functools.partial(conv_s2_same, impl='fast'),
-             'hybrid': functools.partial(conv_s2_same, impl='hybrid')},
+    'conv': {'xla': lax_conv_same,  # (x, kernel, stride=2)
+             'fast': functools.partial(conv_same, impl='fast'),
+             'hybrid': functools.partial(conv_same, impl='hybrid')},
     'conv_transpose': {'xla': lax_conv_transpose_s2_same,
                        'fast': functools.partial(conv_transpose_s2_same, impl='fast'),
                        'hybrid': functools.partial(conv_transpose_s2_same, impl='hybrid')},
 }
 
 
-class _Stride2(nn.Module):
-  """Shared parameters (kernel [k, k, Cin, F], bias [F]) of the two stride-2 layers."""
+class _ConvBase(nn.Module):
+  """Shared parameters (kernel [k, k, Cin, F], bias [F]) of the two layers."""
   features: int
   kernel_size: int
   impl: str = 'auto'
@@ -254,17 +279,18 @@ class _Stride2(nn.Module):
     return [jnp.asarray(a, self.dtype) for a in arrays]
 
 
-class Conv(_Stride2):
-  """== nn.Conv(features, (k, k), strides=(2, 2), padding='SAME'); CPU-fast forms on CPU."""
+class Conv(_ConvBase):
+  """== nn.Conv(features, (k, k), strides=(s, s), padding='SAME'); CPU-fast forms on CPU."""
+  stride: int = 2
 
   @nn.compact
   def __call__(self, x):
     kernel, bias = self._params(x.shape[-1])
     x, kernel, bias = self._cast(x, kernel, bias)
-    return FORMS['conv'][resolve(self.impl)](x, kernel) + bias
+    return FORMS['conv'][resolve(self.impl)](x, kernel, self.stride) + bias
 
 
-class ConvTranspose(_Stride2):
+class ConvTranspose(_ConvBase):
   """== nn.ConvTranspose(features, (k, k), strides=(2, 2), padding='SAME'); CPU-fast on CPU."""
 
   @nn.compact

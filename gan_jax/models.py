@@ -13,6 +13,7 @@ by a learned label embedding (Hadamard product, as in ACGAN). Every critic retur
 Images are NHWC in [-1, 1].
 """
 
+import functools
 import math
 from typing import Any, Optional, Sequence, Tuple
 
@@ -208,10 +209,12 @@ class ResBlock(nn.Module):
   first: bool = False  # the critic's first block: no pre-activation, pool before the 1x1 shortcut
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    conv = lambda f, k: nn.Conv(f, (k, k), padding='SAME', dtype=self.dtype)
+    # == nn.Conv(f, (k, k), padding='SAME'), in forms whose derivatives are fast on CPU
+    conv = lambda f, k: layers.Conv(f, k, self.conv_impl, dtype=self.dtype, stride=1)
     shortcut = x
     if self.resample == 'up':
       shortcut = _upsample(shortcut)
@@ -243,6 +246,7 @@ class ResNetGenerator(nn.Module):
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -251,10 +255,10 @@ class ResNetGenerator(nn.Module):
     x = nn.Dense(base * base * self.width, dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], base, base, self.width)
     for _ in range(3):
-      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name,
-                 dtype=self.dtype)(x, train)
+      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name, dtype=self.dtype,
+                   conv_impl=self.conv_impl)(x, train)
     x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
-    x = nn.Conv(self.image_shape[2], (3, 3), padding='SAME', dtype=self.dtype)(x)
+    x = layers.Conv(self.image_shape[2], 3, self.conv_impl, dtype=self.dtype, stride=1)(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -265,17 +269,16 @@ class ResNetCritic(nn.Module):
   num_classes: int = 0
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    x = ResBlock(self.width, 'down', self.norm, first=True, axis_name=self.axis_name,
-                 dtype=self.dtype)(x, train)
-    x = ResBlock(self.width, 'down', self.norm, axis_name=self.axis_name,
-                 dtype=self.dtype)(x, train)
-    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name,
-                 dtype=self.dtype)(x, train)
-    x = ResBlock(self.width, None, self.norm, axis_name=self.axis_name,
-                 dtype=self.dtype)(x, train)
+    block = functools.partial(ResBlock, self.width, norm=self.norm, axis_name=self.axis_name,
+                              dtype=self.dtype, conv_impl=self.conv_impl)
+    x = block('down', first=True)(x, train)
+    x = block('down')(x, train)
+    x = block(None)(x, train)
+    x = block(None)(x, train)
     x = jnp.mean(nn.relu(x), axis=(1, 2))
     return _heads(x, self.num_classes, _kernel_init(self.init_std), self.dtype)
 
@@ -294,7 +297,8 @@ def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] 
     return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
             ConvCritic(norm=m.critic_norm, **conv, **common))
   if m.arch == 'resnet':
-    return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, **common),
-            ResNetCritic(width=m.width, norm=m.critic_norm, **common))
+    resnet = dict(width=m.width, conv_impl=m.conv_impl)
+    return (ResNetGenerator(image_shape, norm=m.gen_norm, **resnet, **common),
+            ResNetCritic(norm=m.critic_norm, **resnet, **common))
   return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
           MLPCritic(width=m.width, depth=m.depth, norm=m.critic_norm, **common))
