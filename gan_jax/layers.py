@@ -181,9 +181,10 @@ def _w_taps(x, g, geo):
 #     where the kernel is wider than the output gradient (WGAN-GP's 4x4 maps, 5x5 kernel); the
 #     DCGAN CIFAR-10 step takes 0.43 s with matmul D, 0.49 s with lax D. Stride 1 has no
 #     dilation: lax (3x3 32x32x128 -> 3: 12 against 168), except 1x1 kernels (24 against 40);
-#   * W: lax for stride 2 (16x16x128 -> 8x8x256: 31.3 against 52.0); one product per tap for
-#     stride 1 (3x3 32x32x128: 308 against 565 lax and 593 matmul; 1x1: 20 against 243 lax);
-#     the matmul on inputs of 1-3 channels (32x32x3 -> 16x16x128: 3.0 against 5.6 lax).
+#   * W: lax for stride 2 (16x16x128 -> 8x8x256: 32.8 against 52.6); one product per tap for
+#     stride 1 (3x3 32x32x128: 313 against 749 lax and 602 matmul; 1x1: 22 against 252 lax),
+#     but lax for 1-3 output channels (32x32x128 -> 3: 49 against 149); the matmul on inputs
+#     of 1-3 channels (32x32x3 -> 16x16x128: 3.6 against 5.6 lax).
 def _f(x, w, geo):
   matmul = geo.impl == 'fast' or geo.k == 1
   return (_f_matmul if matmul else _f_lax)(x, w, geo)
@@ -197,7 +198,8 @@ def _d(g, w, geo):
 def _w(x, g, geo):
   if geo.impl == 'fast' or x.shape[-1] < 4:
     return _w_matmul(x, g, geo)
-  return (_w_taps if geo.stride == 1 else _w_lax)(x, g, geo)
+  taps = geo.stride == 1 and g.shape[-1] >= 4
+  return (_w_taps if taps else _w_lax)(x, g, geo)
 
 
 conv = jax.custom_vjp(_f, nondiff_argnums=(2,))

@@ -44,19 +44,20 @@ def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
 STRIDE_1 = functools.partial(layers.Conv, stride=1)  # the ResNet's convolutions
 
 
-@pytest.mark.parametrize('module, k, size', [
-    *[(m, k, size) for m in (layers.Conv, layers.ConvTranspose, STRIDE_1)
+@pytest.mark.parametrize('module, k, size, features', [
+    *[(m, k, size, 4) for m in (layers.Conv, layers.ConvTranspose, STRIDE_1)
       for k, size in ((5, 7), (4, 8), (5, 4), (3, 7))],
-    (layers.Conv, 1, 4), (STRIDE_1, 1, 4)])  # 1x1 kernels: the ResNet's shortcuts
-def test_fast_layers_match_first_and_second_derivatives(module, k, size):
+    (layers.Conv, 1, 4, 4), (STRIDE_1, 1, 4, 4),  # 1x1 kernels: the ResNet's shortcuts
+    (STRIDE_1, 3, 8, 3)])  # the ResNet's last conv, to RGB
+def test_fast_layers_match_first_and_second_derivatives(module, k, size, features):
   """The gradient penalty differentiates d critic / d x w.r.t. the weights: check both (size 4
   with k 5: the kernel is wider than the input). 4 input channels: hybrid's weight gradient
   takes the lax and per-tap forms from 4 channels on, the matmul below."""
   x = jax.random.normal(jax.random.PRNGKey(2), (2, size, size, 4))
-  params = _params(k, 4, 4)
+  params = _params(k, 4, features)
 
   def gp_like(p, impl):
-    input_grad = jax.grad(lambda x: jnp.sum(jnp.sin(module(4, k, impl).apply(p, x))))(x)
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.sin(module(features, k, impl).apply(p, x))))(x)
     return jnp.sum(input_grad ** 2)
 
   for order in (gp_like, jax.grad(gp_like)):
