@@ -174,7 +174,7 @@ def _w_taps(x, g, geo):
 # Which form 'hybrid' takes, from `python experiments/conv_microbench.py --kinds --in_loop` (batch
 # 64, the convolutions of the DCGAN CIFAR-10, WGAN-GP MNIST and ResNet models, inside a while
 # loop) and the training step (`experiments/benchmark.py`). One core, milliseconds:
-#   * F: lax (16x16x128 -> 8x8x256: 26.9 against 44.3 for the matmul), but the matmul for 1x1
+#   * F: lax (16x16x128 -> 8x8x256: 26.8 against 44.4 for the matmul), but the matmul for 1x1
 #     kernels (24 against 40);
 #   * D: matmul for stride 2. The lax form there is Eigen's lhs-dilated convolution, which uses
 #     the second core poorly (DCGAN 16x16x128 on 2 cores: 26.7 against 19.5) and takes 550-650
