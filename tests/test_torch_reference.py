@@ -1,0 +1,123 @@
+"""The PyTorch models that `benchmark.py --torch` times compute what gan_jax's models compute.
+
+Flax parameters are copied into `experiments/torch_reference.py`'s modules and both run on the
+same inputs (eval mode, so batch norm uses the same initial statistics). Runs where torch is
+installed (`pip install -r requirements-benchmark.txt`) and is skipped elsewhere, as in CI.
+
+Checked: DCGAN (kernel 4) and the WGAN-GP ResNet. The WGAN-GP MNIST reference (kernel 5) has
+the same shapes and multiplies but is not the same function: PyTorch's symmetric padding 2
+against lax 'SAME''s (1, 2) shifts some layers by a pixel. That does not matter for timing.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dcgan, wgan_gp
+from gan_jax import models
+
+torch = pytest.importorskip('torch')
+torch_reference = pytest.importorskip('experiments.torch_reference')
+
+
+def _t(a):
+  return torch.from_numpy(np.asarray(a).copy())
+
+
+def _load_conv(layer, p, transposed=False):
+  kernel = np.asarray(p['kernel'])
+  if transposed:  # lax.conv_transpose's kernel is PyTorch's flipped, as [Cin, Cout, k, k]
+    weight = kernel[::-1, ::-1].transpose(2, 3, 0, 1)
+  else:
+    weight = kernel.transpose(3, 2, 0, 1)
+  layer.weight.data = _t(weight)
+  # (PyTorch's layers have a bias where gan_jax leaves it out before batch norm)
+  layer.bias.data = _t(p['bias']) if 'bias' in p else torch.zeros_like(layer.bias)
+
+
+def _load_dense(layer, p, unflatten=None):
+  """`unflatten` = (C, H, W) when PyTorch reshapes the output NCHW where Flax reshapes NHWC."""
+  kernel = np.asarray(p['kernel'])
+  bias = np.asarray(p['bias']) if 'bias' in p else np.zeros(kernel.shape[1], np.float32)
+  if unflatten:
+    c, h, w = unflatten
+    kernel = kernel.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(kernel.shape[0], -1)
+    bias = bias.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+  layer.weight.data = _t(kernel.T)
+  layer.bias.data = _t(bias)
+
+
+def _load_norm(layer, p):
+  if isinstance(layer, torch.nn.Identity):
+    return
+  layer.weight.data, layer.bias.data = _t(p['scale']), _t(p['bias'])
+  if hasattr(layer, 'reset_running_stats'):  # `build` ran the critic once in training mode
+    layer.reset_running_stats()
+
+
+def _compare(config, image_shape, load):
+  gen, critic = models.build(config.model, image_shape, 0, dtype=jnp.float32)
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, config.latent_dim))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3, *image_shape), minval=-1, maxval=1)
+  g_vars = gen.init(jax.random.PRNGKey(2), z, None, train=False)
+  c_vars = critic.init(jax.random.PRNGKey(3), x, train=False)
+  t_gen, t_critic = torch_reference.build(config, image_shape)
+  load(t_gen, t_critic, g_vars['params'], c_vars['params'])
+  t_gen.eval(), t_critic.eval()
+  with torch.no_grad():
+    t_images = t_gen(_t(z)).numpy().transpose(0, 2, 3, 1)
+    t_scores = t_critic(_t(x).permute(0, 3, 1, 2)).numpy()[:, 0]
+  np.testing.assert_allclose(t_images, gen.apply(g_vars, z, None, train=False), atol=2e-5)
+  np.testing.assert_allclose(t_scores, critic.apply(c_vars, x, train=False)[0],
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_dcgan_cifar10_reference_is_the_same_function():
+  config = dcgan.get_config('cifar10')
+  config.model.width = 16  # same architecture, smaller
+
+  def load(t_gen, t_critic, gp, cp):
+    w = config.model.width
+    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(4 * w, 4, 4))
+    for i, (conv, norm) in enumerate([(4, 6), (8, 10), (12, None)]):
+      _load_conv(t_gen[conv], gp[f'ConvTranspose_{i}'], transposed=True)
+    for i, norm in enumerate([2, 6, 10]):
+      _load_norm(t_gen[norm], gp[f'BatchNorm_{i}'])
+    for i, conv in enumerate([0, 2, 5]):
+      _load_conv(t_critic[conv], cp[f'Conv_{i}'])
+    for i, norm in enumerate([3, 6]):
+      _load_norm(t_critic[norm], cp[f'BatchNorm_{i}'])
+    # Flax flattens the critic's features NHWC, PyTorch NCHW.
+    kernel = np.asarray(cp['adv_head']['kernel']).reshape(4, 4, 4 * w, 1)
+    t_critic[9].weight.data = _t(kernel.transpose(3, 2, 0, 1).reshape(1, -1))
+    t_critic[9].bias.data = _t(cp['adv_head']['bias'])
+
+  _compare(config, (32, 32, 3), load)
+
+
+def test_wgan_gp_cifar10_resnet_reference_is_the_same_function():
+  config = wgan_gp.get_config('cifar10')
+  config.model.width = 8
+
+  def load_block(block, p):
+    _load_conv(block.conv1, p['Conv_1' if 'Conv_2' in p else 'Conv_0'])
+    _load_conv(block.conv2, p['Conv_2' if 'Conv_2' in p else 'Conv_1'])
+    if 'Conv_2' in p:  # the 1x1 shortcut is the block's first conv
+      _load_conv(block.shortcut, p['Conv_0'])
+    if 'BatchNorm_0' in p:
+      _load_norm(block.norm1, p['BatchNorm_0'])
+      _load_norm(block.norm2, p['BatchNorm_1'])
+
+  def load(t_gen, t_critic, gp, cp):
+    w = config.model.width
+    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(w, 4, 4))
+    for i in range(3):
+      load_block(t_gen[2 + i], gp[f'ResBlock_{i}'])
+    _load_norm(t_gen[5], gp['BatchNorm_0'])
+    _load_conv(t_gen[7], gp['Conv_0'])
+    for i in range(4):
+      load_block(t_critic[i], cp[f'ResBlock_{i}'])
+    _load_dense(t_critic[7], cp['adv_head'])
+
+  _compare(config, (32, 32, 3), load)
