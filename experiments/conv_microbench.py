@@ -5,11 +5,13 @@ r"""Times each pass of a model's stride-2 convolutions on this backend.
 
 With --kinds: for each convolution of the conv and ResNet models (a transposed conv counts as
 its adjoint convolution), milliseconds of the three maps of gan_jax.layers (F: the convolution,
-D: its input gradient, W: its weight gradient) in their lax and matmul forms, and the largest
-difference from `jax.vjp` of the plain lax convolution. This is what 'hybrid' chooses by.
+D: its input gradient, W: its weight gradient) in their lax and matmul forms (and W as one
+product per kernel tap), and the largest difference from `jax.vjp` of the plain lax
+convolution. This is what 'hybrid' chooses by.
 
-For every layer shape and each form of gan_jax.layers ('xla': lax convolutions; 'fast': matmuls;
-'hybrid': lax forward, the faster form's gradient per argument), prints
+Without it, for every stride-2 layer shape and each impl of gan_jax.layers ('xla': lax
+convolutions with JAX's derivatives; 'fast': matmul forms of F, D and W; 'hybrid': the form of
+each map that 'hybrid' chooses), prints
 milliseconds for the forward pass, the input gradient (dx), the weight gradient (dw) and the
 gradient penalty's second-order term (the weight gradient of |dx|^2), with random cotangents so
 nothing simplifies away.
@@ -32,7 +34,7 @@ flags.DEFINE_bool('in_loop', False, 'Time each pass inside a length-1 lax.scan, 
                   'critic updates (and steps_per_call > 1) run: XLA CPU compiles some conv '
                   'passes differently in a while loop.')
 flags.DEFINE_bool('kinds', False, 'Time the F, D and W maps of every convolution of the '
-                  'models in their lax and matmul forms.')
+                  'models in each of their forms.')
 flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
