@@ -86,14 +86,23 @@ class Geometry:
                  for n, m, (lo, hi) in zip(self.size, self.out_size, self.pads))
 
 
-def im2col(x, kh: int, kw: int, stride: int, padding):
-  """[B, oh, ow, kh * kw * C] patches (order (i, j, c)) of a strided kh x kw window."""
+def _taps(x, kh: int, kw: int, stride: int, padding):
+  """The kh * kw [B, oh, ow, C] slices of the padded input that each kernel tap (i, j) sees."""
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   oh = (x.shape[1] - kh) // stride + 1
   ow = (x.shape[2] - kw) // stride + 1
-  cols = [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+  return [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
           for i in range(kh) for j in range(kw)]
-  return jnp.concatenate(cols, axis=-1)
+
+
+def im2col(x, kh: int, kw: int, stride: int, padding):
+  """[B, oh, ow, kh * kw * C] patches (order (i, j, c)) of a strided kh x kw window."""
+  return jnp.concatenate(_taps(x, kh, kw, stride, padding), axis=-1)
+
+
+def adjoint_kernel(w):
+  """[k, k, Cin, F] -> [k, k, F, Cin], flipped: the kernel of a convolution's transpose."""
+  return jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
 
 
 def _f_lax(x, w, geo):
@@ -108,8 +117,7 @@ def _f_matmul(x, w, geo):
 
 
 def _d_lax(g, w, geo):
-  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-  return jax.lax.conv_general_dilated(g, flipped, (1, 1), geo.dx_pads,
+  return jax.lax.conv_general_dilated(g, adjoint_kernel(w), (1, 1), geo.dx_pads,
                                       lhs_dilation=(geo.stride,) * 2, dimension_numbers=DIMS)
 
 
@@ -161,14 +169,10 @@ def _w_matmul(x, g, geo):
 
 def _w_taps(x, g, geo):
   """W as one [F, M] x [M, C] product per kernel tap, with g transposed once (no im2col)."""
-  k, s = geo.k, geo.stride
-  f = g.shape[-1]
-  oh, ow = g.shape[1:3]
-  xp = jnp.pad(x, ((0, 0), *geo.pads, (0, 0)))
+  k, c, f = geo.k, x.shape[-1], g.shape[-1]
   gt = g.reshape(-1, f).T
-  taps = [gt @ xp[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s].reshape(-1, x.shape[-1])
-          for i in range(k) for j in range(k)]
-  return jnp.stack(taps).reshape(k, k, f, -1).transpose(0, 1, 3, 2)
+  taps = [gt @ tap.reshape(-1, c) for tap in _taps(x, k, k, geo.stride, geo.pads)]
+  return jnp.stack(taps).reshape(k, k, f, c).transpose(0, 1, 3, 2)
 
 
 # Which form 'hybrid' takes, from `python experiments/conv_microbench.py --kinds --in_loop` (batch
@@ -239,7 +243,7 @@ def conv_transpose_s2_same(x, kernel, impl: str = 'hybrid'):
   k = kernel.shape[0]
   lo, hi = conv_transpose_padding(k)
   geo = Geometry(tuple(2 * n for n in x.shape[1:3]), k, ((k - 1 - lo, k - 1 - hi),) * 2, impl)
-  return conv_dx(x, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2), geo)
+  return conv_dx(x, adjoint_kernel(kernel), geo)
 
 
 def lax_conv_same(x, kernel, stride: int = 2):

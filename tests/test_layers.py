@@ -44,6 +44,12 @@ def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
 STRIDE_1 = functools.partial(layers.Conv, stride=1)  # the ResNet's convolutions
 
 
+def _assert_trees_close(got, want, rtol, atol_fraction):
+  """Leafwise allclose, with atol a fraction of `want`'s largest entry (float32 sums)."""
+  atol = atol_fraction * max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(want))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol), got, want)
+
+
 @pytest.mark.parametrize('module, k, size, features', [
     *[(m, k, size, 4) for m in (layers.Conv, layers.ConvTranspose, STRIDE_1)
       for k, size in ((5, 7), (4, 8), (5, 4), (3, 7))],
@@ -61,11 +67,9 @@ def test_fast_layers_match_first_and_second_derivatives(module, k, size, feature
     return jnp.sum(input_grad ** 2)
 
   for order in (gp_like, jax.grad(gp_like)):
-    plain = order(params, 'xla')  # float32 sums: tolerance 1e-6 of the largest entry
-    atol = 1e-6 * max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(plain))
+    plain = order(params, 'xla')
     for impl in ('fast', 'hybrid'):
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol),
-                   order(params, impl), plain)
+      _assert_trees_close(order(params, impl), plain, rtol=1e-4, atol_fraction=1e-6)
 
 
 @pytest.mark.parametrize('module', [layers.Conv, layers.ConvTranspose, STRIDE_1])
@@ -80,11 +84,9 @@ def test_third_derivatives_and_non_square_inputs(module):
     d2 = lambda p: jnp.sum(jnp.cos(jax.grad(f, argnums=1)(p, x)))  # weights -> input grad
     return jax.grad(lambda p: jnp.sum(jnp.sin(jax.grad(d2)(p)['params']['kernel'])))(params)
 
-  plain = third('xla')  # float32 third derivatives: tolerance 1e-4 of the largest entry
-  atol = 1e-4 * max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(plain))
+  plain = third('xla')
   for impl in ('fast', 'hybrid'):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=atol),
-                 third(impl), plain)
+    _assert_trees_close(third(impl), plain, rtol=1e-3, atol_fraction=1e-4)
 
 
 @pytest.mark.parametrize('size, k, pads, stride', [((8, 8), 4, ((1, 1), (1, 1)), 2),
