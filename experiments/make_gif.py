@@ -11,7 +11,7 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import sample  # pylint: disable=g-import-not-at-top
+from gan_jax import images  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files.')
 flags.DEFINE_string('out', None, 'GIF path (default: WORKDIR/samples.gif).')
@@ -24,11 +24,11 @@ FLAGS = flags.FLAGS
 
 def main(_):
   try:
-    grids = sample.read_grids(FLAGS.workdir, FLAGS.tag)
+    grids = images.read_grids(FLAGS.workdir, FLAGS.tag)
   except ValueError as e:
     sys.exit(f'error: {e}')
   out = FLAGS.out or os.path.join(FLAGS.workdir, f'{FLAGS.tag}.gif')
-  sample.save_gif([g for _, g in grids], out, FLAGS.seconds_per_frame, FLAGS.scale,
+  images.save_gif([g for _, g in grids], out, FLAGS.seconds_per_frame, FLAGS.scale,
                   captions=[f'step {s}' for s, _ in grids])
   print(json.dumps({'out': out, 'frames': len(grids), 'steps': [s for s, _ in grids]}))
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import checkpoints, input_pipeline, sample, sharding, variants
+from gan_jax import checkpoints, images as images_lib, input_pipeline, sharding, variants
 from gan_jax import workdir as workdir_lib
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.steps import (DTYPES, GAN, STATE_PARTS, TrainState, build_gan, generate,
@@ -346,8 +346,8 @@ def _train(config, workdir: str, stop: StopSignals) -> TrainState:
         writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
         data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
       if is_time(config.sample_every, done, config):
-        images = sample.to_unit(run.gen_fn(run.from_device(state), grid_z, grid_labels))
-        writer.write_images(done, {'samples': sample.make_grid(images, grid_ncol)[None]})
+        images = images_lib.to_unit(run.gen_fn(run.from_device(state), grid_z, grid_labels))
+        writer.write_images(done, {'samples': images_lib.make_grid(images, grid_ncol)[None]})
       if evaluator and is_time(config.eval_every, done, config):
         _check_finite(*unchecked, mngr, config.skip_nonfinite)
         evaluator(done, run.from_device(state), stream.position, writer)
@@ -394,9 +394,9 @@ def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool
 def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
                      batch_size: int = 256, interleaved: bool = False):
   """Yields (images in [0, 1] as numpy [b, H, W, C], labels or None) for `num_samples` samples;
-  ACGAN's labels are balanced over the classes (see sample.balanced_labels)."""
+  ACGAN's labels are balanced over the classes (see images_lib.balanced_labels)."""
   key = jax.random.PRNGKey(seed)
-  labels = (sample.balanced_labels(num_samples, run.gan.num_classes, interleaved)
+  labels = (images_lib.balanced_labels(num_samples, run.gan.num_classes, interleaved)
             if run.gan.num_classes else None)
   for start in range(0, num_samples, batch_size):
     key, z_key = jax.random.split(key)
@@ -404,7 +404,7 @@ def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
     z = jax.random.normal(z_key, (n, run.gan.latent_dim), jnp.float32)
     chunk_labels = None if labels is None else labels[start:start + n]
     images = run.gen_fn(state, z, None if chunk_labels is None else jnp.asarray(chunk_labels))
-    yield sample.to_unit(images), chunk_labels
+    yield images_lib.to_unit(images), chunk_labels
 
 
 def write_samples(config, workdir: str, num_samples: int, out: str,
@@ -423,9 +423,9 @@ def write_samples(config, workdir: str, num_samples: int, out: str,
     rows = [images[labels == c][:10] for c in range(run.gan.num_classes)]
     ncol = max(len(r) for r in rows)
     rows = [np.concatenate([r, np.ones((ncol - len(r),) + r.shape[1:], r.dtype)]) for r in rows]
-    grid = sample.make_grid(np.concatenate(rows), ncol)
+    grid = images_lib.make_grid(np.concatenate(rows), ncol)
   else:
-    grid = sample.make_grid(images[:100])
+    grid = images_lib.make_grid(images[:100])
   png = os.path.splitext(out)[0] + '.png'
-  sample.save_png(grid, png, scale=2)
+  images_lib.save_png(grid, png, scale=2)
   return {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}

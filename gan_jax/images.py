@@ -1,17 +1,33 @@
-"""Image grids, sample files, and the GIF of a run's fixed-z grids."""
+"""Images: the one place where ranges are converted, and grids, PNG and GIF files.
+
+Ranges: the models work in [-1, 1] (`to_signed` takes uint8 [0, 255] data there); grids and files
+are [0, 1] (`to_unit`).
+"""
 
 import io
 import math
 import os
 from typing import List, Optional, Sequence, Tuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
 
-def to_unit(images) -> np.ndarray:
-  """[-1, 1] -> float32 [0, 1]."""
-  return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+def to_signed(images):
+  """uint8 [0, 255] -> float32 [-1, 1]; float data (already in [-1, 1]) -> float32. Works on
+  jax and numpy arrays alike (on the device inside a step, on the host for files)."""
+  xp = jnp if isinstance(images, jax.Array) else np
+  if images.dtype == np.uint8:
+    return images.astype(xp.float32) / 127.5 - 1.0
+  return images.astype(xp.float32)
+
+
+def to_unit(images):
+  """[-1, 1] -> float32 [0, 1] (clipped); a jax array stays on its device."""
+  xp = jnp if isinstance(images, jax.Array) else np
+  return xp.clip((images.astype(xp.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
 def make_grid(images: np.ndarray, ncol: Optional[int] = None, pad: int = 1) -> np.ndarray:
