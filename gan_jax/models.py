@@ -210,11 +210,13 @@ class ResBlock(nn.Module):
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   conv_impl: str = 'auto'
+  init_std: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     # == nn.Conv(f, (k, k), padding='SAME'), in forms whose derivatives are fast on CPU
-    conv = lambda f, k: layers.Conv(f, k, self.conv_impl, dtype=self.dtype, stride=1)
+    conv = lambda f, k: layers.Conv(f, k, self.conv_impl, _kernel_init(self.init_std),
+                                    dtype=self.dtype, stride=1)
     shortcut = x
     if self.resample == 'up':
       shortcut = _upsample(shortcut)
@@ -251,14 +253,16 @@ class ResNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     base = self.image_shape[0] // 8
+    init = _kernel_init(self.init_std)
     x = _condition(z, labels, self.num_classes, self.dtype)
-    x = nn.Dense(base * base * self.width, dtype=self.dtype)(x)
+    x = nn.Dense(base * base * self.width, kernel_init=init, dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], base, base, self.width)
     for _ in range(3):
       x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name, dtype=self.dtype,
-                   conv_impl=self.conv_impl)(x, train)
+                   conv_impl=self.conv_impl, init_std=self.init_std)(x, train)
     x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
-    x = layers.Conv(self.image_shape[2], 3, self.conv_impl, dtype=self.dtype, stride=1)(x)
+    x = layers.Conv(self.image_shape[2], 3, self.conv_impl, init, dtype=self.dtype,
+                    stride=1)(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -274,7 +278,8 @@ class ResNetCritic(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     block = functools.partial(ResBlock, self.width, norm=self.norm, axis_name=self.axis_name,
-                              dtype=self.dtype, conv_impl=self.conv_impl)
+                              dtype=self.dtype, conv_impl=self.conv_impl,
+                              init_std=self.init_std)
     x = block('down', first=True)(x, train)
     x = block('down')(x, train)
     x = block(None)(x, train)

@@ -69,3 +69,19 @@ def test_conditional_generator_depends_on_label():
   # Same z, ten labels: ten different images.
   diffs = np.abs(images[:, None] - images[None]).reshape(10, 10, -1).max(-1)
   assert np.all(diffs[~np.eye(10, dtype=bool)] > 1e-4)
+
+
+@pytest.mark.parametrize('arch', ['conv', 'resnet', 'mlp'])
+def test_init_std_sets_every_kernel(arch):
+  """model.init_std > 0: every kernel (Dense and conv, G and D) is N(0, init_std)."""
+  shape = (32, 32, 3) if arch == 'resnet' else (28, 28, 1)
+  gen, critic = models.build(_model_config(arch, width=16, init_std=0.02), shape, 0)
+  z = jnp.ones((2, 12))
+  variables = [gen.init(jax.random.PRNGKey(0), z, None, train=False),
+               critic.init(jax.random.PRNGKey(1), jnp.zeros((2, *shape)), train=False)]
+  kernels = [leaf for v in variables
+             for path, leaf in jax.tree_util.tree_flatten_with_path(v['params'])[0]
+             if 'kernel' in jax.tree_util.keystr(path) and leaf.size >= 64]
+  assert kernels
+  for kernel in kernels:
+    assert 0.015 < float(jnp.std(kernel)) < 0.025, kernel.shape
