@@ -17,7 +17,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from gan_jax import input_pipeline, scoring, train
+from gan_jax import errors, modes
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +40,7 @@ flags.DEFINE_integer('process_id', None, '--distributed: this process\'s index.'
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
 flags.mark_flags_as_required(['workdir'])
 
-USER_ERRORS = (train.ConfigError, input_pipeline.DataError)  # exit 2: fix the input
+USER_ERRORS = (errors.ConfigError, errors.DataError)  # exit 2: fix the input
 
 
 class _OwnInfoOnly(py_logging.Filter):
@@ -57,20 +57,20 @@ def run(_):
   workdir = FLAGS.workdir
   config = FLAGS.config
   if config is None:
-    raise train.ConfigError('--config is required to train, e.g. '
+    raise errors.ConfigError('--config is required to train, e.g. '
                             '--config=configs/wgan_gp.py:mnist')
   if FLAGS.distributed:
     jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   if FLAGS.mode == 'train':
-    train.train_and_evaluate(config, workdir)
+    modes.train(config, workdir)
   elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
-    print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step,
-                                          FLAGS.best)))
+    print(json.dumps(modes.sample(config, workdir, FLAGS.num_samples, out, FLAGS.step,
+                                  FLAGS.best)))
   else:
-    print(json.dumps(scoring.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
+    print(json.dumps(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
 
 
 def _exit_with(error: BaseException, prefix: str = '') -> None:
@@ -135,14 +135,14 @@ def main(argv):
     _exit_with(e, 'cannot load --config: ')
   try:
     run(argv)
-  except (*USER_ERRORS, train.NonFiniteError) as e:
+  except (*USER_ERRORS, errors.NonFiniteError) as e:
     if FLAGS.verbose:
       raise
     print(f'error: {e}', file=sys.stderr, flush=True)
     # Exit at once: a failed Orbax restore leaves tasks whose complaints at garbage collection
     # would bury the one line. Nothing is left to flush: these errors come before the first
     # write, or after the writers were closed (non-finite).
-    os._exit(1 if isinstance(e, train.NonFiniteError) else 2)  # 1: the run itself went wrong
+    os._exit(1 if isinstance(e, errors.NonFiniteError) else 2)  # 1: the run itself went wrong
 
 
 if __name__ == '__main__':

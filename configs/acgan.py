@@ -12,17 +12,21 @@ penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic). Options: run
 """
 
 from configs import common
+from gan_jax import gans
 
-OPTIONS = ('nonsaturating', 'wasserstein_clip', 'wasserstein_gp', 'mlp')
+# option -> (loss.adversarial, loss.lipschitz)
+ADVERSARIAL_OPTIONS = gans.ACGAN_ADVERSARIAL
+OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp')
 
 
 def get_config(arg=None):
   dataset, options = common.parse_arg(arg, OPTIONS)
   c = common.base_config('acgan', dataset)
-  adversarial = [o for o in OPTIONS[:3] if o in options]
+  adversarial = [o for o in ADVERSARIAL_OPTIONS if o in options]
   if len(adversarial) > 1:
     raise ValueError(f'choose one adversarial loss, got {", ".join(adversarial)}')
-  c.acgan_adversarial = adversarial[0] if adversarial else 'nonsaturating'
+  c.loss.adversarial, c.loss.lipschitz = ADVERSARIAL_OPTIONS[
+      adversarial[0] if adversarial else 'nonsaturating']
   c.batch_size = 100
   c.num_steps = 50_000
   c.latent_dim = 110             # the ACGAN paper's z size
@@ -30,11 +34,11 @@ def get_config(arg=None):
   c.model.gen_norm = 'batch'
   c.model.critic_norm = 'batch'
   c.model.init_std = 0.02
-  if c.acgan_adversarial == 'nonsaturating':
+  if c.loss.lipschitz == 'none':
     c.n_critic = 1
     c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
     c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
-  elif c.acgan_adversarial == 'wasserstein_clip':
+  elif c.loss.lipschitz == 'clip':
     c.gen_optimizer = common.optimizer('rmsprop', 5e-5, decay=0.99)
     c.critic_optimizer = common.optimizer('rmsprop', 5e-5, decay=0.99)
   else:
@@ -45,7 +49,7 @@ def get_config(arg=None):
   if 'mlp' in options:
     c.model.arch = 'mlp'
     c.model.width = 512
-    c.model.critic_norm = 'none' if c.acgan_adversarial == 'wasserstein_gp' else 'batch'
+    c.model.critic_norm = 'none' if c.loss.lipschitz == 'gp' else 'batch'
   if 'runlocal' in options:
     common.runlocal(c)
   return c

@@ -38,8 +38,8 @@ def parse_arg(arg: str, known_options):
 def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   """Fields every GAN has; variant files override what their paper sets."""
   c = ml_collections.ConfigDict()
-  c.gan = gan                  # 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan'
-  c.acgan_adversarial = 'nonsaturating'  # ACGAN only: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
+  c.gan = gan                  # paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' (gan_jax/gans.py)
+  c.acgan_adversarial = ''     # old ACGAN field, still read: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
   c.seed = 0                   # PRNG seed: parameters, noise and data order
   c.batch_size = 64            # global batch size (split over all devices)
   c.num_steps = 100_000        # generator updates
@@ -69,11 +69,14 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       critic_norm='none',      # critic normalisation: 'batch' | 'layer' | 'none'
       init_std=0.0,            # N(0, init_std) kernel init; 0 = Flax default
       conv_impl='auto',        # conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid)
+      conditional='',          # 'none' | 'acgan' (label-conditioned G, class head on D); '' = gan's
   ))
 
   c.loss = ml_collections.ConfigDict(dict(
-      gp_weight=10.0,          # lambda of the gradient penalty (GP variants)
-      clip_value=0.01,         # c of the weight clipping (clipping variants)
+      adversarial='',          # 'nonsaturating' | 'wasserstein'; '' = the preset's (config.gan)
+      lipschitz='',            # 'none' | 'clip' (weight clipping) | 'gp' (gradient penalty); '' = gan's
+      gp_weight=10.0,          # lambda of the gradient penalty (lipschitz 'gp')
+      clip_value=0.01,         # c of the weight clipping (lipschitz 'clip')
       aux_weight=1.0,          # weight of the ACGAN auxiliary class cross-entropy
   ))
   c.gen_optimizer = optimizer()

@@ -10,7 +10,7 @@ GAN's config file for its dataset.
 
 import importlib
 
-from gan_jax import workdir
+from gan_jax import rundir as workdir
 
 
 def _merge(base, saved):

@@ -21,8 +21,8 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import common  # pylint: disable=g-import-not-at-top
-from gan_jax import sharding, train  # pylint: disable=g-import-not-at-top
+from gan_jax import checks, input_pipeline  # pylint: disable=g-import-not-at-top
+from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -36,41 +36,27 @@ def _sig(x: float, digits: int = 4) -> float:
   return float(f'{x:.{digits}g}')
 
 
-def _compiled_call(config, image_shape, num_classes):
-  """(init_fn, call, to_device, batch_fn) for the config's parallelism and steps_per_call."""
-  gan = train.build_gan(config, image_shape, num_classes)
-  mesh = sharding.make_mesh()
-  init_fn, step_fn, steps_fn, _ = train.compile_fns(gan, mesh, image_shape, config.seed)
-  k = config.steps_per_call
-  if config.parallelism == 'pmap':
-    pmap_gan = train.build_gan(config, image_shape, num_classes, axis_name='data')
-    pstep, psteps = train.pmap_fns(pmap_gan)
-    d = jax.local_device_count()
-    return (init_fn, (pstep if k == 1 else psteps), lambda s: train.pmap_replicate(s, d),
-            lambda b: train.pmap_split(b, 1 if k == 1 else 2, d))
-  leading = 1 if k == 1 else 2
-  to_global = lambda b: sharding.to_global(b, sharding.batch_sharding(mesh, leading))
-  return init_fn, (step_fn if k == 1 else steps_fn), (lambda s: s), to_global
-
-
 def benchmark(config, steps: int) -> dict:
-  image_shape, num_classes = common.DATASETS[config.dataset.name]
-  train.validate(config, jax.device_count())
-  init_fn, call, to_device, put_batch = _compiled_call(config, image_shape, num_classes)
+  """The bare compiled call of the training loop's Stepper, on one batch kept on the device."""
+  checks.check_config(config, jax.device_count())
+  spec = input_pipeline.spec(config.dataset)
+  checks.check_data(config, spec.image_shape, spec.num_classes)
+  stepper = Stepper(config, spec.image_shape, spec.num_classes)
   rng = np.random.default_rng(0)
   k, n, b = config.steps_per_call, config.n_critic, config.batch_size
-  lead = (n,) if k == 1 else (k, n)
-  batch = put_batch({'image': rng.integers(0, 256, (*lead, b, *image_shape), dtype=np.uint8),
-                     'label': rng.integers(0, num_classes, (*lead, b)).astype(np.int32)})
-  state = to_device(init_fn())
+  host = [{'image': rng.integers(0, 256, (n, b, *spec.image_shape), dtype=np.uint8),
+           'label': rng.integers(0, max(spec.num_classes, 1), (n, b)).astype(np.int32)}
+          for _ in range(k)]
+  batch = stepper.put(host)
+  state = stepper.place(stepper.init())
   t0 = time.perf_counter()
-  state, metrics = call(state, batch)
+  state, metrics, _ = stepper.step(state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
   calls = max(1, steps // k)
   t0 = time.perf_counter()
   for _ in range(calls):
-    state, metrics = call(state, batch)
+    state, metrics, _ = stepper.step(state, batch)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - t0) / (calls * k)
   device = jax.devices()[0]
@@ -92,7 +78,7 @@ def main(_):
   result = benchmark(FLAGS.config, FLAGS.steps)
   if FLAGS.torch:
     from experiments import torch_reference  # pylint: disable=g-import-not-at-top
-    image_shape = common.DATASETS[FLAGS.config.dataset.name][0]
+    image_shape = input_pipeline.spec(FLAGS.config.dataset).image_shape
     result.update(torch_reference.benchmark(FLAGS.config, image_shape, FLAGS.steps))
     result['speedup_vs_torch'] = round(
         result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)

@@ -1,4 +1,8 @@
-"""Orbax checkpoints of the train state plus the data stream position."""
+"""Orbax checkpoints of the train state plus the data stream position.
+
+Workdirs written before the per-player state (gen_params, gen_stats, ... as one flat record)
+restore into today's TrainState: `restore` reads them through the old layout and regroups it.
+"""
 
 import os
 from typing import Any, Optional, Tuple
@@ -7,24 +11,9 @@ import jax
 import orbax.checkpoint as ocp
 
 from gan_jax.errors import ConfigError
-
+from gan_jax.steps import PlayerState, TrainState
 
 LATEST, BEST = 'checkpoints', 'best_checkpoint'
-
-# eval metric -> whether lower is better (for the best checkpoint); names as gan_jax/scoring.py
-# writes them: Inception's, then the domain classifier's.
-LOWER_IS_BETTER = {'fid': True, 'inception_score': False, 'kid': True, 'precision': False,
-                   'recall': False, 'domain_fid': True, 'classifier_score': False,
-                   'domain_kid': True, 'domain_precision': False, 'domain_recall': False,
-                   'acgan_label_accuracy': False}
-
-
-def best_metric(eval_config) -> str:
-  """eval.best_metric, or by default the FID of the first extractor configured: Inception's
-  when there are weights, else the domain classifier's."""
-  if eval_config.best_metric:
-    return eval_config.best_metric
-  return 'fid' if eval_config.inception_weights else 'domain_fid'
 
 
 def directory(workdir: str, kind: str = LATEST) -> str:
@@ -32,9 +21,10 @@ def directory(workdir: str, kind: str = LATEST) -> str:
 
 
 def manager(workdir: str, keep: int, read_only: bool = False,
-            best_metric: Optional[str] = None) -> ocp.CheckpointManager:
+            best_metric: Optional[str] = None, best_mode: str = 'min') -> ocp.CheckpointManager:
   """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`, or,
-  with `best_metric`, in `workdir/best_checkpoint` keeping the best one by that eval metric.
+  with `best_metric`, in `workdir/best_checkpoint` keeping the best one by that eval metric
+  (`best_mode` 'min' or 'max': gan_jax/extractors.py's metric table says which).
 
   Orbax writes each checkpoint into a tmp directory and renames it when complete, so a crash
   (even kill -9) mid-save leaves only a tmp directory, which restores ignore and a writing
@@ -42,8 +32,7 @@ def manager(workdir: str, keep: int, read_only: bool = False,
   """
   best = {}
   if best_metric:
-    best = dict(best_fn=lambda metrics: metrics[best_metric],
-                best_mode='min' if LOWER_IS_BETTER[best_metric] else 'max')
+    best = dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode)
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                          read_only=read_only, enable_async_checkpointing=True,
                                          cleanup_tmp_directories=not read_only, **best)
@@ -58,18 +47,47 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_state: dict,
   mngr.save(step, args=args, metrics=metrics)
 
 
-def restore(mngr: ocp.CheckpointManager, target: Any,
-            step: Optional[int] = None) -> Tuple[Any, dict]:
+_PARTS = ('params', 'stats', 'opt_state')
+
+
+def _flat(state: TrainState) -> dict:
+  """The layout of checkpoints written before per-player state (gan_jax 38d564f and older)."""
+  flat = {'step': state.step, 'key': state.key, 'skipped': state.skipped}
+  for player in ('gen', 'critic'):
+    for part in _PARTS:
+      flat[f'{player}_{part}'] = getattr(getattr(state, player), part)
+  return flat
+
+
+def _grouped(flat: dict) -> TrainState:
+  player = lambda name: PlayerState(*(flat[f'{name}_{part}'] for part in _PARTS))
+  return TrainState(step=flat['step'], key=flat['key'], gen=player('gen'),
+                    critic=player('critic'), skipped=flat['skipped'])
+
+
+def _restore(mngr, step: int, abstract):
+  return mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+
+
+def restore(mngr: ocp.CheckpointManager, target: TrainState,
+            step: Optional[int] = None) -> Tuple[TrainState, dict]:
   """Restores (state, data_state) at `step` (default: latest) with `target`'s structure,
   shapes and shardings; `target` may be concrete arrays or jax.ShapeDtypeStructs."""
   step = mngr.latest_step() if step is None else step
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+    try:
+      restored = _restore(mngr, step, abstract)
+      state = restored.state
+    except Exception as e:  # pylint: disable=broad-except
+      if 'gen_params' not in str(e) and 'tree structures do not match' not in str(e):
+        raise
+      restored = _restore(mngr, step, _flat(abstract))   # a workdir of an older version
+      state = _grouped(restored.state)
   except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
     path = os.path.join(str(mngr.directory), str(step))
-    if 'tree structures do not match' in str(e):
+    if 'tree structures do not match' in str(e) or 'gen_params' in str(e):
       raise ConfigError(f'checkpoint {path} holds a train state of another structure: it was '
                         f'written by another version of gan_jax or another model config; '
                         f'use a new --workdir') from e
@@ -82,4 +100,24 @@ def restore(mngr: ocp.CheckpointManager, target: Any,
   if restored.data is None or 'position' not in restored.data:
     raise ConfigError(f'checkpoint {mngr.directory}/{step} has no data position; it was not '
                       f'written by this version of gan_jax')
-  return restored.state, restored.data
+  return state, restored.data
+
+
+def restore_for_use(workdir: str, target: TrainState, step: Optional[int] = None,
+                    best_metric: Optional[str] = None, best_mode: str = 'min') -> TrainState:
+  """The state of a workdir's checkpoint at `step` (default: latest; with `best_metric`, from
+  the best checkpoint), for sampling or evaluation; ConfigError when there is none."""
+  best = best_metric is not None
+  if not os.path.isdir(directory(workdir, BEST if best else LATEST)):
+    raise ConfigError(f'no {"best " if best else ""}checkpoint in {workdir}; ' +
+                      ('train with eval_every > 0' if best else 'train first'))
+  mngr = manager(workdir, 1, read_only=True, best_metric=best_metric, best_mode=best_mode)
+  try:
+    if mngr.latest_step() is None:
+      raise ConfigError(f'no checkpoint in {workdir}; train first')
+    if step is not None and step not in mngr.all_steps():
+      raise ConfigError(f'no checkpoint at step {step} in {workdir}; '
+                        f'steps there: {mngr.all_steps()}')
+    return restore(mngr, target, step)[0]
+  finally:
+    mngr.close()

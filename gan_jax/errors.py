@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or parameter; the message names the step and metric."""
+
+
+class DataError(ValueError):
+  """A dataset that cannot be read; its message says what to fix."""

@@ -51,17 +51,8 @@ def save_png(grid: np.ndarray, path: str, scale: int = 1) -> None:
   image = Image.fromarray(pixels)
   if scale > 1:
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  ensure_parent(path)
   image.save(path)
-
-
-def balanced_labels(num: int, num_classes: int, interleaved: bool = False) -> np.ndarray:
-  """`num` labels as balanced over the classes as `num` allows: in blocks 0, 0, ..., 1, 1, ...
-  (a grid with one class per row), or `interleaved` 0, 1, 2, ..., 0, 1, ... (every contiguous
-  run of samples balanced: what the Inception Score's splits and KID's subsets need)."""
-  if interleaved:
-    return (np.arange(num) % num_classes).astype(np.int32)
-  return (np.arange(num) * num_classes // num).astype(np.int32)
 
 
 def read_grids(workdir: str, tag: str = 'samples') -> List[Tuple[int, np.ndarray]]:
@@ -103,6 +94,11 @@ def save_gif(frames: Sequence[np.ndarray], path: str, seconds_per_frame: float =
     images.append(image)
   if not images:
     raise ValueError('no frames to write')
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  ensure_parent(path)
   images[0].save(path, save_all=True, append_images=images[1:], loop=0,
                  duration=int(seconds_per_frame * 1000))
+
+
+def ensure_parent(path: str) -> None:
+  """Creates the directory a file is about to be written into."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -14,9 +14,9 @@ from typing import Callable, Dict, Optional
 import jax
 import numpy as np
 
+from gan_jax.errors import DataError
 
-class DataError(ValueError):
-  """A dataset that cannot be read; its message says what to fix."""
+
 
 
 @dataclasses.dataclass
@@ -244,3 +244,15 @@ class BatchStream:
     if self.data.labels is not None:
       batch['label'] = self.data.labels[idx].reshape(n, self.batch_size)
     return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  image_shape: tuple
+  num_classes: int
+
+
+def spec(config) -> DataSpec:
+  """TEMPORARY (replaced at merge): the data spec, by loading the data."""
+  data = load(config)
+  return DataSpec(tuple(data.image_shape), data.num_classes)

@@ -1,5 +1,6 @@
 """The train state and the pure updates: n_critic critic updates and one generator update as one
-function of (state, batch), for jit over a mesh or pmap (`GAN.axis_name`)."""
+function of (state, batch) -> (state, metrics, health), for jit over a mesh or pmap
+(`GAN.axis_name`)."""
 
 import dataclasses
 import functools
@@ -11,34 +12,39 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gan_jax import losses, models, variants
-from gan_jax.errors import ConfigError
+from gan_jax import gans, images, losses, models, optimizers
 
 Metrics = Dict[str, jax.Array]
+Health = Dict[str, jax.Array]  # name -> bool: all of it finite ('metrics', 'gen.params', ...)
+
+
+@flax.struct.dataclass
+class PlayerState:
+  """One player's (the generator's or the critic's) trainable state."""
+  params: Any
+  stats: Any                   # Flax 'batch_stats' collection ({} without batch norm)
+  opt_state: Any
+
 
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array              # generator updates done so far
   key: jax.Array               # base PRNG key; step keys are fold_in(key, step)
-  gen_params: Any
-  gen_stats: Any               # Flax 'batch_stats' collection ({} without batch norm)
-  gen_opt_state: Any
-  critic_params: Any
-  critic_stats: Any
-  critic_opt_state: Any
+  gen: PlayerState
+  critic: PlayerState
   skipped: jax.Array           # iterations skipped for non-finite values (skip_nonfinite)
 
 
 @dataclasses.dataclass(frozen=True)
 class GAN:
-  """Everything static about a run: modules, optimizers, the variant and its constants."""
+  """Everything static about a run: modules, optimizers, the grid point and its constants."""
   generator: nn.Module
   critic: nn.Module
   gen_tx: optax.GradientTransformation
   critic_tx: optax.GradientTransformation
-  variant: variants.Variant
+  spec: gans.GanSpec
   latent_dim: int
-  num_classes: int
+  num_classes: int             # 0 for an unconditional GAN
   gp_weight: float
   clip_value: float
   aux_weight: float
@@ -52,22 +58,17 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None) -> GAN:
-  variant = variants.get_variant(config)
-  if variant.conditional and num_classes < 2:
-    raise ConfigError(f'{config.gan} is class-conditional and needs labels with >= 2 classes; '
-                      f'the dataset has {num_classes}')
-  num_classes = num_classes if variant.conditional else 0
-  try:
-    generator, critic = models.build(config.model, image_shape, num_classes, axis_name,
-                                     DTYPES[config.dtype])
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  return GAN(generator, critic, variants.make_optimizer(config.gen_optimizer),
-             variants.make_optimizer(config.critic_optimizer), variant, config.latent_dim,
+  """The static GAN of a checked config (gan_jax/checks.py) and the data spec."""
+  spec = gans.resolve(config)
+  num_classes = num_classes if spec.is_conditional else 0
+  generator, critic = models.build(config.model, image_shape, num_classes, axis_name,
+                                   DTYPES[config.dtype])
+  return GAN(generator, critic, optimizers.make_optimizer(config.gen_optimizer),
+             optimizers.make_optimizer(config.critic_optimizer), spec, config.latent_dim,
              num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,
              config.skip_nonfinite,
-             variants.lr_schedule(config.gen_optimizer, config.num_steps),
-             variants.lr_schedule(config.critic_optimizer, config.num_steps), axis_name)
+             optimizers.lr_schedule(config.gen_optimizer, config.num_steps),
+             optimizers.lr_schedule(config.critic_optimizer, config.num_steps), axis_name)
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -78,13 +79,11 @@ def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
   gen_vars = gan.generator.init(gen_key, z, labels, train=False)
   critic_vars = gan.critic.init(critic_key, jnp.zeros((1, *image_shape), jnp.float32),
                                 train=False)
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), key=train_key,
-      gen_params=gen_vars['params'], gen_stats=gen_vars.get('batch_stats', {}),
-      gen_opt_state=gan.gen_tx.init(gen_vars['params']),
-      critic_params=critic_vars['params'], critic_stats=critic_vars.get('batch_stats', {}),
-      critic_opt_state=gan.critic_tx.init(critic_vars['params']),
-      skipped=jnp.zeros((), jnp.int32))
+  player = lambda variables, tx: PlayerState(
+      variables['params'], variables.get('batch_stats', {}), tx.init(variables['params']))
+  return TrainState(step=jnp.zeros((), jnp.int32), key=train_key,
+                    gen=player(gen_vars, gan.gen_tx), critic=player(critic_vars, gan.critic_tx),
+                    skipped=jnp.zeros((), jnp.int32))
 
 
 def _apply(module, params, stats, *args, train: bool):
@@ -94,13 +93,6 @@ def _apply(module, params, stats, *args, train: bool):
     out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'])
     return out, updates['batch_stats']
   return module.apply(variables, *args, train=train), stats
-
-
-def preprocess(images: jax.Array) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1]; float data is already in [-1, 1]."""
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 127.5 - 1.0
-  return images.astype(jnp.float32)
 
 
 def _draw(gan: GAN, sample_fn, batch_size: int):
@@ -129,23 +121,23 @@ def _sample_inputs(gan: GAN, key, batch_size: int):
   return z, labels
 
 
-def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
-  """One critic update on one real batch. `critic` = (params, stats, opt_state)."""
-  critic_params, critic_stats, opt_state = critic
+def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key):
+  """One critic update on one real batch; returns (critic, metrics)."""
+  critic_stats = critic.stats
   input_key, eps_key = jax.random.split(key)
-  real = preprocess(batch['image'])
+  real = images.to_signed(batch['image'])
   z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
   # The generator's batch statistics change only in its own update.
-  fake, _ = _apply(gan.generator, gen_params, gen_stats, z, fake_labels, train=True)
+  fake, _ = _apply(gan.generator, gen.params, gen.stats, z, fake_labels, train=True)
   fake = jax.lax.stop_gradient(fake)
-  critic_loss_fn, _ = losses.ADVERSARIAL[gan.variant.adversarial]
+  critic_loss_fn, _ = losses.ADVERSARIAL[gan.spec.adversarial]
 
   def loss_fn(params):
     # Real and fake pass separately, as in the reference code (batch norm sees each alone).
     (real_adv, real_cls), stats = _apply(gan.critic, params, critic_stats, real, train=True)
     (fake_adv, fake_cls), stats = _apply(gan.critic, params, stats, fake, train=True)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
-    if gan.variant.gradient_penalty:
+    if gan.spec.gradient_penalty:
       eps = _draw(gan, lambda n: losses.interpolation_weights(eps_key, n, real.ndim),
                   real.shape[0])
       x_hat = losses.interpolate(real, fake, eps)
@@ -153,7 +145,7 @@ def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
       penalty, grad_norm = losses.gradient_penalty(critic_fn, x_hat)
       loss += gan.gp_weight * penalty
       metrics.update(gradient_penalty=penalty, grad_norm=grad_norm)
-    if gan.variant.conditional:
+    if gan.spec.is_conditional:
       real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
       fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
       loss += gan.aux_weight * (real_xent + fake_xent)
@@ -161,41 +153,40 @@ def critic_update(gan: GAN, gen_params, gen_stats, critic, batch, key):
     metrics['critic_loss'] = loss
     return loss, (stats, metrics)
 
-  grads, (critic_stats, metrics) = jax.grad(loss_fn, has_aux=True)(critic_params)
+  grads, (critic_stats, metrics) = jax.grad(loss_fn, has_aux=True)(critic.params)
   grads = _pmean(gan, grads)
-  updates, opt_state = gan.critic_tx.update(grads, opt_state, critic_params)
-  critic_params = optax.apply_updates(critic_params, updates)
-  if gan.variant.weight_clipping:  # WGAN's post-update: every critic weight into [-c, c]
+  updates, opt_state = gan.critic_tx.update(grads, critic.opt_state, critic.params)
+  critic_params = optax.apply_updates(critic.params, updates)
+  if gan.spec.weight_clipping:  # WGAN's post-update: every critic weight into [-c, c]
     critic_params = jax.tree.map(lambda p: jnp.clip(p, -gan.clip_value, gan.clip_value),
                                  critic_params)
-  return (critic_params, critic_stats, opt_state), metrics
+  return PlayerState(critic_params, critic_stats, opt_state), metrics
 
 
-def gen_update(gan: GAN, gen, critic_params, critic_stats, key, batch_size: int):
-  """One generator update. `gen` = (params, stats, opt_state)."""
-  gen_params, gen_stats, opt_state = gen
+def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int):
+  """One generator update; returns (gen, metrics)."""
   z, labels = _sample_inputs(gan, key, batch_size)
-  _, gen_loss_fn = losses.ADVERSARIAL[gan.variant.adversarial]
+  _, gen_loss_fn = losses.ADVERSARIAL[gan.spec.adversarial]
 
   def loss_fn(params):
-    fake, stats = _apply(gan.generator, params, gen_stats, z, labels, train=True)
+    fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True)
     # The critic's statistics are not updated by the generator's step.
-    (fake_adv, fake_cls), _ = _apply(gan.critic, critic_params, critic_stats, fake, train=True)
+    (fake_adv, fake_cls), _ = _apply(gan.critic, critic.params, critic.stats, fake, train=True)
     loss, metrics = gen_loss_fn(fake_adv)
-    if gan.variant.conditional:
+    if gan.spec.is_conditional:
       xent, _ = losses.auxiliary_xent(fake_cls, labels)
       loss += gan.aux_weight * xent
       metrics['aux_loss_fake'] = xent
     metrics['gen_loss'] = loss
     return loss, (stats, metrics)
 
-  grads, (gen_stats, metrics) = jax.grad(loss_fn, has_aux=True)(gen_params)
+  grads, (gen_stats, metrics) = jax.grad(loss_fn, has_aux=True)(gen.params)
   grads = _pmean(gan, grads)
-  updates, opt_state = gan.gen_tx.update(grads, opt_state, gen_params)
-  return (optax.apply_updates(gen_params, updates), gen_stats, opt_state), metrics
+  updates, opt_state = gan.gen_tx.update(grads, gen.opt_state, gen.params)
+  return PlayerState(optax.apply_updates(gen.params, updates), gen_stats, opt_state), metrics
 
 
-def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metrics]:
+def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metrics, Health]:
   """One iteration: n_critic critic updates (a scan over batch's leading axis), one G update.
 
   Args:
@@ -204,44 +195,36 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
     gan: static parts.
 
   Returns:
-    (new state, metrics): critic metrics are means over the n_critic updates.
+    (new state, metrics, health): critic metrics are means over the n_critic updates; health
+    says which of the metrics and the new state's parts are all finite.
   """
   n_critic, batch_size = batch['image'].shape[:2]
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), n_critic + 1)
 
   def critic_body(critic, inputs):
     one_batch, key = inputs
-    return critic_update(gan, state.gen_params, state.gen_stats, critic, one_batch, key)
+    return critic_update(gan, state.gen, critic, one_batch, key)
 
   gen_lr, critic_lr = gan.gen_lr(state.step), gan.critic_lr(state.step)
-  critic = (state.critic_params, state.critic_stats,
-            variants.set_learning_rate(state.critic_opt_state, critic_lr))
-  (critic_params, critic_stats, critic_opt), c_metrics = jax.lax.scan(
-      critic_body, critic, (batch, keys[1:]))
-  gen = (state.gen_params, state.gen_stats,
-         variants.set_learning_rate(state.gen_opt_state, gen_lr))
-  (gen_params, gen_stats, gen_opt), g_metrics = gen_update(
-      gan, gen, critic_params, critic_stats, keys[0], batch_size)
+  critic = state.critic.replace(
+      opt_state=optimizers.set_learning_rate(state.critic.opt_state, critic_lr))
+  critic, c_metrics = jax.lax.scan(critic_body, critic, (batch, keys[1:]))
+  gen = state.gen.replace(opt_state=optimizers.set_learning_rate(state.gen.opt_state, gen_lr))
+  gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size)
   metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
-  new_state = state.replace(
-      gen_params=gen_params, gen_stats=gen_stats, gen_opt_state=gen_opt,
-      critic_params=critic_params, critic_stats=critic_stats, critic_opt_state=critic_opt)
-  # finite[0]: the metrics; finite[1:]: the STATE_PARTS of the new state.
-  finite_parts = jnp.stack([all_finite(metrics)] +
-                           [all_finite(getattr(new_state, part)) for part in STATE_PARTS])
-  finite = jnp.all(finite_parts)
+  new_state = state.replace(gen=gen, critic=critic)
+  health = {'metrics': all_finite(metrics)}
+  for player in ('gen', 'critic'):
+    for part in ('params', 'stats', 'opt_state'):
+      health[f'{player}.{part}'] = all_finite(getattr(getattr(new_state, player), part))
+  finite = jnp.all(jnp.stack(list(health.values())))
   if gan.skip_nonfinite:  # keep the old state; the data and the step move on
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     new_state = new_state.replace(skipped=state.skipped + (~finite).astype(jnp.int32))
-  metrics['finite'] = finite_parts
   metrics['skipped'] = new_state.skipped.astype(jnp.float32)
-  return new_state.replace(step=state.step + 1), metrics
-
-
-STATE_PARTS = ('gen_params', 'gen_stats', 'gen_opt_state', 'critic_params', 'critic_stats',
-               'critic_opt_state')
+  return new_state.replace(step=state.step + 1), metrics, health
 
 
 def all_finite(tree) -> jax.Array:
@@ -251,12 +234,16 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def train_steps(state: TrainState, batches, *, gan: GAN) -> Tuple[TrainState, Metrics]:
+def train_steps(state: TrainState, batches, *, gan: GAN):
   """K iterations in one call (config.steps_per_call): a scan of train_step over batches'
-  leading axis ([K, n_critic, B, ...]); metrics come back stacked, [K] per key."""
-  return jax.lax.scan(functools.partial(train_step, gan=gan), state, batches)
+  leading axis ([K, n_critic, B, ...]); metrics and health come back stacked, [K] per key."""
+  def body(state, batch):
+    state, metrics, health = train_step(state, batch, gan=gan)
+    return state, (metrics, health)
+  state, (metrics, health) = jax.lax.scan(body, state, batches)
+  return state, metrics, health
 
 
 def generate(gan: GAN, state: TrainState, z, labels=None):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages)."""
-  return _apply(gan.generator, state.gen_params, state.gen_stats, z, labels, train=False)[0]
+  return _apply(gan.generator, state.gen.params, state.gen.stats, z, labels, train=False)[0]

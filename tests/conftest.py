@@ -34,12 +34,12 @@ def run_main(*args, timeout=300, env=None):
 
 def restore_state(workdir, spec: str, step=None):
   """The TrainState saved in `workdir` at `step` (default: latest) by a run of config `spec`."""
-  from gan_jax import checkpoints, train  # pylint: disable=g-import-not-at-top
-  run = train.Run(load_config(spec), str(workdir))
-  mngr = checkpoints.manager(str(workdir), 3, read_only=True)
-  state, _ = run.restore_or_init(mngr, step)
-  mngr.close()
-  return state
+  from gan_jax import checkpoints, input_pipeline  # pylint: disable=g-import-not-at-top
+  from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
+  config = load_config(spec)
+  data_spec = input_pipeline.spec(config.dataset)
+  stepper = Stepper(config, data_spec.image_shape, data_spec.num_classes)
+  return checkpoints.restore_for_use(str(workdir), stepper.abstract_state(), step)
 
 
 @pytest.fixture

@@ -14,21 +14,23 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from conftest import load_config  # pylint: disable=g-import-not-at-top
-from gan_jax import input_pipeline, train, variants  # pylint: disable=g-import-not-at-top
+from gan_jax import gans, input_pipeline, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 
 def train_on(devices, config, steps):
-  """`steps` iterations the way the training loop runs them (train.call_length)."""
-  run = train.Run(config, '/unused', devices=devices)
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  state, done = run.to_device(run.init_fn()), 0
+  """`steps` iterations the way the training loop runs them (trainer.call_length)."""
+  data = input_pipeline.load(config.dataset)
+  stepper = Stepper(config, data.image_shape, data.num_classes, devices=devices)
+  stream = input_pipeline.BatchStream(data, config.batch_size, config.seed)
+  state, done = stepper.place(stepper.init()), 0
   while done < steps:
-    k = train.call_length(done, config)
-    n = variants.n_critic_at(done, config)
-    state, metrics = run.train_call(state, [stream.next(n) for _ in range(k)])
+    k = trainer.call_length(done, config)
+    n = gans.n_critic_at(done, config)
+    state, metrics, _ = stepper.train(state, [stream.next(n) for _ in range(k)])
     assert metrics['critic_loss'].shape == (k,)
     done += k
-  return run.from_device(state)
+  return stepper.unplace(state)
 
 
 MODES = {  # name -> config overrides, on all 8 devices
@@ -44,11 +46,11 @@ def main():
   for spec, modes in spec_modes:
     config = load_config(spec, log_every=4)
     one = train_on(jax.devices()[:1], config, 2)
-    scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen_params))
+    scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen.params))
     for mode in modes.split(','):
       eight = train_on(jax.devices(), load_config(spec, log_every=4, **MODES[mode]), 2)
       if mode == 'jit':
-        assert len(eight.gen_params['Dense_0']['kernel'].sharding.device_set) == 8
+        assert len(eight.gen.params['Dense_0']['kernel'].sharding.device_set) == 8
       assert int(eight.step) == 2
       diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight), strict=True)]

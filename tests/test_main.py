@@ -169,7 +169,7 @@ def test_nonfinite_stops_naming_step_and_metric_or_is_skipped(tmp_path):
   state = restore_state(tmp_path, spec, 4)
   old = restore_state(tmp_path, spec, 2)
   assert int(state.step) == 4 and int(state.skipped) == 2
-  for x, y in zip(jax.tree.leaves(state.gen_params), jax.tree.leaves(old.gen_params)):
+  for x, y in zip(jax.tree.leaves(state.gen.params), jax.tree.leaves(old.gen.params)):
     np.testing.assert_array_equal(x, y)
 
 

@@ -86,7 +86,7 @@ def test_sigterm_and_kill9_then_resume_equal_an_uninterrupted_run(tmp_path):
     latest = checkpoints.manager(str(interrupted), 3, read_only=True).latest_step()
     state = _restore(interrupted)  # the last complete checkpoint, never a half-written one
     assert int(state.step) == latest >= stopped_at
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.gen_params))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.gen.params))
   # SIGKILL came while Orbax was writing at least once (its tmp directory was left behind).
   assert any(in_flight), in_flight
 

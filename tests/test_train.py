@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import checkpoints, input_pipeline, losses, sharding, steps, train, variants
+from gan_jax import checkpoints, gans, input_pipeline, losses, modes, steps, trainer
+from gan_jax.errors import ConfigError
+from gan_jax.stepper import Stepper
 
 GANS = ['wgan.py:digits,runlocal', 'wgan_gp.py:digits,runlocal', 'dcgan.py:digits,runlocal',
         'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_gp',
@@ -24,101 +26,119 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(x, y)
 
 
+class _Run:
+  """A Stepper and the data of a config, as modes.train builds them."""
+
+  def __init__(self, config):
+    self.data = input_pipeline.load(config.dataset)
+    self.stepper = Stepper(config, self.data.image_shape, self.data.num_classes)
+    self.gan = self.stepper.gan
+
+  def stream(self, config):
+    return input_pipeline.BatchStream(self.data, config.batch_size, config.seed)
+
+
 def _steps(run, state, stream, n_steps, config):
   """Drives the compiled step like the training loop does; returns (state, metrics list)."""
-  batch_sh = sharding.batch_sharding(run.mesh)
   history = []
   for _ in range(n_steps):
-    n = variants.n_critic_at(int(state.step), config)
-    state, metrics = run.step_fn(state, sharding.to_global(stream.next(n), batch_sh))
-    history.append(jax.device_get(metrics))
+    n = gans.n_critic_at(int(state.step), config)
+    state, metrics, health = run.stepper.train(state, [stream.next(n)])
+    assert all(bool(v[0]) for v in jax.device_get(health).values())
+    history.append(jax.tree.map(lambda m: m[0], jax.device_get(metrics)))
   return state, history
 
 
 @pytest.mark.parametrize('spec', GANS)
 def test_every_gan_trains_with_finite_metrics(spec, tmp_path):
   config = load_config(spec, num_steps=2, sample_every=0)
-  run = train.Run(config, str(tmp_path))
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  state0 = run.init_fn()
-  before = _leaves(state0.gen_params)
+  run = _Run(config)
+  stream = run.stream(config)
+  state0 = run.stepper.init()
+  before = _leaves(state0.gen.params)
   state, history = _steps(run, state0, stream, 2, config)
   for metrics in history:
     for key in ('critic_loss', 'gen_loss', 'd_real', 'd_fake'):
       assert np.isfinite(metrics[key]), (key, metrics)
-  variant = run.gan.variant
+  variant = run.gan.spec
   if variant.adversarial == 'wasserstein':
     assert 'wasserstein' in history[-1]
   if variant.gradient_penalty:
     assert history[-1]['gradient_penalty'] >= 0 and history[-1]['grad_norm'] > 0
-  if variant.conditional:
+  if variant.is_conditional:
     assert {'aux_acc_real', 'aux_acc_fake'} <= set(history[-1])
   assert int(state.step) == 2
-  assert any(np.any(a != b) for a, b in zip(before, _leaves(state.gen_params)))
+  assert any(np.any(a != b) for a, b in zip(before, _leaves(state.gen.params)))
 
 
 def test_wgan_critic_weights_are_clipped(tmp_path):
   config = load_config('wgan.py:digits,runlocal')
-  run = train.Run(config, str(tmp_path))
-  state0 = run.init_fn()
+  run = _Run(config)
+  state0 = run.stepper.init()
   # N(0, 0.02) init puts many weights outside [-0.01, 0.01] before the first update.
-  assert max(np.abs(x).max() for x in _leaves(state0.critic_params)) > 0.03
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  assert max(np.abs(x).max() for x in _leaves(state0.critic.params)) > 0.03
+  stream = run.stream(config)
   state, _ = _steps(run, state0, stream, 1, config)
-  weights = np.concatenate([x.ravel() for x in _leaves(state.critic_params)])
+  weights = np.concatenate([x.ravel() for x in _leaves(state.critic.params)])
   assert np.abs(weights).max() <= 0.01
   assert np.isclose(np.abs(weights).max(), 0.01)  # the clip is active, not vacuous
 
 
 def test_wgan_schedule_is_the_papers():
   config = load_config('wgan.py:mnist')
-  counts = [variants.n_critic_at(s, config) for s in range(1002)]
+  counts = [gans.n_critic_at(s, config) for s in range(1002)]
   assert counts[:25] == [100] * 25 and counts[25:30] == [5] * 5
   assert counts[500] == 100 and counts[1000] == 100 and counts[501] == 5
   assert load_config('wgan_gp.py:mnist').critic_boost.iters == 0
 
 
-def test_critic_updates_per_iteration_and_no_retrace(tmp_path):
+def test_critic_updates_per_iteration_and_no_retrace(tmp_path, monkeypatch):
   """The paper's 100 critic updates on boosted steps (runlocal: step 0 and every 3rd), else 5."""
+  traced = []  # n_critic of each trace of the step
+  original = steps.train_step
+
+  def counting(state, batch, *, gan):
+    traced.append(batch['image'].shape[0])
+    return original(state, batch, gan=gan)
+  monkeypatch.setattr(steps, 'train_step', counting)
   config = load_config('wgan.py:digits,runlocal', critic_boost__iters=100)
-  run = train.Run(config, str(tmp_path))
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  state, history = _steps(run, run.init_fn(), stream, 5, config)
+  run = _Run(config)
+  stream = run.stream(config)
+  state, history = _steps(run, run.stepper.init(), stream, 5, config)
   assert [int(m['n_critic']) for m in history] == [100, 5, 5, 100, 5]
   assert stream.position == (100 + 5 + 5 + 100 + 5) * config.batch_size  # real batches seen
-  assert run.step_fn._cache_size() == 2  # one compile per distinct n_critic, not per step
+  assert traced == [100, 5]  # one compile per distinct n_critic, not per step
 
 
 def test_adam_counts_n_critic_critic_updates_and_lr_decays_per_generator_step(tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal', n_critic=3,
                        gen_optimizer__schedule='linear', critic_optimizer__schedule='linear')
-  run = train.Run(config, str(tmp_path))
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  state, history = _steps(run, run.init_fn(), stream, 2, config)
-  assert int(state.critic_opt_state.inner_state[0].count) == 6
-  assert int(state.gen_opt_state.inner_state[0].count) == 2
+  run = _Run(config)
+  stream = run.stream(config)
+  state, history = _steps(run, run.stepper.init(), stream, 2, config)
+  assert int(state.critic.opt_state.inner_state[0].count) == 6
+  assert int(state.gen.opt_state.inner_state[0].count) == 2
   # Linear decay to 0 at num_steps (4), by generator step, for both players.
   for name in ('gen', 'critic'):
     lrs = [float(m[f'{name}_learning_rate']) for m in history]
     np.testing.assert_allclose(lrs, [1e-4, 0.75e-4], rtol=1e-6)
-  assert float(state.critic_opt_state.hyperparams['learning_rate']) == pytest.approx(0.75e-4)
+  assert float(state.critic.opt_state.hyperparams['learning_rate']) == pytest.approx(0.75e-4)
 
 
 def test_scanned_critic_updates_equal_an_unrolled_loop(tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal', n_critic=3)
-  run = train.Run(config, str(tmp_path))
-  gan, state = run.gan, run.init_fn()
+  run = _Run(config)
+  gan, state = run.gan, run.stepper.init()
   batch = input_pipeline.BatchStream(run.data, config.batch_size, config.seed).next(3)
   batch = jax.tree.map(jnp.asarray, batch)
-  scanned, _ = jax.jit(lambda s, b: steps.train_step(s, b, gan=gan))(state, batch)
+  scanned, _, _ = jax.jit(lambda s, b: steps.train_step(s, b, gan=gan))(state, batch)
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), 4)
-  critic = (state.critic_params, state.critic_stats, state.critic_opt_state)
-  update = jax.jit(lambda c, b, k: steps.critic_update(gan, state.gen_params, state.gen_stats,
-                                                       c, b, k))
+  critic = state.critic
+  update = jax.jit(lambda c, b, k: steps.critic_update(gan, state.gen, c, b, k))
   for i in range(3):
     critic, _ = update(critic, jax.tree.map(lambda x, i=i: x[i], batch), keys[i + 1])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               scanned.critic_params, critic[0])
+               scanned.critic.params, critic.params)
 
 
 def test_same_seed_same_parameters_other_seed_differs(tmp_path):
@@ -126,33 +146,34 @@ def test_same_seed_same_parameters_other_seed_differs(tmp_path):
   finals = []
   for seed in (0, 1):
     config = load_config('dcgan.py:digits,runlocal', seed=seed)
-    run = train.Run(config, str(tmp_path))
+    run = _Run(config)
     for _ in range(2 if seed == 0 else 1):
-      stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-      finals.append(_steps(run, run.init_fn(), stream, 2, config)[0])
-  _assert_trees_equal(finals[0].gen_params, finals[1].gen_params)
-  _assert_trees_equal(finals[0].critic_stats, finals[1].critic_stats)
-  assert any(np.any(a != b) for a, b in zip(_leaves(finals[0].gen_params),
-                                            _leaves(finals[2].gen_params)))
+      stream = run.stream(config)
+      finals.append(_steps(run, run.stepper.init(), stream, 2, config)[0])
+  _assert_trees_equal(finals[0].gen.params, finals[1].gen.params)
+  _assert_trees_equal(finals[0].critic.stats, finals[1].critic.stats)
+  assert any(np.any(a != b) for a, b in zip(_leaves(finals[0].gen.params),
+                                            _leaves(finals[2].gen.params)))
 
 
 def test_restored_checkpoint_gives_the_same_samples(tmp_path):
   config = load_config('acgan.py:digits,runlocal', num_steps=2)
-  state = train.train_and_evaluate(config, str(tmp_path))
-  run = train.Run(config, str(tmp_path))
-  restored, data_state = run.restore_or_init(checkpoints.manager(str(tmp_path), 3))
+  state = modes.train(config, str(tmp_path))
+  run = _Run(config)
+  restored, data_state = trainer.restore_or_init(run.stepper, str(tmp_path))
   assert data_state['position'] == 2 * config.batch_size
   z = jax.random.normal(jax.random.PRNGKey(5), (10, config.latent_dim))
   labels = jnp.arange(10)
-  np.testing.assert_array_equal(run.gen_fn(state, z, labels), run.gen_fn(restored, z, labels))
+  np.testing.assert_array_equal(run.stepper.generate(state, z, labels),
+                                run.stepper.generate(restored, z, labels))
 
 
 def test_acgan_auxiliary_head_learns(tmp_path):
   config = load_config('acgan.py:digits,runlocal', batch_size=64)
   config.model.width = 16
-  run = train.Run(config, str(tmp_path))
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
-  _, history = _steps(run, run.init_fn(), stream, 40, config)
+  run = _Run(config)
+  stream = run.stream(config)
+  _, history = _steps(run, run.stepper.init(), stream, 40, config)
   first = np.mean([m['aux_loss_real'] for m in history[:3]])
   last = np.mean([m['aux_loss_real'] for m in history[-5:]])
   assert first > 2.0 and last < 0.7 * first, (first, last)
@@ -160,23 +181,23 @@ def test_acgan_auxiliary_head_learns(tmp_path):
 
 
 @pytest.mark.parametrize('overrides,message', [
-    (dict(batch_size=0), 'batch_size must be positive'),
+    (dict(batch_size=0), 'batch_size must be >= 1'),
     (dict(n_critic=0), 'n_critic must be >= 1'),
-    (dict(gan='biggan'), 'unknown gan'),
+    (dict(gan='biggan'), 'not a preset'),
 ])
 def test_bad_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
   config = load_config('wgan_gp.py:digits,runlocal', **overrides)
   workdir = tmp_path / 'w'
-  with pytest.raises(train.ConfigError, match=message):
-    train.train_and_evaluate(config, str(workdir))
+  with pytest.raises(ConfigError, match=message):
+    modes.train(config, str(workdir))
   assert not workdir.exists()
 
 
 def test_gradient_penalty_refuses_batch_norm_critic(tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal')
   config.model.critic_norm = 'batch'
-  with pytest.raises(train.ConfigError, match='batch norm'):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(ConfigError, match='batch norm'):
+    modes.train(config, str(tmp_path))
 
 
 def test_wgan_gp_cifar10_resnet_through_tfds_mock_data(tmp_path):
@@ -185,34 +206,34 @@ def test_wgan_gp_cifar10_resnet_through_tfds_mock_data(tmp_path):
   config = load_config('wgan_gp.py:cifar10,runlocal', num_steps=1, sample_every=1)
   assert config.model.arch == 'resnet'
   with tfds.testing.mock_data(num_examples=48):
-    state = train.train_and_evaluate(config, str(tmp_path))
+    state = modes.train(config, str(tmp_path))
   assert int(state.step) == 1
-  leaves = _leaves(state.gen_params)
+  leaves = _leaves(state.gen.params)
   assert all(np.all(np.isfinite(x)) for x in leaves)
   assert os.path.isdir(tmp_path / 'checkpoints' / '1')
 
 
 def test_bfloat16_computes_in_bf16_keeps_float32_params_and_the_gradient_penalty(tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal', dtype='bfloat16')
-  run = train.Run(config, str(tmp_path))
-  state = run.init_fn()
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.critic_params))
+  run = _Run(config)
+  state = run.stepper.init()
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.critic.params))
   # The same parameters and interpolates through the float32 and the bfloat16 critic.
-  f32_gan = train.build_gan(load_config('wgan_gp.py:digits,runlocal'), (28, 28, 1), 10)
+  f32_gan = steps.build_gan(load_config('wgan_gp.py:digits,runlocal'), (28, 28, 1), 10)
   x_hat = jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28, 1), minval=-1, maxval=1)
   penalties = {}
   for name, gan in (('f32', f32_gan), ('bf16', run.gan)):
-    critic_fn = lambda x, gan=gan: gan.critic.apply({'params': state.critic_params}, x)[0]
+    critic_fn = lambda x, gan=gan: gan.critic.apply({'params': state.critic.params}, x)[0]
     hidden = jax.make_jaxpr(critic_fn)(x_hat)
     assert ('bf16' in str(hidden)) == (name == 'bf16')
     penalties[name] = jax.jit(lambda x, f=critic_fn: losses.gradient_penalty(f, x))(x_hat)
   for f32, bf16 in zip(penalties['f32'], penalties['bf16']):
     assert bf16.dtype == jnp.float32
     np.testing.assert_allclose(float(bf16), float(f32), rtol=3e-2)
-  stream = input_pipeline.BatchStream(run.data, config.batch_size, config.seed)
+  stream = run.stream(config)
   state, history = _steps(run, state, stream, 2, config)
   assert all(np.isfinite(v).all() for m in history for v in m.values())
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.gen_params))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.gen.params))
 
 
 def test_a_compiled_call_never_spans_a_periodic_action():
@@ -220,7 +241,7 @@ def test_a_compiled_call_never_spans_a_periodic_action():
                        log_every=8, sample_every=0, checkpoint_every=0, eval_every=6)
   lengths, done = [], 0
   while done < config.num_steps:
-    lengths.append(train.call_length(done, config))
+    lengths.append(trainer.call_length(done, config))
     done += lengths[-1]
   ends = np.cumsum(lengths)
   for every in (8, 6):  # each log and eval step ends a call

@@ -9,6 +9,7 @@ import tempfile
 
 import ml_collections
 
+from gan_jax import gans
 from gan_jax.errors import ConfigError
 
 # Fields that may change when a run resumes (and every eval.* field); any other difference
@@ -20,6 +21,10 @@ RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 
                     'steps_per_call',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
                     'dataset.path', 'dataset.data_dir', 'dataset.download')
+
+
+# How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
+GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')
 
 
 def config_path(workdir: str) -> str:
@@ -57,10 +62,19 @@ def check_resume_config(config, workdir: str) -> None:
   # A field missing from the old config.json was added to gan_jax after that run started; the
   # run behaved as its default does, so it is not a difference.
   differ = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_FIELDS and not k.startswith('eval.') and k in old
-                  and old.get(k) != new.get(k))
+                  if k not in RESUMABLE_FIELDS + GRID_FIELDS and not k.startswith('eval.')
+                  and k in old and old.get(k) != new.get(k))
+  # The GAN's grid point may be written in its newer or older fields: compare what they mean.
+  try:
+    old_gan, new_gan = (gans.resolve_fields(c.get('gan'), *(c.get(f, '') for f in GRID_FIELDS))
+                        for c in (old, new))
+  except ConfigError:
+    old_gan = new_gan = None  # an unknown gan: named by the 'gan' field's difference, or refused
+  if old_gan != new_gan:
+    differ.append(f'the GAN ({old_gan} -> {new_gan})')
   if differ:
-    shown = ', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in differ[:6])
+    shown = ', '.join(k if k.startswith('the GAN') else f'{k} ({old.get(k)!r} -> {new.get(k)!r})'
+                      for k in differ[:6])
     shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
     raise ConfigError(f'{workdir} holds a run with another config; differing fields: {shown}. '
                       f'Use a new --workdir, or the run\'s own settings')

@@ -1,0 +1,118 @@
+"""Everything that can refuse a run, before anything is written: one ConfigError line naming
+the field, its value and what is allowed.
+
+`check_config` needs the config alone; `check_data` the data spec (image shape, classes) too.
+Evaluation settings and the extractors' files are checked when the evaluator is built, which
+the modes do before their first write as well (gan_jax/modes.py).
+"""
+
+import math
+from typing import Sequence
+
+from gan_jax import gans, layers, models, optimizers, steps
+from gan_jax.errors import ConfigError
+
+INF = math.inf
+
+# field -> (lowest, highest, what the bound means); every numeric field with a valid range.
+RANGES = {
+    'seed': (0, 2**31 - 1, 'a PRNG seed'),
+    'batch_size': (1, INF, 'images per iteration, over all devices'),
+    'num_steps': (0, INF, 'generator updates'),
+    'n_critic': (1, INF, 'critic updates per generator update'),
+    'critic_boost.iters': (0, INF, '0 turns the boost off'),
+    'critic_boost.first_steps': (0, INF, 'generator updates'),
+    'critic_boost.every': (0, INF, '0: never'),
+    'latent_dim': (1, INF, 'the size of z'),
+    'steps_per_call': (1, INF, 'iterations per compiled call'),
+    'log_every': (0, INF, '0 turns it off'),
+    'checkpoint_every': (0, INF, '0: only at the end'),
+    'sample_every': (0, INF, '0 turns it off'),
+    'eval_every': (0, INF, '0 turns it off'),
+    'keep_checkpoints': (1, INF, 'checkpoints kept'),
+    'num_grid': (1, INF, 'samples in the grid'),
+    'model.width': (1, INF, 'channels or units'),
+    'model.depth': (1, INF, 'hidden layers'),
+    'model.kernel_size': (1, INF, 'the kernel side'),
+    'model.init_std': (0, INF, '0: Flax\'s default'),
+    'loss.gp_weight': (0, INF, 'the penalty\'s lambda'),
+    'loss.clip_value': (0, INF, 'the clipping bound c'),
+    'loss.aux_weight': (0, INF, 'the class loss weight'),
+    'dataset.image_size': (1, INF, 'pixels'),
+}
+for _player in ('gen', 'critic'):
+  RANGES.update({
+      f'{_player}_optimizer.learning_rate': (0, INF, 'a learning rate'),
+      f'{_player}_optimizer.b1': (0, 1, 'an Adam beta, below 1'),
+      f'{_player}_optimizer.b2': (0, 1, 'an Adam beta, below 1'),
+      f'{_player}_optimizer.decay': (0, 1, 'RMSprop\'s decay, below 1'),
+  })
+OPEN_ABOVE = {'_optimizer.b1', '_optimizer.b2', '_optimizer.decay'}  # x < 1, not x <= 1
+POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # x > 0
+
+# field -> allowed values
+CHOICES = {
+    'parallelism': ('jit', 'pmap'),
+    'dtype': tuple(steps.DTYPES),
+    'model.arch': models.ARCHS,
+    'model.gen_norm': ('batch', 'layer', 'none'),
+    'model.critic_norm': ('batch', 'layer', 'none'),
+    'model.conv_impl': layers.IMPLS,
+    'gen_optimizer.name': tuple(optimizers.OPTIMIZERS),
+    'critic_optimizer.name': tuple(optimizers.OPTIMIZERS),
+    'gen_optimizer.schedule': optimizers.SCHEDULES,
+    'critic_optimizer.schedule': optimizers.SCHEDULES,
+}
+
+
+def _get(config, field: str):
+  node = config
+  for part in field.split('.'):
+    node = node[part]
+  return node
+
+
+def _bounds_text(field: str, lo, hi) -> str:
+  low = f'> {lo}' if field in POSITIVE else f'>= {lo}'
+  if hi == INF:
+    return low
+  high = f'< {hi}' if any(field.endswith(s) for s in OPEN_ABOVE) else f'<= {hi}'
+  return f'{low} and {high}'
+
+
+def check_config(config, num_devices: int) -> None:
+  """Every check of the config alone; raises ConfigError."""
+  for field, (lo, hi, meaning) in RANGES.items():
+    value = _get(config, field)
+    below = value <= lo if field in POSITIVE else value < lo
+    above = value >= hi if any(field.endswith(s) for s in OPEN_ABOVE) else value > hi
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or below or above:
+      raise ConfigError(f'{field} must be {_bounds_text(field, lo, hi)} ({meaning}), '
+                        f'got {value!r}')
+  for field, choices in CHOICES.items():
+    if _get(config, field) not in choices:
+      raise ConfigError(f'{field} must be one of {", ".join(map(repr, choices))}, '
+                        f'got {_get(config, field)!r}')
+  if config.batch_size % num_devices:
+    raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
+                      f'devices; use a multiple of {num_devices}')
+  spec = gans.resolve(config)
+  if spec.gradient_penalty and config.model.critic_norm == 'batch':
+    raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "
+                      "set model.critic_norm to 'layer' or 'none' (as in WGAN-GP)")
+  if spec.weight_clipping and config.loss.clip_value <= 0:
+    raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
+                      f'got {config.loss.clip_value}')
+
+
+def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:
+  """The checks that need the data spec: the architecture takes the images, a conditional GAN
+  has labels."""
+  try:
+    models.check_image_shape(config.model.arch, image_shape)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  spec = gans.resolve(config)
+  if spec.is_conditional and num_classes < 2:
+    raise ConfigError(f'model.conditional {spec.conditional!r} ({config.gan}) needs labels with '
+                      f'>= 2 classes; the dataset has {num_classes}')

@@ -1,0 +1,101 @@
+"""A GAN is a point of a grid: adversarial loss x Lipschitz device x conditioning.
+
+  loss.adversarial   'nonsaturating' (DCGAN's -log D(G(z))) | 'wasserstein'
+  loss.lipschitz     'none' | 'clip' (WGAN's weight clipping) | 'gp' (WGAN-GP's gradient penalty)
+  model.conditional  'none' | 'acgan' (label-conditioned G, auxiliary class head on D)
+
+`config.gan` names a paper preset that sets all three (PRESETS); a field that is not '' overrides
+its preset, so any combination trains (`--config.loss.lipschitz=gp` on DCGAN). The trainer reads
+only the resolved `GanSpec`: a new GAN is an entry here plus its losses, never a second trainer.
+"""
+
+import dataclasses
+
+from gan_jax.errors import ConfigError
+
+ADVERSARIAL = ('nonsaturating', 'wasserstein')   # keys of losses.ADVERSARIAL
+LIPSCHITZ = ('none', 'clip', 'gp')
+CONDITIONAL = ('none', 'acgan')
+
+
+@dataclasses.dataclass(frozen=True)
+class GanSpec:
+  adversarial: str
+  lipschitz: str
+  conditional: str
+
+  @property
+  def gradient_penalty(self) -> bool:
+    return self.lipschitz == 'gp'
+
+  @property
+  def weight_clipping(self) -> bool:
+    return self.lipschitz == 'clip'
+
+  @property
+  def is_conditional(self) -> bool:
+    return self.conditional != 'none'
+
+
+PRESETS = {
+    'wgan': GanSpec('wasserstein', 'clip', 'none'),
+    'wgan_gp': GanSpec('wasserstein', 'gp', 'none'),
+    'dcgan': GanSpec('nonsaturating', 'none', 'none'),
+    'acgan': GanSpec('nonsaturating', 'none', 'acgan'),
+}
+
+# The field ACGAN configs had before the grid (`acgan_adversarial`), still read for them.
+ACGAN_ADVERSARIAL = {
+    'nonsaturating': ('nonsaturating', 'none'),
+    'wasserstein_clip': ('wasserstein', 'clip'),
+    'wasserstein_gp': ('wasserstein', 'gp'),
+}
+
+
+def resolve_fields(gan: str, adversarial: str = '', lipschitz: str = '', conditional: str = '',
+                   acgan_adversarial: str = '') -> GanSpec:
+  """The GanSpec of a preset name and its override fields ('' = the preset's); ConfigError
+  names the field, the value and the choices."""
+  if gan not in PRESETS:
+    raise ConfigError(f'gan {gan!r} is not a preset; choose one of {", ".join(PRESETS)}')
+  preset = PRESETS[gan]
+  if gan == 'acgan' and acgan_adversarial:
+    if acgan_adversarial not in ACGAN_ADVERSARIAL:
+      raise ConfigError(f'acgan_adversarial {acgan_adversarial!r} is unknown; choose one of '
+                        f'{", ".join(ACGAN_ADVERSARIAL)} (or set loss.adversarial and '
+                        f'loss.lipschitz)')
+    legacy_adv, legacy_lip = ACGAN_ADVERSARIAL[acgan_adversarial]
+    for field, value, legacy in (('loss.adversarial', adversarial, legacy_adv),
+                                 ('loss.lipschitz', lipschitz, legacy_lip)):
+      if value and value != legacy:
+        raise ConfigError(f'acgan_adversarial {acgan_adversarial!r} means {field} {legacy!r}, '
+                          f'but {field} is {value!r}; set only one of them')
+    preset = dataclasses.replace(preset, adversarial=legacy_adv, lipschitz=legacy_lip)
+  spec = GanSpec(adversarial or preset.adversarial, lipschitz or preset.lipschitz,
+                 conditional or preset.conditional)
+  for field, value, choices in (('loss.adversarial', spec.adversarial, ADVERSARIAL),
+                                ('loss.lipschitz', spec.lipschitz, LIPSCHITZ),
+                                ('model.conditional', spec.conditional, CONDITIONAL)):
+    if value not in choices:
+      raise ConfigError(f'{field} {value!r} is unknown; choose one of '
+                        f'{", ".join(map(repr, choices))} (or \'\' for the preset\'s)')
+  return spec
+
+
+def resolve(config) -> GanSpec:
+  """The GanSpec of a config (its preset `gan` and the grid fields)."""
+  return resolve_fields(config.gan, config.loss.adversarial, config.loss.lipschitz,
+                        config.model.conditional, config.acgan_adversarial)
+
+
+def n_critic_at(step: int, config) -> int:
+  """Critic updates before generator update `step` (0-based).
+
+  WGAN's schedule: `critic_boost.iters` (100) updates for the first `critic_boost.first_steps`
+  (25) generator updates and every `critic_boost.every`-th (500) one; `n_critic` otherwise.
+  """
+  boost = config.critic_boost
+  if boost.iters > 0 and (step < boost.first_steps or
+                          (boost.every > 0 and step % boost.every == 0)):
+    return boost.iters
+  return config.n_critic

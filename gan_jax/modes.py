@@ -1,0 +1,74 @@
+"""The three things main.py can do — train, sample, evaluate — each assembled the one way data
+flows here:
+
+  config -> checks -> data spec (image shape, classes) -> Stepper (the GAN on the devices)
+         -> the trainer's loop (writers, checkpoints) | sampling | the evaluator
+
+Every check that can refuse comes before the first write. Sampling and evaluation read no
+training data: the spec comes from the dataset's registry entry or its files' headers.
+"""
+
+from typing import Any, Dict, Optional
+
+import jax
+
+from gan_jax import checkpoints, checks, extractors, input_pipeline, rundir, sampling, trainer
+from gan_jax.errors import ConfigError
+from gan_jax.evaluator import Evaluator
+from gan_jax.stepper import Stepper
+
+
+def _stepper(config, image_shape, num_classes) -> Stepper:
+  checks.check_data(config, image_shape, num_classes)
+  return Stepper(config, image_shape, num_classes)
+
+
+def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evaluation:
+  def run(state):
+    return evaluator.run(sampling.batches(
+        stepper, state, config.eval.num_samples,
+        sampling.stream_key(config.seed, sampling.EVAL_STREAM), interleaved=True))
+  metric = extractors.best_metric(config.eval)
+  return trainer.Evaluation(run, metric, extractors.best_mode(metric))
+
+
+def train(config, workdir: str):
+  """Trains `config` in `workdir` (resuming); returns the final state."""
+  checks.check_config(config, jax.device_count())
+  data = input_pipeline.load(config.dataset)
+  stepper = _stepper(config, data.image_shape, data.num_classes)
+  evaluation = None
+  if config.eval_every > 0:  # loads the extractors: may refuse the run
+    evaluation = _evaluation(config, stepper, Evaluator(config, data.image_shape))
+  rundir.check_resume_config(config, workdir)
+  rundir.check_writable(workdir)
+  return trainer.train(config, workdir, stepper, data, evaluation)
+
+
+def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: bool):
+  metric = extractors.best_metric(config.eval) if best else None
+  mode = extractors.best_mode(metric) if best else 'min'
+  return checkpoints.restore_for_use(workdir, stepper.abstract_state(), step, metric, mode)
+
+
+def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
+           best: bool = False) -> Dict[str, Any]:
+  """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it."""
+  checks.check_config(config, jax.device_count())
+  if num_samples < 1:
+    raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
+  spec = input_pipeline.spec(config.dataset)
+  stepper = _stepper(config, spec.image_shape, spec.num_classes)
+  state = _restore(config, workdir, stepper, step, best)
+  return sampling.write_samples(stepper, state, config.seed, num_samples, out)
+
+
+def evaluate(config, workdir: str, step: Optional[int] = None,
+             best: bool = False) -> Dict[str, Any]:
+  """Scores a checkpoint (default: the latest) with the configured extractors."""
+  checks.check_config(config, jax.device_count())
+  spec = input_pipeline.spec(config.dataset)
+  stepper = _stepper(config, spec.image_shape, spec.num_classes)
+  evaluator = Evaluator(config, spec.image_shape)
+  state = _restore(config, workdir, stepper, step, best)
+  return {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}

@@ -1,0 +1,85 @@
+"""Images from a generator: the fixed grid of a run, batches of samples (for files and
+evaluators), and the sample files of --mode=sample. Everything here takes a Stepper and a state;
+nothing needs training data.
+"""
+
+import os
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax import images
+from gan_jax.stepper import Stepper
+
+# PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
+# --mode=sample's samples, and the evaluators' samples. (Training uses PRNGKey(seed) itself.)
+GRID_STREAM, SAMPLE_STREAM, EVAL_STREAM = 1, 2, 3
+
+
+def stream_key(seed: int, stream: int):
+  """The key of a named stream of `seed` (these seed offsets are what runs have always used)."""
+  return jax.random.PRNGKey(seed + stream)
+
+
+def balanced_labels(num: int, num_classes: int, interleaved: bool = False) -> np.ndarray:
+  """`num` labels as balanced over the classes as `num` allows: in blocks 0, 0, ..., 1, 1, ...
+  (a grid with one class per row), or `interleaved` 0, 1, 2, ..., 0, 1, ... (every contiguous
+  run of samples balanced: what the Inception Score's splits and KID's subsets need)."""
+  if interleaved:
+    return (np.arange(num) % num_classes).astype(np.int32)
+  return (np.arange(num) * num_classes // num).astype(np.int32)
+
+
+def grid_inputs(stepper: Stepper, seed: int, num: int):
+  """(z, labels or None, columns) of the fixed grid behind every TensorBoard sample grid of a
+  run: `num` samples, or for a conditional GAN 10 per class, one class per row."""
+  if stepper.num_classes:
+    labels = jnp.repeat(jnp.arange(stepper.num_classes, dtype=jnp.int32), 10)
+    num, ncol = labels.shape[0], 10
+  else:
+    labels, ncol = None, int(np.ceil(np.sqrt(num)))
+  return stepper.noise(stream_key(seed, GRID_STREAM), num), labels, ncol
+
+
+def grid(stepper: Stepper, state, inputs) -> np.ndarray:
+  """The [H', W', C] grid in [0, 1] of `grid_inputs`."""
+  z, labels, ncol = inputs
+  return images.make_grid(np.asarray(images.to_unit(stepper.generate(state, z, labels))), ncol)
+
+
+def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,
+            interleaved: bool = False) -> Iterator[Tuple[jax.Array, Optional[np.ndarray]]]:
+  """Yields (images in [-1, 1] on the device [b, H, W, C], labels [b] or None) for
+  `num_samples` samples; a conditional GAN's labels are balanced over the classes."""
+  labels = (balanced_labels(num_samples, stepper.num_classes, interleaved)
+            if stepper.num_classes else None)
+  for start in range(0, num_samples, batch_size):
+    key, z_key = jax.random.split(key)
+    n = min(batch_size, num_samples - start)
+    chunk = None if labels is None else labels[start:start + n]
+    yield (stepper.generate(state, stepper.noise(z_key, n),
+                            None if chunk is None else jnp.asarray(chunk)), chunk)
+
+
+def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
+                  out: str) -> Dict[str, Any]:
+  """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN) and a PNG grid beside
+  it (100 samples, or 10 per class one class per row)."""
+  parts = list(batches(stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM)))
+  samples = np.concatenate([np.asarray(images.to_unit(np.asarray(b))) for b, _ in parts])
+  labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
+  arrays = {'images': samples, **({} if labels is None else {'labels': labels})}
+  images.ensure_parent(out)
+  np.savez(out, **arrays)
+  if labels is not None:  # one class per row
+    rows = [samples[labels == c][:10] for c in range(stepper.num_classes)]
+    ncol = max(len(r) for r in rows)
+    rows = [np.concatenate([r, np.ones((ncol - len(r),) + r.shape[1:], r.dtype)]) for r in rows]
+    picture = images.make_grid(np.concatenate(rows), ncol)
+  else:
+    picture = images.make_grid(samples[:100])
+  png = os.path.splitext(out)[0] + '.png'
+  images.save_png(picture, png, scale=2)
+  return {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}

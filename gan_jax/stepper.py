@@ -1,0 +1,119 @@
+"""The one way a GAN runs on devices: the mesh, jit or pmap, where state and batches live, and
+one compiled call per group of iterations. Training, sampling, evaluation and
+experiments/benchmark.py all go through a Stepper.
+
+jit (default): a 1-D mesh 'data' over every device, state replicated, batches split on their
+batch axis, the state donated. pmap: the same step with gradients and metrics averaged by
+lax.pmean over the local devices (synced batch norm); its state is one copy per local device.
+"""
+
+import functools
+from typing import Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax import sharding, steps
+from gan_jax.steps import TrainState
+
+
+class Stepper:
+  """Compiled functions of a checked config's GAN for images of `image_shape`."""
+
+  def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None):
+    self.mesh = sharding.make_mesh(devices)
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.gan = steps.build_gan(config, self.image_shape, num_classes)
+    self.pmap = config.parallelism == 'pmap'
+    repl = sharding.replicated(self.mesh)
+    self._repl = repl
+    self._init = jax.jit(functools.partial(steps.init_state, self.gan, config.seed,
+                                           self.image_shape), out_shardings=repl)
+    self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
+                            in_shardings=(repl, sharding.batch_sharding(self.mesh, k)),
+                            out_shardings=repl, donate_argnums=0)
+                 for k, fn in ((1, steps.train_step), (2, steps.train_steps))}
+    self._generate = jax.jit(functools.partial(steps.generate, self.gan))
+    if self.pmap:
+      pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
+      self._pmap = {k: jax.pmap(functools.partial(fn, gan=pmap_gan), axis_name='data',
+                                donate_argnums=0)
+                    for k, fn in ((1, steps.train_step), (2, steps.train_steps))}
+      self.local_devices = jax.local_device_count()
+
+  @property
+  def latent_dim(self) -> int:
+    return self.gan.latent_dim
+
+  @property
+  def num_classes(self) -> int:
+    """Classes the generator is conditioned on (0: unconditional)."""
+    return self.gan.num_classes
+
+  def init(self) -> TrainState:
+    """A fresh state (one copy, replicated over the mesh)."""
+    return self._init()
+
+  def abstract_state(self) -> TrainState:
+    """The state's shapes, dtypes and shardings, without computing it (a restore target)."""
+    shapes = jax.eval_shape(self._init)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._repl), shapes)
+
+  def place(self, state: TrainState) -> TrainState:
+    """One copy -> the layout `train` takes (pmap: one copy per local device)."""
+    if not self.pmap:
+      return state
+    return jax.tree.map(lambda x: np.broadcast_to(x, (self.local_devices,) + x.shape),
+                        jax.device_get(state))
+
+  def unplace(self, state: TrainState) -> TrainState:
+    """`train`'s layout -> one copy (to save, sample or evaluate)."""
+    return jax.tree.map(lambda x: x[0], state) if self.pmap else state
+
+  def put(self, host_batches: Sequence[Dict[str, np.ndarray]]):
+    """This process's batches for one call, each {'image': [n_critic, B_local, ...], ...}, as the
+    call's device input: [n_critic, B, ...] for one iteration, [K, n_critic, B, ...] for K, the
+    batch axis split over the devices (pmap: a leading device axis)."""
+    k = len(host_batches)
+    batch = host_batches[0] if k == 1 else jax.tree.map(lambda *xs: np.stack(xs), *host_batches)
+    leading = 1 if k == 1 else 2
+    if self.pmap:
+      split = lambda x: np.moveaxis(x.reshape(
+          x.shape[:leading] + (self.local_devices, -1) + x.shape[leading + 1:]), leading, 0)
+      return jax.tree.map(split, batch)
+    return sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
+
+  def step(self, state: TrainState, batch):
+    """One compiled call on a `put` batch.
+
+    Args:
+      state: in `place`'s layout (donated).
+      batch: from `put`.
+
+    Returns:
+      (state, metrics, health): each metric and health flag [K], one value per iteration; left
+      on the device.
+    """
+    leading = batch['image'].ndim - len(self.image_shape) - 1 - self.pmap  # 1: [n_critic, B]
+    if self.pmap:
+      state, metrics, health = self._pmap[leading](state, batch)
+      metrics, health = jax.tree.map(lambda m: m[0], (metrics, health))  # pmean'd: all equal
+    else:
+      state, metrics, health = self._jit[leading](state, batch)
+    if leading == 1:
+      metrics, health = jax.tree.map(lambda m: m[None], (metrics, health))
+    return state, metrics, health
+
+  def train(self, state: TrainState, host_batches: Sequence[Dict[str, np.ndarray]]):
+    """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""
+    return self.step(state, self.put(host_batches))
+
+  def generate(self, state: TrainState, z, labels=None) -> jax.Array:
+    """Images in [-1, 1] from the generator of `state` (one copy), on the device."""
+    return self._generate(state, z, labels)
+
+  def noise(self, key, num: int) -> jax.Array:
+    """[num, latent_dim] standard normal z."""
+    return jax.random.normal(key, (num, self.gan.latent_dim), jnp.float32)
