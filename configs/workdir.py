@@ -29,4 +29,7 @@ def get_config(path):
     return saved    # an unknown GAN or dataset: the saved fields alone
   with config.unlocked():
     _merge(config, saved)
+  if 'adversarial' not in saved.loss:
+    # A run from before the GAN grid: its GAN was `gan` (and ACGAN's acgan_adversarial) alone.
+    config.loss.adversarial = config.loss.lipschitz = config.model.conditional = ''
   return config

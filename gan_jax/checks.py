@@ -86,7 +86,8 @@ def check_config(config, num_devices: int) -> None:
     value = _get(config, field)
     below = value <= lo if field in POSITIVE else value < lo
     above = value >= hi if any(field.endswith(s) for s in OPEN_ABOVE) else value > hi
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or below or above:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or
+        not math.isfinite(value) or below or above):
       raise ConfigError(f'{field} must be {_bounds_text(field, lo, hi)} ({meaning}), '
                         f'got {value!r}')
   for field, choices in CHOICES.items():

@@ -1,6 +1,8 @@
 """Training end to end on tiny configs: every GAN, the update schedule, determinism, checkpoints."""
 
 import os
+import signal
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -247,3 +249,70 @@ def test_a_compiled_call_never_spans_a_periodic_action():
   for every in (8, 6):  # each log and eval step ends a call
     assert all(s in ends for s in range(every, 20, every)), (every, lengths)
   assert max(lengths) == 4
+
+
+def _fake_evaluation(calls, on_call=None):
+  """An Evaluation that records the steps it scored (and may act, e.g. send a signal)."""
+  def run(state):
+    calls.append(int(state.step))
+    if on_call:
+      on_call(int(state.step))
+    return {'domain_fid': 100.0 - int(state.step)}
+  return trainer.Evaluation(run, 'domain_fid', 'min')
+
+
+def test_skipped_iterations_warn_once_also_when_an_evaluation_is_due(tmp_path):
+  """skip_nonfinite: one warning per skipped iteration, also at steps with an evaluation and
+  a checkpoint (each call's health is checked once)."""
+  config = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=2, eval_every=2,
+                       checkpoint_every=2, skip_nonfinite=True)
+  config.loss.gp_weight = float('nan')   # every iteration is non-finite, so skipped
+  run = _Run(config)
+  warnings, calls = [], []
+  with mock.patch.object(trainer.logging, 'warning',
+                         lambda msg, *args: warnings.append(msg % args)):
+    state = trainer.train(config, str(tmp_path), run.stepper, run.data, _fake_evaluation(calls))
+  skipped = [w.split(' with ')[0] for w in warnings if 'skipped an iteration' in w]
+  assert skipped == ['step 1: skipped an iteration', 'step 2: skipped an iteration'], warnings
+  assert all('train/critic_loss' in w and 'critic.params' in w
+             for w in warnings if 'skipped' in w)
+  assert int(state.skipped) == 2 and calls == [2]
+
+
+def test_a_stop_request_saves_before_anything_else(tmp_path):
+  """SIGTERM: the checkpoint of that step comes first; no sampling or evaluation delays it."""
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=6, eval_every=1,
+                       checkpoint_every=0, sample_every=1)
+  run = _Run(config)
+  calls = []
+  terminate = lambda step: step == 2 and os.kill(os.getpid(), signal.SIGTERM)
+  saved_before_eval = []
+  real_save = checkpoints.save
+
+  def save(mngr, step, *args, **kwargs):
+    saved_before_eval.append((step, list(calls)))
+    return real_save(mngr, step, *args, **kwargs)
+  with mock.patch.object(trainer.checkpoints, 'save', save):
+    state = trainer.train(config, str(tmp_path), run.stepper, run.data,
+                          _fake_evaluation(calls, terminate))
+  assert int(state.step) == 3 and calls == [1, 2]
+  # The best checkpoint after each evaluation, then step 3's, saved before any evaluation.
+  assert saved_before_eval == [(1, [1]), (2, [1, 2]), (3, [1, 2])]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
+
+
+def test_restore_for_use_closes_its_manager_when_it_refuses(tmp_path, monkeypatch):
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=2)
+  modes.train(config, str(tmp_path))
+  closed = []
+  real_manager = checkpoints.manager
+
+  def manager(*args, **kwargs):
+    mngr = real_manager(*args, **kwargs)
+    real_close = mngr.close
+    mngr.close = lambda: (closed.append(True), real_close())
+    return mngr
+  monkeypatch.setattr(checkpoints, 'manager', manager)
+  with pytest.raises(ConfigError, match='no checkpoint at step 7'):
+    checkpoints.restore_for_use(str(tmp_path), _Run(config).stepper.abstract_state(), step=7)
+  assert closed == [True]

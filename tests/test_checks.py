@@ -1,0 +1,92 @@
+"""gan_jax/checks.py: every numeric field with a range and every choice is refused in one line
+naming the field, the value and what is allowed; the GAN grid's combinations."""
+
+import pytest
+
+from conftest import load_config
+from gan_jax import checks, gans
+from gan_jax.errors import ConfigError
+
+SPEC = 'wgan_gp.py:digits,runlocal'
+
+
+def _set(config, field: str, value):
+  *parents, leaf = field.split('.')
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def _bad_values(field):
+  lo, hi, _ = checks.RANGES[field]
+  is_int = isinstance(lo, int) and field not in checks.POSITIVE and field != 'model.init_std' \
+      and not field.startswith(('loss.', 'gen_opt', 'critic_opt'))
+  bad = [lo - 1] if is_int else [lo - 0.5, float('nan')]
+  if field in checks.POSITIVE:
+    bad.append(0.0)
+  if hi != checks.INF:
+    bad.append(hi if any(field.endswith(s) for s in checks.OPEN_ABOVE) else hi + 1)
+  return [type(v)(v) if is_int else float(v) for v in bad]
+
+
+@pytest.mark.parametrize('field', sorted(checks.RANGES))
+def test_each_range_is_checked(field):
+  for value in _bad_values(field):
+    config = load_config(SPEC)
+    _set(config, field, value)
+    with pytest.raises(ConfigError) as error:
+      checks.check_config(config, 1)
+    assert str(error.value).startswith(f'{field} must be '), str(error.value)
+    assert str(error.value).endswith(f'got {value!r}'), str(error.value)
+
+
+def test_the_presets_and_their_options_pass():
+  for spec in ('wgan.py:mnist', 'wgan.py:cifar10,mlp', 'wgan_gp.py:cifar10', 'dcgan.py:cifar10',
+               'acgan.py:mnist,wasserstein_gp', 'acgan.py:mnist,wasserstein_clip',
+               'wgan_gp.py:digits,demo'):
+    checks.check_config(load_config(spec), 1)
+
+
+@pytest.mark.parametrize('field,value', [('parallelism', 'shard'), ('dtype', 'float16'),
+                                         ('model.arch', 'vit'), ('model.gen_norm', 'group'),
+                                         ('gen_optimizer.name', 'sgd'),
+                                         ('critic_optimizer.schedule', 'cosine')])
+def test_choices_are_checked(field, value):
+  config = load_config(SPEC)
+  _set(config, field, value)
+  with pytest.raises(ConfigError, match=rf'^{field} must be one of .*got {value!r}'):
+    checks.check_config(config, 1)
+
+
+def test_any_grid_point_trains_an_unknown_one_is_refused():
+  config = load_config('dcgan.py:digits,runlocal')
+  config.loss.lipschitz = 'gp'           # DCGAN's loss with the gradient penalty ...
+  with pytest.raises(ConfigError, match='batch norm'):
+    checks.check_config(config, 1)       # ... needs a critic without batch norm
+  config.model.critic_norm = 'layer'
+  checks.check_config(config, 1)
+  assert gans.resolve(config) == gans.GanSpec('nonsaturating', 'gp', 'none')
+  config.loss.lipschitz = 'spectral'
+  with pytest.raises(ConfigError, match="loss.lipschitz 'spectral' is unknown"):
+    checks.check_config(config, 1)
+
+
+def test_presets_and_the_old_acgan_field():
+  assert gans.resolve(load_config('wgan.py:mnist')) == gans.GanSpec('wasserstein', 'clip', 'none')
+  acgan = load_config('acgan.py:mnist,wasserstein_gp')
+  assert gans.resolve(acgan) == gans.GanSpec('wasserstein', 'gp', 'acgan')
+  # An old config (no grid fields) with acgan_adversarial, and the same as a flag.
+  assert gans.resolve_fields('acgan', acgan_adversarial='wasserstein_clip') == gans.GanSpec(
+      'wasserstein', 'clip', 'acgan')
+  # Only ACGAN reads it: old configs of the other GANs carry 'nonsaturating' there.
+  assert gans.resolve_fields('wgan_gp', acgan_adversarial='nonsaturating').lipschitz == 'gp'
+  with pytest.raises(ConfigError, match='set only one of them'):
+    gans.resolve_fields('acgan', 'nonsaturating', acgan_adversarial='wasserstein_gp')
+  with pytest.raises(ConfigError, match="gan 'biggan' is not a preset"):
+    gans.resolve_fields('biggan')
+
+
+def test_batch_not_divisible_by_devices():
+  with pytest.raises(ConfigError, match='not divisible by the 3 devices'):
+    checks.check_config(load_config(SPEC), 3)
