@@ -14,9 +14,7 @@ from typing import Callable, Dict, Optional
 import jax
 import numpy as np
 
-
-class DataError(ValueError):
-  """A dataset that cannot be read; its message says what to fix."""
+from gan_jax.errors import DataError  # pylint: disable=unused-import  (input_pipeline.DataError)
 
 
 @dataclasses.dataclass
