@@ -26,7 +26,8 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
 flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
-flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.')
+flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.',
+                     lower_bound=1)
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
 flags.DEFINE_bool('best', False, 'sample, eval: the best checkpoint by eval.best_metric.')
