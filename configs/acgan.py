@@ -13,16 +13,18 @@ penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic). Options: run
 
 from configs import common
 
-OPTIONS = ('nonsaturating', 'wasserstein_clip', 'wasserstein_gp', 'mlp')
+# The adversarial part, by name (sets acgan_adversarial); choose at most one. Default: the first.
+ADVERSARIAL = ('nonsaturating', 'wasserstein_clip', 'wasserstein_gp')
+OPTIONS = (*ADVERSARIAL, 'mlp')
 
 
 def get_config(arg=None):
   dataset, options = common.parse_arg(arg, OPTIONS)
   c = common.base_config('acgan', dataset)
-  adversarial = [o for o in OPTIONS[:3] if o in options]
+  adversarial = [o for o in ADVERSARIAL if o in options]
   if len(adversarial) > 1:
     raise ValueError(f'choose one adversarial loss, got {", ".join(adversarial)}')
-  c.acgan_adversarial = adversarial[0] if adversarial else 'nonsaturating'
+  c.acgan_adversarial = adversarial[0] if adversarial else ADVERSARIAL[0]
   c.batch_size = 100
   c.num_steps = 50_000
   c.latent_dim = 110             # the ACGAN paper's z size
