@@ -9,6 +9,7 @@ backend reports it. Data is random uint8 of the dataset's shape: speed does not 
 and nothing is downloaded.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -21,8 +22,7 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import common  # pylint: disable=g-import-not-at-top
-from gan_jax import sharding, train  # pylint: disable=g-import-not-at-top
+from gan_jax import input_pipeline, sharding, train  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -54,7 +54,7 @@ def _compiled_call(config, image_shape, num_classes):
 
 
 def benchmark(config, steps: int) -> dict:
-  image_shape, num_classes = common.DATASETS[config.dataset.name]
+  image_shape, num_classes = dataclasses.astuple(input_pipeline.spec(config.dataset))
   train.validate(config, jax.device_count())
   init_fn, call, to_device, put_batch = _compiled_call(config, image_shape, num_classes)
   rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def main(_):
   result = benchmark(FLAGS.config, FLAGS.steps)
   if FLAGS.torch:
     from experiments import torch_reference  # pylint: disable=g-import-not-at-top
-    image_shape = common.DATASETS[FLAGS.config.dataset.name][0]
+    image_shape = input_pipeline.spec(FLAGS.config.dataset).image_shape
     result.update(torch_reference.benchmark(FLAGS.config, image_shape, FLAGS.steps))
     result['speedup_vs_torch'] = round(
         result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import common  # pylint: disable=g-import-not-at-top
 from gan_jax import classifier, input_pipeline  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (configs/common.py DATASETS).')
+flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (input_pipeline.DATASETS).')
 flags.DEFINE_string('path', '', 'Local IDX directory or .npz (as config.dataset.path).')
 flags.DEFINE_string('data_dir', '', 'Prepared TFDS directory (as config.dataset.data_dir).')
 flags.DEFINE_string('out', None, 'Output directory.')
