@@ -51,6 +51,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
       download=True,           # TFDS: download and prepare when data_dir lacks the dataset
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
+      float_range='unit',      # float image data (.npz): 'unit' in [0, 1] | 'signed' in [-1, 1]
       image_size=DATASETS[dataset].image_shape[0],  # digits only: the side 8x8 digits resize to
   ))
 

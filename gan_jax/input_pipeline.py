@@ -17,7 +17,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import numpy as np
 
-from gan_jax.errors import DataError  # pylint: disable=unused-import  (input_pipeline.DataError)
+from gan_jax.errors import ConfigError, DataError
+
+# dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
+FLOAT_RANGES = {'unit': (0.0, 1.0), 'signed': (-1.0, 1.0)}
 
 
 @dataclasses.dataclass
@@ -62,8 +65,15 @@ def _spec(shape, dtype, labels, source: str) -> DataSpec:
   return DataSpec(image_shape, num_classes)
 
 
-def _as_dataset(images, labels, source: str) -> Dataset:
-  """Checks shapes and ranges, normalises dtypes."""
+def check_float_range(float_range: str) -> None:
+  if float_range not in FLOAT_RANGES:
+    raise ConfigError(f"dataset.float_range must be 'unit' or 'signed', got {float_range!r}")
+
+
+def _as_dataset(images, labels, source: str, float_range: str = 'unit') -> Dataset:
+  """Checks shapes and ranges, normalises dtypes: float images in the declared `float_range`
+  ('unit': [0, 1], rescaled; 'signed': [-1, 1], as they are) become float32 in [-1, 1]."""
+  check_float_range(float_range)
   images = np.asarray(images)
   num_classes = _spec(images.shape, images.dtype, labels, source).num_classes
   images = _with_channels(images)
@@ -71,11 +81,14 @@ def _as_dataset(images, labels, source: str) -> Dataset:
     if not np.isfinite(images).all():
       raise DataError(f'{source}: images contain NaN or infinite values')
     lo, hi = float(images.min()), float(images.max())
-    if lo < -1 or hi > 1:
-      raise DataError(f'{source}: float images must lie in [0, 1] or [-1, 1], '
-                      f'got values in [{lo:.3g}, {hi:.3g}]')
+    low, high = FLOAT_RANGES[float_range]
+    if lo < low or hi > high:
+      hint = ("; for [-1, 1] data set dataset.float_range='signed'" if float_range == 'unit'
+              and lo >= -1 and hi <= 1 else '')
+      raise DataError(f'{source}: float images have values in [{lo:.3g}, {hi:.3g}], outside '
+                      f'[{low:g}, {high:g}] (dataset.float_range={float_range!r}){hint}')
     images = images.astype(np.float32)
-    if lo >= 0:  # [0, 1] -> [-1, 1]
+    if float_range == 'unit':  # [0, 1] -> [-1, 1]
       images = images * 2.0 - 1.0
   if labels is not None:
     labels = np.asarray(labels).reshape(-1).astype(np.int32)
@@ -180,10 +193,11 @@ def _read_npz(path: str, read_images: Callable):
     raise DataError(f'{path}: cannot read .npz ({type(e).__name__}: {e})') from None
 
 
-def load_npz(path: str) -> Dataset:
-  """An .npz with `images` (N,H,W[,C], uint8 or float in [0,1] / [-1,1]) and optional `labels`."""
+def load_npz(path: str, float_range: str = 'unit') -> Dataset:
+  """An .npz with `images` (N,H,W[,C]: uint8, or float in [0, 1] for `float_range` 'unit' or
+  [-1, 1] for 'signed') and optional `labels`."""
   images, labels = _read_npz(path, lambda f: f['images'])
-  return _as_dataset(images, labels, path)
+  return _as_dataset(images, labels, path, float_range)
 
 
 def _npy_header(npz):
@@ -211,11 +225,11 @@ def _check_exists(path: str) -> None:
                     f'(train-images-idx3-ubyte[.gz], ...) or an .npz file')
 
 
-def load_local(path: str, split: str) -> Dataset:
+def load_local(path: str, split: str, float_range: str = 'unit') -> Dataset:
   _check_exists(path)
   if os.path.isdir(path):
     return load_idx_dir(path, split)
-  return load_npz(path)
+  return load_npz(path, float_range)
 
 
 def spec_local(path: str, split: str) -> DataSpec:
@@ -262,7 +276,7 @@ def load_tfds(config) -> Dataset:
     reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     raise DataError(f'cannot load TFDS dataset {config.name!r}: it is not prepared and could '
                     f'not be downloaded ({type(e).__name__}: {reason}); {hint}') from None
-  return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}')
+  return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}', config.float_range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,8 +306,9 @@ def _info(name: str) -> DatasetInfo:
 
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): local files when `path` is set, else by name."""
+  check_float_range(config.float_range)
   if config.path:
-    return load_local(config.path, config.split)
+    return load_local(config.path, config.split, config.float_range)
   return _info(config.name).load(config)
 
 
@@ -303,6 +318,7 @@ def spec(config) -> DataSpec:
   A named dataset's come from DATASETS; local files' from the IDX or .npy header of the images
   and from the labels (small). Refuses, as load does, what the headers show to be unusable.
   """
+  check_float_range(config.float_range)
   if config.path:
     return spec_local(config.path, config.split)
   info = _info(config.name)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gan_jax import input_pipeline as ip
+from gan_jax.errors import ConfigError
 
 
 def write_idx(path, array):
@@ -20,7 +21,8 @@ def write_idx(path, array):
 
 
 def _config(**kw):
-  c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, download=False)
+  c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, download=False,
+           float_range='unit')
   c.update(kw)
   return ml_collections.ConfigDict(c)
 
@@ -63,10 +65,33 @@ def test_npz_uint8_and_float(tmp_path):
   np.testing.assert_allclose(data.images, floats * 2 - 1, atol=1e-6)  # [0, 1] -> [-1, 1]
 
 
+def test_float_range_is_declared_not_guessed(tmp_path):
+  # [-1, 1] data that happens to have no negative values: taken as it is under 'signed'.
+  signed = np.linspace(0, 0.5, 3 * 4 * 4).reshape(3, 4, 4)
+  np.savez(tmp_path / 's.npz', images=signed)
+  data = ip.load(_config(path=str(tmp_path / 's.npz'), float_range='signed'))
+  np.testing.assert_allclose(data.images[..., 0], signed, atol=1e-7)
+  data = ip.load(_config(path=str(tmp_path / 's.npz'), float_range='unit'))
+  np.testing.assert_allclose(data.images[..., 0], signed * 2 - 1, atol=1e-6)
+  # Values outside the declared range: one line naming the field.
+  np.savez(tmp_path / 'n.npz', images=np.linspace(-1, 1, 3 * 4 * 4).reshape(3, 4, 4))
+  with pytest.raises(ip.DataError, match=r"outside \[0, 1\] \(dataset.float_range='unit'\); "
+                     r"for \[-1, 1\] data set dataset.float_range='signed'") as err:
+    ip.load(_config(path=str(tmp_path / 'n.npz'), float_range='unit'))
+  assert '\n' not in str(err.value)
+  data = ip.load(_config(path=str(tmp_path / 'n.npz'), float_range='signed'))
+  assert data.images.min() == -1 and data.images.max() == 1
+  np.savez(tmp_path / 'big.npz', images=np.full((2, 4, 4), 1.5))
+  with pytest.raises(ip.DataError, match=r"outside \[-1, 1\] \(dataset.float_range='signed'\)"):
+    ip.load(_config(path=str(tmp_path / 'big.npz'), float_range='signed'))
+  with pytest.raises(ConfigError, match="dataset.float_range must be 'unit' or 'signed'"):
+    ip.load(_config(path=str(tmp_path / 's.npz'), float_range='auto'))
+
+
 @pytest.mark.parametrize('arrays,message', [
     (dict(pictures=np.zeros((2, 8, 8))), 'no array named "images"'),
     (dict(images=np.zeros((8, 8))), 'N x H x W'),
-    (dict(images=np.full((2, 8, 8), 5.0)), r'\[0, 1\] or \[-1, 1\]'),
+    (dict(images=np.full((2, 8, 8), 5.0)), r"outside \[0, 1\] \(dataset.float_range='unit'\)"),
     (dict(images=np.array([np.zeros((8, 8)), np.full((8, 8), np.nan)])), 'NaN'),
     (dict(images=np.zeros((2, 8, 8), np.uint8), labels=np.zeros(3)), '3 labels for 2 images'),
 ])

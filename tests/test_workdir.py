@@ -57,8 +57,10 @@ def _saved(tmp_path, **changes):
 
 
 def test_workdir_config_fills_fields_newer_than_the_run(tmp_path):
-  config = workdir_config.get_config(_saved(tmp_path, dtype=None, loss__gp_weight=None))
+  config = workdir_config.get_config(_saved(tmp_path, dtype=None, loss__gp_weight=None,
+                                            dataset__float_range=None))
   assert config.dtype == 'float32' and config.loss.gp_weight == 10.0  # the defaults
+  assert config.dataset.float_range == 'unit'
   assert config.seed == 7 and config.model.width == 8  # the run's own values
 
 
