@@ -265,8 +265,14 @@ def load_tfds(config) -> Dataset:
         raise DataError(f'TFDS dataset {config.name!r} is not prepared in '
                         f'{builder.data_dir} and dataset.download is off: {hint}')
       # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
-      downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 1)
-      builder.download_and_prepare()
+      # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
+      # download alone and restored.
+      max_retries = downloader.MAX_RETRIES
+      downloader.MAX_RETRIES = min(max_retries, 1)
+      try:
+        builder.download_and_prepare()
+      finally:
+        downloader.MAX_RETRIES = max_retries
     # Read in chunks: batch_size=-1 aborts inside TensorFlow 2.21 (std::length_error).
     chunks = list(tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=4096)))
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

@@ -121,6 +121,23 @@ def test_tfds_not_prepared_is_one_clear_line(tmp_path):
   assert "'cifar10'" in message and 'dataset.path' in message and '\n' not in message
 
 
+def test_tfds_download_retries_are_cut_only_for_the_download(tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(downloader, 'MAX_RETRIES', 10)
+  during = []
+
+  def offline_download(builder, *args, **kwargs):
+    during.append(downloader.MAX_RETRIES)
+    raise OSError('Name or service not known')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', offline_download)
+  with pytest.raises(ip.DataError, match="cannot load TFDS dataset 'cifar10'"):
+    ip.load(_config(name='cifar10', data_dir=str(tmp_path), download=True))
+  assert during == [1]  # fail fast offline ...
+  assert downloader.MAX_RETRIES == 10  # ... without changing TFDS for the rest of the process
+
+
 def test_unknown_dataset_names_the_choices():
   with pytest.raises(ip.DataError, match='digits'):
     ip.load(_config(name='imagenet'))
