@@ -26,7 +26,7 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
 flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
-flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write.',
+flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write (>= 1).',
                      lower_bound=1)
 flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
@@ -39,7 +39,6 @@ flags.DEFINE_integer('num_processes', None, '--distributed: number of processes.
 flags.DEFINE_integer('process_id', None, '--distributed: this process\'s index.')
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
 flags.mark_flags_as_required(['workdir'])
-
 
 
 def run(config) -> None:
