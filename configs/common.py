@@ -2,13 +2,7 @@
 
 import ml_collections
 
-# name -> (image shape, classes); image_size only matters for digits (resized from 8x8).
-DATASETS = {
-    'mnist': ((28, 28, 1), 10),
-    'fashion_mnist': ((28, 28, 1), 10),
-    'cifar10': ((32, 32, 3), 10),
-    'digits': ((28, 28, 1), 10),
-}
+from gan_jax.input_pipeline import DATASETS  # name -> image shape, classes, loader
 
 
 def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99, schedule='constant'):
@@ -52,12 +46,13 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.latent_dim = 128           # size of z
 
   c.dataset = ml_collections.ConfigDict(dict(
-      name=dataset,            # 'mnist' | 'fashion_mnist' | 'cifar10' | 'digits'
+      name=dataset,            # a name in input_pipeline.DATASETS ('mnist', 'digits', ...)
       path='',                 # local IDX directory or .npz; when set, TFDS is not used
       data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
       download=True,           # TFDS: download and prepare when data_dir lacks the dataset
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
-      image_size=DATASETS[dataset][0][0],  # digits only: side the 8x8 digits are resized to
+      float_range='unit',      # float image data (.npz): 'unit' in [0, 1] | 'signed' in [-1, 1]
+      image_size=DATASETS[dataset].image_shape[0],  # digits only: the side 8x8 digits resize to
   ))
 
   c.model = ml_collections.ConfigDict(dict(

@@ -9,8 +9,16 @@ GAN's config file for its dataset.
 """
 
 import importlib
+import os
 
+from configs.common import DATASETS
 from gan_jax import rundir as workdir
+from gan_jax.errors import ConfigError
+
+# The GANs with a config file here (configs/<gan>.py): every file but the shared ones.
+GANS = tuple(sorted(name[:-3] for name in os.listdir(os.path.dirname(os.path.abspath(__file__)))
+                    if name.endswith('.py') and name not in ('__init__.py', 'common.py',
+                                                             'workdir.py')))
 
 
 def _merge(base, saved):
@@ -22,11 +30,20 @@ def _merge(base, saved):
 
 
 def get_config(path):
+  """The run's config.json over the defaults of its GAN's config file for its dataset.
+
+  Raises:
+    ConfigError: no readable config.json, or one naming a GAN or dataset unknown here.
+  """
   saved = workdir.load_config(path)
-  try:
-    config = importlib.import_module(f'configs.{saved.gan}').get_config(saved.dataset.name)
-  except (ImportError, AttributeError, ValueError, KeyError):
-    return saved    # an unknown GAN or dataset: the saved fields alone
+  gan, dataset = saved.get('gan'), saved.get('dataset', {}).get('name')
+  if gan not in GANS:
+    raise ConfigError(f'the run in {path} has gan {gan!r}, which has no config file here; '
+                      f'known: {", ".join(GANS)}')
+  if dataset not in DATASETS:
+    raise ConfigError(f'the run in {path} has dataset.name {dataset!r}, which is not one of '
+                      f'{", ".join(DATASETS)}; give its --config')
+  config = importlib.import_module(f'configs.{gan}').get_config(dataset)
   with config.unlocked():
     _merge(config, saved)
   if 'adversarial' not in saved.loss:

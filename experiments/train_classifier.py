@@ -21,9 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import common  # pylint: disable=g-import-not-at-top
 from gan_jax import classifier, input_pipeline  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (configs/common.py DATASETS).')
+flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (input_pipeline.DATASETS).')
 flags.DEFINE_string('path', '', 'Local IDX directory or .npz (as config.dataset.path).')
 flags.DEFINE_string('data_dir', '', 'Prepared TFDS directory (as config.dataset.data_dir).')
+flags.DEFINE_enum('float_range', 'unit', ['unit', 'signed'],
+                  'Float .npz images: [0, 1] or [-1, 1] (as config.dataset.float_range).')
 flags.DEFINE_string('out', None, 'Output directory.')
 flags.DEFINE_integer('epochs', 3, 'Training epochs.')
 flags.DEFINE_integer('seed', 0, 'Seed.')
@@ -35,6 +37,7 @@ def _load(split: str):
   config = common.base_config('wgan_gp', FLAGS.dataset).dataset
   with config.unlocked() if isinstance(config, ml_collections.ConfigDict) else config:
     config.path, config.data_dir, config.split = FLAGS.path, FLAGS.data_dir, split
+    config.float_range = FLAGS.float_range
   return input_pipeline.load(config)
 
 

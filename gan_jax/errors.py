@@ -5,6 +5,10 @@ class ConfigError(ValueError):
   """A config, flag or workdir that cannot run; the message says which and how to fix it."""
 
 
+class DataError(ValueError):
+  """A dataset that cannot be read; its message says what to fix."""
+
+
 class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or parameter; the message names the step and metric."""
 

@@ -4,19 +4,23 @@ The GAN datasets are small (MNIST 47 MB, CIFAR-10 150 MB as uint8), so each load
 whole split as a numpy array, kept as uint8 when the source is uint8 (converted to [-1, 1] on
 the device, inside the train step). The stream's position is one integer, saved with the
 checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
+
+DATASETS is the one registry of named datasets (image shape, classes, loader); `spec` gives a
+dataset's image shape and classes without loading it (what sampling and evaluation need).
 """
 
 import dataclasses
 import gzip
 import os
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import numpy as np
 
-from gan_jax.errors import DataError
+from gan_jax.errors import ConfigError, DataError
 
-
+# dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
+FLOAT_RANGES = {'unit': (0.0, 1.0), 'signed': (-1.0, 1.0)}
 
 
 @dataclasses.dataclass
@@ -34,34 +38,60 @@ def _with_channels(images: np.ndarray) -> np.ndarray:
   return images[..., None] if images.ndim == 3 else images
 
 
-def _as_dataset(images, labels, source: str) -> Dataset:
-  """Checks shapes and ranges, normalises dtypes."""
-  images = np.asarray(images)
-  if images.ndim not in (3, 4) or images.shape[0] == 0:
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What the models need to know about a dataset."""
+  image_shape: Tuple[int, int, int]  # [H, W, C]
+  num_classes: int                   # max label + 1; 0 when there are no labels
+
+
+def _spec(shape, dtype, labels, source: str) -> DataSpec:
+  """The spec of images of `shape` and `dtype` with `labels` (or None); a DataError for what
+  load refuses without looking at the image values."""
+  if len(shape) not in (3, 4) or shape[0] == 0:
     raise DataError(f'{source}: images must be an array N x H x W [x C] with N > 0, '
-                    f'got shape {images.shape}')
-  images = _with_channels(images)
-  if images.dtype != np.uint8:
-    if not np.issubdtype(images.dtype, np.floating):
-      raise DataError(f'{source}: images must be uint8 or float, got {images.dtype}')
-    if not np.isfinite(images).all():
-      raise DataError(f'{source}: images contain NaN or infinite values')
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -1 or hi > 1:
-      raise DataError(f'{source}: float images must lie in [0, 1] or [-1, 1], '
-                      f'got values in [{lo:.3g}, {hi:.3g}]')
-    images = images.astype(np.float32)
-    if lo >= 0:  # [0, 1] -> [-1, 1]
-      images = images * 2.0 - 1.0
+                    f'got shape {tuple(shape)}')
+  if np.dtype(dtype) != np.uint8 and not np.issubdtype(dtype, np.floating):
+    raise DataError(f'{source}: images must be uint8 or float, got {np.dtype(dtype)}')
   num_classes = 0
   if labels is not None:
     labels = np.asarray(labels).reshape(-1)
-    if labels.shape[0] != images.shape[0]:
-      raise DataError(f'{source}: {labels.shape[0]} labels for {images.shape[0]} images')
+    if labels.shape[0] != shape[0]:
+      raise DataError(f'{source}: {labels.shape[0]} labels for {shape[0]} images')
     if labels.min() < 0:
       raise DataError(f'{source}: labels must be integers >= 0')
-    labels = labels.astype(np.int32)
     num_classes = int(labels.max()) + 1
+  image_shape = tuple(int(d) for d in shape[1:]) + ((1,) if len(shape) == 3 else ())
+  return DataSpec(image_shape, num_classes)
+
+
+def check_float_range(float_range: str) -> None:
+  if float_range not in FLOAT_RANGES:
+    raise ConfigError(f"dataset.float_range must be 'unit' or 'signed', got {float_range!r}")
+
+
+def _as_dataset(images, labels, source: str, float_range: str = 'unit') -> Dataset:
+  """Checks shapes and ranges, normalises dtypes: float images in the declared `float_range`
+  ('unit': [0, 1], rescaled; 'signed': [-1, 1], as they are) become float32 in [-1, 1]."""
+  check_float_range(float_range)
+  images = np.asarray(images)
+  num_classes = _spec(images.shape, images.dtype, labels, source).num_classes
+  images = _with_channels(images)
+  if images.dtype != np.uint8:
+    if not np.isfinite(images).all():
+      raise DataError(f'{source}: images contain NaN or infinite values')
+    lo, hi = float(images.min()), float(images.max())
+    low, high = FLOAT_RANGES[float_range]
+    if lo < low or hi > high:
+      hint = ("; for [-1, 1] data set dataset.float_range='signed'" if float_range == 'unit'
+              and lo >= -1 and hi <= 1 else '')
+      raise DataError(f'{source}: float images have values in [{lo:.3g}, {hi:.3g}], outside '
+                      f'[{low:g}, {high:g}] (dataset.float_range={float_range!r}){hint}')
+    images = images.astype(np.float32)
+    if float_range == 'unit':  # [0, 1] -> [-1, 1]
+      images = images * 2.0 - 1.0
+  if labels is not None:
+    labels = np.asarray(labels).reshape(-1).astype(np.int32)
   return Dataset(images, labels, num_classes)
 
 
@@ -69,27 +99,43 @@ def _as_dataset(images, labels, source: str) -> Dataset:
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 
-def read_idx(path: str) -> np.ndarray:
-  """Reads an IDX file (gzipped or not) as distributed with MNIST and Fashion-MNIST."""
+def _idx_header(f, path: str):
+  """(dtype, shape) from the open IDX file `f`, which is left at the start of the data."""
+  magic = f.read(4)
+  if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+    raise DataError(f'{path}: not an IDX file (bad magic number)')
+  ndim = magic[3]
+  dims = f.read(4 * ndim)
+  if len(dims) < 4 * ndim:
+    raise DataError(f'{path}: truncated IDX header')
+  shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], 'big') for i in range(ndim))
+  return np.dtype(_IDX_DTYPES[magic[2]]), shape
+
+
+def _read_idx_file(path: str, header_only: bool):
   opener = gzip.open if path.endswith('.gz') else open
   try:
     with opener(path, 'rb') as f:
-      raw = f.read()
+      dtype, shape = _idx_header(f, path)
+      return dtype, shape, (None if header_only else f.read())
   except (OSError, EOFError) as e:
     raise DataError(f'{path}: cannot read IDX file ({e})') from None
-  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise DataError(f'{path}: not an IDX file (bad magic number)')
-  ndim = raw[3]
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise DataError(f'{path}: truncated IDX header')
-  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-  dtype = np.dtype(_IDX_DTYPES[raw[2]])
+
+
+def read_idx_header(path: str):
+  """(dtype, shape) of an IDX file, from its first bytes only."""
+  dtype, shape, _ = _read_idx_file(path, header_only=True)
+  return dtype, shape
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an IDX file (gzipped or not) as distributed with MNIST and Fashion-MNIST."""
+  dtype, shape, raw = _read_idx_file(path, header_only=False)
   expected = int(np.prod(shape)) * dtype.itemsize
-  if len(raw) - header != expected:
+  if len(raw) != expected:
     raise DataError(f'{path}: IDX header says shape {shape} ({expected} bytes of data) but the '
-                    f'file has {len(raw) - header}; the file is truncated or corrupt')
-  return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+                    f'file has {len(raw)}; the file is truncated or corrupt')
+  return np.frombuffer(raw, dtype).reshape(shape)
 
 
 def _find(directory: str, stem: str) -> Optional[str]:
@@ -99,8 +145,9 @@ def _find(directory: str, stem: str) -> Optional[str]:
   return None
 
 
-def load_idx_dir(directory: str, split: str) -> Dataset:
-  """`train-images-idx3-ubyte[.gz]` (+ labels) for split 'train', `t10k-...` for 'test'."""
+def _idx_paths(directory: str, split: str):
+  """(images file, labels file or None): `train-images-idx3-ubyte[.gz]` (+ labels) for split
+  'train', `t10k-...` for 'test'."""
   prefix = {'train': 'train', 'test': 't10k'}.get(split)
   if prefix is None:
     raise DataError(f"dataset.split must be 'train' or 'test' for IDX files, got {split!r}")
@@ -108,36 +155,88 @@ def load_idx_dir(directory: str, split: str) -> Dataset:
   if images_path is None:
     raise DataError(f'{directory}: no {prefix}-images-idx3-ubyte[.gz] there; dataset.path must '
                     f'be a directory with the IDX files or an .npz file')
-  labels_path = _find(directory, f'{prefix}-labels-idx1-ubyte')
+  return images_path, _find(directory, f'{prefix}-labels-idx1-ubyte')
+
+
+def _check_idx_images(shape, images_path: str) -> None:
+  if len(shape) != 3:
+    raise DataError(f'{images_path}: expected N x H x W images, got shape {shape}')
+
+
+def load_idx_dir(directory: str, split: str) -> Dataset:
+  images_path, labels_path = _idx_paths(directory, split)
   images = read_idx(images_path)
-  if images.ndim != 3:
-    raise DataError(f'{images_path}: expected N x H x W images, got shape {images.shape}')
+  _check_idx_images(images.shape, images_path)
   labels = read_idx(labels_path) if labels_path else None
   return _as_dataset(images.astype(np.uint8), labels, images_path)
 
 
-def load_npz(path: str) -> Dataset:
-  """An .npz with `images` (N,H,W[,C], uint8 or float in [0,1] / [-1,1]) and optional `labels`."""
+def spec_idx_dir(directory: str, split: str) -> DataSpec:
+  """load_idx_dir's spec from the images file's header and the (small) labels file."""
+  images_path, labels_path = _idx_paths(directory, split)
+  _, shape = read_idx_header(images_path)
+  _check_idx_images(shape, images_path)
+  labels = read_idx(labels_path) if labels_path else None
+  return _spec(shape, np.uint8, labels, images_path)
+
+
+def _read_npz(path: str, read_images: Callable):
+  """(read_images(npz), labels or None) of an .npz with `images` and optional `labels`."""
   try:
     with np.load(path) as f:
       if 'images' not in f:
         raise DataError(f'{path}: no array named "images" (found: {", ".join(f.files)})')
-      images = f['images']
-      labels = f['labels'] if 'labels' in f else None
+      return read_images(f), (f['labels'] if 'labels' in f else None)
   except DataError:
     raise
   except Exception as e:  # zipfile/pickle/OS errors of a damaged file
     raise DataError(f'{path}: cannot read .npz ({type(e).__name__}: {e})') from None
-  return _as_dataset(images, labels, path)
 
 
-def load_local(path: str, split: str) -> Dataset:
+def load_npz(path: str, float_range: str = 'unit') -> Dataset:
+  """An .npz with `images` (N,H,W[,C]: uint8, or float in [0, 1] for `float_range` 'unit' or
+  [-1, 1] for 'signed') and optional `labels`."""
+  images, labels = _read_npz(path, lambda f: f['images'])
+  return _as_dataset(images, labels, path, float_range)
+
+
+def _npy_header(npz):
+  """(shape, dtype) of npz's `images` from its .npy header, without reading the array."""
+  member = 'images.npy' if 'images.npy' in npz.zip.namelist() else 'images'
+  with npz.zip.open(member) as f:
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(f))
+    if read_header is not None:
+      shape, _, dtype = read_header(f)
+      return shape, dtype
+  images = npz['images']  # format 3.0 (non-latin-1 field names): read it
+  return images.shape, images.dtype
+
+
+def spec_npz(path: str) -> DataSpec:
+  """load_npz's spec from the `images` header and the `labels` array."""
+  (shape, dtype), labels = _read_npz(path, _npy_header)
+  return _spec(shape, dtype, labels, path)
+
+
+def _check_exists(path: str) -> None:
   if not os.path.exists(path):
     raise DataError(f'dataset.path {path!r} does not exist; give a directory with IDX files '
                     f'(train-images-idx3-ubyte[.gz], ...) or an .npz file')
+
+
+def load_local(path: str, split: str, float_range: str = 'unit') -> Dataset:
+  _check_exists(path)
   if os.path.isdir(path):
     return load_idx_dir(path, split)
-  return load_npz(path)
+  return load_npz(path, float_range)
+
+
+def spec_local(path: str, split: str) -> DataSpec:
+  _check_exists(path)
+  if os.path.isdir(path):
+    return spec_idx_dir(path, split)
+  return spec_npz(path)
 
 
 # ---------------------------------------------------------------- built-in datasets
@@ -166,8 +265,14 @@ def load_tfds(config) -> Dataset:
         raise DataError(f'TFDS dataset {config.name!r} is not prepared in '
                         f'{builder.data_dir} and dataset.download is off: {hint}')
       # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
-      downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, 1)
-      builder.download_and_prepare()
+      # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
+      # download alone and restored.
+      max_retries = downloader.MAX_RETRIES
+      downloader.MAX_RETRIES = min(max_retries, 1)
+      try:
+        builder.download_and_prepare()
+      finally:
+        downloader.MAX_RETRIES = max_retries
     # Read in chunks: batch_size=-1 aborts inside TensorFlow 2.21 (std::length_error).
     chunks = list(tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=4096)))
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
@@ -177,25 +282,56 @@ def load_tfds(config) -> Dataset:
     reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     raise DataError(f'cannot load TFDS dataset {config.name!r}: it is not prepared and could '
                     f'not be downloaded ({type(e).__name__}: {reason}); {hint}') from None
-  return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}')
+  return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}', config.float_range)
 
 
-LOADERS: Dict[str, Callable] = {
-    'digits': load_digits,
-    'mnist': load_tfds,
-    'fashion_mnist': load_tfds,
-    'cifar10': load_tfds,
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """A named dataset: what `spec` says of it without loading, and its loader."""
+  image_shape: Tuple[int, int, int]  # [H, W, C]
+  num_classes: int
+  load: Callable[[Any], Dataset]     # the dataset ConfigDict -> the whole split
+  resizable: bool = False            # the side is dataset.image_size (digits: resized from 8x8)
+
+
+# The one registry of named datasets: configs/common.py takes its names and shapes from here.
+DATASETS: Dict[str, DatasetInfo] = {
+    'mnist': DatasetInfo((28, 28, 1), 10, load_tfds),
+    'fashion_mnist': DatasetInfo((28, 28, 1), 10, load_tfds),
+    'cifar10': DatasetInfo((32, 32, 3), 10, load_tfds),
+    'digits': DatasetInfo((28, 28, 1), 10, load_digits, resizable=True),
 }
+
+
+def _info(name: str) -> DatasetInfo:
+  if name not in DATASETS:
+    raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}, or '
+                    f'set dataset.path to local IDX files or an .npz')
+  return DATASETS[name]
 
 
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): local files when `path` is set, else by name."""
+  check_float_range(config.float_range)
   if config.path:
-    return load_local(config.path, config.split)
-  if config.name not in LOADERS:
-    raise DataError(f'unknown dataset {config.name!r}; choose one of {", ".join(LOADERS)}, or '
-                    f'set dataset.path to local IDX files or an .npz')
-  return LOADERS[config.name](config)
+    return load_local(config.path, config.split, config.float_range)
+  return _info(config.name).load(config)
+
+
+def spec(config) -> DataSpec:
+  """The image shape and classes `load(config)` gives, without loading the images.
+
+  A named dataset's come from DATASETS; local files' from the IDX or .npy header of the images
+  and from the labels (small). Refuses, as load does, what the headers show to be unusable.
+  """
+  check_float_range(config.float_range)
+  if config.path:
+    return spec_local(config.path, config.split)
+  info = _info(config.name)
+  shape = info.image_shape
+  if info.resizable:
+    shape = (config.image_size, config.image_size, shape[2])
+  return DataSpec(shape, info.num_classes)
 
 
 def host_share(data: Dataset) -> Dataset:
@@ -245,14 +381,3 @@ class BatchStream:
       batch['label'] = self.data.labels[idx].reshape(n, self.batch_size)
     return batch
 
-
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-  image_shape: tuple
-  num_classes: int
-
-
-def spec(config) -> DataSpec:
-  """TEMPORARY (replaced at merge): the data spec, by loading the data."""
-  data = load(config)
-  return DataSpec(tuple(data.image_shape), data.num_classes)

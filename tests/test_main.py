@@ -72,6 +72,11 @@ def test_wgan_gp_trains_and_resumes_from_the_command_line(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   with np.load(tmp_path / 'samples.npz') as f:
     assert f['images'].shape == (5, 28, 28, 1) and 'labels' not in f
+  for bad in ('0', '-3'):  # refused before anything is restored or written
+    result = run_main(f'--workdir={tmp_path}', '--mode=sample', f'--num_samples={bad}',
+                      f'--out={tmp_path}/none.npz')
+    _assert_one_line_error(result, f'--num_samples={bad}')
+    assert 'positive integer' in result.stderr and not (tmp_path / 'none.npz').exists()
 
   # Resuming with another GAN or shapes: one line naming the fields, nothing changed.
   before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}

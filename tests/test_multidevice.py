@@ -23,7 +23,9 @@ def test_one_vs_eight_devices_same_parameters_jit_pmap_and_steps_per_call():
                            *[f'{spec}@{modes}' for spec, modes in runs.items()]],
                           capture_output=True, text=True, timeout=600, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
-  lines = [l.split() for l in result.stdout.splitlines() if l.split()[:1][0] in runs]
+  # Result lines start with the spec; other output (blank lines included) is skipped.
+  lines = [words for words in map(str.split, result.stdout.splitlines())
+           if words and words[0] in runs]
   assert [(l[0], l[1]) for l in lines] == [(spec, mode) for spec, modes in runs.items()
                                           for mode in modes.split(',')]
   for spec, mode, max_diff, scale in lines:

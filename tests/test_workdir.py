@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import load_config
-from gan_jax import workdir
+from configs import workdir as workdir_config
+from gan_jax import rundir as workdir
 from gan_jax.errors import ConfigError
 
 
@@ -37,3 +38,41 @@ def test_writable_probe_creates_nothing(tmp_path):
   (tmp_path / 'file').write_text('x')
   with pytest.raises(ConfigError, match='is a file'):
     workdir.check_writable(str(tmp_path / 'file' / 'run'))
+
+
+def _saved(tmp_path, **changes):
+  """A workdir whose config.json is wgan_gp's digits config with `changes` (None: removed)."""
+  saved = json.loads(load_config('wgan_gp.py:digits,runlocal', seed=7).to_json_best_effort())
+  for key, value in changes.items():
+    *parents, leaf = key.split('__')
+    node = saved
+    for p in parents:
+      node = node[p]
+    if value is None:
+      del node[leaf]
+    else:
+      node[leaf] = value
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  return str(tmp_path)
+
+
+def test_workdir_config_fills_fields_newer_than_the_run(tmp_path):
+  config = workdir_config.get_config(_saved(tmp_path, dtype=None, loss__gp_weight=None,
+                                            dataset__float_range=None))
+  assert config.dtype == 'float32' and config.loss.gp_weight == 10.0  # the defaults
+  assert config.dataset.float_range == 'unit'
+  assert config.seed == 7 and config.model.width == 8  # the run's own values
+
+
+@pytest.mark.parametrize('changes,message', [
+    (dict(gan='wgan_xl'), "has gan 'wgan_xl'"),
+    (dict(gan='common'), "has gan 'common'"),  # a configs module, but not a GAN's
+    (dict(gan=None), 'has gan None'),
+    (dict(dataset__name='imagenet'), "has dataset.name 'imagenet'"),
+])
+def test_workdir_config_with_an_unknown_gan_or_dataset_is_a_clear_error(tmp_path, changes,
+                                                                       message):
+  path = _saved(tmp_path, **changes)
+  with pytest.raises(ConfigError, match=f'the run in {path} {message}') as err:
+    workdir_config.get_config(path)
+  assert '\n' not in str(err.value)
