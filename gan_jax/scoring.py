@@ -1,5 +1,5 @@
 """Scores a run's checkpoint: samples and reference data through feature extractors, then the
-metrics of gan_jax/evaluation.py.
+metrics of gan_jax/feature_metrics.py.
 
 Two extractors, either or both:
   * InceptionV3 (gan_jax/inception.py, `eval.inception_weights`): the standard `fid`,
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from gan_jax import checkpoints, classifier, evaluation, inception, input_pipeline, train
+from gan_jax import checkpoints, classifier, feature_metrics, inception, input_pipeline, train
 from gan_jax.errors import ConfigError
 
 # Metric names per extractor kind: FID, the Inception Score formula, KID, precision, recall.
@@ -114,8 +114,8 @@ class Accumulator:
   need the features themselves)."""
 
   def __init__(self, ext: Extractor, total: Optional[int], keep: int):
-    self.stats = evaluation.FeatureStats(ext.feature_dim)
-    self.scores = None if total is None else evaluation.ScoreStats(total, ext.num_classes)
+    self.stats = feature_metrics.FeatureStats(ext.feature_dim)
+    self.scores = None if total is None else feature_metrics.ScoreStats(total, ext.num_classes)
     self.keep, self._kept = keep, []
 
   def update(self, probs, features) -> None:
@@ -137,7 +137,7 @@ def reference_stats(config, ext: Extractor, keep: int):
   path = os.path.join(ev.stats_dir or ext.stats_dir, name)
   if os.path.exists(path):
     with np.load(path) as f:
-      stats = evaluation.FeatureStats(f['mu'].shape[0])
+      stats = feature_metrics.FeatureStats(f['mu'].shape[0])
       stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
       if len(f['kept']) >= min(keep, stats.count):
         return stats, f['kept'][:keep], path
@@ -163,11 +163,11 @@ def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
             seed: int) -> Dict[str, float]:
   """The extractor's named metrics of `fake` against the reference."""
   names = NAMES[ext.kind]
-  out = {names['fid']: evaluation.fid(real_stats, fake.stats)}
+  out = {names['fid']: feature_metrics.fid(real_stats, fake.stats)}
   out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
-  out[names['kid']], out[names['kid'] + '_std'] = evaluation.kid(
+  out[names['kid']], out[names['kid'] + '_std'] = feature_metrics.kid(
       real_kept, fake.kept, ev.kid_subsets, ev.kid_subset_size, seed=seed)
-  pr = evaluation.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples])
+  pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples])
   out[names['precision']], out[names['recall']] = pr['precision'], pr['recall']
   return out
 

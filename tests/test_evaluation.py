@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gan_jax import evaluation as ev
+from gan_jax import feature_metrics as ev
 
 
 def _stats(x):

@@ -52,12 +52,6 @@ class FeatureStats:
     np.savez(path, mu=self.mean, sigma=self.cov, count=self.count, **info)
 
 
-def load_stats(path: str) -> Tuple[np.ndarray, np.ndarray, int]:
-  """(mu, sigma, count) from an npz written by FeatureStats.save."""
-  with np.load(path) as f:
-    return f['mu'], f['sigma'], int(f['count'])
-
-
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
   values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
   return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
