@@ -17,7 +17,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from gan_jax import input_pipeline, scoring, train
+from gan_jax import input_pipeline, modes, train
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,7 +70,7 @@ def run(_):
     print(json.dumps(train.write_samples(config, workdir, FLAGS.num_samples, out, FLAGS.step,
                                           FLAGS.best)))
   else:
-    print(json.dumps(scoring.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
+    print(json.dumps(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
 
 
 def _exit_with(error: BaseException, prefix: str = '') -> None:

@@ -11,30 +11,16 @@ from gan_jax.errors import ConfigError
 
 LATEST, BEST = 'checkpoints', 'best_checkpoint'
 
-# eval metric -> whether lower is better (for the best checkpoint); names as gan_jax/scoring.py
-# writes them: Inception's, then the domain classifier's.
-LOWER_IS_BETTER = {'fid': True, 'inception_score': False, 'kid': True, 'precision': False,
-                   'recall': False, 'domain_fid': True, 'classifier_score': False,
-                   'domain_kid': True, 'domain_precision': False, 'domain_recall': False,
-                   'acgan_label_accuracy': False}
-
-
-def best_metric(eval_config) -> str:
-  """eval.best_metric, or by default the FID of the first extractor configured: Inception's
-  when there are weights, else the domain classifier's."""
-  if eval_config.best_metric:
-    return eval_config.best_metric
-  return 'fid' if eval_config.inception_weights else 'domain_fid'
-
 
 def directory(workdir: str, kind: str = LATEST) -> str:
   return os.path.join(os.path.abspath(workdir), kind)
 
 
-def manager(workdir: str, keep: int, read_only: bool = False,
-            best_metric: Optional[str] = None) -> ocp.CheckpointManager:
+def manager(workdir: str, keep: int, read_only: bool = False, best_metric: Optional[str] = None,
+            best_mode: str = 'min') -> ocp.CheckpointManager:
   """An asynchronous CheckpointManager in `workdir/checkpoints` keeping the last `keep`, or,
-  with `best_metric`, in `workdir/best_checkpoint` keeping the best one by that eval metric.
+  with `best_metric`, in `workdir/best_checkpoint` keeping the best one by that eval metric
+  ('min' or 'max' `best_mode`: extractors.best_mode gives each metric's).
 
   Orbax writes each checkpoint into a tmp directory and renames it when complete, so a crash
   (even kill -9) mid-save leaves only a tmp directory, which restores ignore and a writing
@@ -42,8 +28,7 @@ def manager(workdir: str, keep: int, read_only: bool = False,
   """
   best = {}
   if best_metric:
-    best = dict(best_fn=lambda metrics: metrics[best_metric],
-                best_mode='min' if LOWER_IS_BETTER[best_metric] else 'max')
+    best = dict(best_fn=lambda metrics: metrics[best_metric], best_mode=best_mode)
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                          read_only=read_only, enable_async_checkpointing=True,
                                          cleanup_tmp_directories=not read_only, **best)

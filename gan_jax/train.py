@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import checkpoints, images as images_lib, input_pipeline, sharding, variants
+from gan_jax import checkpoints, evaluator as evaluator_lib, extractors
+from gan_jax import images as images_lib, input_pipeline, sharding, variants
 from gan_jax import workdir as workdir_lib
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.steps import (DTYPES, GAN, STATE_PARTS, TrainState, build_gan, generate,
@@ -262,19 +263,19 @@ class _Evaluator:
   """eval_every: scores the generator, writes eval/* scalars, keeps the best checkpoint."""
 
   def __init__(self, config, run):
-    from gan_jax import scoring  # pylint: disable=g-import-not-at-top  (scoring imports train)
-    self.scoring, self.config, self.run = scoring, config, run
-    self.extractors = scoring.load_extractors(config, run.data.image_shape)
-    self.metric = checkpoints.best_metric(config.eval)
+    self.config, self.run = config, run
+    self.evaluator = evaluator_lib.Evaluator(config, run.data.image_shape)
+    self.metric = self.evaluator.metric
     self.mngr = None
 
   def __call__(self, step: int, state: TrainState, position: int, writer) -> None:
-    result = self.scoring.score_state(self.config, self.run, state, self.extractors)
+    result = self.evaluator.run(eval_batches(self.config, self.run, state))
     scalars = {f'eval/{k}': v for k, v in result.items()
                if isinstance(v, (int, float)) and k not in ('step', 'num_samples')}
     writer.write_scalars(step, scalars)
     if self.mngr is None:
-      self.mngr = checkpoints.manager(self.run.workdir, 1, best_metric=self.metric)
+      self.mngr = checkpoints.manager(self.run.workdir, 1, best_metric=self.metric,
+                                      best_mode=extractors.best_mode(self.metric))
     checkpoints.save(self.mngr, step, state, {'position': position},
                      metrics={self.metric: result[self.metric]})
 
@@ -379,8 +380,9 @@ def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool
   if not os.path.isdir(checkpoints.directory(workdir, kind)):
     raise ConfigError(f'no {"best " if best else ""}checkpoint in {workdir}; ' +
                       ('train with eval_every > 0' if best else 'train first'))
-  mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True,
-                             best_metric=checkpoints.best_metric(config.eval) if best else None)
+  metric = extractors.best_metric(config.eval) if best else None
+  mngr = checkpoints.manager(workdir, config.keep_checkpoints, read_only=True, best_metric=metric,
+                             best_mode=extractors.best_mode(metric) if best else 'min')
   if mngr.latest_step() is None:
     raise ConfigError(f'no checkpoint in {workdir}; train first')
   if step is not None and step not in mngr.all_steps():
@@ -405,6 +407,15 @@ def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
     chunk_labels = None if labels is None else labels[start:start + n]
     images = run.gen_fn(state, z, None if chunk_labels is None else jnp.asarray(chunk_labels))
     yield images_lib.to_unit(images), chunk_labels
+
+
+def eval_batches(config, run: Run, state: TrainState):
+  """The samples an evaluation scores (as in --mode=sample, another seed; ACGAN's labels
+  interleaved, so that every IS split and the features kept for KID and precision/recall cover
+  all classes)."""
+  return ((images * 2.0 - 1.0, labels) for images, labels in
+          generate_batches(run, state, config.eval.num_samples, config.seed + 3,
+                           interleaved=True))
 
 
 def write_samples(config, workdir: str, num_samples: int, out: str,

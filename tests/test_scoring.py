@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import ROOT, load_config, run_main
-from gan_jax import classifier, inception, input_pipeline, scoring, train
+from gan_jax import classifier, extractors, inception, input_pipeline, train
 
 
 def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
@@ -29,7 +29,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   classifier.save(str(clf_dir), params, meta)
   # Extractors take uint8 data or floats in [-1, 1] (generated samples) alike.
   config.eval.classifier = str(clf_dir)
-  ext = scoring.domain_extractor(config, data.image_shape)
+  ext = extractors.domain_extractor(config, data.image_shape)
   float_probs, float_features = ext.predict(data.images[800:1200] / 127.5 - 1.0)
   np.testing.assert_allclose(float_probs, probs, atol=1e-5)
   np.testing.assert_allclose(float_features, features, rtol=1e-4, atol=1e-4)

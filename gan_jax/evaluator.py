@@ -1,0 +1,142 @@
+"""Scores generated images: samples and reference data through the extractors of
+gan_jax/extractors.py, then the metrics of gan_jax/feature_metrics.py.
+
+big_vision's evaluator shape: `Evaluator(config, image_shape)` loads the extractors and checks
+every eval setting (before a run writes anything); `run(batches)` takes the images to score and
+returns named metrics. It never imports the trainer: the caller brings the images.
+
+Reference statistics are computed once per (dataset, split, count, extractor) and cached as an
+npz in `eval.stats_dir` (default: beside the extractor's weights).
+"""
+
+import os
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+from gan_jax import extractors as extractors_lib, feature_metrics, input_pipeline
+from gan_jax.errors import ConfigError
+from gan_jax.extractors import Extractor
+
+
+class Accumulator:
+  """Streams one side's (probs, features) into FID statistics, Inception Score sums (when the
+  `total` sample count is given), and the first `keep` feature rows (KID and precision/recall
+  need the features themselves)."""
+
+  def __init__(self, ext: Extractor, total: Optional[int], keep: int):
+    self.stats = feature_metrics.FeatureStats(ext.feature_dim)
+    self.scores = None if total is None else feature_metrics.ScoreStats(total, ext.num_classes)
+    self.keep, self._kept = keep, []
+
+  def update(self, probs, features) -> None:
+    self.stats.update(features)
+    if self.scores is not None:
+      self.scores.update(probs)
+    self._kept.append(features[:max(0, self.keep - sum(len(k) for k in self._kept))])
+
+  @property
+  def kept(self) -> np.ndarray:
+    return np.concatenate(self._kept)
+
+
+def reference_stats(config, ext: Extractor, keep: int):
+  """(FeatureStats, kept features [<= keep, D], cache path) of the reference split."""
+  ev = config.eval
+  count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
+  name = f'{config.dataset.name}_{ev.reference_split}{count}_{ext.kind}_{ext.cache_key}.npz'
+  path = os.path.join(ev.stats_dir or ext.stats_dir, name)
+  if os.path.exists(path):
+    with np.load(path) as f:
+      stats = feature_metrics.FeatureStats(f['mu'].shape[0])
+      stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
+      if len(f['kept']) >= min(keep, stats.count):
+        return stats, f['kept'][:keep], path
+  data_config = config.dataset.copy_and_resolve_references()
+  with data_config.unlocked():
+    data_config.split = ev.reference_split
+  images = input_pipeline.load(data_config).images
+  if ev.reference_samples:
+    images = images[:ev.reference_samples]
+  acc = Accumulator(ext, None, keep)
+  for start in range(0, len(images), 1000):
+    acc.update(*ext.predict(images[start:start + 1000]))
+  stats, kept = acc.stats, acc.kept
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + '.tmp.npz'
+  stats.save(tmp, sum=stats.sum, outer=stats.outer, kept=kept, dataset=config.dataset.name,
+             split=ev.reference_split)
+  os.replace(tmp, path)
+  return stats, kept, path
+
+
+def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
+            seed: int) -> Dict[str, float]:
+  """The extractor's named metrics of `fake` against the reference."""
+  names = extractors_lib.NAMES[ext.kind]
+  out = {names['fid']: feature_metrics.fid(real_stats, fake.stats)}
+  out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
+  out[names['kid']], out[names['kid'] + '_std'] = feature_metrics.kid(
+      real_kept, fake.kept, ev.kid_subsets, ev.kid_subset_size, seed=seed)
+  pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples])
+  out[names['precision']], out[names['recall']] = pr['precision'], pr['recall']
+  return out
+
+
+def check(config) -> None:
+  """Raises ConfigError for eval settings that cannot score (no file is read)."""
+  ev = config.eval
+  produced = extractors_lib.computed_metrics(ev)
+  metric = extractors_lib.best_metric(ev)
+  if produced and metric not in produced:
+    raise ConfigError(f'eval.best_metric {metric!r} is not computed by the configured '
+                      f'extractors; choose one of {", ".join(sorted(produced))}')
+
+
+class Evaluator:
+  """Every metric of generated images against the reference split of config.dataset.
+
+  Building one checks the eval settings and loads the extractors (ConfigError when they cannot
+  score); `run` scores.
+  """
+
+  def __init__(self, config, image_shape: Tuple[int, ...]):
+    check(config)
+    self.config = config
+    self.extractors = extractors_lib.load_extractors(config, image_shape)
+    self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
+
+  def run(self, batches: Iterable, num_samples: Optional[int] = None,
+          label_key: str = extractors_lib.LABEL_ACCURACY) -> Dict[str, Any]:
+    """Scores `batches`: (images [b, H, W, C] in [-1, 1] (or uint8), labels [b] or None) pairs
+    totalling `num_samples` (default eval.num_samples). Labels, when given, are checked by the
+    domain classifier (`label_key`).
+
+    Returns:
+      {'num_samples', 'reference': {dataset, split, count}, 'extractors': {kind: info}, and
+      each extractor's metrics (see extractors.NAMES), plus `label_key` for labelled images}.
+    """
+    config, ev = self.config, self.config.eval
+    total = ev.num_samples if num_samples is None else num_samples
+    keep = max(ev.kid_subset_size, ev.pr_samples)
+    refs = [reference_stats(config, ext, keep) for ext in self.extractors]
+    accs = [Accumulator(ext, total, keep) for ext in self.extractors]
+    correct, labelled = 0, False
+    for images, labels in batches:
+      for ext, acc in zip(self.extractors, accs):
+        probs, features = ext.predict(images)
+        acc.update(probs, features)
+        if labels is not None and ext.kind == 'domain':
+          correct, labelled = correct + int(np.sum(probs.argmax(1) == labels)), True
+    result = {
+        'num_samples': total,
+        'reference': {'dataset': config.dataset.name, 'split': ev.reference_split,
+                      'count': refs[0][0].count},
+        'extractors': {ext.kind: {**ext.info, 'stats': path}
+                       for ext, (_, _, path) in zip(self.extractors, refs)},
+    }
+    for ext, (real_stats, real_kept, _), acc in zip(self.extractors, refs, accs):
+      result.update(compare(ext, ev, real_stats, real_kept, acc, config.seed))
+    if labelled:
+      result[label_key] = correct / total
+    return result
