@@ -57,7 +57,8 @@ def computed_metrics(eval_config) -> List[str]:
 class Extractor:
   """A feature network, and what its scores are reported with."""
   kind: str                 # a key of NAMES
-  predict: Callable         # images in [-1, 1] (or uint8) -> (probs [N, K], features [N, D])
+  predict: Callable         # images [N, H, W, C] in [-1, 1] (or uint8), jax arrays on the
+                            # device or numpy -> (probs [N, K], features [N, D]) as numpy
   feature_dim: int
   num_classes: int
   cache_key: str            # content hash of the weights: names the cached reference statistics
@@ -81,20 +82,11 @@ def domain_extractor(config, image_shape) -> Extractor:
     raise ConfigError(f'the classifier in {directory} was trained on '
                       f'{meta["dataset"]}, the run uses {config.dataset.name}')
   return Extractor(
-      'domain', lambda images: classifier.predict(params, meta['num_classes'], images),
+      'domain', classifier.predictor(params, meta['num_classes']),
       meta['feature_dim'], meta['num_classes'],
       _sha1(os.path.join(directory, 'meta.json')),
       os.path.join(os.path.abspath(directory), 'stats'),
       {'path': os.path.abspath(directory), 'test_accuracy': meta['test_accuracy']})
-
-
-def _unit(images):
-  """uint8 [0, 255] or float [-1, 1] -> float32 [0, 1] (the range pytorch-fid's network takes)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    return images.astype(np.float32) / 255.0
-  return (images.astype(np.float32) + 1.0) / 2.0
 
 
 def inception_extractor(config, image_shape) -> Extractor:
@@ -104,7 +96,7 @@ def inception_extractor(config, image_shape) -> Extractor:
   path = config.eval.inception_weights
   variables, digest = inception.load(path)
   return Extractor(
-      'inception', lambda images: inception.predict(variables, _unit(images)),
+      'inception', inception.predictor(variables),
       inception.FEATURE_DIM, inception.NUM_CLASSES, digest,
       os.path.join(os.path.dirname(os.path.abspath(path)), 'stats'),
       {'path': os.path.abspath(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})

@@ -395,7 +395,7 @@ def restore_for_use(config, workdir: str, step: Optional[int] = None, best: bool
 
 def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
                      batch_size: int = 256, interleaved: bool = False):
-  """Yields (images in [0, 1] as numpy [b, H, W, C], labels or None) for `num_samples` samples;
+  """Yields (images in [-1, 1] on the device [b, H, W, C], labels or None) for `num_samples`;
   ACGAN's labels are balanced over the classes (see images_lib.balanced_labels)."""
   key = jax.random.PRNGKey(seed)
   labels = (images_lib.balanced_labels(num_samples, run.gan.num_classes, interleaved)
@@ -406,16 +406,15 @@ def generate_batches(run: Run, state: TrainState, num_samples: int, seed: int,
     z = jax.random.normal(z_key, (n, run.gan.latent_dim), jnp.float32)
     chunk_labels = None if labels is None else labels[start:start + n]
     images = run.gen_fn(state, z, None if chunk_labels is None else jnp.asarray(chunk_labels))
-    yield images_lib.to_unit(images), chunk_labels
+    yield images, chunk_labels
 
 
 def eval_batches(config, run: Run, state: TrainState):
   """The samples an evaluation scores (as in --mode=sample, another seed; ACGAN's labels
   interleaved, so that every IS split and the features kept for KID and precision/recall cover
   all classes)."""
-  return ((images * 2.0 - 1.0, labels) for images, labels in
-          generate_batches(run, state, config.eval.num_samples, config.seed + 3,
-                           interleaved=True))
+  return generate_batches(run, state, config.eval.num_samples, config.seed + 3,
+                          interleaved=True)
 
 
 def write_samples(config, workdir: str, num_samples: int, out: str,
@@ -423,7 +422,7 @@ def write_samples(config, workdir: str, num_samples: int, out: str,
   """Restores a checkpoint and writes `out` (.npz: images in [0, 1], labels for ACGAN) + PNG."""
   run, state = restore_for_use(config, workdir, step, best)
   batches = list(generate_batches(run, state, num_samples, config.seed + 2))
-  images = np.concatenate([b[0] for b in batches])
+  images = np.concatenate([images_lib.to_unit(b[0]) for b in batches])
   labels = None if batches[0][1] is None else np.concatenate([b[1] for b in batches])
   arrays = {'images': images}
   if labels is not None:

@@ -5,13 +5,16 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import ROOT, load_config, run_main
-from gan_jax import classifier, extractors, inception, input_pipeline, train
+from gan_jax import classifier, evaluator, extractors, inception, input_pipeline, train
+from gan_jax.errors import ConfigError
 
 
 def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
@@ -110,3 +113,54 @@ def test_eval_mode_with_inception_weights(tmp_path):
   # A best_metric that no configured extractor computes is refused with one line.
   wrong = run_main(*args, '--config.eval.best_metric=domain_fid')
   assert wrong.returncode == 2 and 'not computed by the configured extractors' in wrong.stderr
+
+
+def _random_classifier(directory, seed: int = 0):
+  """A digits classifier with random weights (scores need not be good to be tested)."""
+  params = classifier.Classifier(10).init(jax.random.PRNGKey(seed),
+                                          jnp.zeros((1, 28, 28, 1)))['params']
+  classifier.save(str(directory), params, {
+      'dataset': 'digits', 'num_classes': 10, 'image_shape': [28, 28, 1],
+      'feature_dim': classifier.FEATURE_DIM, 'test_accuracy': 0.1})
+  return params
+
+
+@pytest.fixture(scope='module')
+def clf_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp('clf')
+  _random_classifier(directory)
+  return directory
+
+
+def _eval_config(clf, **eval_fields):
+  config = load_config('acgan.py:digits,runlocal', num_steps=2)
+  config.eval.update(dict(classifier=str(clf), num_samples=20, kid_subsets=2,
+                          kid_subset_size=10, pr_samples=10, stats_dir=''))
+  config.eval.update(eval_fields)
+  return config
+
+
+def test_extractors_take_device_images_and_place_their_weights_once(clf_dir, monkeypatch):
+  params, _ = classifier.load(str(clf_dir))
+  images = jax.random.uniform(jax.random.PRNGKey(1), (1200, 28, 28, 1), jnp.float32, -1, 1)
+  want_probs, want_features = classifier.predict(params, 10, np.asarray(images))
+  ext = extractors.domain_extractor(_eval_config(clf_dir), (28, 28, 1))
+  placed = []
+  device_put = jax.device_put
+
+  def spy(x, *args, **kwargs):
+    placed.append(type(x))
+    return device_put(x, *args, **kwargs)
+  monkeypatch.setattr(jax, 'device_put', spy)
+  to_numpy = type(images).__array__
+
+  def no_images_to_host(array, *args, **kwargs):
+    assert array.ndim != 4, 'images were copied to the host'
+    return to_numpy(array, *args, **kwargs)
+  monkeypatch.setattr(type(images), '__array__', no_images_to_host)
+  # Three calls, the last of three batches (500, 500, 200 padded to 500).
+  outputs = [ext.predict(images[:100]), ext.predict(images[100:200]), ext.predict(images)]
+  assert all(issubclass(t, jax.Array) for t in placed), placed   # batches only: no weights
+  np.testing.assert_allclose(outputs[2][0], want_probs, atol=1e-6)
+  np.testing.assert_allclose(outputs[2][1], want_features, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(outputs[1][1], want_features[100:200], rtol=1e-5, atol=1e-5)
