@@ -78,17 +78,39 @@ def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
   out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
   out[names['kid']], out[names['kid'] + '_std'] = feature_metrics.kid(
       real_kept, fake.kept, ev.kid_subsets, ev.kid_subset_size, seed=seed)
-  pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples])
+  pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples],
+                                        K_NEAREST)
   out[names['precision']], out[names['recall']] = pr['precision'], pr['recall']
   return out
 
 
+K_NEAREST = 3   # precision/recall's k: each side needs k + 1 samples
+# eval field -> its least valid value, and why.
+MINIMUMS = {
+    'num_samples': (10, "the Inception Score's 10 splits"),
+    'kid_subsets': (1, 'KID averages over subsets'),
+    'kid_subset_size': (2, "KID's unbiased estimate"),
+    'pr_samples': (K_NEAREST + 1, 'precision/recall: k = 3 nearest neighbours and the sample'),
+}
+
+
 def check(config) -> None:
-  """Raises ConfigError for eval settings that cannot score (no file is read)."""
+  """Raises ConfigError for eval settings that cannot score (no file is read: the constructor
+  of Evaluator checks the extractors' files)."""
   ev = config.eval
+  if not ev.inception_weights and not ev.classifier:
+    raise ConfigError('set --config.eval.classifier to a directory written by '
+                      'experiments/train_classifier.py, or --config.eval.inception_weights to '
+                      'an .npz written by experiments/convert_inception.py')
+  for field, (least, why) in MINIMUMS.items():
+    if ev[field] < least:
+      raise ConfigError(f'eval.{field} must be >= {least} ({why}), got {ev[field]}')
+  if ev.reference_samples < 0 or 0 < ev.reference_samples <= K_NEAREST:
+    raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
+                      f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')
   produced = extractors_lib.computed_metrics(ev)
   metric = extractors_lib.best_metric(ev)
-  if produced and metric not in produced:
+  if metric not in produced:
     raise ConfigError(f'eval.best_metric {metric!r} is not computed by the configured '
                       f'extractors; choose one of {", ".join(sorted(produced))}')
 

@@ -105,10 +105,6 @@ def inception_extractor(config, image_shape) -> Extractor:
 def load_extractors(config, image_shape) -> List[Extractor]:
   """The extractors the eval config names: Inception first, then the domain classifier."""
   ev = config.eval
-  if not ev.inception_weights and not ev.classifier:
-    raise ConfigError('set --config.eval.classifier to a directory written by '
-                      'experiments/train_classifier.py, or --config.eval.inception_weights to '
-                      'an .npz written by experiments/convert_inception.py')
   out = []
   if ev.inception_weights:
     out.append(inception_extractor(config, image_shape))

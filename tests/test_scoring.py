@@ -164,3 +164,19 @@ def test_extractors_take_device_images_and_place_their_weights_once(clf_dir, mon
   np.testing.assert_allclose(outputs[2][0], want_probs, atol=1e-6)
   np.testing.assert_allclose(outputs[2][1], want_features, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(outputs[1][1], want_features[100:200], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('field,value', [('num_samples', 9), ('kid_subsets', 0),
+                                         ('kid_subset_size', 1), ('pr_samples', 3),
+                                         ('reference_samples', -1), ('reference_samples', 3)])
+def test_evaluator_refuses_settings_that_cannot_score(clf_dir, field, value):
+  with pytest.raises(ConfigError, match=f'eval.{field} must be .*, got {value}'):
+    evaluator.Evaluator(_eval_config(clf_dir, **{field: value}), (28, 28, 1))
+
+
+def test_too_few_eval_samples_refuse_the_run_before_any_write(clf_dir, tmp_path):
+  config = _eval_config(clf_dir, num_samples=5)
+  config.eval_every = 1
+  with pytest.raises(ConfigError, match='eval.num_samples must be >= 10'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
