@@ -95,8 +95,8 @@ MINIMUMS = {
 
 
 def check(config) -> None:
-  """Raises ConfigError for eval settings that cannot score (no file is read: the constructor
-  of Evaluator checks the extractors' files)."""
+  """Raises ConfigError (DataError for a reference split the data source lacks) for eval
+  settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
   ev = config.eval
   if not ev.inception_weights and not ev.classifier:
     raise ConfigError('set --config.eval.classifier to a directory written by '
@@ -108,6 +108,7 @@ def check(config) -> None:
   if ev.reference_samples < 0 or 0 < ev.reference_samples <= K_NEAREST:
     raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
                       f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')
+  input_pipeline.check_split(config.dataset, ev.reference_split, 'eval.reference_split')
   produced = extractors_lib.computed_metrics(ev)
   metric = extractors_lib.best_metric(ev)
   if metric not in produced:

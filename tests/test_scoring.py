@@ -180,3 +180,20 @@ def test_too_few_eval_samples_refuse_the_run_before_any_write(clf_dir, tmp_path)
   with pytest.raises(ConfigError, match='eval.num_samples must be >= 10'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_split_the_source_does_not_have_is_refused(clf_dir, tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal,mlp')
+  config.dataset.split = 'test'          # digits has one split: it was read as training data
+  with pytest.raises(input_pipeline.DataError, match="dataset.split must be 'train'.*'test'"):
+    input_pipeline.load(config.dataset)
+  npz = tmp_path / 'data.npz'
+  np.savez(npz, images=np.zeros((4, 8, 8), np.uint8))
+  config.dataset.path = str(npz)
+  with pytest.raises(input_pipeline.DataError, match="dataset.split must be 'train'.*'test'"):
+    input_pipeline.load(config.dataset)
+  config.dataset.split = 'train'
+  assert input_pipeline.load(config.dataset).images.shape == (4, 8, 8, 1)
+  # The evaluator refuses the reference split up front (a run checks before its first write).
+  with pytest.raises(ValueError, match="eval.reference_split must be 'train'.*'test'"):
+    evaluator.Evaluator(_eval_config(clf_dir, reference_split='test'), (28, 28, 1))
