@@ -41,7 +41,10 @@ def best_metric(eval_config) -> str:
 
 
 def best_mode(name: str) -> str:
-  """'min' or 'max': which way metric `name` improves."""
+  """'min' or 'max': which way metric `name` improves; ConfigError for an unknown name."""
+  if name not in METRICS:
+    raise ConfigError(f'eval.best_metric {name!r} is not a metric; choose one of '
+                      f'{", ".join(METRICS)}')
   return 'min' if METRICS[name] else 'max'
 
 

@@ -197,3 +197,22 @@ def test_a_split_the_source_does_not_have_is_refused(clf_dir, tmp_path):
   # The evaluator refuses the reference split up front (a run checks before its first write).
   with pytest.raises(ValueError, match="eval.reference_split must be 'train'.*'test'"):
     evaluator.Evaluator(_eval_config(clf_dir, reference_split='test'), (28, 28, 1))
+
+
+def test_best_mode_comes_from_the_metrics_table_and_names_unknown_metrics():
+  assert extractors.best_mode('fid') == 'min' and extractors.best_mode('domain_kid') == 'min'
+  assert extractors.best_mode('inception_score') == 'max'
+  assert extractors.best_mode('acgan_label_accuracy') == 'max'
+  assert set(extractors.METRICS) == {n for names in extractors.NAMES.values()
+                                     for n in names.values()} | {'acgan_label_accuracy'}
+  with pytest.raises(ConfigError, match="eval.best_metric 'fdi'.*fid"):
+    extractors.best_mode('fdi')
+
+
+def test_best_with_an_unknown_metric_is_one_line(tmp_path):
+  workdir = tmp_path / 'run'
+  (workdir / 'best_checkpoint').mkdir(parents=True)
+  result = run_main('--config=configs/wgan_gp.py:digits,runlocal,mlp', f'--workdir={workdir}',
+                    '--mode=sample', '--best', '--config.eval.best_metric=fdi')
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "eval.best_metric 'fdi'" in result.stderr and 'Traceback' not in result.stderr
