@@ -5,11 +5,12 @@ big_vision's evaluator shape: `Evaluator(config, image_shape)` loads the extract
 every eval setting (before a run writes anything); `run(batches)` takes the images to score and
 returns named metrics. It never imports the trainer: the caller brings the images.
 
-Reference statistics are computed once per (dataset, split, count, extractor) and cached as an
-npz in `eval.stats_dir` (default: beside the extractor's weights).
+Reference statistics are computed once per (dataset, split, count, extractor weights) and cached
+as an npz in `eval.stats_dir` (default: the user's cache directory, see `stats_dir`).
 """
 
 import os
+import uuid
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
@@ -40,12 +41,36 @@ class Accumulator:
     return np.concatenate(self._kept)
 
 
+def stats_dir(eval_config) -> str:
+  """eval.stats_dir, or the user's cache directory ($XDG_CACHE_HOME, else ~/.cache, then
+  gan_jax/stats): the extractor's weights may lie where nothing can be written."""
+  if eval_config.stats_dir:
+    return eval_config.stats_dir
+  cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(cache, 'gan_jax', 'stats')
+
+
+def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) -> None:
+  """Writes under a name of this writer's own, then renames: a concurrent reader or writer of
+  `path` sees either no file or a whole one."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp'
+  try:
+    with open(tmp, 'wb') as f:
+      stats.save(f, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def reference_stats(config, ext: Extractor, keep: int):
-  """(FeatureStats, kept features [<= keep, D], cache path) of the reference split."""
+  """(FeatureStats, kept features [<= keep, D], cache path) of the reference split; the
+  reference data is read only when the cache has no statistics for it."""
   ev = config.eval
   count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
   name = f'{config.dataset.name}_{ev.reference_split}{count}_{ext.kind}_{ext.cache_key}.npz'
-  path = os.path.join(ev.stats_dir or ext.stats_dir, name)
+  path = os.path.join(stats_dir(ev), name)
   if os.path.exists(path):
     with np.load(path) as f:
       stats = feature_metrics.FeatureStats(f['mu'].shape[0])
@@ -62,11 +87,8 @@ def reference_stats(config, ext: Extractor, keep: int):
   for start in range(0, len(images), 1000):
     acc.update(*ext.predict(images[start:start + 1000]))
   stats, kept = acc.stats, acc.kept
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp.npz'
-  stats.save(tmp, sum=stats.sum, outer=stats.outer, kept=kept, dataset=config.dataset.name,
-             split=ev.reference_split)
-  os.replace(tmp, path)
+  _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,
+                    dataset=config.dataset.name, split=ev.reference_split)
   return stats, kept, path
 
 

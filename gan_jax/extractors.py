@@ -14,6 +14,9 @@ import hashlib
 import os
 from typing import Any, Callable, Dict, List
 
+import jax
+import numpy as np
+
 from gan_jax import classifier, inception
 from gan_jax.errors import ConfigError
 
@@ -65,13 +68,18 @@ class Extractor:
   feature_dim: int
   num_classes: int
   cache_key: str            # content hash of the weights: names the cached reference statistics
-  stats_dir: str            # default directory of that cache
   info: Dict[str, Any]      # reported with every score
 
 
-def _sha1(path: str) -> str:
-  with open(path, 'rb') as f:
-    return hashlib.sha1(f.read()).hexdigest()[:10]
+def weights_hash(params) -> str:
+  """Short content hash of a parameter tree (names, shapes, dtypes, values). Not of the files:
+  Orbax writes timestamps and random chunk names, so each save of the same weights differs."""
+  digest = hashlib.sha1()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
+    leaf = np.ascontiguousarray(leaf)
+    digest.update(f'{jax.tree_util.keystr(path)} {leaf.dtype} {leaf.shape};'.encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()[:10]
 
 
 def domain_extractor(config, image_shape) -> Extractor:
@@ -86,9 +94,7 @@ def domain_extractor(config, image_shape) -> Extractor:
                       f'{meta["dataset"]}, the run uses {config.dataset.name}')
   return Extractor(
       'domain', classifier.predictor(params, meta['num_classes']),
-      meta['feature_dim'], meta['num_classes'],
-      _sha1(os.path.join(directory, 'meta.json')),
-      os.path.join(os.path.abspath(directory), 'stats'),
+      meta['feature_dim'], meta['num_classes'], weights_hash(params),
       {'path': os.path.abspath(directory), 'test_accuracy': meta['test_accuracy']})
 
 
@@ -101,7 +107,6 @@ def inception_extractor(config, image_shape) -> Extractor:
   return Extractor(
       'inception', inception.predictor(variables),
       inception.FEATURE_DIM, inception.NUM_CLASSES, digest,
-      os.path.join(os.path.dirname(os.path.abspath(path)), 'stats'),
       {'path': os.path.abspath(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
 
 

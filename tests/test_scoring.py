@@ -17,7 +17,8 @@ from gan_jax import classifier, evaluator, extractors, inception, input_pipeline
 from gan_jax.errors import ConfigError
 
 
-def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
+def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))   # reference statistics
   config = load_config('acgan.py:digits,runlocal', num_steps=2)
   data = input_pipeline.load(config.dataset)
   params = classifier.train(data.images[:800], data.labels[:800], 10, epochs=2,
@@ -70,7 +71,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert scores['step'] == best_step and scores['num_samples'] == 200
   assert scores['domain_fid'] == pytest.approx(fids[best_step], rel=1e-4)  # same samples
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797}
-  assert scores['extractors']['domain']['stats'].startswith(str(clf_dir / 'stats'))
+  assert scores['extractors']['domain']['stats'].startswith(str(tmp_path / 'cache'))
   assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
   assert 0 <= scores['domain_precision'] <= 1 and 0 <= scores['domain_recall'] <= 1
   assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['domain_kid'])
@@ -81,9 +82,10 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert result.returncode == 2 and 'no classifier in' in result.stderr
 
 
-def test_eval_mode_with_inception_weights(tmp_path):
+def test_eval_mode_with_inception_weights(tmp_path, monkeypatch):
   """--mode=eval with an Inception weights file (random weights: the architecture, resizing
   and metric plumbing are what is tested; tests/test_inception.py checks the port itself)."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
   flat = {k: np.random.default_rng(0).normal(size=s).astype(np.float32) * 0.05
           for k, s in inception._expected_shapes().items()}  # pylint: disable=protected-access
   flat.update({k: np.ones(s, np.float32) for k, s in inception._expected_shapes().items()
@@ -103,7 +105,7 @@ def test_eval_mode_with_inception_weights(tmp_path):
   scores = json.loads(result.stdout.strip().splitlines()[-1])
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 12}
   stats = scores['extractors']['inception']['stats']
-  assert stats.startswith(str(tmp_path / 'stats')) and os.path.exists(stats)
+  assert stats.startswith(str(tmp_path / 'cache' / 'gan_jax' / 'stats')) and os.path.exists(stats)
   assert scores['fid'] > 0 and 1.0 <= scores['inception_score'] < 1008
   assert np.isfinite(scores['kid']) and 0 <= scores['precision'] <= 1
   assert 'domain_fid' not in scores
@@ -216,3 +218,46 @@ def test_best_with_an_unknown_metric_is_one_line(tmp_path):
                     '--mode=sample', '--best', '--config.eval.best_metric=fdi')
   assert result.returncode == 2, result.stderr[-2000:]
   assert "eval.best_metric 'fdi'" in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_domain_statistics_are_keyed_by_the_weights(clf_dir, tmp_path):
+  other = tmp_path / 'other'
+  _random_classifier(other, seed=1)
+  assert (other / 'meta.json').read_bytes() == (clf_dir / 'meta.json').read_bytes()
+  key = extractors.domain_extractor(_eval_config(clf_dir), (28, 28, 1)).cache_key
+  assert extractors.domain_extractor(_eval_config(other), (28, 28, 1)).cache_key != key
+  again = tmp_path / 'again'                      # the same weights, saved again
+  _random_classifier(again, seed=0)
+  assert extractors.domain_extractor(_eval_config(again), (28, 28, 1)).cache_key == key
+
+
+def test_reference_statistics_are_cached_in_the_user_cache_dir(clf_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  images = jax.random.uniform(jax.random.PRNGKey(2), (20, 28, 28, 1), jnp.float32, -1, 1)
+  config = _eval_config(clf_dir, reference_samples=50)
+  result = evaluator.Evaluator(config, (28, 28, 1)).run([(images[:8], None), (images[8:], None)])
+  stats = result['extractors']['domain']['stats']
+  assert stats.startswith(str(tmp_path / 'cache' / 'gan_jax' / 'stats')), stats
+  assert os.path.exists(stats) and result['reference']['count'] == 50
+  config.eval.stats_dir = str(tmp_path / 'mine')
+  again = evaluator.Evaluator(config, (28, 28, 1)).run([(images, None)])
+  assert again['extractors']['domain']['stats'].startswith(str(tmp_path / 'mine'))
+  assert again['domain_fid'] == pytest.approx(result['domain_fid'], rel=1e-6)
+
+
+def test_concurrent_cache_writers_never_see_half_a_file(clf_dir, tmp_path, monkeypatch):
+  config = _eval_config(clf_dir, reference_samples=50, stats_dir=str(tmp_path / 'stats'))
+  ext = extractors.domain_extractor(config, (28, 28, 1))
+  replace, renamed = os.replace, []
+
+  def another_writer_meanwhile(src, dst):
+    renamed.append(src)
+    if len(renamed) == 1:  # a second process writes the same statistics between write and rename
+      evaluator.reference_stats(config, ext, 10)
+    replace(src, dst)
+  monkeypatch.setattr(os, 'replace', another_writer_meanwhile)
+  _, kept, path = evaluator.reference_stats(config, ext, 10)
+  assert len(renamed) == 2 and renamed[0] != renamed[1]
+  assert os.listdir(tmp_path / 'stats') == [os.path.basename(path)]   # no tmp file left over
+  with np.load(path) as f:
+    assert int(f['count']) == 50 and np.array_equal(f['kept'], kept)
