@@ -150,12 +150,13 @@ class Evaluator:
     self.config = config
     self.extractors = extractors_lib.load_extractors(config, image_shape)
     self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
+    self._refs = None   # per extractor: (FeatureStats, kept features, cache path)
 
   def run(self, batches: Iterable, num_samples: Optional[int] = None,
           label_key: str = extractors_lib.LABEL_ACCURACY) -> Dict[str, Any]:
-    """Scores `batches`: (images [b, H, W, C] in [-1, 1] (or uint8), labels [b] or None) pairs
-    totalling `num_samples` (default eval.num_samples). Labels, when given, are checked by the
-    domain classifier (`label_key`).
+    """Scores `batches`: (images [b, H, W, C] in [-1, 1] (or uint8), a jax.Array on the devices
+    or numpy; labels [b] or None) pairs totalling `num_samples` (default eval.num_samples).
+    Labels, when given, are checked by the domain classifier (`label_key`).
 
     Returns:
       {'num_samples', 'reference': {dataset, split, count}, 'extractors': {kind: info}, and
@@ -164,15 +165,18 @@ class Evaluator:
     config, ev = self.config, self.config.eval
     total = ev.num_samples if num_samples is None else num_samples
     keep = max(ev.kid_subset_size, ev.pr_samples)
-    refs = [reference_stats(config, ext, keep) for ext in self.extractors]
+    if self._refs is None:
+      self._refs = [reference_stats(config, ext, keep) for ext in self.extractors]
+    refs = self._refs
     accs = [Accumulator(ext, total, keep) for ext in self.extractors]
-    correct, labelled = 0, False
+    domain_probs, requested = [], []    # the domain classifier's view of labelled images
     for images, labels in batches:
       for ext, acc in zip(self.extractors, accs):
         probs, features = ext.predict(images)
         acc.update(probs, features)
         if labels is not None and ext.kind == 'domain':
-          correct, labelled = correct + int(np.sum(probs.argmax(1) == labels)), True
+          domain_probs.append(probs)
+          requested.append(np.asarray(labels))
     result = {
         'num_samples': total,
         'reference': {'dataset': config.dataset.name, 'split': ev.reference_split,
@@ -182,6 +186,7 @@ class Evaluator:
     }
     for ext, (real_stats, real_kept, _), acc in zip(self.extractors, refs, accs):
       result.update(compare(ext, ev, real_stats, real_kept, acc, config.seed))
-    if labelled:
-      result[label_key] = correct / total
+    if requested:
+      result[label_key] = feature_metrics.class_accuracy(np.concatenate(domain_probs),
+                                                         np.concatenate(requested))
     return result
