@@ -87,7 +87,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       num_samples=10_000,      # generated samples per evaluation
       reference_split='train', # real split the statistics come from: 'train' | 'test'
       reference_samples=0,     # first N images of that split (0: all of them)
-      stats_dir='',            # cache of reference statistics ('' = beside the weights)
+      stats_dir='',            # reference statistics cache ('' = the user cache dir)
       kid_subsets=100,         # KID: random subsets ...
       kid_subset_size=1000,    # ... of this many samples each
       pr_samples=5000,         # precision/recall: samples per side (k-NN, k = 3)

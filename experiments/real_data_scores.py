@@ -17,7 +17,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import input_pipeline, scoring  # pylint: disable=g-import-not-at-top
+from gan_jax import evaluator, input_pipeline  # pylint: disable=g-import-not-at-top
 
 config_flags.DEFINE_config_file('config', None, 'A config naming the dataset and eval fields.')
 flags.DEFINE_string('split', 'test', 'The real split scored against eval.reference_split.')
@@ -30,12 +30,12 @@ def main(_):
   data_config = config.dataset.copy_and_resolve_references()
   data_config.split = FLAGS.split
   data = input_pipeline.load(data_config)
-  extractors = scoring.load_extractors(config, data.image_shape)
+  scorer = evaluator.Evaluator(config, data.image_shape)
   n = min(config.eval.num_samples, len(data.images))
   labels = None if data.labels is None else data.labels[:n]
   batches = ((data.images[s:s + 1000], None if labels is None else labels[s:s + 1000])
              for s in range(0, n, 1000))
-  result = scoring.score_images(config, extractors, batches, n, label_key='label_accuracy')
+  result = scorer.run(batches, n, label_key='label_accuracy')
   print(json.dumps({'real_split': FLAGS.split, **result}))
 
 

@@ -2,14 +2,15 @@
 the field, its value and what is allowed.
 
 `check_config` needs the config alone; `check_data` the data spec (image shape, classes) too.
-Evaluation settings and the extractors' files are checked when the evaluator is built, which
-the modes do before their first write as well (gan_jax/modes.py).
+Evaluation settings are checked here when a run evaluates (eval_every > 0); the extractors'
+files when the evaluator is built, which the modes do before their first write as well
+(gan_jax/modes.py).
 """
 
 import math
 from typing import Sequence
 
-from gan_jax import gans, layers, models, optimizers, steps
+from gan_jax import evaluator, gans, layers, models, optimizers, steps
 from gan_jax.errors import ConfigError
 
 INF = math.inf
@@ -104,6 +105,8 @@ def check_config(config, num_devices: int) -> None:
   if spec.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')
+  if config.eval_every > 0:
+    evaluator.check(config)
 
 
 def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:

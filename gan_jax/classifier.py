@@ -12,7 +12,7 @@ Scores from it compare runs with each other, not with published Inception number
 import functools
 import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import flax.linen as nn
 import jax
@@ -21,7 +21,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from gan_jax import sharding
+from gan_jax import images as images_lib, sharding
 from gan_jax.errors import ConfigError
 
 FEATURE_DIM = 128
@@ -43,26 +43,18 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_classes)(features), features
 
 
-def to_float(images) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1] (as training sees images); float passes through."""
-  images = jnp.asarray(images)
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 127.5 - 1.0
-  return images.astype(jnp.float32)
-
-
 def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 128,
           learning_rate: float = 1e-3, seed: int = 0, log=print):
   """Adam on softmax cross-entropy; returns the parameters."""
   model = Classifier(num_classes)
-  params = model.init(jax.random.PRNGKey(seed), to_float(images[:1]))['params']
+  params = model.init(jax.random.PRNGKey(seed), images_lib.to_signed(images[:1]))['params']
   tx = optax.adam(learning_rate)
   opt_state = tx.init(params)
 
   @jax.jit
   def step(params, opt_state, x, y):
     def loss_fn(p):
-      logits, _ = model.apply({'params': p}, to_float(x))
+      logits, _ = model.apply({'params': p}, images_lib.to_signed(x))
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -82,21 +74,30 @@ def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 1
 
 @functools.lru_cache()
 def make_apply(num_classes: int):
-  """jit-compiled (params, images) -> (class probabilities, features); one per class count, so
-  it compiles once per shape."""
+  """jit-compiled (params, images in [-1, 1] or uint8) -> (class probabilities, features); one
+  per class count, so it compiles once per shape."""
   model = Classifier(num_classes)
 
   @jax.jit
   def apply(params, images):
-    logits, features = model.apply({'params': params}, to_float(images))
+    logits, features = model.apply({'params': params}, images_lib.to_signed(images))
     return jax.nn.softmax(logits), features
   return apply
 
 
+def predictor(params, num_classes: int, batch_size: int = 500,
+              devices=None) -> Callable[[Any], Tuple[np.ndarray, np.ndarray]]:
+  """images [N, H, W, C] (jax or numpy; [-1, 1] or uint8) -> (probs [N, K], features [N, D]) as
+  numpy, in batches split over `devices` (default: this process's). The parameters are placed
+  on the devices once, here."""
+  mesh = sharding.make_mesh(jax.local_devices() if devices is None else devices)
+  params, apply = sharding.replicate(params, mesh), make_apply(num_classes)
+  return lambda images: sharding.map_batches(apply, params, images, batch_size, mesh)
+
+
 def predict(params, num_classes: int, images, batch_size: int = 500):
   """(probs [N, K], features [N, D]) as numpy, in batches split over the local devices."""
-  apply = make_apply(num_classes)
-  return sharding.map_batches(apply, params, images, batch_size)
+  return predictor(params, num_classes, batch_size)(images)
 
 
 def save(directory: str, params, meta: Dict[str, Any]) -> None:

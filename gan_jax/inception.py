@@ -5,8 +5,9 @@ network of the original FID and Inception Score code), not torchvision's ImageNe
   * average pools inside Mixed_5b..5d, 6b..6e and 7b leave the zero padding out of the mean
     (TensorFlow's `count_include_pad=False`); Mixed_7c pools with a max instead;
   * 1008 output classes (the TensorFlow graph's), whose softmax the Inception Score uses;
-  * images in [0, 1] are resized to 299x299 bilinearly (half-pixel centres, no antialiasing, as
-    `F.interpolate(..., align_corners=False)`) and scaled to [-1, 1].
+  * images are resized to 299x299 bilinearly (half-pixel centres, no antialiasing, as
+    `F.interpolate(..., align_corners=False)`); the network takes them in [-1, 1] (pytorch-fid's
+    [0, 1] scaled), as generators make them, so no range conversion comes between the two.
 Features are the 2048-d output of the final average pool ("pool3"), the FID features.
 
 Weights cannot be downloaded here: convert pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
@@ -18,7 +19,7 @@ rename and a transpose (`from_torch`).
 import functools
 import hashlib
 import os
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 import flax.linen as nn
 from flax import traverse_util
@@ -26,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import sharding
+from gan_jax import images as images_lib, sharding
 from gan_jax.errors import ConfigError
 
 NUM_CLASSES = 1008
@@ -144,14 +145,15 @@ class InceptionE(nn.Module):
 
 
 class InceptionV3(nn.Module):
-  """[N, H, W, 3] images in [0, 1] -> (pool3 features [N, 2048], logits [N, 1008])."""
+  """[N, H, W, 3] images in [-1, 1] -> (pool3 features [N, 2048], logits [N, 1008])."""
 
   @nn.compact
   def __call__(self, images):
     n, _, _, c = images.shape
+    # pytorch-fid resizes [0, 1] images, then scales them to [-1, 1]; bilinear weights sum to
+    # one, so resizing [-1, 1] images gives the same up to round-off.
     x = jax.image.resize(images.astype(jnp.float32), (n, SIZE, SIZE, c), 'bilinear',
                          antialias=False)
-    x = 2.0 * x - 1.0
     x = _conv(32, 3, stride=2, name='Conv2d_1a_3x3')(x)
     x = _conv(32, 3, name='Conv2d_2a_3x3')(x)
     x = _conv(64, 3, padding=1, name='Conv2d_2b_3x3')(x)
@@ -245,12 +247,13 @@ def load(path: str) -> Tuple[Dict[str, Any], str]:
 
 @functools.lru_cache()
 def make_apply():
-  """jit-compiled (variables, images in [0, 1], [N, H, W, 1 or 3]) -> (probs, features).
-  Grayscale images are repeated to three channels."""
+  """jit-compiled (variables, images [N, H, W, 1 or 3] in [-1, 1] or uint8) -> (probs,
+  features). Grayscale images are repeated to three channels."""
   model = InceptionV3()
 
   @jax.jit
   def apply(variables, images):
+    images = images_lib.to_signed(images)
     if images.shape[-1] == 1:
       images = jnp.repeat(images, 3, axis=-1)
     features, logits = model.apply(variables, images)
@@ -258,8 +261,17 @@ def make_apply():
   return apply
 
 
+def predictor(variables, batch_size: int = 100,
+              devices=None) -> Callable[[Any], Tuple[np.ndarray, np.ndarray]]:
+  """images (jax or numpy; [-1, 1] or uint8) -> (probs [N, 1008], features [N, 2048]) as
+  numpy, in batches split over `devices` (default: this process's). The weights (~95 MB) are
+  placed on the devices once, here."""
+  mesh = sharding.make_mesh(jax.local_devices() if devices is None else devices)
+  variables, apply = sharding.replicate(variables, mesh), make_apply()
+  return lambda images: sharding.map_batches(apply, variables, images, batch_size, mesh)
+
+
 def predict(variables, images, batch_size: int = 100):
-  """(probs [N, 1008], features [N, 2048]) as numpy for images in [0, 1], in batches split over
-  the local devices."""
-  apply = make_apply()
-  return sharding.map_batches(apply, variables, images, batch_size)
+  """(probs [N, 1008], features [N, 2048]) as numpy for images in [0, 1] (pytorch-fid's
+  input), in batches split over the local devices."""
+  return predictor(variables, batch_size)(2.0 * jnp.asarray(images, jnp.float32) - 1.0)

@@ -310,9 +310,28 @@ def _info(name: str) -> DatasetInfo:
   return DATASETS[name]
 
 
+def check_split(config, split: str, field: str = 'dataset.split') -> None:
+  """DataError unless the source `config` (the `dataset` ConfigDict) names has `split`: an .npz
+  and digits hold one split ('train'), IDX directories 'train' and 'test'; TFDS checks its own
+  split names when it loads."""
+  if config.path:
+    if not os.path.exists(config.path):
+      return  # load_local says what is missing
+    source, splits = (('IDX files', ('train', 'test')) if os.path.isdir(config.path) else
+                      ('an .npz file', ('train',)))
+  elif config.name == 'digits':
+    source, splits = 'the digits dataset', ('train',)
+  else:
+    return
+  if split not in splits:
+    raise DataError(f'{field} must be {" or ".join(map(repr, splits))} for {source}, got '
+                    f'{split!r}')
+
+
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): local files when `path` is set, else by name."""
   check_float_range(config.float_range)
+  check_split(config, config.split)
   if config.path:
     return load_local(config.path, config.split, config.float_range)
   return _info(config.name).load(config)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gan_jax import evaluation as ev
+from gan_jax import feature_metrics as ev
 
 
 def _stats(x):
@@ -100,7 +100,7 @@ def test_class_accuracy():
 
 
 def test_interleaved_labels_balance_every_split():
-  from gan_jax import images as sample
+  from gan_jax import sampling as sample
   blocks = sample.balanced_labels(1000, 10)
   mixed = sample.balanced_labels(1000, 10, interleaved=True)
   assert np.array_equal(np.bincount(blocks), np.bincount(mixed))

@@ -5,16 +5,20 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import ROOT, load_config, run_main
-from gan_jax import classifier, inception, input_pipeline, scoring, train
+from gan_jax import classifier, evaluator, extractors, inception, input_pipeline, modes
+from gan_jax.errors import ConfigError
 
 
-def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
+def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))   # reference statistics
   config = load_config('acgan.py:digits,runlocal', num_steps=2)
   data = input_pipeline.load(config.dataset)
   params = classifier.train(data.images[:800], data.labels[:800], 10, epochs=2,
@@ -29,7 +33,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   classifier.save(str(clf_dir), params, meta)
   # Extractors take uint8 data or floats in [-1, 1] (generated samples) alike.
   config.eval.classifier = str(clf_dir)
-  ext = scoring.domain_extractor(config, data.image_shape)
+  ext = extractors.domain_extractor(config, data.image_shape)
   float_probs, float_features = ext.predict(data.images[800:1200] / 127.5 - 1.0)
   np.testing.assert_allclose(float_probs, probs, atol=1e-5)
   np.testing.assert_allclose(float_features, features, rtol=1e-4, atol=1e-4)
@@ -44,7 +48,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
                pr_samples=100)
   config.eval_every = 1
   config.eval.update(small)
-  train.train_and_evaluate(config, str(workdir))
+  modes.train(config, str(workdir))
   acc = event_accumulator.EventAccumulator(str(workdir), size_guidance={'tensors': 0})
   acc.Reload()
   fids = {e.step: float(tf_make_ndarray(e.tensor_proto)) for e in acc.Tensors('eval/domain_fid')}
@@ -67,7 +71,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert scores['step'] == best_step and scores['num_samples'] == 200
   assert scores['domain_fid'] == pytest.approx(fids[best_step], rel=1e-4)  # same samples
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797}
-  assert scores['extractors']['domain']['stats'].startswith(str(clf_dir / 'stats'))
+  assert scores['extractors']['domain']['stats'].startswith(str(tmp_path / 'cache'))
   assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
   assert 0 <= scores['domain_precision'] <= 1 and 0 <= scores['domain_recall'] <= 1
   assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['domain_kid'])
@@ -78,9 +82,10 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path):
   assert result.returncode == 2 and 'no classifier in' in result.stderr
 
 
-def test_eval_mode_with_inception_weights(tmp_path):
+def test_eval_mode_with_inception_weights(tmp_path, monkeypatch):
   """--mode=eval with an Inception weights file (random weights: the architecture, resizing
   and metric plumbing are what is tested; tests/test_inception.py checks the port itself)."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
   flat = {k: np.random.default_rng(0).normal(size=s).astype(np.float32) * 0.05
           for k, s in inception._expected_shapes().items()}  # pylint: disable=protected-access
   flat.update({k: np.ones(s, np.float32) for k, s in inception._expected_shapes().items()
@@ -100,7 +105,7 @@ def test_eval_mode_with_inception_weights(tmp_path):
   scores = json.loads(result.stdout.strip().splitlines()[-1])
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 12}
   stats = scores['extractors']['inception']['stats']
-  assert stats.startswith(str(tmp_path / 'stats')) and os.path.exists(stats)
+  assert stats.startswith(str(tmp_path / 'cache' / 'gan_jax' / 'stats')) and os.path.exists(stats)
   assert scores['fid'] > 0 and 1.0 <= scores['inception_score'] < 1008
   assert np.isfinite(scores['kid']) and 0 <= scores['precision'] <= 1
   assert 'domain_fid' not in scores
@@ -110,3 +115,149 @@ def test_eval_mode_with_inception_weights(tmp_path):
   # A best_metric that no configured extractor computes is refused with one line.
   wrong = run_main(*args, '--config.eval.best_metric=domain_fid')
   assert wrong.returncode == 2 and 'not computed by the configured extractors' in wrong.stderr
+
+
+def _random_classifier(directory, seed: int = 0):
+  """A digits classifier with random weights (scores need not be good to be tested)."""
+  params = classifier.Classifier(10).init(jax.random.PRNGKey(seed),
+                                          jnp.zeros((1, 28, 28, 1)))['params']
+  classifier.save(str(directory), params, {
+      'dataset': 'digits', 'num_classes': 10, 'image_shape': [28, 28, 1],
+      'feature_dim': classifier.FEATURE_DIM, 'test_accuracy': 0.1})
+  return params
+
+
+@pytest.fixture(scope='module')
+def clf_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp('clf')
+  _random_classifier(directory)
+  return directory
+
+
+def _eval_config(clf, **eval_fields):
+  config = load_config('acgan.py:digits,runlocal', num_steps=2)
+  config.eval.update(dict(classifier=str(clf), num_samples=20, kid_subsets=2,
+                          kid_subset_size=10, pr_samples=10, stats_dir=''))
+  config.eval.update(eval_fields)
+  return config
+
+
+def test_extractors_take_device_images_and_place_their_weights_once(clf_dir, monkeypatch):
+  params, _ = classifier.load(str(clf_dir))
+  images = jax.random.uniform(jax.random.PRNGKey(1), (1200, 28, 28, 1), jnp.float32, -1, 1)
+  want_probs, want_features = classifier.predict(params, 10, np.asarray(images))
+  ext = extractors.domain_extractor(_eval_config(clf_dir), (28, 28, 1))
+  placed = []
+  device_put = jax.device_put
+
+  def spy(x, *args, **kwargs):
+    placed.append(type(x))
+    return device_put(x, *args, **kwargs)
+  monkeypatch.setattr(jax, 'device_put', spy)
+  to_numpy = type(images).__array__
+
+  def no_images_to_host(array, *args, **kwargs):
+    assert array.ndim != 4, 'images were copied to the host'
+    return to_numpy(array, *args, **kwargs)
+  monkeypatch.setattr(type(images), '__array__', no_images_to_host)
+  # Three calls, the last of three batches (500, 500, 200 padded to 500).
+  outputs = [ext.predict(images[:100]), ext.predict(images[100:200]), ext.predict(images)]
+  assert all(issubclass(t, jax.Array) for t in placed), placed   # batches only: no weights
+  np.testing.assert_allclose(outputs[2][0], want_probs, atol=1e-6)
+  np.testing.assert_allclose(outputs[2][1], want_features, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(outputs[1][1], want_features[100:200], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('field,value', [('num_samples', 9), ('kid_subsets', 0),
+                                         ('kid_subset_size', 1), ('pr_samples', 3),
+                                         ('reference_samples', -1), ('reference_samples', 3)])
+def test_evaluator_refuses_settings_that_cannot_score(clf_dir, field, value):
+  with pytest.raises(ConfigError, match=f'eval.{field} must be .*, got {value}'):
+    evaluator.Evaluator(_eval_config(clf_dir, **{field: value}), (28, 28, 1))
+
+
+def test_too_few_eval_samples_refuse_the_run_before_any_write(clf_dir, tmp_path):
+  config = _eval_config(clf_dir, num_samples=5)
+  config.eval_every = 1
+  with pytest.raises(ConfigError, match='eval.num_samples must be >= 10'):
+    modes.train(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_split_the_source_does_not_have_is_refused(clf_dir, tmp_path):
+  config = load_config('wgan_gp.py:digits,runlocal,mlp')
+  config.dataset.split = 'test'          # digits has one split: it was read as training data
+  with pytest.raises(input_pipeline.DataError, match="dataset.split must be 'train'.*'test'"):
+    input_pipeline.load(config.dataset)
+  npz = tmp_path / 'data.npz'
+  np.savez(npz, images=np.zeros((4, 8, 8), np.uint8))
+  config.dataset.path = str(npz)
+  with pytest.raises(input_pipeline.DataError, match="dataset.split must be 'train'.*'test'"):
+    input_pipeline.load(config.dataset)
+  config.dataset.split = 'train'
+  assert input_pipeline.load(config.dataset).images.shape == (4, 8, 8, 1)
+  # The evaluator refuses the reference split up front (a run checks before its first write).
+  with pytest.raises(ValueError, match="eval.reference_split must be 'train'.*'test'"):
+    evaluator.Evaluator(_eval_config(clf_dir, reference_split='test'), (28, 28, 1))
+
+
+def test_best_mode_comes_from_the_metrics_table_and_names_unknown_metrics():
+  assert extractors.best_mode('fid') == 'min' and extractors.best_mode('domain_kid') == 'min'
+  assert extractors.best_mode('inception_score') == 'max'
+  assert extractors.best_mode('acgan_label_accuracy') == 'max'
+  assert set(extractors.METRICS) == {n for names in extractors.NAMES.values()
+                                     for n in names.values()} | {'acgan_label_accuracy'}
+  with pytest.raises(ConfigError, match="eval.best_metric 'fdi'.*fid"):
+    extractors.best_mode('fdi')
+
+
+def test_best_with_an_unknown_metric_is_one_line(tmp_path):
+  workdir = tmp_path / 'run'
+  (workdir / 'best_checkpoint').mkdir(parents=True)
+  result = run_main('--config=configs/wgan_gp.py:digits,runlocal,mlp', f'--workdir={workdir}',
+                    '--mode=sample', '--best', '--config.eval.best_metric=fdi')
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "eval.best_metric 'fdi'" in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_domain_statistics_are_keyed_by_the_weights(clf_dir, tmp_path):
+  other = tmp_path / 'other'
+  _random_classifier(other, seed=1)
+  assert (other / 'meta.json').read_bytes() == (clf_dir / 'meta.json').read_bytes()
+  key = extractors.domain_extractor(_eval_config(clf_dir), (28, 28, 1)).cache_key
+  assert extractors.domain_extractor(_eval_config(other), (28, 28, 1)).cache_key != key
+  again = tmp_path / 'again'                      # the same weights, saved again
+  _random_classifier(again, seed=0)
+  assert extractors.domain_extractor(_eval_config(again), (28, 28, 1)).cache_key == key
+
+
+def test_reference_statistics_are_cached_in_the_user_cache_dir(clf_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  images = jax.random.uniform(jax.random.PRNGKey(2), (20, 28, 28, 1), jnp.float32, -1, 1)
+  config = _eval_config(clf_dir, reference_samples=50)
+  result = evaluator.Evaluator(config, (28, 28, 1)).run([(images[:8], None), (images[8:], None)])
+  stats = result['extractors']['domain']['stats']
+  assert stats.startswith(str(tmp_path / 'cache' / 'gan_jax' / 'stats')), stats
+  assert os.path.exists(stats) and result['reference']['count'] == 50
+  config.eval.stats_dir = str(tmp_path / 'mine')
+  again = evaluator.Evaluator(config, (28, 28, 1)).run([(images, None)])
+  assert again['extractors']['domain']['stats'].startswith(str(tmp_path / 'mine'))
+  assert again['domain_fid'] == pytest.approx(result['domain_fid'], rel=1e-6)
+
+
+def test_concurrent_cache_writers_never_see_half_a_file(clf_dir, tmp_path, monkeypatch):
+  config = _eval_config(clf_dir, reference_samples=50, stats_dir=str(tmp_path / 'stats'))
+  ext = extractors.domain_extractor(config, (28, 28, 1))
+  replace, renamed = os.replace, []
+
+  def another_writer_meanwhile(src, dst):
+    renamed.append(src)
+    if len(renamed) == 1:  # a second process writes the same statistics between write and rename
+      evaluator.reference_stats(config, ext, 10)
+    replace(src, dst)
+  monkeypatch.setattr(os, 'replace', another_writer_meanwhile)
+  _, kept, path = evaluator.reference_stats(config, ext, 10)
+  assert len(renamed) == 2 and renamed[0] != renamed[1]
+  assert os.listdir(tmp_path / 'stats') == [os.path.basename(path)]   # no tmp file left over
+  with np.load(path) as f:
+    assert int(f['count']) == 50 and np.array_equal(f['kept'], kept)

@@ -47,15 +47,10 @@ class FeatureStats:
     mean = self.mean
     return (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
 
-  def save(self, path: str, **info) -> None:
-    """An npz with mu, sigma, count and any `info` (e.g. the dataset split and extractor)."""
-    np.savez(path, mu=self.mean, sigma=self.cov, count=self.count, **info)
-
-
-def load_stats(path: str) -> Tuple[np.ndarray, np.ndarray, int]:
-  """(mu, sigma, count) from an npz written by FeatureStats.save."""
-  with np.load(path) as f:
-    return f['mu'], f['sigma'], int(f['count'])
+  def save(self, file, **info) -> None:
+    """An npz (`file`: a path or a file open for writing) with mu, sigma, count and any `info`
+    (e.g. the dataset split and extractor)."""
+    np.savez(file, mu=self.mean, sigma=self.cov, count=self.count, **info)
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:

@@ -1,0 +1,192 @@
+"""Scores generated images: samples and reference data through the extractors of
+gan_jax/extractors.py, then the metrics of gan_jax/feature_metrics.py.
+
+big_vision's evaluator shape: `Evaluator(config, image_shape)` loads the extractors and checks
+every eval setting (before a run writes anything); `run(batches)` takes the images to score and
+returns named metrics. It never imports the trainer: the caller brings the images.
+
+Reference statistics are computed once per (dataset, split, count, extractor weights) and cached
+as an npz in `eval.stats_dir` (default: the user's cache directory, see `stats_dir`).
+"""
+
+import os
+import uuid
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import numpy as np
+
+from gan_jax import extractors as extractors_lib, feature_metrics, input_pipeline
+from gan_jax.errors import ConfigError
+from gan_jax.extractors import Extractor
+
+
+class Accumulator:
+  """Streams one side's (probs, features) into FID statistics, Inception Score sums (when the
+  `total` sample count is given), and the first `keep` feature rows (KID and precision/recall
+  need the features themselves)."""
+
+  def __init__(self, ext: Extractor, total: Optional[int], keep: int):
+    self.stats = feature_metrics.FeatureStats(ext.feature_dim)
+    self.scores = None if total is None else feature_metrics.ScoreStats(total, ext.num_classes)
+    self.keep, self._kept = keep, []
+
+  def update(self, probs, features) -> None:
+    self.stats.update(features)
+    if self.scores is not None:
+      self.scores.update(probs)
+    self._kept.append(features[:max(0, self.keep - sum(len(k) for k in self._kept))])
+
+  @property
+  def kept(self) -> np.ndarray:
+    return np.concatenate(self._kept)
+
+
+def stats_dir(eval_config) -> str:
+  """eval.stats_dir, or the user's cache directory ($XDG_CACHE_HOME, else ~/.cache, then
+  gan_jax/stats): the extractor's weights may lie where nothing can be written."""
+  if eval_config.stats_dir:
+    return eval_config.stats_dir
+  cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(cache, 'gan_jax', 'stats')
+
+
+def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) -> None:
+  """Writes under a name of this writer's own, then renames: a concurrent reader or writer of
+  `path` sees either no file or a whole one."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp'
+  try:
+    with open(tmp, 'wb') as f:
+      stats.save(f, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def reference_stats(config, ext: Extractor, keep: int):
+  """(FeatureStats, kept features [<= keep, D], cache path) of the reference split; the
+  reference data is read only when the cache has no statistics for it."""
+  ev = config.eval
+  count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
+  name = f'{config.dataset.name}_{ev.reference_split}{count}_{ext.kind}_{ext.cache_key}.npz'
+  path = os.path.join(stats_dir(ev), name)
+  if os.path.exists(path):
+    with np.load(path) as f:
+      stats = feature_metrics.FeatureStats(f['mu'].shape[0])
+      stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
+      if len(f['kept']) >= min(keep, stats.count):
+        return stats, f['kept'][:keep], path
+  data_config = config.dataset.copy_and_resolve_references()
+  with data_config.unlocked():
+    data_config.split = ev.reference_split
+  images = input_pipeline.load(data_config).images
+  if ev.reference_samples:
+    images = images[:ev.reference_samples]
+  acc = Accumulator(ext, None, keep)
+  for start in range(0, len(images), 1000):
+    acc.update(*ext.predict(images[start:start + 1000]))
+  stats, kept = acc.stats, acc.kept
+  _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,
+                    dataset=config.dataset.name, split=ev.reference_split)
+  return stats, kept, path
+
+
+def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
+            seed: int) -> Dict[str, float]:
+  """The extractor's named metrics of `fake` against the reference."""
+  names = extractors_lib.NAMES[ext.kind]
+  out = {names['fid']: feature_metrics.fid(real_stats, fake.stats)}
+  out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
+  out[names['kid']], out[names['kid'] + '_std'] = feature_metrics.kid(
+      real_kept, fake.kept, ev.kid_subsets, ev.kid_subset_size, seed=seed)
+  pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples],
+                                        K_NEAREST)
+  out[names['precision']], out[names['recall']] = pr['precision'], pr['recall']
+  return out
+
+
+K_NEAREST = 3   # precision/recall's k: each side needs k + 1 samples
+# eval field -> its least valid value, and why.
+MINIMUMS = {
+    'num_samples': (10, "the Inception Score's 10 splits"),
+    'kid_subsets': (1, 'KID averages over subsets'),
+    'kid_subset_size': (2, "KID's unbiased estimate"),
+    'pr_samples': (K_NEAREST + 1, 'precision/recall: k = 3 nearest neighbours and the sample'),
+}
+
+
+def check(config) -> None:
+  """Raises ConfigError (DataError for a reference split the data source lacks) for eval
+  settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
+  ev = config.eval
+  if not ev.inception_weights and not ev.classifier:
+    raise ConfigError('set --config.eval.classifier to a directory written by '
+                      'experiments/train_classifier.py, or --config.eval.inception_weights to '
+                      'an .npz written by experiments/convert_inception.py')
+  for field, (least, why) in MINIMUMS.items():
+    if ev[field] < least:
+      raise ConfigError(f'eval.{field} must be >= {least} ({why}), got {ev[field]}')
+  if ev.reference_samples < 0 or 0 < ev.reference_samples <= K_NEAREST:
+    raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
+                      f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')
+  input_pipeline.check_split(config.dataset, ev.reference_split, 'eval.reference_split')
+  produced = extractors_lib.computed_metrics(ev)
+  metric = extractors_lib.best_metric(ev)
+  if metric not in produced:
+    raise ConfigError(f'eval.best_metric {metric!r} is not computed by the configured '
+                      f'extractors; choose one of {", ".join(sorted(produced))}')
+
+
+class Evaluator:
+  """Every metric of generated images against the reference split of config.dataset.
+
+  Building one checks the eval settings and loads the extractors (ConfigError when they cannot
+  score); `run` scores.
+  """
+
+  def __init__(self, config, image_shape: Tuple[int, ...]):
+    check(config)
+    self.config = config
+    self.extractors = extractors_lib.load_extractors(config, image_shape)
+    self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
+    self._refs = None   # per extractor: (FeatureStats, kept features, cache path)
+
+  def run(self, batches: Iterable, num_samples: Optional[int] = None,
+          label_key: str = extractors_lib.LABEL_ACCURACY) -> Dict[str, Any]:
+    """Scores `batches`: (images [b, H, W, C] in [-1, 1] (or uint8), a jax.Array on the devices
+    or numpy; labels [b] or None) pairs totalling `num_samples` (default eval.num_samples).
+    Labels, when given, are checked by the domain classifier (`label_key`).
+
+    Returns:
+      {'num_samples', 'reference': {dataset, split, count}, 'extractors': {kind: info}, and
+      each extractor's metrics (see extractors.NAMES), plus `label_key` for labelled images}.
+    """
+    config, ev = self.config, self.config.eval
+    total = ev.num_samples if num_samples is None else num_samples
+    keep = max(ev.kid_subset_size, ev.pr_samples)
+    if self._refs is None:
+      self._refs = [reference_stats(config, ext, keep) for ext in self.extractors]
+    refs = self._refs
+    accs = [Accumulator(ext, total, keep) for ext in self.extractors]
+    domain_probs, requested = [], []    # the domain classifier's view of labelled images
+    for images, labels in batches:
+      for ext, acc in zip(self.extractors, accs):
+        probs, features = ext.predict(images)
+        acc.update(probs, features)
+        if labels is not None and ext.kind == 'domain':
+          domain_probs.append(probs)
+          requested.append(np.asarray(labels))
+    result = {
+        'num_samples': total,
+        'reference': {'dataset': config.dataset.name, 'split': ev.reference_split,
+                      'count': refs[0][0].count},
+        'extractors': {ext.kind: {**ext.info, 'stats': path}
+                       for ext, (_, _, path) in zip(self.extractors, refs)},
+    }
+    for ext, (real_stats, real_kept, _), acc in zip(self.extractors, refs, accs):
+      result.update(compare(ext, ev, real_stats, real_kept, acc, config.seed))
+    if requested:
+      result[label_key] = feature_metrics.class_accuracy(np.concatenate(domain_probs),
+                                                         np.concatenate(requested))
+    return result

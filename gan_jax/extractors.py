@@ -1,0 +1,121 @@
+"""Feature extractors for evaluation, and the one table of the metrics they give.
+
+Two extractors, either or both:
+  * InceptionV3 (gan_jax/inception.py, `eval.inception_weights`): the standard `fid`,
+    `inception_score`, `kid`, `precision` and `recall`, comparable with published numbers;
+  * the project's domain classifier (gan_jax/classifier.py, `eval.classifier`): its penultimate
+    layer gives `domain_fid`, `domain_kid`, `domain_precision` and `domain_recall`, its class
+    probabilities the `classifier_score` (the Inception Score formula) and ACGAN's
+    `acgan_label_accuracy`. Works offline, where no Inception weights exist.
+"""
+
+import dataclasses
+import hashlib
+import os
+from typing import Any, Callable, Dict, List
+
+import jax
+import numpy as np
+
+from gan_jax import classifier, inception
+from gan_jax.errors import ConfigError
+
+# Every eval metric -> whether lower is better (the best checkpoint's direction).
+METRICS = {'fid': True, 'inception_score': False, 'kid': True, 'precision': False,
+           'recall': False, 'domain_fid': True, 'classifier_score': False, 'domain_kid': True,
+           'domain_precision': False, 'domain_recall': False, 'acgan_label_accuracy': False}
+
+# Metric names per extractor kind: FID, the Inception Score formula, KID, precision, recall.
+NAMES = {
+    'inception': dict(fid='fid', score='inception_score', kid='kid', precision='precision',
+                      recall='recall'),
+    'domain': dict(fid='domain_fid', score='classifier_score', kid='domain_kid',
+                   precision='domain_precision', recall='domain_recall'),
+}
+LABEL_ACCURACY = 'acgan_label_accuracy'   # the domain classifier's, on ACGAN's labels
+
+
+def best_metric(eval_config) -> str:
+  """eval.best_metric, or by default the FID of the first extractor configured: Inception's
+  when there are weights, else the domain classifier's."""
+  if eval_config.best_metric:
+    return eval_config.best_metric
+  return 'fid' if eval_config.inception_weights else 'domain_fid'
+
+
+def best_mode(name: str) -> str:
+  """'min' or 'max': which way metric `name` improves; ConfigError for an unknown name."""
+  if name not in METRICS:
+    raise ConfigError(f'eval.best_metric {name!r} is not a metric; choose one of '
+                      f'{", ".join(METRICS)}')
+  return 'min' if METRICS[name] else 'max'
+
+
+def computed_metrics(eval_config) -> List[str]:
+  """The metrics the extractors that `eval_config` names compute (without loading them)."""
+  kinds = (['inception'] if eval_config.inception_weights else []) + (
+      ['domain'] if eval_config.classifier else [])
+  names = [n for kind in kinds for n in NAMES[kind].values()]
+  return names + ([LABEL_ACCURACY] if eval_config.classifier else [])
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+  """A feature network, and what its scores are reported with."""
+  kind: str                 # a key of NAMES
+  predict: Callable         # images [N, H, W, C] in [-1, 1] (or uint8), jax arrays on the
+                            # device or numpy -> (probs [N, K], features [N, D]) as numpy
+  feature_dim: int
+  num_classes: int
+  cache_key: str            # content hash of the weights: names the cached reference statistics
+  info: Dict[str, Any]      # reported with every score
+
+
+def weights_hash(params) -> str:
+  """Short content hash of a parameter tree (names, shapes, dtypes, values). Not of the files:
+  Orbax writes timestamps and random chunk names, so each save of the same weights differs."""
+  digest = hashlib.sha1()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
+    leaf = np.ascontiguousarray(leaf)
+    digest.update(f'{jax.tree_util.keystr(path)} {leaf.dtype} {leaf.shape};'.encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()[:10]
+
+
+def domain_extractor(config, image_shape) -> Extractor:
+  """The domain classifier named by config.eval.classifier, checked against the data."""
+  directory = config.eval.classifier
+  params, meta = classifier.load(directory)
+  if tuple(meta['image_shape']) != tuple(image_shape):
+    raise ConfigError(f'the classifier in {directory} takes images of shape '
+                      f'{tuple(meta["image_shape"])}, the data has {tuple(image_shape)}')
+  if meta['dataset'] != config.dataset.name:
+    raise ConfigError(f'the classifier in {directory} was trained on '
+                      f'{meta["dataset"]}, the run uses {config.dataset.name}')
+  return Extractor(
+      'domain', classifier.predictor(params, meta['num_classes']),
+      meta['feature_dim'], meta['num_classes'], weights_hash(params),
+      {'path': os.path.abspath(directory), 'test_accuracy': meta['test_accuracy']})
+
+
+def inception_extractor(config, image_shape) -> Extractor:
+  """InceptionV3 with the weights file config.eval.inception_weights."""
+  if image_shape[-1] not in (1, 3):
+    raise ConfigError(f'Inception takes 1- or 3-channel images, the data has {image_shape}')
+  path = config.eval.inception_weights
+  variables, digest = inception.load(path)
+  return Extractor(
+      'inception', inception.predictor(variables),
+      inception.FEATURE_DIM, inception.NUM_CLASSES, digest,
+      {'path': os.path.abspath(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
+
+
+def load_extractors(config, image_shape) -> List[Extractor]:
+  """The extractors the eval config names: Inception first, then the domain classifier."""
+  ev = config.eval
+  out = []
+  if ev.inception_weights:
+    out.append(inception_extractor(config, image_shape))
+  if ev.classifier:
+    out.append(domain_extractor(config, image_shape))
+  return out
