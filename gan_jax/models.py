@@ -23,9 +23,6 @@ import jax.numpy as jnp
 
 from gan_jax import layers
 
-ARCHS = ('conv', 'resnet', 'mlp')
-
-
 def _kernel_init(init_std: float):
   """N(0, init_std) when init_std > 0 (WGAN, DCGAN); Flax's default otherwise."""
   if init_std > 0:
@@ -288,22 +285,34 @@ class ResNetCritic(nn.Module):
     return _heads(x, self.num_classes, _kernel_init(self.init_std), self.dtype)
 
 
+def _conv(m, image_shape, common):
+  conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
+  return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
+          ConvCritic(norm=m.critic_norm, **conv, **common))
+
+
+def _resnet(m, image_shape, common):
+  resnet = dict(width=m.width, conv_impl=m.conv_impl)
+  return (ResNetGenerator(image_shape, norm=m.gen_norm, **resnet, **common),
+          ResNetCritic(norm=m.critic_norm, **resnet, **common))
+
+
+def _mlp(m, image_shape, common):
+  return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
+          MLPCritic(width=m.width, depth=m.depth, norm=m.critic_norm, **common))
+
+
+# model.arch -> (model config, image shape, shared fields) -> (generator, critic)
+ARCHITECTURES = {'conv': _conv, 'resnet': _resnet, 'mlp': _mlp}
+ARCHS = tuple(ARCHITECTURES)
+
+
 def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None,
           dtype: Any = jnp.float32):
   """Returns (generator, critic) modules for `model_config` and the data's image shape
   (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype)."""
   check_image_shape(model_config.arch, image_shape)
-  m = model_config
-  image_shape = tuple(int(s) for s in image_shape)
-  common = dict(init_std=m.init_std, num_classes=num_classes, axis_name=axis_name,
+  common = dict(init_std=model_config.init_std, num_classes=num_classes, axis_name=axis_name,
                 dtype=dtype)
-  if m.arch == 'conv':
-    conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
-    return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
-            ConvCritic(norm=m.critic_norm, **conv, **common))
-  if m.arch == 'resnet':
-    resnet = dict(width=m.width, conv_impl=m.conv_impl)
-    return (ResNetGenerator(image_shape, norm=m.gen_norm, **resnet, **common),
-            ResNetCritic(norm=m.critic_norm, **resnet, **common))
-  return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
-          MLPCritic(width=m.width, depth=m.depth, norm=m.critic_norm, **common))
+  image_shape = tuple(int(s) for s in image_shape)
+  return ARCHITECTURES[model_config.arch](model_config, image_shape, common)
