@@ -24,6 +24,11 @@ def to_signed(images):
   return images.astype(xp.float32)
 
 
+def from_unit(images):
+  """[0, 1] -> [-1, 1] (float data declared dataset.float_range='unit')."""
+  return images * 2.0 - 1.0
+
+
 def to_unit(images):
   """[-1, 1] -> float32 [0, 1] (clipped); a jax array stays on its device."""
   xp = jnp if isinstance(images, jax.Array) else np

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import numpy as np
 
+from gan_jax import images as images_lib
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -89,7 +90,7 @@ def _as_dataset(images, labels, source: str, float_range: str = 'unit') -> Datas
                       f'[{low:g}, {high:g}] (dataset.float_range={float_range!r}){hint}')
     images = images.astype(np.float32)
     if float_range == 'unit':  # [0, 1] -> [-1, 1]
-      images = images * 2.0 - 1.0
+      images = images_lib.from_unit(images)
   if labels is not None:
     labels = np.asarray(labels).reshape(-1).astype(np.int32)
   return Dataset(images, labels, num_classes)
