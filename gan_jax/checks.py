@@ -2,22 +2,22 @@
 the field, its value and what is allowed.
 
 `check_config` needs the config alone; `check_data` the data spec (image shape, classes) too.
-Evaluation settings are checked here when a run evaluates (eval_every > 0); the extractors'
-files when the evaluator is built, which the modes do before their first write as well
-(gan_jax/modes.py).
+Evaluation settings are checked here when a run evaluates; the extractors' files, the reference
+data and the statistics cache when the evaluator is built, which the modes do before their first
+write as well (gan_jax/modes.py).
 """
 
 import math
 from typing import Sequence
 
-from gan_jax import evaluator, gans, layers, models, optimizers, steps
+from gan_jax import evaluator, gans, input_pipeline, layers, models, optimizers, steps
 from gan_jax.errors import ConfigError
 
 INF = math.inf
 
 # field -> (lowest, highest, what the bound means); every numeric field with a valid range.
 RANGES = {
-    'seed': (0, 2**31 - 1, 'a PRNG seed'),
+    'seed': (0, 2**32 - 1, 'a PRNG seed'),
     'batch_size': (1, INF, 'images per iteration, over all devices'),
     'num_steps': (0, INF, 'generator updates'),
     'n_critic': (1, INF, 'critic updates per generator update'),
@@ -63,6 +63,7 @@ CHOICES = {
     'critic_optimizer.name': tuple(optimizers.OPTIMIZERS),
     'gen_optimizer.schedule': optimizers.SCHEDULES,
     'critic_optimizer.schedule': optimizers.SCHEDULES,
+    'dataset.float_range': tuple(input_pipeline.FLOAT_RANGES),
 }
 
 
@@ -81,14 +82,15 @@ def _bounds_text(field: str, lo, hi) -> str:
   return f'{low} and {high}'
 
 
-def check_config(config, num_devices: int) -> None:
-  """Every check of the config alone; raises ConfigError."""
+def check_config(config, num_devices: int, evaluating: bool = False) -> None:
+  """Every check of the config alone; raises ConfigError. `evaluating`: the eval settings too
+  (training with eval_every > 0, or --mode=eval; sampling an old run never needs them)."""
   for field, (lo, hi, meaning) in RANGES.items():
     value = _get(config, field)
-    below = value <= lo if field in POSITIVE else value < lo
-    above = value >= hi if any(field.endswith(s) for s in OPEN_ABOVE) else value > hi
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or
-        not math.isfinite(value) or below or above):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (not number or not math.isfinite(value) or
+        (value <= lo if field in POSITIVE else value < lo) or
+        (value >= hi if any(field.endswith(s) for s in OPEN_ABOVE) else value > hi)):
       raise ConfigError(f'{field} must be {_bounds_text(field, lo, hi)} ({meaning}), '
                         f'got {value!r}')
   for field, choices in CHOICES.items():
@@ -105,7 +107,7 @@ def check_config(config, num_devices: int) -> None:
   if spec.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')
-  if config.eval_every > 0:
+  if evaluating:
     evaluator.check(config)
 
 

@@ -11,7 +11,3 @@ class DataError(ValueError):
 
 class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or parameter; the message names the step and metric."""
-
-
-class DataError(ValueError):
-  """A dataset that cannot be read; its message says what to fix."""

@@ -9,13 +9,15 @@ Reference statistics are computed once per (dataset, split, count, extractor wei
 as an npz in `eval.stats_dir` (default: the user's cache directory, see `stats_dir`).
 """
 
+import hashlib
+import json
 import os
 import uuid
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from gan_jax import extractors as extractors_lib, feature_metrics, input_pipeline
+from gan_jax import extractors as extractors_lib, feature_metrics, gans, input_pipeline, rundir
 from gan_jax.errors import ConfigError
 from gan_jax.extractors import Extractor
 
@@ -64,23 +66,42 @@ def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) 
       os.remove(tmp)
 
 
+def reference_data(config):
+  """The `dataset` config of the reference images: the run's data, eval.reference_split."""
+  data_config = config.dataset.copy_and_resolve_references()
+  with data_config.unlocked():
+    data_config.split = config.eval.reference_split
+  return data_config
+
+
+CACHE_VERSION = 2  # 2: Inception resizes [-1, 1] images (equal to 1's up to round-off)
+
+
+def cache_path(config, ext: Extractor) -> str:
+  """Where the reference statistics of `ext` on the run's reference data are cached: named by
+  the dataset, split, count, the data's source (path, TFDS dir, float range, size) and a hash
+  of the extractor's weights."""
+  ev, data = config.eval, config.dataset
+  count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
+  source = hashlib.sha1(json.dumps([data.path, data.data_dir, data.float_range,
+                                    data.image_size]).encode()).hexdigest()[:8]
+  name = (f'{data.name}_{ev.reference_split}{count}_{source}_{ext.kind}_{ext.cache_key}'
+          f'_v{CACHE_VERSION}.npz')
+  return os.path.join(stats_dir(ev), name)
+
+
 def reference_stats(config, ext: Extractor, keep: int):
   """(FeatureStats, kept features [<= keep, D], cache path) of the reference split; the
   reference data is read only when the cache has no statistics for it."""
   ev = config.eval
-  count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
-  name = f'{config.dataset.name}_{ev.reference_split}{count}_{ext.kind}_{ext.cache_key}.npz'
-  path = os.path.join(stats_dir(ev), name)
+  path = cache_path(config, ext)
   if os.path.exists(path):
     with np.load(path) as f:
       stats = feature_metrics.FeatureStats(f['mu'].shape[0])
       stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
       if len(f['kept']) >= min(keep, stats.count):
         return stats, f['kept'][:keep], path
-  data_config = config.dataset.copy_and_resolve_references()
-  with data_config.unlocked():
-    data_config.split = ev.reference_split
-  images = input_pipeline.load(data_config).images
+  images = input_pipeline.load(reference_data(config)).images
   if ev.reference_samples:
     images = images[:ev.reference_samples]
   acc = Accumulator(ext, None, keep)
@@ -131,7 +152,7 @@ def check(config) -> None:
     raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
                       f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')
   input_pipeline.check_split(config.dataset, ev.reference_split, 'eval.reference_split')
-  produced = extractors_lib.computed_metrics(ev)
+  produced = extractors_lib.computed_metrics(ev, gans.resolve(config).is_conditional)
   metric = extractors_lib.best_metric(ev)
   if metric not in produced:
     raise ConfigError(f'eval.best_metric {metric!r} is not computed by the configured '
@@ -149,6 +170,15 @@ class Evaluator:
     check(config)
     self.config = config
     self.extractors = extractors_lib.load_extractors(config, image_shape)
+    # What the first evaluation would otherwise find out mid-run: the reference images (their
+    # headers only) and a cache that takes files.
+    reference = input_pipeline.spec(reference_data(config))
+    if tuple(reference.image_shape) != tuple(image_shape):
+      raise ConfigError(f'the reference images (eval.reference_split '
+                        f'{config.eval.reference_split!r}) have shape '
+                        f'{tuple(reference.image_shape)}, the generator makes {tuple(image_shape)}')
+    if not all(os.path.exists(cache_path(config, ext)) for ext in self.extractors):
+      rundir.check_writable(stats_dir(config.eval), 'the statistics cache', 'eval.stats_dir')
     self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
     self._refs = None   # per extractor: (FeatureStats, kept features, cache path)
 

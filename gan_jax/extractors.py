@@ -20,12 +20,8 @@ import numpy as np
 from gan_jax import classifier, inception
 from gan_jax.errors import ConfigError
 
-# Every eval metric -> whether lower is better (the best checkpoint's direction).
-METRICS = {'fid': True, 'inception_score': False, 'kid': True, 'precision': False,
-           'recall': False, 'domain_fid': True, 'classifier_score': False, 'domain_kid': True,
-           'domain_precision': False, 'domain_recall': False, 'acgan_label_accuracy': False}
-
-# Metric names per extractor kind: FID, the Inception Score formula, KID, precision, recall.
+# Metric names per extractor kind, by role: FID, the Inception Score formula, KID, precision,
+# recall.
 NAMES = {
     'inception': dict(fid='fid', score='inception_score', kid='kid', precision='precision',
                       recall='recall'),
@@ -33,6 +29,12 @@ NAMES = {
                    precision='domain_precision', recall='domain_recall'),
 }
 LABEL_ACCURACY = 'acgan_label_accuracy'   # the domain classifier's, on ACGAN's labels
+LOWER_IS_BETTER_ROLES = ('fid', 'kid')    # the distances; scores, precision, recall go up
+
+# The one table of metrics: name -> whether lower is better (the best checkpoint's direction).
+METRICS = {**{name: role in LOWER_IS_BETTER_ROLES
+              for names in NAMES.values() for role, name in names.items()},
+           LABEL_ACCURACY: False}
 
 
 def best_metric(eval_config) -> str:
@@ -51,12 +53,13 @@ def best_mode(name: str) -> str:
   return 'min' if METRICS[name] else 'max'
 
 
-def computed_metrics(eval_config) -> List[str]:
-  """The metrics the extractors that `eval_config` names compute (without loading them)."""
+def computed_metrics(eval_config, conditional: bool = True) -> List[str]:
+  """The metrics the extractors that `eval_config` names compute (without loading them); the
+  label accuracy only for a `conditional` GAN."""
   kinds = (['inception'] if eval_config.inception_weights else []) + (
       ['domain'] if eval_config.classifier else [])
   names = [n for kind in kinds for n in NAMES[kind].values()]
-  return names + ([LABEL_ACCURACY] if eval_config.classifier else [])
+  return names + ([LABEL_ACCURACY] if eval_config.classifier and conditional else [])
 
 
 @dataclasses.dataclass(frozen=True)

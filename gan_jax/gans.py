@@ -44,7 +44,8 @@ PRESETS = {
     'acgan': GanSpec('nonsaturating', 'none', 'acgan'),
 }
 
-# The field ACGAN configs had before the grid (`acgan_adversarial`), still read for them.
+# The field ACGAN configs had before the grid (`acgan_adversarial`): when set, it decides the
+# loss of an ACGAN (old config.json files, `--config.acgan_adversarial=...`).
 ACGAN_ADVERSARIAL = {
     'nonsaturating': ('nonsaturating', 'none'),
     'wasserstein_clip': ('wasserstein', 'clip'),
@@ -64,13 +65,9 @@ def resolve_fields(gan: str, adversarial: str = '', lipschitz: str = '', conditi
       raise ConfigError(f'acgan_adversarial {acgan_adversarial!r} is unknown; choose one of '
                         f'{", ".join(ACGAN_ADVERSARIAL)} (or set loss.adversarial and '
                         f'loss.lipschitz)')
-    legacy_adv, legacy_lip = ACGAN_ADVERSARIAL[acgan_adversarial]
-    for field, value, legacy in (('loss.adversarial', adversarial, legacy_adv),
-                                 ('loss.lipschitz', lipschitz, legacy_lip)):
-      if value and value != legacy:
-        raise ConfigError(f'acgan_adversarial {acgan_adversarial!r} means {field} {legacy!r}, '
-                          f'but {field} is {value!r}; set only one of them')
-    preset = dataclasses.replace(preset, adversarial=legacy_adv, lipschitz=legacy_lip)
+    # The older field decides ACGAN's loss when set, as it always did (whatever the config
+    # file's option wrote into loss.*).
+    adversarial, lipschitz = ACGAN_ADVERSARIAL[acgan_adversarial]
   spec = GanSpec(adversarial or preset.adversarial, lipschitz or preset.lipschitz,
                  conditional or preset.conditional)
   for field, value, choices in (('loss.adversarial', spec.adversarial, ADVERSARIAL),

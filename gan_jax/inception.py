@@ -274,4 +274,4 @@ def predictor(variables, batch_size: int = 100,
 def predict(variables, images, batch_size: int = 100):
   """(probs [N, 1008], features [N, 2048]) as numpy for images in [0, 1] (pytorch-fid's
   input), in batches split over the local devices."""
-  return predictor(variables, batch_size)(2.0 * jnp.asarray(images, jnp.float32) - 1.0)
+  return predictor(variables, batch_size)(images_lib.from_unit(np.asarray(images, np.float32)))

@@ -5,7 +5,8 @@ flows here:
          -> the trainer's loop (writers, checkpoints) | sampling | the evaluator
 
 Every check that can refuse comes before the first write. Sampling and evaluation read no
-training data: the spec comes from the dataset's registry entry or its files' headers.
+training data: the spec comes from the workdir's data_spec.json (older runs: the dataset's
+registry entry or its files' headers).
 """
 
 from typing import Any, Dict, Optional
@@ -34,7 +35,7 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
 
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming); returns the final state."""
-  checks.check_config(config, jax.device_count())
+  checks.check_config(config, jax.device_count(), evaluating=config.eval_every > 0)
   data = input_pipeline.load(config.dataset)
   stepper = _stepper(config, data.image_shape, data.num_classes)
   evaluation = None
@@ -43,6 +44,16 @@ def train(config, workdir: str):
   rundir.check_resume_config(config, workdir)
   rundir.check_writable(workdir)
   return trainer.train(config, workdir, stepper, data, evaluation)
+
+
+def _spec(config, workdir: str):
+  """(image shape, classes) of a run's generator: its workdir's data_spec.json, else (older
+  runs) the data's registry entry or file headers."""
+  saved = rundir.read_spec(workdir)
+  if saved is not None:
+    return saved
+  spec = input_pipeline.spec(config.dataset)
+  return spec.image_shape, spec.num_classes
 
 
 def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: bool):
@@ -57,8 +68,8 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
   checks.check_config(config, jax.device_count())
   if num_samples < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
-  spec = input_pipeline.spec(config.dataset)
-  stepper = _stepper(config, spec.image_shape, spec.num_classes)
+  image_shape, num_classes = _spec(config, workdir)
+  stepper = _stepper(config, image_shape, num_classes)
   state = _restore(config, workdir, stepper, step, best)
   return sampling.write_samples(stepper, state, config.seed, num_samples, out)
 
@@ -66,9 +77,9 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
 def evaluate(config, workdir: str, step: Optional[int] = None,
              best: bool = False) -> Dict[str, Any]:
   """Scores a checkpoint (default: the latest) with the configured extractors."""
-  checks.check_config(config, jax.device_count())
-  spec = input_pipeline.spec(config.dataset)
-  stepper = _stepper(config, spec.image_shape, spec.num_classes)
-  evaluator = Evaluator(config, spec.image_shape)
+  checks.check_config(config, jax.device_count(), evaluating=True)
+  image_shape, num_classes = _spec(config, workdir)
+  stepper = _stepper(config, image_shape, num_classes)
+  evaluator = Evaluator(config, image_shape)
   state = _restore(config, workdir, stepper, step, best)
   return {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}

@@ -80,8 +80,9 @@ def check_resume_config(config, workdir: str) -> None:
                       f'Use a new --workdir, or the run\'s own settings')
 
 
-def check_writable(workdir: str) -> None:
-  """Raises ConfigError unless `workdir` exists as a writable directory or can be created.
+def check_writable(workdir: str, what: str = 'workdir', setting: str = '--workdir') -> None:
+  """Raises ConfigError unless `workdir` exists as a writable directory or can be created
+  (`what` and `setting` name it in the message: e.g. 'the statistics cache', eval.stats_dir).
 
   Creates nothing: it probes the nearest existing ancestor.
   """
@@ -89,14 +90,41 @@ def check_writable(workdir: str) -> None:
   while not os.path.exists(path):
     path = os.path.dirname(path)
   if not os.path.isdir(path):
-    raise ConfigError(f'cannot create workdir {workdir}: {path} is a file, not a directory; '
-                      f'choose another --workdir')
+    raise ConfigError(f'cannot create {what} {workdir}: {path} is a file, not a directory; '
+                      f'choose another {setting}')
   try:
     with tempfile.TemporaryFile(dir=path):
       pass
   except OSError as e:
-    raise ConfigError(f'cannot write to workdir {workdir} ({e.strerror} in {path}); '
-                      f'choose a --workdir you can write to') from None
+    raise ConfigError(f'cannot write to {what} {workdir} ({e.strerror} in {path}); '
+                      f'choose a {setting} you can write to') from None
+
+
+def spec_path(workdir: str) -> str:
+  return os.path.join(workdir, 'data_spec.json')
+
+
+def write_spec(workdir: str, image_shape, num_classes: int) -> None:
+  """Writes data_spec.json: the image shape and classes the run's generator makes, so that
+  sampling and evaluation need neither the training data nor its files."""
+  tmp = spec_path(workdir) + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump({'image_shape': [int(n) for n in image_shape], 'num_classes': int(num_classes)}, f)
+  os.replace(tmp, spec_path(workdir))
+
+
+def read_spec(workdir: str):
+  """(image_shape, num_classes) from data_spec.json, or None for a workdir without one (runs
+  from before it was written)."""
+  try:
+    with open(spec_path(workdir)) as f:
+      spec = json.load(f)
+    return tuple(spec['image_shape']), int(spec['num_classes'])
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ConfigError(f'cannot read {spec_path(workdir)} ({e}); move it away to read the '
+                      f'shape from the data') from None
 
 
 def write_config(config, workdir: str) -> None:

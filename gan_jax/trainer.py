@@ -149,24 +149,25 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     rundir.write_config(config, workdir)
-  mngr = checkpoints.manager(workdir, config.keep_checkpoints)
-  best_mngr = None
-  health = _HealthCheck(mngr, config.skip_nonfinite)
-  local_batch = config.batch_size // jax.process_count()
-  stream = input_pipeline.BatchStream(input_pipeline.host_share(data), local_batch,
-                                      config.seed, data_state['position'])
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0,
-                                                asynchronous=True)
-  if initial_step == 0:
-    writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
-                                           every_steps=config.log_every or None)
-  grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
-
-  state = stepper.place(state)
-  data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-  done = initial_step
+    rundir.write_spec(workdir, data.image_shape, data.num_classes)
+  managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
+  writer = None
   try:
+    mngr = managers['latest']
+    health = _HealthCheck(mngr, config.skip_nonfinite)
+    stream = input_pipeline.BatchStream(input_pipeline.host_share(data),
+                                        config.batch_size // jax.process_count(), config.seed,
+                                        data_state['position'])
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+    if initial_step == 0:
+      writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
+    report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
+                                             every_steps=config.log_every or None)
+    grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
+    state = stepper.place(state)
+    data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
+    done = initial_step
     while done < config.num_steps:
       t0 = time.time()
       k = call_length(done, config)
@@ -204,17 +205,18 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()
                                     if isinstance(v, (int, float)) and
                                     k not in ('step', 'num_samples')})
-        if best_mngr is None:
-          best_mngr = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
-                                          best_mode=evaluation.best_mode)
-        checkpoints.save(best_mngr, done, stepper.unplace(state), {'position': stream.position},
+        if 'best' not in managers:
+          managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
+                                                 best_mode=evaluation.best_mode)
+        checkpoints.save(managers['best'], done, stepper.unplace(state),
+                         {'position': stream.position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
+    health.flush()
   finally:
-    mngr.wait_until_finished()
-    if best_mngr is not None:
-      best_mngr.wait_until_finished()
-      best_mngr.close()
-    writer.flush()
-    writer.close()
-  health.flush()
+    for mngr in managers.values():
+      mngr.wait_until_finished()
+      mngr.close()
+    if writer is not None:
+      writer.flush()
+      writer.close()
   return stepper.unplace(state)

@@ -81,8 +81,10 @@ def test_presets_and_the_old_acgan_field():
       'wasserstein', 'clip', 'acgan')
   # Only ACGAN reads it: old configs of the other GANs carry 'nonsaturating' there.
   assert gans.resolve_fields('wgan_gp', acgan_adversarial='nonsaturating').lipschitz == 'gp'
-  with pytest.raises(ConfigError, match='set only one of them'):
-    gans.resolve_fields('acgan', 'nonsaturating', acgan_adversarial='wasserstein_gp')
+  # The old override on today's ACGAN config, whose option already set loss.*: it decides.
+  for option in ('', ',wasserstein_gp'):
+    config = load_config(f'acgan.py:digits{option}', acgan_adversarial='wasserstein_clip')
+    assert gans.resolve(config) == gans.GanSpec('wasserstein', 'clip', 'acgan')
   with pytest.raises(ConfigError, match="gan 'biggan' is not a preset"):
     gans.resolve_fields('biggan')
 

@@ -261,3 +261,37 @@ def test_concurrent_cache_writers_never_see_half_a_file(clf_dir, tmp_path, monke
   assert os.listdir(tmp_path / 'stats') == [os.path.basename(path)]   # no tmp file left over
   with np.load(path) as f:
     assert int(f['count']) == 50 and np.array_equal(f['kept'], kept)
+
+
+def test_what_the_first_evaluation_would_find_is_refused_up_front(clf_dir, tmp_path):
+  # The label accuracy exists only for a conditional GAN.
+  config = _eval_config(clf_dir, best_metric='acgan_label_accuracy')
+  evaluator.check(config)
+  config.gan, config.loss.adversarial, config.loss.lipschitz = 'wgan_gp', '', ''
+  config.model.critic_norm = 'none'
+  with pytest.raises(ConfigError, match="'acgan_label_accuracy' is not computed"):
+    evaluator.check(config)
+  # Reference images of another shape than the generator's: an IDX test split of 32x32.
+  idx = tmp_path / 'idx'
+  idx.mkdir()
+  for prefix, side in (('train', 28), ('t10k', 32)):
+    header = bytes([0, 0, 8, 3]) + b''.join(n.to_bytes(4, 'big') for n in (20, side, side))
+    (idx / f'{prefix}-images-idx3-ubyte').write_bytes(header + bytes(20 * side * side))
+  config = _eval_config(clf_dir, reference_split='test')
+  config.dataset.path = str(idx)
+  with pytest.raises(ConfigError, match=r'reference images .* have shape \(32, 32, 1\)'):
+    evaluator.Evaluator(config, (28, 28, 1))
+  # A statistics cache that cannot take files.
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  with pytest.raises(ConfigError, match='cannot create the statistics cache .*eval.stats_dir'):
+    evaluator.Evaluator(_eval_config(clf_dir, stats_dir=str(blocker / 'stats')), (28, 28, 1))
+
+
+def test_the_cache_names_the_data_source(clf_dir):
+  config = _eval_config(clf_dir)
+  ext = extractors.domain_extractor(config, (28, 28, 1))
+  other = _eval_config(clf_dir)
+  other.dataset.image_size = 32
+  names = {evaluator.cache_path(c, ext) for c in (config, other, _eval_config(clf_dir))}
+  assert len(names) == 2

@@ -76,3 +76,21 @@ def test_workdir_config_with_an_unknown_gan_or_dataset_is_a_clear_error(tmp_path
   with pytest.raises(ConfigError, match=f'the run in {path} {message}') as err:
     workdir_config.get_config(path)
   assert '\n' not in str(err.value)
+
+
+def test_sampling_needs_no_training_data(tmp_path):
+  """A run on local files samples after the files are gone: the shape is in data_spec.json."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  from gan_jax import modes  # pylint: disable=g-import-not-at-top
+  data = tmp_path / 'data.npz'
+  rng = np.random.default_rng(0)
+  np.savez(data, images=rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8))
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=1)
+  config.dataset.path = str(data)
+  modes.train(config, str(tmp_path / 'run'))
+  assert workdir.read_spec(str(tmp_path / 'run')) == ((12, 12, 3), 0)
+  data.unlink()
+  out = modes.sample(config, str(tmp_path / 'run'), 5, str(tmp_path / 's.npz'))
+  with np.load(out['out']) as f:
+    assert f['images'].shape == (5, 12, 12, 3)
