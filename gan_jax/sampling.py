@@ -13,14 +13,15 @@ import numpy as np
 from gan_jax import images
 from gan_jax.stepper import Stepper
 
-# PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
-# --mode=sample's samples, and the evaluators' samples. (Training uses PRNGKey(seed) itself.)
+# Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
+# --mode=sample's samples, and the evaluators' samples. Training splits PRNGKey(seed) itself
+# (gan_jax/steps.py); these are folded in, so no stream of one seed is a stream of another.
 GRID_STREAM, SAMPLE_STREAM, EVAL_STREAM = 1, 2, 3
 
 
 def stream_key(seed: int, stream: int):
-  """The key of a named stream of `seed` (these seed offsets are what runs have always used)."""
-  return jax.random.PRNGKey(seed + stream)
+  """The key of a named stream of `seed`."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), stream)
 
 
 def balanced_labels(num: int, num_classes: int, interleaved: bool = False) -> np.ndarray:

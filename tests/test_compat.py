@@ -20,16 +20,26 @@ def _old_workdir(tmp_path):
   return workdir
 
 
-def test_old_workdir_samples_without_config_as_it_did(tmp_path):
-  workdir = _old_workdir(tmp_path)
-  out = tmp_path / 'samples.npz'
-  proc = run_main(f'--workdir={workdir}', '--mode=sample', '--num_samples=20', f'--out={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert json.loads(proc.stdout.strip().splitlines()[-1])['step'] == 2
-  with np.load(out) as new, np.load(os.path.join(OLD, 'acgan_wgp_mlp_samples.npz')) as old:
-    np.testing.assert_array_equal(new['labels'], old['labels'])
-    # Bitwise on the CPU that wrote them; float round-off on another CPU.
-    np.testing.assert_allclose(new['images'], old['images'], atol=1e-5)
+def test_old_workdir_samples_without_config_as_this_version_trains(tmp_path):
+  """Sampling an old workdir (its own config.json) gives the samples of the same run trained
+  by this version: the old checkpoint restores into the same parameters. (The samples that old
+  version wrote used the seed + 2 noise stream that sampling no longer uses.)"""
+  outs = []
+  for name, args in (('old', []), ('new', [f'--config=configs/{SPEC}', '--config.num_steps=2'])):
+    workdir = _old_workdir(tmp_path) if name == 'old' else tmp_path / name
+    if args:
+      assert run_main(*args, f'--workdir={workdir}').returncode == 0
+    outs.append(tmp_path / f'{name}.npz')
+    proc = run_main(f'--workdir={workdir}', '--mode=sample', '--num_samples=20',
+                    f'--out={outs[-1]}')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])['step'] == 2
+  with np.load(outs[0]) as old, np.load(outs[1]) as new, np.load(
+      os.path.join(OLD, 'acgan_wgp_mlp_samples.npz')) as written:
+    np.testing.assert_array_equal(old['labels'], written['labels'])
+    # Bitwise on the CPU that wrote the checkpoint; float round-off on another CPU.
+    np.testing.assert_allclose(old['images'], new['images'], atol=1e-5)
+    assert not np.allclose(old['images'], written['images'], atol=1e-3)  # the new noise
 
 
 def test_old_workdir_resumes_and_matches_a_run_of_this_version(tmp_path):

@@ -316,3 +316,16 @@ def test_restore_for_use_closes_its_manager_when_it_refuses(tmp_path, monkeypatc
   with pytest.raises(ConfigError, match='no checkpoint at step 7'):
     checkpoints.restore_for_use(str(tmp_path), _Run(config).stepper.abstract_state(), step=7)
   assert closed == [True]
+
+
+def test_sampling_streams_are_named_and_never_another_seeds():
+  """The grid, sample and eval noise of one seed are neither the training key of another seed
+  nor one another (they were PRNGKey(seed + 1/2/3): seed 0's grid was seed 1's training key)."""
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  keys = {(seed, 'train'): jax.random.PRNGKey(seed) for seed in range(5)}
+  for seed in range(5):
+    for name in ('GRID_STREAM', 'SAMPLE_STREAM', 'EVAL_STREAM'):
+      keys[(seed, name)] = sampling.stream_key(seed, getattr(sampling, name))
+  values = [tuple(np.asarray(jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
+                             else k).tolist()) for k in keys.values()]
+  assert len(set(values)) == len(values)
