@@ -9,6 +9,11 @@ samples 16 images from the checkpoint, and compares two such directories:
   python experiments/preset_samples.py --out=/tmp/presets_new
   python experiments/preset_samples.py --compare=/tmp/presets_old,/tmp/presets_new
 
+Where the sampling noise itself changed on purpose (it did after 38d564f: named streams), sample
+the old tree's workdirs with this tree, so that only the trained parameters differ, if at all:
+
+  python experiments/preset_samples.py --repo=/tmp/old --sample_repo=. --reuse --out=/tmp/presets_old
+
 Data needs no download: scikit-learn's digits, the Fashion-MNIST IDX files
 (`apt-get install dataset-fashion-mnist`), and a random 32x32x3 .npz standing in for CIFAR-10.
 """
@@ -59,18 +64,23 @@ def _data_flags(spec: str, out: str):
   return []
 
 
-def run_preset(repo: str, spec: str, out: str, full: bool) -> str:
+def run_preset(repo: str, sample_repo: str, spec: str, out: str, full: bool,
+               reuse: bool) -> str:
+  """Trains `spec` with `repo`'s main.py (unless `reuse` finds its workdir), then samples 16
+  images with `sample_repo`'s."""
   name = spec.replace('.py:', '_').replace(',', '_')
   workdir = os.path.join(out, name)
   steps = ['--config.num_steps=2', '--config.checkpoint_every=2'] if full else []
   cmd = [sys.executable, os.path.join(repo, 'main.py'), f'--config={repo}/configs/{spec}',
          f'--workdir={workdir}', *_data_flags(spec, out), *steps]
   env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-  for extra in ([], ['--mode=sample', '--num_samples=16',
-                     f'--out={os.path.join(workdir, "samples.npz")}']):
-    proc = subprocess.run(cmd + extra, cwd=repo, capture_output=True, text=True, env=env)
+  sample = [sys.executable, os.path.join(sample_repo, 'main.py'), f'--workdir={workdir}',
+            '--mode=sample', '--num_samples=16', f'--out={os.path.join(workdir, "samples.npz")}']
+  steps = [] if reuse and os.path.isdir(workdir) else [(cmd, repo)]
+  for command, cwd in steps + [(sample, sample_repo)]:
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     if proc.returncode:
-      raise SystemExit(f'{spec} {extra}: exit {proc.returncode}\n{proc.stderr[-2000:]}')
+      raise SystemExit(f'{spec}: {command[2:]}: exit {proc.returncode}\n{proc.stderr[-2000:]}')
   return name
 
 
@@ -97,7 +107,9 @@ def compare(a: str, b: str) -> bool:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--repo', default=ROOT, help='the gan_jax tree whose main.py runs')
+  parser.add_argument('--repo', default=ROOT, help='the gan_jax tree whose main.py trains')
+  parser.add_argument('--sample_repo', help='the tree whose main.py samples (default: --repo)')
+  parser.add_argument('--reuse', action='store_true', help='keep existing workdirs; only sample')
   parser.add_argument('--out', help='directory for the runs and their samples')
   parser.add_argument('--full', action='store_true', help='also the full presets (2 iterations)')
   parser.add_argument('--only', default='', help='comma-separated substrings of presets to run')
@@ -110,7 +122,9 @@ def main():
   for spec, full in presets:
     if args.only and not any(o in spec for o in args.only.split(',')):
       continue
-    print(spec, run_preset(os.path.abspath(args.repo), spec, args.out, full), flush=True)
+    print(spec, run_preset(os.path.abspath(args.repo),
+                           os.path.abspath(args.sample_repo or args.repo), spec, args.out, full,
+                           args.reuse), flush=True)
 
 
 if __name__ == '__main__':
