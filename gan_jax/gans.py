@@ -58,7 +58,7 @@ def resolve_fields(gan: str, adversarial: str = '', lipschitz: str = '', conditi
   """The GanSpec of a preset name and its override fields ('' = the preset's); ConfigError
   names the field, the value and the choices."""
   if gan not in PRESETS:
-    raise ConfigError(f'gan {gan!r} is not a preset; choose one of {", ".join(PRESETS)}')
+    raise ConfigError(f'unknown gan {gan!r}: not a preset; choose one of {", ".join(PRESETS)}')
   preset = PRESETS[gan]
   if gan == 'acgan' and acgan_adversarial:
     if acgan_adversarial not in ACGAN_ADVERSARIAL:

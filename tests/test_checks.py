@@ -85,7 +85,7 @@ def test_presets_and_the_old_acgan_field():
   for option in ('', ',wasserstein_gp'):
     config = load_config(f'acgan.py:digits{option}', acgan_adversarial='wasserstein_clip')
     assert gans.resolve(config) == gans.GanSpec('wasserstein', 'clip', 'acgan')
-  with pytest.raises(ConfigError, match="gan 'biggan' is not a preset"):
+  with pytest.raises(ConfigError, match="unknown gan 'biggan': not a preset"):
     gans.resolve_fields('biggan')
 
 

@@ -116,7 +116,7 @@ GAN = '--config=configs/wgan_gp.py:digits,runlocal'
 @pytest.mark.parametrize('args,message', [
     (['--config=configs/wgan_gp.py:imagenet'], "unknown dataset 'imagenet'"),
     ([GAN, '--config.gan=wgan_xl'], "unknown gan 'wgan_xl'"),
-    ([GAN, '--config.batch_size=0'], 'batch_size must be positive'),
+    ([GAN, '--config.batch_size=0'], 'batch_size must be >= 1'),
     ([GAN, '--config.n_critic=0'], 'n_critic must be >= 1'),
     ([GAN, '--config.dataset.path=/no/such/dir'], 'does not exist'),
     ([GAN, '--config.dataset.path={tmp}/idx'], 'truncated'),
