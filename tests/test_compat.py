@@ -54,3 +54,17 @@ def test_old_workdir_resumes_and_matches_a_run_of_this_version(tmp_path):
   assert int(resumed.step) == 4
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted), strict=True):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_old_workdir_evaluates_without_config(tmp_path):
+  from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
+  workdir = _old_workdir(tmp_path)
+  _random_classifier(tmp_path / 'clf')
+  proc = run_main(f'--workdir={workdir}', '--mode=eval',
+                  f'--config.eval.classifier={tmp_path / "clf"}', '--config.eval.num_samples=50',
+                  '--config.eval.kid_subsets=2', '--config.eval.kid_subset_size=20',
+                  '--config.eval.pr_samples=20', f'--config.eval.stats_dir={tmp_path / "stats"}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['step'] == 2 and result['num_samples'] == 50
+  assert result['domain_fid'] > 0 and 0 <= result['acgan_label_accuracy'] <= 1
