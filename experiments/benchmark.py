@@ -21,7 +21,7 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import checks, input_pipeline  # pylint: disable=g-import-not-at-top
+from gan_jax import checks, input_pipeline, platforms  # pylint: disable=g-import-not-at-top
 from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -39,6 +39,8 @@ def _sig(x: float, digits: int = 4) -> float:
 def benchmark(config, steps: int) -> dict:
   """The bare compiled call of the training loop's Stepper, on one batch kept on the device."""
   checks.check_config(config, jax.device_count())
+  if config.compilation_cache not in ('', 'none'):  # a directory: time a cold or warm compile
+    platforms.use_compilation_cache(config.compilation_cache)
   spec = input_pipeline.spec(config.dataset)
   checks.check_data(config, spec.image_shape, spec.num_classes)
   stepper = Stepper(config, spec.image_shape, spec.num_classes)
