@@ -14,7 +14,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from gan_jax import cli, modes
+from gan_jax import cli, modes, platforms
 from gan_jax.errors import ConfigError
 
 # sample and eval without --config load the workdir's config.json through this config file.
@@ -48,8 +48,9 @@ def run(config) -> None:
     raise ConfigError('--config is required to train, e.g. --config=configs/wgan_gp.py:mnist')
   if FLAGS.distributed:
     jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  logging.info('Process %d of %d; JAX devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
+  platforms.log_backend()
+  platforms.use_compilation_cache(platforms.compilation_cache_dir(config.compilation_cache,
+                                                                 workdir))
   if FLAGS.mode == 'train':
     modes.train(config, workdir)
   elif FLAGS.mode == 'sample':

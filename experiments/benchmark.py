@@ -21,14 +21,16 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import checks, input_pipeline  # pylint: disable=g-import-not-at-top
+from gan_jax import checks, input_pipeline, platforms  # pylint: disable=g-import-not-at-top
 from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 flags.DEFINE_integer('steps', 5, 'Timed iterations after the compiling one.')
-flags.DEFINE_bool('torch', False, 'Also time an eager PyTorch version (conv and resnet '
+flags.DEFINE_bool('torch', False, 'Also time a PyTorch version (conv and resnet '
                   'configs; needs torch).')
+flags.DEFINE_string('torch_device', 'cpu', "--torch: 'cpu' or 'cuda'.")
+flags.DEFINE_bool('torch_compile', False, '--torch: under torch.compile instead of eager.')
 flags.mark_flags_as_required(['config'])
 
 
@@ -39,6 +41,8 @@ def _sig(x: float, digits: int = 4) -> float:
 def benchmark(config, steps: int) -> dict:
   """The bare compiled call of the training loop's Stepper, on one batch kept on the device."""
   checks.check_config(config, jax.device_count())
+  if config.compilation_cache not in ('', 'none'):  # a directory: time a cold or warm compile
+    platforms.use_compilation_cache(config.compilation_cache)
   spec = input_pipeline.spec(config.dataset)
   checks.check_data(config, spec.image_shape, spec.num_classes)
   stepper = Stepper(config, spec.image_shape, spec.num_classes)
@@ -79,7 +83,8 @@ def main(_):
   if FLAGS.torch:
     from experiments import torch_reference  # pylint: disable=g-import-not-at-top
     image_shape = input_pipeline.spec(FLAGS.config.dataset).image_shape
-    result.update(torch_reference.benchmark(FLAGS.config, image_shape, FLAGS.steps))
+    result.update(torch_reference.benchmark(FLAGS.config, image_shape, FLAGS.steps,
+                                            FLAGS.torch_device, FLAGS.torch_compile))
     result['speedup_vs_torch'] = round(
         result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)
   print(json.dumps(result))

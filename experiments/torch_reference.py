@@ -106,14 +106,20 @@ def _optimizer(params, o):
   return torch.optim.RMSprop(params, lr=o.learning_rate, alpha=o.decay)
 
 
-def benchmark(config, image_shape, steps: int) -> dict:
-  """Seconds per iteration (n_critic critic updates + one G update) in eager PyTorch."""
+def benchmark(config, image_shape, steps: int, device: str = 'cpu',
+              compiled: bool = False) -> dict:
+  """Seconds per iteration (n_critic critic updates + one G update) in PyTorch on `device`,
+  eager or with the generator and critic under torch.compile (`compiled`)."""
   torch.manual_seed(0)
   gen, critic = build(config, image_shape)
+  gen, critic = gen.to(device), critic.to(device)
   g_opt = _optimizer(gen.parameters(), config.gen_optimizer)
   c_opt = _optimizer(critic.parameters(), config.critic_optimizer)
+  if compiled:
+    gen, critic = torch.compile(gen), torch.compile(critic)
   b, n = config.batch_size, config.n_critic
-  real_all = torch.rand(n, b, image_shape[2], image_shape[0], image_shape[1]) * 2 - 1
+  real_all = torch.rand(n, b, image_shape[2], image_shape[0], image_shape[1],
+                        device=device) * 2 - 1
   wasserstein = config.gan in ('wgan', 'wgan_gp')
   softplus = nn.functional.softplus
 
@@ -121,14 +127,14 @@ def benchmark(config, image_shape, steps: int) -> dict:
     for i in range(n):
       real = real_all[i]
       with torch.no_grad():
-        fake = gen(torch.randn(b, config.latent_dim))
+        fake = gen(torch.randn(b, config.latent_dim, device=device))
       d_real, d_fake = critic(real), critic(fake)
       if wasserstein:
         loss = d_fake.mean() - d_real.mean()
       else:
         loss = softplus(-d_real).mean() + softplus(d_fake).mean()
       if config.gan == 'wgan_gp':
-        eps = torch.rand(b, 1, 1, 1)
+        eps = torch.rand(b, 1, 1, 1, device=device)
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
         loss = loss + config.loss.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -139,17 +145,23 @@ def benchmark(config, image_shape, steps: int) -> dict:
         with torch.no_grad():
           for p in critic.parameters():
             p.clamp_(-config.loss.clip_value, config.loss.clip_value)
-    d_fake = critic(gen(torch.randn(b, config.latent_dim)))
+    d_fake = critic(gen(torch.randn(b, config.latent_dim, device=device)))
     g_loss = -d_fake.mean() if wasserstein else softplus(-d_fake).mean()
     g_opt.zero_grad()
     g_loss.backward()
     g_opt.step()
 
-  iteration()  # warm-up
+  sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
+  t0 = time.perf_counter()
+  iteration()  # warm-up (and torch.compile's compilation)
+  sync()
+  warmup = time.perf_counter() - t0
   t0 = time.perf_counter()
   for _ in range(steps):
     iteration()
+  sync()
   seconds = (time.perf_counter() - t0) / steps
   return {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads(),
-          'torch_seconds_per_iter': round(seconds, 4),
+          'torch_device': device, 'torch_compiled': compiled,
+          'torch_warmup_s': round(warmup, 2), 'torch_seconds_per_iter': round(seconds, 5),
           'torch_images_per_s': round(n * b / seconds, 1)}

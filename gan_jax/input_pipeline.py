@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import numpy as np
 
-from gan_jax import images as images_lib
+from gan_jax import images as images_lib, platforms
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -257,6 +257,7 @@ def load_tfds(config) -> Dataset:
   """A TFDS dataset, read whole into memory; a clear DataError when it cannot be had."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  platforms.keep_tf_off_accelerators()
   hint = ('point --config.dataset.path at a directory with the IDX files or an .npz, or '
           '--config.dataset.data_dir at a prepared TFDS directory')
   try:

@@ -14,7 +14,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import checkpoints, gans, input_pipeline, rundir, sampling
+from gan_jax import checkpoints, gans, input_pipeline, platforms, rundir, sampling
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -146,6 +146,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     logging.info('Resumed from step %d in %s', initial_step, workdir)
   # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
   from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
+  platforms.keep_tf_off_accelerators()
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     rundir.write_config(config, workdir)

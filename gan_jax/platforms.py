@@ -1,0 +1,73 @@
+"""The machine a run gets: the JAX backend and its devices, accelerator plugins that did not
+load, TensorFlow kept off the accelerators, and where compiled programs are cached."""
+
+import importlib.metadata
+import os
+from typing import List, Optional
+
+from absl import logging
+import jax
+
+# Packages that give JAX an accelerator backend (pip's names).
+ACCELERATOR_PLUGINS = ('jax-cuda12-plugin', 'jax-cuda13-plugin', 'jax-cuda12-pjrt',
+                       'jax-cuda13-pjrt', 'libtpu', 'libtpu-nightly', 'jax-rocm7-plugin',
+                       'jax-rocm60-plugin')
+
+
+def installed_plugins() -> List[str]:
+  """The accelerator plugins installed in this environment, as 'name version'."""
+  found = []
+  for name in ACCELERATOR_PLUGINS:
+    try:
+      found.append(f'{name} {importlib.metadata.version(name)}')
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return found
+
+
+def describe() -> str:
+  """'gpu: 8 x NVIDIA H100 80GB HBM3 (process 0 of 2)' for the devices JAX sees."""
+  devices = jax.devices()
+  kinds = sorted({d.device_kind for d in devices})
+  return (f'{jax.default_backend()}: {len(devices)} x {", ".join(kinds)} '
+          f'(process {jax.process_index()} of {jax.process_count()})')
+
+
+def log_backend() -> None:
+  """Logs the backend and devices; warns when JAX fell back to the CPU although an accelerator
+  plugin is installed (a CUDA or libtpu mismatch, or devices held by another process)."""
+  logging.info('JAX %s, %s', jax.__version__, describe())
+  plugins = installed_plugins()
+  if jax.default_backend() == 'cpu' and plugins and not os.environ.get('JAX_PLATFORMS'):
+    logging.warning('running on the CPU although %s is installed: the accelerator did not load '
+                    '(see the JAX messages above; JAX_PLATFORMS=cpu silences this)',
+                    ', '.join(plugins))
+
+
+def keep_tf_off_accelerators() -> None:
+  """TensorFlow (imported by TFDS and CLU's writers) sees no GPU or TPU, so it never takes the
+  memory JAX needs. Call it right after importing a library that imports TensorFlow."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for kind in ('GPU', 'TPU'):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (RuntimeError, ValueError) as e:  # already initialised, or no such device type
+      logging.log_first_n(logging.DEBUG, 'TensorFlow keeps its %s devices: %s', 1, kind, e)
+
+
+def compilation_cache_dir(setting: str, workdir: str) -> Optional[str]:
+  """Where compiled programs are cached (config.compilation_cache): '' means the workdir's
+  compilation_cache/ on a GPU or TPU and no cache on the CPU; 'none' never; else that path."""
+  if setting == 'none' or (not setting and jax.default_backend() == 'cpu'):
+    return None
+  return setting or os.path.join(workdir, 'compilation_cache')
+
+
+def use_compilation_cache(directory: Optional[str]) -> None:
+  """Turns on JAX's persistent cache of compiled programs in `directory` (None: off), so that a
+  restarted run (a preempted pod) does not compile again. Entry points (main.py, benchmarks)
+  call it once, before the first compile."""
+  if directory:
+    jax.config.update('jax_compilation_cache_dir', directory)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+    logging.info('Compiled programs are cached in %s', directory)
