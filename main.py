@@ -41,6 +41,11 @@ flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and 
 flags.mark_flags_as_required(['workdir'])
 
 
+def _report(result) -> None:
+  if jax.process_index() == 0:  # one JSON line, whatever the number of processes
+    print(json.dumps(result))
+
+
 def run(config) -> None:
   """The mode's function, on the parsed flags."""
   workdir = FLAGS.workdir
@@ -55,10 +60,9 @@ def run(config) -> None:
     modes.train(config, workdir)
   elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
-    print(json.dumps(modes.sample(config, workdir, FLAGS.num_samples, out, FLAGS.step,
-                                  FLAGS.best)))
+    _report(modes.sample(config, workdir, FLAGS.num_samples, out, FLAGS.step, FLAGS.best))
   else:
-    print(json.dumps(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best)))
+    _report(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best))
 
 
 def main(_):

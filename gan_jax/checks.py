@@ -10,6 +10,8 @@ write as well (gan_jax/modes.py).
 import math
 from typing import Sequence
 
+import jax
+
 from gan_jax import evaluator, gans, input_pipeline, layers, models, optimizers, steps
 from gan_jax.errors import ConfigError
 
@@ -97,6 +99,9 @@ def check_config(config, num_devices: int, evaluating: bool = False) -> None:
     if _get(config, field) not in choices:
       raise ConfigError(f'{field} must be one of {", ".join(map(repr, choices))}, '
                         f'got {_get(config, field)!r}')
+  if config.parallelism == 'pmap' and jax.process_count() > 1:
+    raise ConfigError("parallelism 'pmap' runs on one host (its state is host-local); on "
+                      "several hosts use 'jit', the default")
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
                       f'devices; use a multiple of {num_devices}')

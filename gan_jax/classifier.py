@@ -121,6 +121,10 @@ def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
     meta = json.load(f)
   target = jax.eval_shape(lambda: Classifier(meta['num_classes']).init(
       jax.random.PRNGKey(0), jnp.zeros((1, *meta['image_shape']), jnp.float32))['params'])
+  # Onto this process's first device (the predictor places them on the others): the devices
+  # that saved them may belong to another process, or not exist here.
+  here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=here), target)
   with ocp.StandardCheckpointer() as ckptr:
     params = ckptr.restore(os.path.join(directory, 'params'), target)
   return params, meta

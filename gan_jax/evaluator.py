@@ -15,6 +15,7 @@ import os
 import uuid
 from typing import Any, Dict, Iterable, Optional, Tuple
 
+import jax
 import numpy as np
 
 from gan_jax import extractors as extractors_lib, feature_metrics, gans, input_pipeline, rundir
@@ -108,8 +109,9 @@ def reference_stats(config, ext: Extractor, keep: int):
   for start in range(0, len(images), 1000):
     acc.update(*ext.predict(images[start:start + 1000]))
   stats, kept = acc.stats, acc.kept
-  _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,
-                    dataset=config.dataset.name, split=ev.reference_split)
+  if jax.process_index() == 0:  # every process computed them; one writes the cache
+    _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,
+                      dataset=config.dataset.name, split=ev.reference_split)
   return stats, kept, path
 
 

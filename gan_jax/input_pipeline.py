@@ -355,27 +355,25 @@ def spec(config) -> DataSpec:
   return DataSpec(shape, info.num_classes)
 
 
-def host_share(data: Dataset) -> Dataset:
-  """This process's share of the examples (every process_count-th one)."""
-  i, n = jax.process_index(), jax.process_count()
-  if n == 1:
-    return data
-  labels = None if data.labels is None else data.labels[i::n]
-  return Dataset(data.images[i::n], labels, data.num_classes)
-
-
 class BatchStream:
   """Endless shuffled stream over a dataset; `next(n)` gives one iteration's n batches.
 
   The stream is the concatenation of per-epoch permutations drawn from (seed, epoch), so its
   only state is `position` (examples consumed): restoring it restores the stream exactly.
+  Every process walks the same global stream of `batch_size`-image batches and keeps its own
+  rows (`shard` = (process index, process count)), so the global batch is the one a single
+  process would see, whatever the number of hosts.
   """
 
-  def __init__(self, data: Dataset, batch_size: int, seed: int, position: int = 0):
+  def __init__(self, data: Dataset, batch_size: int, seed: int, position: int = 0,
+               shard=(0, 1)):
     self.data = data
-    self.batch_size = batch_size
+    self.batch_size = batch_size   # global
     self.seed = seed
     self.position = position
+    self.index, self.count = shard
+    if batch_size % self.count:
+      raise ValueError(f'batch size {batch_size} does not split over {self.count} processes')
     self._perm_epoch, self._perm = -1, None
 
   def _permutation(self, epoch: int) -> np.ndarray:
@@ -395,10 +393,12 @@ class BatchStream:
     return np.concatenate(out)
 
   def next(self, n: int) -> Dict[str, np.ndarray]:
-    """Returns {'image': [n, B, H, W, C], 'label': [n, B]} (label only when there are labels)."""
-    idx = self._indices(n * self.batch_size)
-    batch = {'image': self.data.images[idx].reshape(n, self.batch_size, *self.data.image_shape)}
+    """Returns this process's rows of n global batches: {'image': [n, B_local, H, W, C],
+    'label': [n, B_local]} (label only when there are labels)."""
+    local = self.batch_size // self.count
+    idx = self._indices(n * self.batch_size).reshape(n, self.batch_size)
+    idx = idx[:, self.index * local:(self.index + 1) * local]
+    batch = {'image': self.data.images[idx]}
     if self.data.labels is not None:
-      batch['label'] = self.data.labels[idx].reshape(n, self.batch_size)
+      batch['label'] = self.data.labels[idx]
     return batch
-

@@ -71,6 +71,10 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
   parts = list(batches(stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM)))
   samples = np.concatenate([np.asarray(images.to_unit(np.asarray(b))) for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
+  png = os.path.splitext(out)[0] + '.png'
+  result = {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}
+  if jax.process_index() > 0:   # every process generated its share; process 0 writes
+    return result
   arrays = {'images': samples, **({} if labels is None else {'labels': labels})}
   images.ensure_parent(out)
   np.savez(out, **arrays)
@@ -81,6 +85,5 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
     picture = images.make_grid(np.concatenate(rows), ncol)
   else:
     picture = images.make_grid(samples[:100])
-  png = os.path.splitext(out)[0] + '.png'
   images.save_png(picture, png, scale=2)
-  return {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}
+  return result

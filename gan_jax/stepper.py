@@ -11,6 +11,7 @@ import functools
 from typing import Dict, Optional, Sequence, Tuple
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
@@ -110,9 +111,22 @@ class Stepper:
     """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""
     return self.step(state, self.put(host_batches))
 
-  def generate(self, state: TrainState, z, labels=None) -> jax.Array:
-    """Images in [-1, 1] from the generator of `state` (one copy), on the device."""
-    return self._generate(state, z, labels)
+  def generate(self, state: TrainState, z, labels=None):
+    """Images in [-1, 1] from the generator of `state` (one copy): on the device with one
+    process; with several, the rows split over every device of every process and all of them
+    gathered back to each process (numpy)."""
+    if jax.process_count() == 1:
+      return self._generate(state, z, labels)
+    n, size = z.shape[0], self.mesh.size
+    padded = -(-n // size) * size
+    split = sharding.batch_sharding(self.mesh, leading=0)
+
+    def to_global(x):
+      x = np.asarray(x)
+      x = np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)]) if padded > n else x
+      return jax.make_array_from_callback(x.shape, split, lambda index: x[index])
+    images = self._generate(state, to_global(z), None if labels is None else to_global(labels))
+    return multihost_utils.process_allgather(images, tiled=True)[:n]
 
   def noise(self, key, num: int) -> jax.Array:
     """[num, latent_dim] standard normal z."""

@@ -30,20 +30,37 @@ class Evaluation:
 
 
 class StopSignals:
-  """Turns SIGTERM / SIGINT into a request to stop after the current step (preemption)."""
+  """Turns SIGTERM / SIGINT into a request to stop after the current step (preemption).
 
-  def __init__(self):
+  With several processes, SIGTERM stays with JAX's preemption notifier (jax.distributed
+  installs it), which makes every process agree on the step to stop at (`stop_now`); SIGINT is
+  passed on to it as a SIGTERM.
+  """
+
+  def __init__(self, multi_process: bool = False):
     self.received = None
+    self.multi_process = multi_process
     self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
+      signals = (signal.SIGINT,) if self.multi_process else (signal.SIGTERM, signal.SIGINT)
+      for sig in signals:
         self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, _):
-    self.received = signal.Signals(signum).name
+    if self.multi_process:  # to JAX's notifier, which tells the other processes
+      os.kill(os.getpid(), signal.SIGTERM)
+    else:
+      self.received = signal.Signals(signum).name
+
+  def stop_now(self, mngr, calls: int) -> bool:
+    """Whether to save and stop after the `calls`-th compiled call: a signal here, or (several
+    processes) the step JAX's preemption sync chose, the same on every process."""
+    if self.multi_process and mngr.reached_preemption(calls):
+      self.received = self.received or 'preemption notice'
+    return self.received is not None
 
   def __exit__(self, *_):
     for sig, handler in self._previous.items():
@@ -136,7 +153,7 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
   current step, with a checkpoint at that step.
   """
   state, data_state = restore_or_init(stepper, workdir)
-  with StopSignals() as stop:
+  with StopSignals(multi_process=jax.process_count() > 1) as stop:
     return _loop(config, workdir, stepper, data, evaluation, state, data_state, stop)
 
 
@@ -156,9 +173,9 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
   try:
     mngr = managers['latest']
     health = _HealthCheck(mngr, config.skip_nonfinite)
-    stream = input_pipeline.BatchStream(input_pipeline.host_share(data),
-                                        config.batch_size // jax.process_count(), config.seed,
-                                        data_state['position'])
+    stream = input_pipeline.BatchStream(data, config.batch_size, config.seed,
+                                        data_state['position'],
+                                        (jax.process_index(), jax.process_count()))
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True)
     if initial_step == 0:
@@ -168,7 +185,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
     state = stepper.place(state)
     data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-    done = initial_step
+    done, calls = initial_step, 0   # calls: the preemption sync's step ids (1, 2, ...)
     while done < config.num_steps:
       t0 = time.time()
       k = call_length(done, config)
@@ -180,6 +197,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       for s in range(done + 1, done + k + 1):  # ReportProgress wants every step
         report(s)
       done += k
+      calls += 1
+      stopping = stop.stop_now(mngr, calls)
       health.add(done, metrics, flags)  # checks the previous call: no wait for this one
       if is_time(config.log_every, done, config):
         scalars = {f'train/{name}': float(v[-1]) for name, v in jax.device_get(metrics).items()}
@@ -189,11 +208,11 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
         data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
-      if (stop.received or is_time(config.checkpoint_every, done, config) or
+      if (stopping or is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
         checkpoints.save(mngr, done, stepper.unplace(state), {'position': stream.position})
-      if stop.received:
+      if stopping:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
         break

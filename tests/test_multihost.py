@@ -1,0 +1,134 @@
+"""Several hosts, simulated: 2 processes x 2 CPU devices joined by jax.distributed on localhost.
+
+A SIGTERM that reaches one process stops both at the same step with one checkpoint (JAX's
+preemption sync), and the resumed run equals an uninterrupted one; 2 processes train what one
+process with the same 4 devices trains.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, restore_state
+
+pytestmark = pytest.mark.slow
+SPEC = 'wgan_gp.py:digits,runlocal,mlp'
+COMMON = ('--config.log_every=1', '--config.sample_every=0', '--config.checkpoint_every=0',
+          '--config.batch_size=16')
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int):
+  return {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'JAX_PLATFORMS': 'cpu',
+          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+
+
+def _launch(workdir, *extra, processes=2):
+  """Starts the run in `processes` processes (2 devices each, or 4 in one process)."""
+  port = _free_port()
+  procs = []
+  for i in range(processes):
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), f'--config=configs/{SPEC}',
+            f'--workdir={workdir}', *COMMON, *extra]
+    if processes > 1:
+      args += ['--distributed', f'--num_processes={processes}', f'--process_id={i}']
+    env = {**_env(4 // processes), 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}'}
+    procs.append(subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env))
+  return procs
+
+
+def _finish(procs, timeout=300):
+  outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  return outputs
+
+
+def _steps(workdir):
+  return sorted(int(n) for n in os.listdir(workdir / 'checkpoints') if n.isdigit())
+
+
+def _assert_same(a, b, exact=True):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    if exact:
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    else:
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp_path):
+  interrupted = tmp_path / 'interrupted'
+  procs = _launch(interrupted, '--config.num_steps=100000')
+  lines = []
+  for line in procs[0].stdout:   # wait until process 0 trains
+    lines.append(line)
+    if '] train/' in line and int(line.split('] train/')[0].rsplit('[', 1)[1]) > 3:
+      break
+  else:
+    raise AssertionError(''.join(lines)[-3000:])
+  sent = time.time()
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = _finish(procs, timeout=120)
+  assert time.time() - sent < 60
+  (stop,) = _steps(interrupted)
+  for out in outputs:
+    assert f'stopped at step {stop} with a checkpoint' in out, out[-2000:]
+  print(f'SIGTERM to process 1: both processes stopped at step {stop}, exit 0, in '
+        f'{time.time() - sent:.1f} s; checkpoints: {_steps(interrupted)}')
+
+  end = stop + 3
+  _finish(_launch(interrupted, f'--config.num_steps={end}'))
+  uninterrupted = tmp_path / 'uninterrupted'
+  _finish(_launch(uninterrupted, f'--config.num_steps={end}'))
+  assert _steps(interrupted)[-1] == _steps(uninterrupted)[-1] == end
+  _assert_same(restore_state(interrupted, SPEC), restore_state(uninterrupted, SPEC))
+
+  one = tmp_path / 'one_process'
+  _finish(_launch(one, f'--config.num_steps={end}', processes=1))
+  _assert_same(restore_state(one, SPEC), restore_state(uninterrupted, SPEC), exact=False)
+
+
+def test_two_processes_sample_and_evaluate_into_one_set_of_files(tmp_path):
+  from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'run'
+  _finish(_launch(workdir, '--config.num_steps=2', processes=1))
+  _random_classifier(tmp_path / 'clf')
+  stats = tmp_path / 'stats'
+  modes = {
+      'sample': ['--mode=sample', '--num_samples=10', f'--out={tmp_path / "s" / "x.npz"}'],
+      'eval': ['--mode=eval', f'--config.eval.classifier={tmp_path / "clf"}',
+               '--config.eval.num_samples=30', '--config.eval.kid_subsets=2',
+               '--config.eval.kid_subset_size=10', '--config.eval.pr_samples=10',
+               f'--config.eval.stats_dir={stats}'],
+  }
+  results = {}
+  for mode, args in modes.items():
+    outputs = _finish(_launch(workdir, *args))
+    lines = [[l for l in out.splitlines() if l.startswith('{')] for out in outputs]
+    assert len(lines[0]) == 1 and not lines[1], lines   # process 0 reports, alone
+    results[mode] = json.loads(lines[0][0])
+  assert sorted(os.listdir(tmp_path / 's')) == ['x.npz', 'x.png']
+  with np.load(tmp_path / 's' / 'x.npz') as f:
+    assert f['images'].shape == (10, 28, 28, 1)
+  # The samples of 2 processes x 2 devices are those of one process with one device.
+  single = tmp_path / 'single.npz'
+  subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}',
+                  '--mode=sample', '--num_samples=10', f'--out={single}'], cwd=ROOT,
+                 env=_env(1), check=True, capture_output=True)
+  with np.load(tmp_path / 's' / 'x.npz') as two, np.load(single) as one:
+    np.testing.assert_allclose(two['images'], one['images'], atol=1e-5)
+  assert len(os.listdir(stats)) == 1 and results['eval']['domain_fid'] > 0
