@@ -125,6 +125,12 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   again = json.loads(_ok(run_main(*evaluate, env=env, cwd=cwd), gcs).stdout.strip()
                      .splitlines()[-1])   # from the cached statistics in the bucket
 
+  gif = _ok(subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'make_gif.py'),
+                            '--workdir=gs://bucket/run'], cwd=cwd, capture_output=True, text=True,
+                           timeout=300, env=subprocess_env(env)), gcs)
+  animation = json.loads(gif.stdout.strip().splitlines()[-1])
+  assert animation['out'] == 'gs://bucket/run/samples.gif' and animation['steps'] == [2, 4, 6]
+
   listing = gcs.list()
   print(_listing(gcs))
   assert scores['step'] == 6 and np.isfinite(scores['domain_fid'])
@@ -134,6 +140,7 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   assert stats.startswith('gs://bucket/stats/digits_train_') and stats.endswith('.npz')
   assert again['domain_fid'] == pytest.approx(scores['domain_fid'], rel=1e-6)
   for name in ('run/config.json', 'run/data_spec.json', 'run/samples.npz', 'run/samples.png',
+               'run/samples.gif',
                stats[len('gs://bucket/'):], 'clf/meta.json'):
     assert name in listing, _listing(gcs)
   for step in (4, 6):
