@@ -24,11 +24,13 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_gp.py:mnist '
                                 '(sample: default is the workdir\'s own config.json).',
                                 lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples.')
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples '
+                    '(local or gs://).')
 flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write (>= 1).',
                      lower_bound=1)
-flags.DEFINE_string('out', None, 'sample: output .npz (default: WORKDIR/samples.npz).')
+flags.DEFINE_string('out', None, 'sample: output .npz, local or gs:// (default: '
+                    'WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
 flags.DEFINE_bool('best', False, 'sample, eval: the best checkpoint by eval.best_metric.')
 flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '

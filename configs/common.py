@@ -47,7 +47,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict(dict(
       name=dataset,            # a name in input_pipeline.DATASETS ('mnist', 'digits', ...)
-      path='',                 # local IDX directory or .npz; when set, TFDS is not used
+      path='',                 # IDX directory or .npz (local or gs://); when set, no TFDS
       data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
       download=True,           # TFDS: download and prepare when data_dir lacks the dataset
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)

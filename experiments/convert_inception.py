@@ -18,19 +18,19 @@ from absl import app, flags
 from flax import traverse_util
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import inception  # pylint: disable=g-import-not-at-top
+from gan_jax import files, inception  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('pth', None, "pytorch-fid's state dict (.pth).")
-flags.DEFINE_string('out', None, 'Output .npz.')
+flags.DEFINE_string('pth', None, "pytorch-fid's state dict (.pth; local or gs://).")
+flags.DEFINE_string('out', None, 'Output .npz (local or gs://).')
 flags.mark_flags_as_required(['pth', 'out'])
 FLAGS = flags.FLAGS
 
 
 def main(_):
   import torch  # pylint: disable=g-import-not-at-top
-  state = torch.load(FLAGS.pth, map_location='cpu', weights_only=True)
+  with files.open_seekable(FLAGS.pth) as f:
+    state = torch.load(f, map_location='cpu', weights_only=True)
   variables = inception.from_torch({k: v.numpy() for k, v in state.items()})
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   inception.save(FLAGS.out, variables)
   _, digest = inception.load(FLAGS.out)
   count = sum(v.size for v in traverse_util.flatten_dict(variables).values())

@@ -11,10 +11,11 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import images  # pylint: disable=g-import-not-at-top
+from gan_jax import files, images  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files.')
-flags.DEFINE_string('out', None, 'GIF path (default: WORKDIR/samples.gif).')
+flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files (local or '
+                    'gs://).')
+flags.DEFINE_string('out', None, 'GIF path, local or gs:// (default: WORKDIR/samples.gif).')
 flags.DEFINE_string('tag', 'samples', 'Image summary tag.')
 flags.DEFINE_float('seconds_per_frame', 0.25, 'Frame duration.')
 flags.DEFINE_integer('scale', 2, 'Nearest-neighbour upscaling.')
@@ -27,7 +28,7 @@ def main(_):
     grids = images.read_grids(FLAGS.workdir, FLAGS.tag)
   except ValueError as e:
     sys.exit(f'error: {e}')
-  out = FLAGS.out or os.path.join(FLAGS.workdir, f'{FLAGS.tag}.gif')
+  out = FLAGS.out or str(files.path(FLAGS.workdir) / f'{FLAGS.tag}.gif')
   images.save_gif([g for _, g in grids], out, FLAGS.seconds_per_frame, FLAGS.scale,
                   captions=[f'step {s}' for s, _ in grids])
   print(json.dumps({'out': out, 'frames': len(grids), 'steps': [s for s, _ in grids]}))

@@ -4,6 +4,7 @@ TensorBoard event files (written when the run trains with eval_every > 0).
   python experiments/plot_fid.py --workdir=runs/fashion_mnist/dcgan   # -> WORKDIR/eval_domain_fid.png
 """
 
+import io
 import json
 import os
 import sys
@@ -15,9 +16,13 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
 from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files.')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from gan_jax import files  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files (local or '
+                    'gs://).')
 flags.DEFINE_string('metric', 'eval/domain_fid', 'Scalar tag to plot.')
-flags.DEFINE_string('out', None, 'PNG path (default: WORKDIR/<metric>.png).')
+flags.DEFINE_string('out', None, 'PNG path, local or gs:// (default: WORKDIR/<metric>.png).')
 flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 
@@ -55,10 +60,12 @@ def main(_):
     ax.set_xlabel(label)
     ax.set_ylabel(FLAGS.metric)
     ax.grid(alpha=0.3)
-  fig.suptitle(os.path.abspath(FLAGS.workdir))
+  fig.suptitle(files.absolute(FLAGS.workdir))
   fig.tight_layout()
-  out = FLAGS.out or os.path.join(FLAGS.workdir, FLAGS.metric.replace('/', '_') + '.png')
-  fig.savefig(out, dpi=100)
+  out = FLAGS.out or str(files.path(FLAGS.workdir) / (FLAGS.metric.replace('/', '_') + '.png'))
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=100)
+  files.write_bytes(out, png.getvalue())
   print(json.dumps({'out': out, 'points': len(points), 'steps': list(steps),
                     'values': list(values)}))
 

@@ -22,11 +22,11 @@ from configs import common  # pylint: disable=g-import-not-at-top
 from gan_jax import classifier, input_pipeline  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (input_pipeline.DATASETS).')
-flags.DEFINE_string('path', '', 'Local IDX directory or .npz (as config.dataset.path).')
+flags.DEFINE_string('path', '', 'IDX directory or .npz, local or gs:// (as config.dataset.path).')
 flags.DEFINE_string('data_dir', '', 'Prepared TFDS directory (as config.dataset.data_dir).')
 flags.DEFINE_enum('float_range', 'unit', ['unit', 'signed'],
                   'Float .npz images: [0, 1] or [-1, 1] (as config.dataset.float_range).')
-flags.DEFINE_string('out', None, 'Output directory.')
+flags.DEFINE_string('out', None, 'Output directory (local or gs://).')
 flags.DEFINE_integer('epochs', 3, 'Training epochs.')
 flags.DEFINE_integer('seed', 0, 'Seed.')
 flags.mark_flags_as_required(['out'])

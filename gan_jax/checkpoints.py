@@ -4,12 +4,12 @@ Workdirs written before the per-player state (gen_params, gen_stats, ... as one 
 restore into today's TrainState: `restore` reads them through the old layout and regroups it.
 """
 
-import os
 from typing import Any, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 
+from gan_jax import files
 from gan_jax.errors import ConfigError
 from gan_jax.steps import PlayerState, TrainState
 
@@ -17,7 +17,13 @@ LATEST, BEST = 'checkpoints', 'best_checkpoint'
 
 
 def directory(workdir: str, kind: str = LATEST) -> str:
-  return os.path.join(os.path.abspath(workdir), kind)
+  """`workdir`/`kind`: absolute when local (as Orbax wants), a gs:// path as it is."""
+  return str(files.path(files.absolute(workdir)) / kind)
+
+
+def exists(workdir: str, kind: str = LATEST) -> bool:
+  """Whether `workdir` has a checkpoint directory of `kind` (it may hold no checkpoint yet)."""
+  return files.path(directory(workdir, kind)).is_dir()
 
 
 def manager(workdir: str, keep: int, read_only: bool = False,
@@ -86,7 +92,7 @@ def restore(mngr: ocp.CheckpointManager, target: TrainState,
       restored = _restore(mngr, step, _flat(abstract))   # a workdir of an older version
       state = _grouped(restored.state)
   except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
-    path = os.path.join(str(mngr.directory), str(step))
+    path = f'{mngr.directory}/{step}'
     if 'tree structures do not match' in str(e) or 'gen_params' in str(e):
       raise ConfigError(f'checkpoint {path} holds a train state of another structure: it was '
                         f'written by another version of gan_jax or another model config; '
@@ -108,7 +114,7 @@ def restore_for_use(workdir: str, target: TrainState, step: Optional[int] = None
   """The state of a workdir's checkpoint at `step` (default: latest; with `best_metric`, from
   the best checkpoint), for sampling or evaluation; ConfigError when there is none."""
   best = best_metric is not None
-  if not os.path.isdir(directory(workdir, BEST if best else LATEST)):
+  if not exists(workdir, BEST if best else LATEST):
     raise ConfigError(f'no {"best " if best else ""}checkpoint in {workdir}; ' +
                       ('train with eval_every > 0' if best else 'train first'))
   mngr = manager(workdir, 1, read_only=True, best_metric=best_metric, best_mode=best_mode)

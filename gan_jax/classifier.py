@@ -11,7 +11,6 @@ Scores from it compare runs with each other, not with published Inception number
 
 import functools
 import json
-import os
 from typing import Any, Callable, Dict, Tuple
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from gan_jax import images as images_lib, sharding
+from gan_jax import files, images as images_lib, sharding
 from gan_jax.errors import ConfigError
 
 FEATURE_DIM = 128
@@ -101,24 +100,23 @@ def predict(params, num_classes: int, images, batch_size: int = 500):
 
 
 def save(directory: str, params, meta: Dict[str, Any]) -> None:
-  """Orbax checkpoint of the parameters plus meta.json (dataset, accuracy, shapes)."""
-  directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
+  """Orbax checkpoint of the parameters plus meta.json (dataset, accuracy, shapes) in
+  `directory` (local or gs://)."""
+  directory = files.path(files.absolute(directory))
+  directory.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(directory, 'params'), params, force=True)
-  with open(os.path.join(directory, 'meta.json'), 'w') as f:
-    json.dump(meta, f, indent=2)
+    ckptr.save(directory / 'params', params, force=True)
+  files.write_text(directory / 'meta.json', json.dumps(meta, indent=2))
 
 
 def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
   """(params, meta) of a classifier saved by `save`; ConfigError when there is none."""
-  directory = os.path.abspath(directory)
-  meta_path = os.path.join(directory, 'meta.json')
-  if not os.path.exists(meta_path):
+  directory = files.path(files.absolute(directory))
+  meta_path = directory / 'meta.json'
+  if not meta_path.exists():
     raise ConfigError(f'no classifier in {directory}: train one with '
                       f'experiments/train_classifier.py, or set eval.classifier')
-  with open(meta_path) as f:
-    meta = json.load(f)
+  meta = json.loads(meta_path.read_text())
   target = jax.eval_shape(lambda: Classifier(meta['num_classes']).init(
       jax.random.PRNGKey(0), jnp.zeros((1, *meta['image_shape']), jnp.float32))['params'])
   # Onto this process's first device (the predictor places them on the others): the devices
@@ -126,5 +124,5 @@ def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
   here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=here), target)
   with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.join(directory, 'params'), target)
+    params = ckptr.restore(directory / 'params', target)
   return params, meta

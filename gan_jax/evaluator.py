@@ -10,15 +10,16 @@ as an npz in `eval.stats_dir` (default: the user's cache directory, see `stats_d
 """
 
 import hashlib
+import io
 import json
 import os
-import uuid
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 import jax
 import numpy as np
 
-from gan_jax import extractors as extractors_lib, feature_metrics, gans, input_pipeline, rundir
+from gan_jax import (extractors as extractors_lib, feature_metrics, files, gans, input_pipeline,
+                     rundir)
 from gan_jax.errors import ConfigError
 from gan_jax.extractors import Extractor
 
@@ -45,7 +46,7 @@ class Accumulator:
 
 
 def stats_dir(eval_config) -> str:
-  """eval.stats_dir, or the user's cache directory ($XDG_CACHE_HOME, else ~/.cache, then
+  """eval.stats_dir (local or gs://), or the user's cache directory ($XDG_CACHE_HOME, else ~/.cache, then
   gan_jax/stats): the extractor's weights may lie where nothing can be written."""
   if eval_config.stats_dir:
     return eval_config.stats_dir
@@ -56,15 +57,9 @@ def stats_dir(eval_config) -> str:
 def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) -> None:
   """Writes under a name of this writer's own, then renames: a concurrent reader or writer of
   `path` sees either no file or a whole one."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f'{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp'
-  try:
-    with open(tmp, 'wb') as f:
-      stats.save(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  data = io.BytesIO()
+  stats.save(data, **arrays)
+  files.write_bytes(path, data.getvalue())
 
 
 def reference_data(config):
@@ -88,7 +83,7 @@ def cache_path(config, ext: Extractor) -> str:
                                     data.image_size]).encode()).hexdigest()[:8]
   name = (f'{data.name}_{ev.reference_split}{count}_{source}_{ext.kind}_{ext.cache_key}'
           f'_v{CACHE_VERSION}.npz')
-  return os.path.join(stats_dir(ev), name)
+  return str(files.path(stats_dir(ev)) / name)
 
 
 def reference_stats(config, ext: Extractor, keep: int):
@@ -96,8 +91,8 @@ def reference_stats(config, ext: Extractor, keep: int):
   reference data is read only when the cache has no statistics for it."""
   ev = config.eval
   path = cache_path(config, ext)
-  if os.path.exists(path):
-    with np.load(path) as f:
+  if files.path(path).exists():
+    with files.open_seekable(path) as data, np.load(data) as f:
       stats = feature_metrics.FeatureStats(f['mu'].shape[0])
       stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
       if len(f['kept']) >= min(keep, stats.count):
@@ -179,7 +174,7 @@ class Evaluator:
       raise ConfigError(f'the reference images (eval.reference_split '
                         f'{config.eval.reference_split!r}) have shape '
                         f'{tuple(reference.image_shape)}, the generator makes {tuple(image_shape)}')
-    if not all(os.path.exists(cache_path(config, ext)) for ext in self.extractors):
+    if not all(files.path(cache_path(config, ext)).exists() for ext in self.extractors):
       rundir.check_writable(stats_dir(config.eval), 'the statistics cache', 'eval.stats_dir')
     self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
     self._refs = None   # per extractor: (FeatureStats, kept features, cache path)

@@ -11,13 +11,12 @@ Two extractors, either or both:
 
 import dataclasses
 import hashlib
-import os
 from typing import Any, Callable, Dict, List
 
 import jax
 import numpy as np
 
-from gan_jax import classifier, inception
+from gan_jax import classifier, files, inception
 from gan_jax.errors import ConfigError
 
 # Metric names per extractor kind, by role: FID, the Inception Score formula, KID, precision,
@@ -98,7 +97,7 @@ def domain_extractor(config, image_shape) -> Extractor:
   return Extractor(
       'domain', classifier.predictor(params, meta['num_classes']),
       meta['feature_dim'], meta['num_classes'], weights_hash(params),
-      {'path': os.path.abspath(directory), 'test_accuracy': meta['test_accuracy']})
+      {'path': files.absolute(directory), 'test_accuracy': meta['test_accuracy']})
 
 
 def inception_extractor(config, image_shape) -> Extractor:
@@ -110,7 +109,7 @@ def inception_extractor(config, image_shape) -> Extractor:
   return Extractor(
       'inception', inception.predictor(variables),
       inception.FEATURE_DIM, inception.NUM_CLASSES, digest,
-      {'path': os.path.abspath(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
+      {'path': files.absolute(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
 
 
 def load_extractors(config, image_shape) -> List[Extractor]:

@@ -6,13 +6,14 @@ are [0, 1] (`to_unit`).
 
 import io
 import math
-import os
 from typing import List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
+
+from gan_jax import files
 
 
 def to_signed(images):
@@ -56,8 +57,9 @@ def save_png(grid: np.ndarray, path: str, scale: int = 1) -> None:
   image = Image.fromarray(pixels)
   if scale > 1:
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-  ensure_parent(path)
-  image.save(path)
+  data = io.BytesIO()
+  image.save(data, format='PNG')
+  files.write_bytes(path, data.getvalue())
 
 
 def read_grids(workdir: str, tag: str = 'samples') -> List[Tuple[int, np.ndarray]]:
@@ -99,11 +101,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str, seconds_per_frame: float =
     images.append(image)
   if not images:
     raise ValueError('no frames to write')
-  ensure_parent(path)
-  images[0].save(path, save_all=True, append_images=images[1:], loop=0,
+  data = io.BytesIO()
+  images[0].save(data, format='GIF', save_all=True, append_images=images[1:], loop=0,
                  duration=int(seconds_per_frame * 1000))
-
-
-def ensure_parent(path: str) -> None:
-  """Creates the directory a file is about to be written into."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  files.write_bytes(path, data.getvalue())

@@ -18,7 +18,7 @@ rename and a transpose (`from_torch`).
 
 import functools
 import hashlib
-import os
+import io
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 import flax.linen as nn
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import images as images_lib, sharding
+from gan_jax import files, images as images_lib, sharding
 from gan_jax.errors import ConfigError
 
 NUM_CLASSES = 1008
@@ -221,23 +221,23 @@ def _check_shapes(variables) -> None:
 def save(path: str, variables) -> None:
   """Flat npz ('params/Conv2d_1a_3x3/conv/kernel', ...), written atomically."""
   flat = traverse_util.flatten_dict(jax.device_get(variables), sep='/')
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, **flat)
-  os.replace(tmp, path)
+  data = io.BytesIO()
+  np.savez(data, **flat)
+  files.write_bytes(path, data.getvalue())
 
 
 def load(path: str) -> Tuple[Dict[str, Any], str]:
   """(variables, short content hash) of an npz from `save`; ConfigError when unusable."""
-  if not path or not os.path.exists(path):
+  if not path or not files.path(path).exists():
     raise ConfigError(f'eval.inception_weights {path!r} does not exist; convert pytorch-fid\'s '
                       f'pt_inception-2015-12-05-6726825d.pth with experiments/convert_inception.py')
   if path.endswith('.pth'):
     raise ConfigError(f'{path} is a PyTorch file; convert it first: python '
                       f'experiments/convert_inception.py --pth={path} --out=inception_fid.npz')
-  with open(path, 'rb') as f:
-    digest = hashlib.file_digest(f, 'sha1')
+  data = files.path(path).read_bytes()   # ~95 MB: read once, for the hash and the arrays
+  digest = hashlib.sha1(data)
   try:
-    with np.load(path) as f:
+    with np.load(io.BytesIO(data)) as f:
       variables = traverse_util.unflatten_dict({tuple(k.split('/')): f[k] for k in f.files})
     _check_shapes(variables)
   except (OSError, ValueError) as e:

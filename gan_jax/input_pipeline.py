@@ -11,13 +11,12 @@ dataset's image shape and classes without loading it (what sampling and evaluati
 
 import dataclasses
 import gzip
-import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import numpy as np
 
-from gan_jax import images as images_lib, platforms
+from gan_jax import files, images as images_lib, platforms
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -114,9 +113,9 @@ def _idx_header(f, path: str):
 
 
 def _read_idx_file(path: str, header_only: bool):
-  opener = gzip.open if path.endswith('.gz') else open
   try:
-    with opener(path, 'rb') as f:
+    with files.path(path).open('rb') as raw:
+      f = gzip.GzipFile(fileobj=raw, mode='rb') if path.endswith('.gz') else raw
       dtype, shape = _idx_header(f, path)
       return dtype, shape, (None if header_only else f.read())
   except (OSError, EOFError) as e:
@@ -141,8 +140,9 @@ def read_idx(path: str) -> np.ndarray:
 
 def _find(directory: str, stem: str) -> Optional[str]:
   for name in (stem, stem + '.gz'):
-    if os.path.exists(os.path.join(directory, name)):
-      return os.path.join(directory, name)
+    path = files.path(directory) / name
+    if path.exists():
+      return str(path)
   return None
 
 
@@ -184,7 +184,7 @@ def spec_idx_dir(directory: str, split: str) -> DataSpec:
 def _read_npz(path: str, read_images: Callable):
   """(read_images(npz), labels or None) of an .npz with `images` and optional `labels`."""
   try:
-    with np.load(path) as f:
+    with files.open_seekable(path) as data, np.load(data) as f:
       if 'images' not in f:
         raise DataError(f'{path}: no array named "images" (found: {", ".join(f.files)})')
       return read_images(f), (f['labels'] if 'labels' in f else None)
@@ -220,22 +220,23 @@ def spec_npz(path: str) -> DataSpec:
   return _spec(shape, dtype, labels, path)
 
 
-def _check_exists(path: str) -> None:
-  if not os.path.exists(path):
+def _is_dir(path: str) -> bool:
+  """Whether dataset.path (local or gs://) is a directory; DataError when it does not exist."""
+  if not files.path(path).exists():
     raise DataError(f'dataset.path {path!r} does not exist; give a directory with IDX files '
                     f'(train-images-idx3-ubyte[.gz], ...) or an .npz file')
+  return files.path(path).is_dir()
 
 
 def load_local(path: str, split: str, float_range: str = 'unit') -> Dataset:
-  _check_exists(path)
-  if os.path.isdir(path):
+  """The files at `path` (local or gs://): a directory of IDX files, or an .npz."""
+  if _is_dir(path):
     return load_idx_dir(path, split)
   return load_npz(path, float_range)
 
 
 def spec_local(path: str, split: str) -> DataSpec:
-  _check_exists(path)
-  if os.path.isdir(path):
+  if _is_dir(path):
     return spec_idx_dir(path, split)
   return spec_npz(path)
 
@@ -308,7 +309,7 @@ DATASETS: Dict[str, DatasetInfo] = {
 def _info(name: str) -> DatasetInfo:
   if name not in DATASETS:
     raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}, or '
-                    f'set dataset.path to local IDX files or an .npz')
+                    f'set dataset.path to IDX files or an .npz (local or gs://)')
   return DATASETS[name]
 
 
@@ -317,9 +318,10 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
   and digits hold one split ('train'), IDX directories 'train' and 'test'; TFDS checks its own
   split names when it loads."""
   if config.path:
-    if not os.path.exists(config.path):
+    path = files.path(config.path)
+    if not path.exists():
       return  # load_local says what is missing
-    source, splits = (('IDX files', ('train', 'test')) if os.path.isdir(config.path) else
+    source, splits = (('IDX files', ('train', 'test')) if path.is_dir() else
                       ('an .npz file', ('train',)))
   elif config.name == 'digits':
     source, splits = 'the digits dataset', ('train',)
@@ -331,7 +333,8 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
 
 
 def load(config) -> Dataset:
-  """Loads `config` (the `dataset` ConfigDict): local files when `path` is set, else by name."""
+  """Loads `config` (the `dataset` ConfigDict): the files at `path` (local or gs://) when it
+  is set, else by name."""
   check_float_range(config.float_range)
   check_split(config, config.split)
   if config.path:
@@ -342,7 +345,7 @@ def load(config) -> Dataset:
 def spec(config) -> DataSpec:
   """The image shape and classes `load(config)` gives, without loading the images.
 
-  A named dataset's come from DATASETS; local files' from the IDX or .npy header of the images
+  A named dataset's come from DATASETS; files' from the IDX or .npy header of the images
   and from the labels (small). Refuses, as load does, what the headers show to be unusable.
   """
   check_float_range(config.float_range)

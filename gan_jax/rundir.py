@@ -1,4 +1,5 @@
-"""The workdir of a run: its config.json, resume checks, and a writability check.
+"""The workdir of a run (local or gs://): its config.json and data_spec.json, resume checks,
+and a writability check.
 
 Every check here runs before anything is written, so a refused run leaves the workdir as it was.
 """
@@ -9,7 +10,7 @@ import tempfile
 
 import ml_collections
 
-from gan_jax import gans
+from gan_jax import files, gans
 from gan_jax.errors import ConfigError
 
 # Fields that may change when a run resumes (and every eval.* field); any other difference
@@ -28,14 +29,13 @@ GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan
 
 
 def config_path(workdir: str) -> str:
-  return os.path.join(workdir, 'config.json')
+  return str(files.path(workdir) / 'config.json')
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir's run was started with (its config.json)."""
   try:
-    with open(config_path(workdir)) as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(files.path(config_path(workdir)).read_text()))
   except FileNotFoundError:
     raise ConfigError(f'{workdir} has no config.json: give --config, or train there first'
                       ) from None
@@ -55,7 +55,7 @@ def _flatten(tree, prefix=''):
 
 def check_resume_config(config, workdir: str) -> None:
   """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
-  if not os.path.exists(config_path(workdir)):
+  if not files.path(config_path(workdir)).exists():
     return
   old = _flatten(load_config(workdir).to_dict())
   new = _flatten(json.loads(config.to_json_best_effort()))
@@ -84,8 +84,12 @@ def check_writable(workdir: str, what: str = 'workdir', setting: str = '--workdi
   """Raises ConfigError unless `workdir` exists as a writable directory or can be created
   (`what` and `setting` name it in the message: e.g. 'the statistics cache', eval.stats_dir).
 
-  Creates nothing: it probes the nearest existing ancestor.
+  Creates nothing: it probes the nearest existing ancestor. A gs:// (remote) path cannot be
+  probed without writing: its bucket must exist and the path must not be a file.
   """
+  if not files.is_local(workdir):
+    _check_remote(workdir, what, setting)
+    return
   path = os.path.abspath(workdir)
   while not os.path.exists(path):
     path = os.path.dirname(path)
@@ -100,25 +104,44 @@ def check_writable(workdir: str, what: str = 'workdir', setting: str = '--workdi
                       f'choose a {setting} you can write to') from None
 
 
+def _check_remote(workdir: str, what: str, setting: str) -> None:
+  """check_writable of a gs:// path: its bucket exists (a request that fails names why), and
+  neither the path nor a folder above it is a file."""
+  bucket = files.root(workdir)
+  try:
+    if not files.path(bucket).exists():
+      raise ConfigError(f'cannot write to {what} {workdir}: bucket {bucket} does not exist; '
+                        f'create it or choose another {setting}')
+    path = files.path(workdir)
+    while str(path) != bucket and not path.exists():
+      path = path.parent
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (no network, no permission, ...)
+    reason = ' '.join(str(e).split())[:160] or type(e).__name__
+    raise ConfigError(f'cannot reach {what} {workdir} ({type(e).__name__}: {reason}); check '
+                      f'the bucket and your credentials, or choose another {setting}') from None
+  if str(path) != bucket and not path.is_dir():
+    raise ConfigError(f'cannot create {what} {workdir}: {path} is a file, not a directory; '
+                      f'choose another {setting}')
+
+
 def spec_path(workdir: str) -> str:
-  return os.path.join(workdir, 'data_spec.json')
+  return str(files.path(workdir) / 'data_spec.json')
 
 
 def write_spec(workdir: str, image_shape, num_classes: int) -> None:
   """Writes data_spec.json: the image shape and classes the run's generator makes, so that
   sampling and evaluation need neither the training data nor its files."""
-  tmp = spec_path(workdir) + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump({'image_shape': [int(n) for n in image_shape], 'num_classes': int(num_classes)}, f)
-  os.replace(tmp, spec_path(workdir))
+  files.write_text(spec_path(workdir), json.dumps(
+      {'image_shape': [int(n) for n in image_shape], 'num_classes': int(num_classes)}))
 
 
 def read_spec(workdir: str):
   """(image_shape, num_classes) from data_spec.json, or None for a workdir without one (runs
   from before it was written)."""
   try:
-    with open(spec_path(workdir)) as f:
-      spec = json.load(f)
+    spec = json.loads(files.path(spec_path(workdir)).read_text())
     return tuple(spec['image_shape']), int(spec['num_classes'])
   except FileNotFoundError:
     return None
@@ -129,7 +152,4 @@ def read_spec(workdir: str):
 
 def write_config(config, workdir: str) -> None:
   """Writes config.json (atomically: a crash never leaves half a file)."""
-  tmp = config_path(workdir) + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, config_path(workdir))
+  files.write_text(config_path(workdir), config.to_json_best_effort(indent=2))

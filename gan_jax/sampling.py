@@ -3,14 +3,14 @@ evaluators), and the sample files of --mode=sample. Everything here takes a Step
 nothing needs training data.
 """
 
-import os
+import io
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import images
+from gan_jax import files, images
 from gan_jax.stepper import Stepper
 
 # Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
@@ -71,13 +71,14 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
   parts = list(batches(stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM)))
   samples = np.concatenate([np.asarray(images.to_unit(np.asarray(b))) for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
-  png = os.path.splitext(out)[0] + '.png'
+  png = str(files.path(out).with_suffix('.png'))
   result = {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}
   if jax.process_index() > 0:   # every process generated its share; process 0 writes
     return result
   arrays = {'images': samples, **({} if labels is None else {'labels': labels})}
-  images.ensure_parent(out)
-  np.savez(out, **arrays)
+  npz = io.BytesIO()
+  np.savez(npz, **arrays)
+  files.write_bytes(out, npz.getvalue())
   if labels is not None:  # one class per row
     rows = [samples[labels == c][:10] for c in range(stepper.num_classes)]
     ncol = max(len(r) for r in rows)

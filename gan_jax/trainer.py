@@ -4,7 +4,6 @@ does that): a Stepper, the data, and optionally an evaluation function.
 """
 
 import dataclasses
-import os
 import signal
 import threading
 import time
@@ -14,7 +13,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import checkpoints, gans, input_pipeline, platforms, rundir, sampling
+from gan_jax import checkpoints, files, gans, input_pipeline, platforms, rundir, sampling
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -90,7 +89,7 @@ def call_length(step: int, config) -> int:
 
 def restore_or_init(stepper: Stepper, workdir: str):
   """(state, data_state) from the newest checkpoint in `workdir`, else fresh; writes nothing."""
-  if not os.path.isdir(checkpoints.directory(workdir)):
+  if not checkpoints.exists(workdir):
     return stepper.init(), {'position': 0}
   mngr = checkpoints.manager(workdir, 1, read_only=True)
   try:
@@ -164,7 +163,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
   # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
   from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
-  os.makedirs(workdir, exist_ok=True)
+  files.path(workdir).mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     rundir.write_config(config, workdir)
     rundir.write_spec(workdir, data.image_shape, data.num_classes)

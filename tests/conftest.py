@@ -25,11 +25,18 @@ def load_config(spec: str, **overrides):
   return config
 
 
-def run_main(*args, timeout=300, env=None):
-  """Runs main.py in a subprocess; returns the CompletedProcess (text)."""
+def subprocess_env(env=None):
+  """os.environ with quiet TensorFlow and `env` (a value None removes the variable)."""
   full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **(env or {})}
-  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout, env=full_env)
+  return {k: v for k, v in full_env.items() if v is not None}
+
+
+def run_main(*args, timeout=300, env=None, cwd=ROOT):
+  """Runs main.py in a subprocess (in `cwd`, with subprocess_env(env)); returns the
+  CompletedProcess (text)."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout,
+                        env=subprocess_env(env))
 
 
 def restore_state(workdir, spec: str, step=None):

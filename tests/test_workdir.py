@@ -94,3 +94,17 @@ def test_sampling_needs_no_training_data(tmp_path):
   out = modes.sample(config, str(tmp_path / 'run'), 5, str(tmp_path / 's.npz'))
   with np.load(out['out']) as f:
     assert f['images'].shape == (5, 12, 12, 3)
+
+
+def test_gs_paths_stay_gs_paths(tmp_path, monkeypatch):
+  """No path of a run becomes local (os.path.abspath('gs://b/run') is './gs:/b/run')."""
+  import os  # pylint: disable=g-import-not-at-top
+  from gan_jax import checkpoints, files  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  assert checkpoints.directory('gs://b/run') == 'gs://b/run/checkpoints'
+  assert checkpoints.directory('run', checkpoints.BEST) == str(tmp_path / 'run' / 'best_checkpoint')
+  assert workdir.config_path('gs://b/run') == 'gs://b/run/config.json'
+  assert workdir.spec_path('gs://b/run/') == 'gs://b/run/data_spec.json'
+  assert files.absolute('gs://b/run') == 'gs://b/run' and files.root('gs://b/run/x') == 'gs://b'
+  assert str(files.path('gs://b/run/samples.npz').with_suffix('.png')) == 'gs://b/run/samples.png'
+  assert not os.listdir(tmp_path)
