@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # gan_jax against PyTorch on one GPU, batch 64: DCGAN CIFAR-10 and WGAN-GP's MNIST model.
-# For each: gan_jax's bare compiled step and its full training loop (benchmark.py --loop), then
-# the same models in PyTorch eager and under torch.compile. One JSON line per measurement.
+# For each: gan_jax's bare compiled step, then the same models in PyTorch eager and under
+# torch.compile. One JSON line per measurement. (The full loop's figure needs a benchmark mode
+# that times the training loop, which is still to come.)
 #
 #   bash experiments/gpu_benchmark.sh [OUT_DIR]      # needs jax[cuda12|13]==0.10.2 and torch
 #
-# No data is downloaded: the loop reads a random .npz of each dataset's shape.
+# No data is downloaded: a random .npz of each dataset's shape stands in for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/gpu_benchmark}
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 for spec in "configs/dcgan.py:cifar10 cifar10 200" "configs/wgan_gp.py:mnist mnist 100"; do
   set -- $spec
   common=(--config="$1" --config.batch_size=64 --config.dataset.path="$out/$2.npz")
-  python experiments/benchmark.py "${common[@]}" --loop --steps="$3"
+  python experiments/benchmark.py "${common[@]}" --steps="$3"
   python experiments/benchmark.py "${common[@]}" --steps="$3" --torch --torch_device=cuda
   python experiments/benchmark.py "${common[@]}" --steps="$3" --torch --torch_device=cuda \
       --torch_compile
