@@ -3,6 +3,7 @@ evaluations, checkpoints) and the writers. It gets everything built and checked 
 does that): a Stepper, the data, and optionally an evaluation function.
 """
 
+import collections
 import dataclasses
 import os
 import signal
@@ -14,7 +15,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import checkpoints, gans, input_pipeline, rundir, sampling
+from gan_jax import checkpoints, gans, input_pipeline, prefetch, rundir, sampling
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -102,29 +103,57 @@ def _unhealthy(last_step: int, metrics, health) -> list:
 
 class _HealthCheck:
   """Checks each call's finite flags once: warns for skipped iterations (skip_nonfinite), else
-  raises NonFiniteError naming the step and the values."""
+  raises NonFiniteError naming the step and the values.
 
-  def __init__(self, mngr, skip: bool):
-    self.mngr, self.skip, self.pending = mngr, skip, None
+  A call is checked `behind` calls after it was dispatched, or at `flush` (log, checkpoint,
+  evaluation and the end, before anything is saved), so the host never waits for the calls it
+  just dispatched; where it checks depends on the steps alone, the same on every host.
+  """
+
+  def __init__(self, mngr, skip: bool, behind: int = 2):
+    self.mngr, self.skip, self.behind = mngr, skip, behind
+    self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
-    """Checks the previous call (while this one runs), then keeps this one for later."""
-    self.flush()
-    self.pending = (last_step, metrics, health)
+    """Keeps this call for later; checks the one dispatched `behind` calls ago."""
+    self.pending.append((last_step, metrics, health))
+    while len(self.pending) > self.behind:
+      self._check(self.pending.popleft())
 
   def flush(self) -> None:
-    if self.pending is None:
-      return
-    pending, self.pending = self.pending, None
+    while self.pending:
+      self._check(self.pending.popleft())
+
+  def _check(self, pending) -> None:
     for step, what in _unhealthy(*pending):
       if self.skip:
         logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
         continue
+      self.pending.clear()
       self.mngr.wait_until_finished()
       last = self.mngr.latest_step()
       kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
       raise NonFiniteError(f'step {step}: non-finite {what}; {kept}. Lower the learning rates, '
                            f'or set --config.skip_nonfinite=True to skip such iterations')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+  """One compiled call's input, made ahead of it."""
+  step: int       # the step it starts at
+  length: int     # iterations (call_length)
+  n_critic: int
+  batch: Any      # stepper.put's device batch
+  position: int   # the data stream's position after its batches: what a checkpoint after it saves
+
+
+def _calls(stepper: Stepper, stream: input_pipeline.BatchStream, config, step: int):
+  """The calls from `step` to the end, in order (the schedule depends on the step alone)."""
+  while step < config.num_steps:
+    k, n_critic = call_length(step, config), gans.n_critic_at(step, config)
+    batch = stepper.put([stream.next(n_critic) for _ in range(k)])
+    yield _Call(step, k, n_critic, batch, stream.position)
+    step += k
 
 
 def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
@@ -151,7 +180,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     rundir.write_config(config, workdir)
     rundir.write_spec(workdir, data.image_shape, data.num_classes)
   managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
-  writer = None
+  writer = calls = None
   try:
     mngr = managers['latest']
     health = _HealthCheck(mngr, config.skip_nonfinite)
@@ -166,32 +195,35 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                                              every_steps=config.log_every or None)
     grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
     state = stepper.place(state)
+    # The next calls' batches are assembled and sent to the devices on a thread while the
+    # current call runs; checkpoints save the position after the batches of the steps done.
+    calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
     data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-    done = initial_step
+    done, position = initial_step, data_state['position']
     while done < config.num_steps:
       t0 = time.time()
-      k = call_length(done, config)
-      n_critic = gans.n_critic_at(done, config)
-      host_batches = [stream.next(n_critic) for _ in range(k)]
-      data_seconds += time.time() - t0
-      real_images += k * n_critic * config.batch_size
-      state, metrics, flags = stepper.train(state, host_batches)
-      for s in range(done + 1, done + k + 1):  # ReportProgress wants every step
+      call = next(calls)
+      data_seconds += time.time() - t0  # the wait for data
+      assert call.step == done, (call.step, done)
+      real_images += call.length * call.n_critic * config.batch_size
+      state, metrics, flags = stepper.step(state, call.batch)
+      for s in range(done + 1, done + call.length + 1):  # ReportProgress wants every step
         report(s)
-      done += k
-      health.add(done, metrics, flags)  # checks the previous call: no wait for this one
+      done, position = done + call.length, call.position
+      health.add(done, metrics, flags)  # checks a call dispatched earlier: no wait for this one
       if is_time(config.log_every, done, config):
         scalars = {f'train/{name}': float(v[-1]) for name, v in jax.device_get(metrics).items()}
         elapsed = time.time() - t_log
         scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
                         'train/images_per_sec': real_images / elapsed})
         writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
+        health.flush()  # those calls are done: this waits for nothing
         data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
       if (stop.received or is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
-        checkpoints.save(mngr, done, stepper.unplace(state), {'position': stream.position})
+        checkpoints.save(mngr, done, stepper.unplace(state), {'position': position})
       if stop.received:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
@@ -209,10 +241,12 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
           managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
                                                  best_mode=evaluation.best_mode)
         checkpoints.save(managers['best'], done, stepper.unplace(state),
-                         {'position': stream.position},
+                         {'position': position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
     health.flush()
   finally:
+    if calls is not None:
+      calls.close()
     for mngr in managers.values():
       mngr.wait_until_finished()
       mngr.close()

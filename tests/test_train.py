@@ -329,3 +329,88 @@ def test_sampling_streams_are_named_and_never_another_seeds():
   values = [tuple(np.asarray(jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
                              else k).tolist()) for k in keys.values()]
   assert len(set(values)) == len(values)
+
+
+def test_prefetcher_keeps_the_order_runs_ahead_boundedly_and_passes_errors_on():
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from gan_jax import prefetch  # pylint: disable=g-import-not-at-top
+  made = []
+
+  def items(n, fail_at=None):
+    for i in range(n):
+      if i == fail_at:
+        raise ValueError(f'item {i}')
+      made.append(i)
+      yield i
+  assert list(prefetch.Prefetcher(items(50), size=2)) == list(range(50))
+  made.clear()
+  ahead = prefetch.Prefetcher(items(1000), size=2)
+  assert next(ahead) == 0
+  time.sleep(0.5)
+  assert len(made) <= 1 + 2 + 1  # the one consumed, 2 queued, 1 waiting for room
+  ahead.close()
+  assert not any(t.name == 'prefetch' and t.is_alive() for t in threading.enumerate())
+  failing = prefetch.Prefetcher(items(5, fail_at=3))
+  assert [next(failing) for _ in range(3)] == [0, 1, 2]
+  with pytest.raises(ValueError, match='item 3'):
+    next(failing)
+
+
+class _HostStepper:
+  """The Stepper interface the batch producer uses, on the host."""
+
+  def put(self, host_batches):
+    return host_batches
+
+
+def test_each_call_carries_the_stream_position_after_its_own_batches():
+  """Made ahead of the steps, each call knows the position a checkpoint after it must save."""
+  config = load_config('wgan.py:digits,runlocal', num_steps=9, log_every=0, sample_every=0,
+                       checkpoint_every=0, batch_size=4, steps_per_call=2)
+  data = input_pipeline.load(config.dataset)
+  reference = input_pipeline.BatchStream(data, 4, 0)
+  for s in range(2):  # steps 0 (boosted) and 1: a run resumed at step 2
+    reference.next(gans.n_critic_at(s, config))
+  stream = input_pipeline.BatchStream(data, 4, 0, reference.position)
+  calls = list(trainer._calls(_HostStepper(), stream, config, 2))
+  assert [(c.step, c.length, c.n_critic) for c in calls] == [
+      (2, 1, 5), (3, 1, 10), (4, 2, 5), (6, 1, 10), (7, 2, 5)]
+  for call in calls:
+    for batch in call.batch:
+      np.testing.assert_array_equal(batch['image'], reference.next(call.n_critic)['image'])
+    assert call.position == reference.position
+
+
+def test_a_prefetching_run_saves_the_position_of_the_steps_done_and_resumes_exactly(tmp_path):
+  """The producer runs ahead of the steps; checkpoints hold the steps' own position, and a run
+  resumed from one equals an uninterrupted run bitwise."""
+  config = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=6, log_every=3,
+                       checkpoint_every=3, sample_every=0, keep_checkpoints=5)
+  run = _Run(config)
+  straight = trainer.train(config, str(tmp_path / 'straight'), run.stepper, run.data)
+  mngr = checkpoints.manager(str(tmp_path / 'straight'), 5, read_only=True)
+  for step in (3, 6):
+    _, data_state = checkpoints.restore(mngr, run.stepper.abstract_state(), step)
+    assert data_state['position'] == step * config.n_critic * config.batch_size
+  mngr.close()
+  first = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=3, log_every=3,
+                      checkpoint_every=3, sample_every=0)
+  trainer.train(first, str(tmp_path / 'resumed'), run.stepper, run.data)
+  resumed = trainer.train(config, str(tmp_path / 'resumed'), run.stepper, run.data)
+  _assert_trees_equal(straight, resumed)
+
+
+def test_a_stop_saves_the_position_of_the_steps_done_not_of_the_batches_made_ahead(tmp_path):
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=50, eval_every=1,
+                       checkpoint_every=0, sample_every=0, log_every=0)
+  run = _Run(config)
+  terminate = lambda step: step == 4 and os.kill(os.getpid(), signal.SIGTERM)
+  state = trainer.train(config, str(tmp_path), run.stepper, run.data,
+                        _fake_evaluation([], terminate))
+  assert int(state.step) == 5
+  mngr = checkpoints.manager(str(tmp_path), 1, read_only=True)
+  assert mngr.all_steps() == [5]
+  _, data_state = checkpoints.restore(mngr, run.stepper.abstract_state())
+  mngr.close()
+  assert data_state['position'] == 5 * config.batch_size
