@@ -64,7 +64,8 @@ class _Bare:
     checks.check_data(config, spec.image_shape, spec.num_classes)
     self.stepper = Stepper(config, spec.image_shape, spec.num_classes)
     rng = np.random.default_rng(0)
-    self.k, n, b = config.steps_per_call, config.n_critic, config.batch_size
+    # steps_per_call 0 (auto, the loop's choice): the bare step is one iteration per call.
+    self.k, n, b = config.steps_per_call or 1, config.n_critic, config.batch_size
     host = [{'image': rng.integers(0, 256, (n, b, *spec.image_shape), dtype=np.uint8),
              'label': rng.integers(0, max(spec.num_classes, 1), (n, b)).astype(np.int32)}
             for _ in range(self.k)]
@@ -170,6 +171,7 @@ def main(_):
                   images_per_s=_sig(config.n_critic * config.batch_size * best_bare),
                   bare_iters_per_s_runs=bare_runs, loop_steps=FLAGS.steps,
                   loop_calls=len(loop.stepper.returns),
+                  loop_call_lengths=sorted({k for _, k in loop.stepper.returns}),
                   loop_first_run_s=round(loop.first_run_s, 2),
                   loop_iters_per_s=max(loop_runs), loop_iters_per_s_runs=loop_runs,
                   loop_vs_bare=round(max(loop_runs) / best_bare, 3))

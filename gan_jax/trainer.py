@@ -56,20 +56,41 @@ def is_time(every: int, step: int, config) -> bool:
   return every > 0 and (step % every == 0 or step == config.num_steps)
 
 
+def _periodic(config):
+  return (config.log_every, config.sample_every, config.checkpoint_every, config.eval_every)
+
+
 def call_length(step: int, config) -> int:
-  """Iterations in the compiled call that starts at `step`: config.steps_per_call when they all
-  have the same n_critic and no log, sample, eval or checkpoint falls inside; otherwise 1."""
-  k = config.steps_per_call
-  if k <= 1 or step + k > config.num_steps:
-    return 1
-  n_critic = gans.n_critic_at(step, config)
-  for j in range(1, k):
-    if gans.n_critic_at(step + j, config) != n_critic or any(
-        is_time(every, step + j, config)
-        for every in (config.log_every, config.sample_every, config.checkpoint_every,
-                      config.eval_every)):
+  """Iterations in the compiled call that starts at `step`; a call never spans a log, sample,
+  eval or checkpoint step, nor a change of n_critic.
+
+  config.steps_per_call = K > 0: K when that holds for all K iterations, otherwise 1.
+  0 (auto): config.max_steps_per_call when that many fit before the next periodic action (or
+  n_critic change, or the end), else the largest power of two that fits; so a run compiles at
+  most a few lengths (default periods 100/500/1000, max 25: only 25).
+  """
+  if config.steps_per_call:
+    k = config.steps_per_call
+    if k <= 1 or step + k > config.num_steps:
       return 1
-  return k
+    n_critic = gans.n_critic_at(step, config)
+    for j in range(1, k):
+      if gans.n_critic_at(step + j, config) != n_critic or any(
+          is_time(every, step + j, config) for every in _periodic(config)):
+        return 1
+    return k
+  fits = min(config.max_steps_per_call, config.num_steps - step)
+  for every in _periodic(config):
+    if every > 0:
+      fits = min(fits, every - step % every)  # the call may end at the action's step
+  n_critic = gans.n_critic_at(step, config)
+  for j in range(1, fits):
+    if gans.n_critic_at(step + j, config) != n_critic:
+      fits = j
+      break
+  if fits >= config.max_steps_per_call:
+    return config.max_steps_per_call
+  return 1 << (max(fits, 1).bit_length() - 1)
 
 
 def restore_or_init(stepper: Stepper, workdir: str):

@@ -331,6 +331,37 @@ def test_sampling_streams_are_named_and_never_another_seeds():
   assert len(set(values)) == len(values)
 
 
+def _lengths(config, start=0):
+  lengths, done = [], start
+  while done < config.num_steps:
+    lengths.append(trainer.call_length(done, config))
+    done += lengths[-1]
+  return lengths
+
+
+def test_auto_steps_per_call_fills_the_gaps_between_periodic_actions():
+  """steps_per_call 0 (the default): max_steps_per_call where that many fit before the next
+  action, else the largest power of two that fits, so few lengths are ever compiled."""
+  assert load_config('dcgan.py:mnist').steps_per_call == 0
+  # The defaults (log 100, sample 500, checkpoint 1000; max 25): one length.
+  assert set(_lengths(load_config('dcgan.py:mnist', num_steps=3000))) == {25}
+  config = load_config('wgan_gp.py:digits,runlocal', num_steps=50, max_steps_per_call=8,
+                       log_every=20, eval_every=12, sample_every=0, checkpoint_every=0)
+  #   log at 20, 40; eval at 12, 24, 36, 48; the end at 50
+  assert _lengths(config) == [8, 4, 8, 4, 8, 4, 4, 8, 2]
+  assert _lengths(config, start=5) == [4, 2, 1, 8, 4, 8, 4, 4, 8, 2]  # a resume at step 5
+  # runlocal (every action every 2 steps): 2 per call.
+  assert _lengths(load_config('dcgan.py:digits,runlocal')) == [2, 2]
+  # A change of n_critic ends a call: WGAN's boosted steps (runlocal: 0, 3, 6, ...) stand alone.
+  wgan = load_config('wgan.py:digits,runlocal', num_steps=12, log_every=0, sample_every=0,
+                     checkpoint_every=0)
+  assert _lengths(wgan) == [1, 2, 1, 2, 1, 2, 1, 2]
+  # An explicit steps_per_call keeps its meaning: K, or 1 where K would span an action.
+  assert _lengths(load_config('wgan_gp.py:digits,runlocal', num_steps=10, steps_per_call=3,
+                              log_every=5, sample_every=0, checkpoint_every=0)) == [
+                                  3, 1, 1, 3, 1, 1]
+
+
 def test_prefetcher_keeps_the_order_runs_ahead_boundedly_and_passes_errors_on():
   import threading  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
@@ -384,7 +415,7 @@ def test_each_call_carries_the_stream_position_after_its_own_batches():
 
 def test_a_prefetching_run_saves_the_position_of_the_steps_done_and_resumes_exactly(tmp_path):
   """The producer runs ahead of the steps; checkpoints hold the steps' own position, and a run
-  resumed from one equals an uninterrupted run bitwise."""
+  resumed from one equals an uninterrupted run bitwise (auto steps_per_call: calls of 2, 1)."""
   config = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=6, log_every=3,
                        checkpoint_every=3, sample_every=0, keep_checkpoints=5)
   run = _Run(config)
