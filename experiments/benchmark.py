@@ -106,7 +106,8 @@ def benchmark(config, steps: int, bare=None) -> dict:
 
 
 class _TimedStepper:
-  """A Stepper that notes when each compiled call returns (dispatch, not completion)."""
+  """A Stepper that notes each compiled call's length, and when the first one of a run ends
+  (it waits for that one: the timing starts there)."""
 
   def __init__(self, stepper: Stepper):
     self._stepper, self.returns = stepper, []
@@ -116,6 +117,8 @@ class _TimedStepper:
 
   def step(self, state, batch):
     out = self._stepper.step(state, batch)
+    if not self.returns:
+      jax.block_until_ready(out)
     self.returns.append((time.perf_counter(), int(out[1]['critic_loss'].shape[0])))
     return out
 
@@ -125,8 +128,8 @@ class _TimedStepper:
 
 class _Loop:
   """trainer.train for `steps` steps on the config's data, each run in a new temporary
-  workdir, with one Stepper: the first run compiles, later ones are timed after their first
-  call up to the end of train() (the last checkpoint's save included)."""
+  workdir, with one Stepper: the first run compiles, later ones are timed from the end of
+  their first call to the end of train() (the last checkpoint's save included)."""
 
   def __init__(self, config, steps: int):
     self.config = config.copy_and_resolve_references()
@@ -139,13 +142,16 @@ class _Loop:
     self.first_run_s = self._run()[0]
 
   def _run(self):
-    """(seconds of train(), seconds after its first call returned, iterations in them)."""
+    """(seconds of train(), seconds after its first call ended, iterations in them)."""
     self.stepper.returns = []
     with tempfile.TemporaryDirectory() as workdir:
       t0 = time.perf_counter()
       trainer.train(self.config, workdir, self.stepper, self.data)
       end = time.perf_counter()
     first_return, first_k = self.stepper.returns[0]
+    if first_k >= self.steps:
+      raise ValueError(f'--steps={self.steps} is one call of the loop: give more steps than '
+                       f'its first call has ({first_k})')
     return end - t0, end - first_return, self.steps - first_k
 
   def iters_per_s(self) -> float:
