@@ -31,7 +31,7 @@ class Evaluation:
 
 
 class StopSignals:
-  """Turns SIGTERM / SIGINT into a request to stop after the current step (preemption)."""
+  """Turns SIGTERM / SIGINT into a request to stop after the current call (preemption)."""
 
   def __init__(self):
     self.received = None
@@ -183,7 +183,7 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
 
   Everything given must be checked already: the first thing this does is restore (which may
   still refuse a damaged checkpoint), then it writes. SIGTERM or SIGINT ends the run after the
-  current step, with a checkpoint at that step.
+  current compiled call, with a checkpoint at its last step.
   """
   state, data_state = restore_or_init(stepper, workdir)
   with StopSignals() as stop:
