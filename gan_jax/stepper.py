@@ -50,6 +50,8 @@ class Stepper:
                                 donate_argnums=0, out_axes=(0, None, None))
                     for k, fn in ((1, _one_step), (2, steps.train_steps))}
       self.local_devices = jax.local_device_count()
+      # A batch with a leading device axis, one slice per local device: what pmap takes.
+      self._local_split = sharding.batch_sharding(sharding.make_mesh(jax.local_devices()), 0)
 
   @property
   def latent_dim(self) -> int:
@@ -91,7 +93,10 @@ class Stepper:
     if self.pmap:
       split = lambda x: np.moveaxis(x.reshape(
           x.shape[:leading] + (self.local_devices, -1) + x.shape[leading + 1:]), leading, 0)
-      return jax.tree.map(split, batch)
+      batch = jax.tree.map(split, batch)
+      if jax.process_count() > 1:
+        return batch  # pmap sends each process's share itself
+      return jax.device_put(batch, self._local_split)  # sent now, not when the call starts
     return sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
 
   def step(self, state: TrainState, batch):
