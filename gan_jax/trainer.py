@@ -177,6 +177,14 @@ def _calls(stepper: Stepper, stream: input_pipeline.BatchStream, config, step: i
     step += k
 
 
+def _write_log(writer, health: _HealthCheck, step: int, metrics, scalars) -> None:
+  """Writes a log step's train/ scalars (`metrics` of its call's last iteration, and
+  `scalars`), then checks the calls up to it: they are done, as its metrics are."""
+  values = {f'train/{k}': float(v[-1]) for k, v in jax.device_get(metrics).items()}
+  writer.write_scalars(step, {**values, **scalars})  # CLU's writer also prints them
+  health.flush()
+
+
 def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
           evaluation: Optional[Evaluation] = None) -> TrainState:
   """Trains in `workdir`, resuming from its newest checkpoint if there is one.
@@ -221,6 +229,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
     data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
     done, position = initial_step, data_state['position']
+    log = None  # a log step's (step, metrics, scalars), written once the next call is queued
     while done < config.num_steps:
       t0 = time.time()
       call = next(calls)
@@ -228,18 +237,18 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       assert call.step == done, (call.step, done)
       real_images += call.length * call.n_critic * config.batch_size
       state, metrics, flags = stepper.step(state, call.batch)
+      if log:  # the last log step's, written while the device runs this call
+        _write_log(writer, health, *log)
+        log = None
       for s in range(done + 1, done + call.length + 1):  # ReportProgress wants every step
         report(s)
       done, position = done + call.length, call.position
       health.add(done, metrics, flags)  # checks a call dispatched earlier: no wait for this one
       if is_time(config.log_every, done, config):
-        scalars = {f'train/{name}': float(v[-1]) for name, v in jax.device_get(metrics).items()}
-        elapsed = time.time() - t_log
-        scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
-                        'train/images_per_sec': real_images / elapsed})
-        writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
-        health.flush()  # those calls are done: this waits for nothing
-        data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
+        t_now = time.time()
+        log = (done, metrics, {'train/data_seconds_per_step': data_seconds / (done - last_log),
+                               'train/images_per_sec': real_images / (t_now - t_log)})
+        data_seconds, real_images, t_log, last_log = 0.0, 0, t_now, done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
       if (stop.received or is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
@@ -264,6 +273,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         checkpoints.save(managers['best'], done, stepper.unplace(state),
                          {'position': position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
+    if log:
+      _write_log(writer, health, *log)
     health.flush()
   finally:
     if calls is not None:
