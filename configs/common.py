@@ -79,8 +79,8 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
 
   c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
   c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
-  c.steps_per_call = 0         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0 = auto
-  c.max_steps_per_call = 25    # auto: up to this many, or as many as fit before the next log/sample/eval/checkpoint
+  c.steps_per_call = 0         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0: auto
+  c.max_steps_per_call = 25    # auto: this many, fewer to end at the next log/sample/eval/checkpoint
 
   c.eval = ml_collections.ConfigDict(dict(
       inception_weights='',    # FID Inception .npz (experiments/convert_inception.py)

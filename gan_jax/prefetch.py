@@ -71,9 +71,3 @@ class Prefetcher(Iterator[T]):
       except queue.Empty:
         break
     self._thread.join(timeout=10)
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *_):
-    self.close()
