@@ -31,7 +31,7 @@ class Evaluation:
 
 
 class StopSignals:
-  """Turns SIGTERM / SIGINT into a request to stop after the current call (preemption)."""
+  """Turns SIGTERM / SIGINT into a request to stop after the calls dispatched (preemption)."""
 
   def __init__(self):
     self.received = None
@@ -126,17 +126,18 @@ class _HealthCheck:
   """Checks each call's finite flags once: warns for skipped iterations (skip_nonfinite), else
   raises NonFiniteError naming the step and the values.
 
-  A call is checked `behind` calls after it was dispatched, or at `flush` (log, checkpoint,
-  evaluation and the end, before anything is saved), so the host never waits for the calls it
-  just dispatched; where it checks depends on the steps alone, the same on every host.
+  A call is checked once the next one is dispatched, or at `flush` (log, checkpoint,
+  evaluation and the end, before anything is saved), so the host never waits for the call it
+  just dispatched, and is at most one call ahead of the devices (a stop request waits for two
+  calls at most); where it checks depends on the steps alone, the same on every host.
   """
 
-  def __init__(self, mngr, skip: bool, behind: int = 2):
+  def __init__(self, mngr, skip: bool, behind: int = 1):
     self.mngr, self.skip, self.behind = mngr, skip, behind
     self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
-    """Keeps this call for later; checks the one dispatched `behind` calls ago."""
+    """Keeps this call for later; checks the one dispatched `behind` calls before it."""
     self.pending.append((last_step, metrics, health))
     while len(self.pending) > self.behind:
       self._check(self.pending.popleft())
@@ -190,8 +191,8 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
   """Trains in `workdir`, resuming from its newest checkpoint if there is one.
 
   Everything given must be checked already: the first thing this does is restore (which may
-  still refuse a damaged checkpoint), then it writes. SIGTERM or SIGINT ends the run after the
-  current compiled call, with a checkpoint at its last step.
+  still refuse a damaged checkpoint), then it writes. SIGTERM or SIGINT ends the run once the
+  compiled calls already dispatched are done, with a checkpoint at their last step.
   """
   state, data_state = restore_or_init(stepper, workdir)
   with StopSignals() as stop:
