@@ -17,7 +17,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def batch_sharding(mesh: Mesh, leading: int = 1) -> NamedSharding:
   """Iteration batches are [n_critic, B, ...] (leading=1), or [K, n_critic, B, ...] for K
-  iterations per call (leading=2): the batch axis B is split over 'data'."""
+  iterations per call (leading=2): the batch axis B is split over 'data' (leading=0: the first
+  axis, pmap's device axis)."""
   return NamedSharding(mesh, P(*([None] * leading), 'data'))
 
 

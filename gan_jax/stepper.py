@@ -19,6 +19,13 @@ from gan_jax import sharding, steps
 from gan_jax.steps import TrainState
 
 
+def _one_step(state, batch, *, gan):
+  """steps.train_step with its metrics and health shaped as a call's ([1] each): reshaped
+  inside the compiled call, so the loop dispatches nothing for them."""
+  state, metrics, health = steps.train_step(state, batch, gan=gan)
+  return (state, *jax.tree.map(lambda m: m[None], (metrics, health)))
+
+
 class Stepper:
   """Compiled functions of a checked config's GAN for images of `image_shape`."""
 
@@ -34,14 +41,18 @@ class Stepper:
     self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
                             in_shardings=(repl, sharding.batch_sharding(self.mesh, k)),
                             out_shardings=repl, donate_argnums=0)
-                 for k, fn in ((1, steps.train_step), (2, steps.train_steps))}
+                 for k, fn in ((1, _one_step), (2, steps.train_steps))}
     self._generate = jax.jit(functools.partial(steps.generate, self.gan))
     if self.pmap:
       pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
+      # Metrics and health are pmean'd or computed from the synced state, equal on every
+      # device: one copy comes back (out_axes None), with no device axis to drop afterwards.
       self._pmap = {k: jax.pmap(functools.partial(fn, gan=pmap_gan), axis_name='data',
-                                donate_argnums=0)
-                    for k, fn in ((1, steps.train_step), (2, steps.train_steps))}
+                                donate_argnums=0, out_axes=(0, None, None))
+                    for k, fn in ((1, _one_step), (2, steps.train_steps))}
       self.local_devices = jax.local_device_count()
+      # A batch with a leading device axis, one slice per local device: what pmap takes.
+      self._local_split = sharding.batch_sharding(sharding.make_mesh(jax.local_devices()), 0)
 
   @property
   def latent_dim(self) -> int:
@@ -83,7 +94,8 @@ class Stepper:
     if self.pmap:
       split = lambda x: np.moveaxis(x.reshape(
           x.shape[:leading] + (self.local_devices, -1) + x.shape[leading + 1:]), leading, 0)
-      return jax.tree.map(split, batch)
+      # One process (checks refuse pmap on several): sent now, not when the call starts.
+      return jax.device_put(jax.tree.map(split, batch), self._local_split)
     return sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
 
   def step(self, state: TrainState, batch):
@@ -98,14 +110,8 @@ class Stepper:
       on the device.
     """
     leading = batch['image'].ndim - len(self.image_shape) - 1 - self.pmap  # 1: [n_critic, B]
-    if self.pmap:
-      state, metrics, health = self._pmap[leading](state, batch)
-      metrics, health = jax.tree.map(lambda m: m[0], (metrics, health))  # pmean'd: all equal
-    else:
-      state, metrics, health = self._jit[leading](state, batch)
-    if leading == 1:
-      metrics, health = jax.tree.map(lambda m: m[None], (metrics, health))
-    return state, metrics, health
+    compiled = self._pmap if self.pmap else self._jit
+    return compiled[leading](state, batch)
 
   def train(self, state: TrainState, host_batches: Sequence[Dict[str, np.ndarray]]):
     """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""

@@ -3,7 +3,9 @@ evaluations, checkpoints) and the writers. It gets everything built and checked 
 does that): a Stepper, the data, and optionally an evaluation function.
 """
 
+import collections
 import dataclasses
+import os
 import signal
 import threading
 import time
@@ -13,7 +15,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import checkpoints, files, gans, input_pipeline, platforms, rundir, sampling
+from gan_jax import (checkpoints, files, gans, input_pipeline, platforms, prefetch, rundir,
+                     sampling)
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -29,7 +32,7 @@ class Evaluation:
 
 
 class StopSignals:
-  """Turns SIGTERM / SIGINT into a request to stop after the current step (preemption).
+  """Turns SIGTERM / SIGINT into a request to stop after the calls dispatched (preemption).
 
   With several processes, SIGTERM stays with JAX's preemption notifier (jax.distributed
   installs it), which makes every process agree on the step to stop at (`stop_now`); SIGINT is
@@ -71,20 +74,41 @@ def is_time(every: int, step: int, config) -> bool:
   return every > 0 and (step % every == 0 or step == config.num_steps)
 
 
+def _periodic(config):
+  return (config.log_every, config.sample_every, config.checkpoint_every, config.eval_every)
+
+
 def call_length(step: int, config) -> int:
-  """Iterations in the compiled call that starts at `step`: config.steps_per_call when they all
-  have the same n_critic and no log, sample, eval or checkpoint falls inside; otherwise 1."""
-  k = config.steps_per_call
-  if k <= 1 or step + k > config.num_steps:
-    return 1
-  n_critic = gans.n_critic_at(step, config)
-  for j in range(1, k):
-    if gans.n_critic_at(step + j, config) != n_critic or any(
-        is_time(every, step + j, config)
-        for every in (config.log_every, config.sample_every, config.checkpoint_every,
-                      config.eval_every)):
+  """Iterations in the compiled call that starts at `step`; a call never spans a log, sample,
+  eval or checkpoint step, nor a change of n_critic.
+
+  config.steps_per_call = K > 0: K when that holds for all K iterations, otherwise 1.
+  0 (auto): config.max_steps_per_call when that many fit before the next periodic action (or
+  n_critic change, or the end), else the largest power of two that fits; so a run compiles at
+  most a few lengths (default periods 100/500/1000, max 25: only 25).
+  """
+  if config.steps_per_call:
+    k = config.steps_per_call
+    if k <= 1 or step + k > config.num_steps:
       return 1
-  return k
+    n_critic = gans.n_critic_at(step, config)
+    for j in range(1, k):
+      if gans.n_critic_at(step + j, config) != n_critic or any(
+          is_time(every, step + j, config) for every in _periodic(config)):
+        return 1
+    return k
+  fits = min(config.max_steps_per_call, config.num_steps - step)
+  for every in _periodic(config):
+    if every > 0:
+      fits = min(fits, every - step % every)  # the call may end at the action's step
+  n_critic = gans.n_critic_at(step, config)
+  for j in range(1, fits):
+    if gans.n_critic_at(step + j, config) != n_critic:
+      fits = j
+      break
+  if fits >= config.max_steps_per_call:
+    return config.max_steps_per_call
+  return 1 << (max(fits, 1).bit_length() - 1)
 
 
 def restore_or_init(stepper: Stepper, workdir: str):
@@ -118,24 +142,34 @@ def _unhealthy(last_step: int, metrics, health) -> list:
 
 class _HealthCheck:
   """Checks each call's finite flags once: warns for skipped iterations (skip_nonfinite), else
-  raises NonFiniteError naming the step and the values."""
+  raises NonFiniteError naming the step and the values.
 
-  def __init__(self, mngr, skip: bool):
-    self.mngr, self.skip, self.pending = mngr, skip, None
+  A call is checked once the next one is dispatched, or at `flush` (log, checkpoint,
+  evaluation and the end, before anything is saved), so the host never waits for the call it
+  just dispatched, and is at most one call ahead of the devices (a stop request waits for two
+  calls at most); where it checks depends on the steps alone, the same on every host.
+  """
+
+  def __init__(self, mngr, skip: bool, behind: int = 1):
+    self.mngr, self.skip, self.behind = mngr, skip, behind
+    self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
-    """Checks the previous call (while this one runs), then keeps this one for later."""
-    self.flush()
-    self.pending = (last_step, metrics, health)
+    """Keeps this call for later; checks the one dispatched `behind` calls before it."""
+    self.pending.append((last_step, metrics, health))
+    while len(self.pending) > self.behind:
+      self._check(self.pending.popleft())
 
   def flush(self) -> None:
-    if self.pending is None:
-      return
-    pending, self.pending = self.pending, None
+    while self.pending:
+      self._check(self.pending.popleft())
+
+  def _check(self, pending) -> None:
     for step, what in _unhealthy(*pending):
       if self.skip:
         logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
         continue
+      self.pending.clear()
       self.mngr.wait_until_finished()
       last = self.mngr.latest_step()
       kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
@@ -143,13 +177,40 @@ class _HealthCheck:
                            f'or set --config.skip_nonfinite=True to skip such iterations')
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+  """One compiled call's input, made ahead of it."""
+  step: int       # the step it starts at
+  length: int     # iterations (call_length)
+  n_critic: int
+  batch: Any      # stepper.put's device batch
+  position: int   # the data stream's position after its batches: what a checkpoint after it saves
+
+
+def _calls(stepper: Stepper, stream: input_pipeline.BatchStream, config, step: int):
+  """The calls from `step` to the end, in order (the schedule depends on the step alone)."""
+  while step < config.num_steps:
+    k, n_critic = call_length(step, config), gans.n_critic_at(step, config)
+    batch = stepper.put([stream.next(n_critic) for _ in range(k)])
+    yield _Call(step, k, n_critic, batch, stream.position)
+    step += k
+
+
+def _write_log(writer, health: _HealthCheck, step: int, metrics, scalars) -> None:
+  """Writes a log step's train/ scalars (`metrics` of its call's last iteration, and
+  `scalars`), then checks the calls up to it: they are done, as its metrics are."""
+  values = {f'train/{k}': float(v[-1]) for k, v in jax.device_get(metrics).items()}
+  writer.write_scalars(step, {**values, **scalars})  # CLU's writer also prints them
+  health.flush()
+
+
 def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
           evaluation: Optional[Evaluation] = None) -> TrainState:
   """Trains in `workdir`, resuming from its newest checkpoint if there is one.
 
   Everything given must be checked already: the first thing this does is restore (which may
-  still refuse a damaged checkpoint), then it writes. SIGTERM or SIGINT ends the run after the
-  current step, with a checkpoint at that step.
+  still refuse a damaged checkpoint), then it writes. SIGTERM or SIGINT ends the run once the
+  compiled calls already dispatched are done, with a checkpoint at their last step.
   """
   state, data_state = restore_or_init(stepper, workdir)
   with StopSignals(multi_process=jax.process_count() > 1) as stop:
@@ -168,7 +229,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     rundir.write_config(config, workdir)
     rundir.write_spec(workdir, data.image_shape, data.num_classes)
   managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
-  writer = None
+  writer = calls = None
   try:
     mngr = managers['latest']
     health = _HealthCheck(mngr, config.skip_nonfinite)
@@ -183,34 +244,39 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                                              every_steps=config.log_every or None)
     grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
     state = stepper.place(state)
+    # The next calls' batches are assembled and sent to the devices on a thread while the
+    # current call runs; checkpoints save the position after the batches of the steps done.
+    calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
     data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
-    done, calls = initial_step, 0   # calls: the preemption sync's step ids (1, 2, ...)
+    done, position = initial_step, data_state['position']
+    num_calls = 0  # the preemption sync's step ids (1, 2, ...)
+    log = None  # a log step's (step, metrics, scalars), written once the next call is queued
     while done < config.num_steps:
       t0 = time.time()
-      k = call_length(done, config)
-      n_critic = gans.n_critic_at(done, config)
-      host_batches = [stream.next(n_critic) for _ in range(k)]
-      data_seconds += time.time() - t0
-      real_images += k * n_critic * config.batch_size
-      state, metrics, flags = stepper.train(state, host_batches)
-      for s in range(done + 1, done + k + 1):  # ReportProgress wants every step
+      call = next(calls)
+      data_seconds += time.time() - t0  # the wait for data
+      assert call.step == done, (call.step, done)
+      real_images += call.length * call.n_critic * config.batch_size
+      state, metrics, flags = stepper.step(state, call.batch)
+      if log:  # the last log step's, written while the device runs this call
+        _write_log(writer, health, *log)
+        log = None
+      for s in range(done + 1, done + call.length + 1):  # ReportProgress wants every step
         report(s)
-      done += k
-      calls += 1
-      stopping = stop.stop_now(mngr, calls)
-      health.add(done, metrics, flags)  # checks the previous call: no wait for this one
+      done, position = done + call.length, call.position
+      num_calls += 1
+      stopping = stop.stop_now(mngr, num_calls)
+      health.add(done, metrics, flags)  # checks a call dispatched earlier: no wait for this one
       if is_time(config.log_every, done, config):
-        scalars = {f'train/{name}': float(v[-1]) for name, v in jax.device_get(metrics).items()}
-        elapsed = time.time() - t_log
-        scalars.update({'train/data_seconds_per_step': data_seconds / (done - last_log),
-                        'train/images_per_sec': real_images / elapsed})
-        writer.write_scalars(done, scalars)  # CLU's writer also prints them to the console
-        data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), done
+        t_now = time.time()
+        log = (done, metrics, {'train/data_seconds_per_step': data_seconds / (done - last_log),
+                               'train/images_per_sec': real_images / (t_now - t_log)})
+        data_seconds, real_images, t_log, last_log = 0.0, 0, t_now, done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
       if (stopping or is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
-        checkpoints.save(mngr, done, stepper.unplace(state), {'position': stream.position})
+        checkpoints.save(mngr, done, stepper.unplace(state), {'position': position})
       if stopping:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
@@ -228,10 +294,14 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
           managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
                                                  best_mode=evaluation.best_mode)
         checkpoints.save(managers['best'], done, stepper.unplace(state),
-                         {'position': stream.position},
+                         {'position': position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
+    if log:
+      _write_log(writer, health, *log)
     health.flush()
   finally:
+    if calls is not None:
+      calls.close()
     for mngr in managers.values():
       mngr.wait_until_finished()
       mngr.close()

@@ -38,17 +38,18 @@ MODES = {  # name -> config overrides, on all 8 devices
     'pmap': {'parallelism': 'pmap'},
     'jit_steps_per_call_2': {'steps_per_call': 2},
 }
+BASE = {'log_every': 4, 'steps_per_call': 1}  # the 1-device run: one iteration per call
 
 
 def main():
   assert jax.device_count() == 8, jax.devices()
   spec_modes = [arg.split('@') for arg in sys.argv[1:]]  # 'SPEC@mode,mode'
   for spec, modes in spec_modes:
-    config = load_config(spec, log_every=4)
+    config = load_config(spec, **BASE)
     one = train_on(jax.devices()[:1], config, 2)
     scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen.params))
     for mode in modes.split(','):
-      eight = train_on(jax.devices(), load_config(spec, log_every=4, **MODES[mode]), 2)
+      eight = train_on(jax.devices(), load_config(spec, **{**BASE, **MODES[mode]}), 2)
       if mode == 'jit':
         assert len(eight.gen.params['Dense_0']['kernel'].sharding.device_set) == 8
       assert int(eight.step) == 2

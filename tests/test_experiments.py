@@ -19,3 +19,21 @@ def test_benchmark_prints_one_json_line_with_steps_per_call():
   assert line['steps_per_call'] == 2 and line['n_critic'] == 5 and line['batch_size'] == 16
   assert line['seconds_per_iter'] > 0
   assert abs(line['images_per_s'] - 5 * 16 / line['seconds_per_iter']) < 0.01 * line['images_per_s']
+
+
+def test_benchmark_loop_times_the_training_loop_beside_the_bare_step():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'benchmark.py'),
+       '--config=configs/dcgan.py:digits,runlocal,mlp', '--config.steps_per_call=0', '--loop',
+       '--steps=8', '--repeats=2'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  # runlocal acts every 2 steps: auto steps_per_call makes 4 calls of 2; the bare step is 1.
+  assert line['loop_steps'] == 8 and line['loop_calls'] == 4 and line['loop_call_lengths'] == [2]
+  assert line['steps_per_call'] == 1
+  assert len(line['loop_iters_per_s_runs']) == 2 and len(line['bare_iters_per_s_runs']) == 2
+  assert line['loop_iters_per_s'] == max(line['loop_iters_per_s_runs']) > 0
+  assert line['iters_per_s'] == max(line['bare_iters_per_s_runs']) > 0
+  assert line['loop_vs_bare'] == round(line['loop_iters_per_s'] / line['iters_per_s'], 3)

@@ -329,3 +329,119 @@ def test_sampling_streams_are_named_and_never_another_seeds():
   values = [tuple(np.asarray(jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
                              else k).tolist()) for k in keys.values()]
   assert len(set(values)) == len(values)
+
+
+def _lengths(config, start=0):
+  lengths, done = [], start
+  while done < config.num_steps:
+    lengths.append(trainer.call_length(done, config))
+    done += lengths[-1]
+  return lengths
+
+
+def test_auto_steps_per_call_fills_the_gaps_between_periodic_actions():
+  """steps_per_call 0 (auto): max_steps_per_call where that many fit before the next
+  action, else the largest power of two that fits, so few lengths are ever compiled."""
+  auto = lambda spec, **kw: load_config(spec, steps_per_call=0, **kw)
+  # The defaults (log 100, sample 500, checkpoint 1000; max 25): one length.
+  assert set(_lengths(auto('dcgan.py:mnist', num_steps=3000))) == {25}
+  config = auto('wgan_gp.py:digits,runlocal', num_steps=50, max_steps_per_call=8,
+                log_every=20, eval_every=12, sample_every=0, checkpoint_every=0)
+  #   log at 20, 40; eval at 12, 24, 36, 48; the end at 50
+  assert _lengths(config) == [8, 4, 8, 4, 8, 4, 4, 8, 2]
+  assert _lengths(config, start=5) == [4, 2, 1, 8, 4, 8, 4, 4, 8, 2]  # a resume at step 5
+  # runlocal (every action every 2 steps): 2 per call.
+  assert _lengths(auto('dcgan.py:digits,runlocal')) == [2, 2]
+  # A change of n_critic ends a call: WGAN's boosted steps (runlocal: 0, 3, 6, ...) stand alone.
+  wgan = auto('wgan.py:digits,runlocal', num_steps=12, log_every=0, sample_every=0,
+              checkpoint_every=0)
+  assert _lengths(wgan) == [1, 2, 1, 2, 1, 2, 1, 2]
+  # An explicit steps_per_call keeps its meaning: K, or 1 where K would span an action.
+  assert _lengths(load_config('wgan_gp.py:digits,runlocal', num_steps=10, steps_per_call=3,
+                              log_every=5, sample_every=0, checkpoint_every=0)) == [
+                                  3, 1, 1, 3, 1, 1]
+
+
+def test_prefetcher_keeps_the_order_runs_ahead_boundedly_and_passes_errors_on():
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from gan_jax import prefetch  # pylint: disable=g-import-not-at-top
+  made = []
+
+  def items(n, fail_at=None):
+    for i in range(n):
+      if i == fail_at:
+        raise ValueError(f'item {i}')
+      made.append(i)
+      yield i
+  assert list(prefetch.Prefetcher(items(50), size=2)) == list(range(50))
+  made.clear()
+  ahead = prefetch.Prefetcher(items(1000), size=2)
+  assert next(ahead) == 0
+  time.sleep(0.5)
+  assert len(made) <= 1 + 2 + 1  # the one consumed, 2 queued, 1 waiting for room
+  ahead.close()
+  assert not any(t.name == 'prefetch' and t.is_alive() for t in threading.enumerate())
+  failing = prefetch.Prefetcher(items(5, fail_at=3))
+  assert [next(failing) for _ in range(3)] == [0, 1, 2]
+  with pytest.raises(ValueError, match='item 3'):
+    next(failing)
+
+
+class _HostStepper:
+  """The Stepper interface the batch producer uses, on the host."""
+
+  def put(self, host_batches):
+    return host_batches
+
+
+def test_each_call_carries_the_stream_position_after_its_own_batches():
+  """Made ahead of the steps, each call knows the position a checkpoint after it must save."""
+  config = load_config('wgan.py:digits,runlocal', num_steps=9, log_every=0, sample_every=0,
+                       checkpoint_every=0, batch_size=4, steps_per_call=2)
+  data = input_pipeline.load(config.dataset)
+  reference = input_pipeline.BatchStream(data, 4, 0)
+  for s in range(2):  # steps 0 (boosted) and 1: a run resumed at step 2
+    reference.next(gans.n_critic_at(s, config))
+  stream = input_pipeline.BatchStream(data, 4, 0, reference.position)
+  calls = list(trainer._calls(_HostStepper(), stream, config, 2))
+  assert [(c.step, c.length, c.n_critic) for c in calls] == [
+      (2, 1, 5), (3, 1, 10), (4, 2, 5), (6, 1, 10), (7, 2, 5)]
+  for call in calls:
+    for batch in call.batch:
+      np.testing.assert_array_equal(batch['image'], reference.next(call.n_critic)['image'])
+    assert call.position == reference.position
+
+
+def test_a_prefetching_run_saves_the_position_of_the_steps_done_and_resumes_exactly(tmp_path):
+  """The producer runs ahead of the steps; checkpoints hold the steps' own position, and a run
+  resumed from one equals an uninterrupted run bitwise (auto steps_per_call: calls of 2, 1)."""
+  config = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=6, log_every=3,
+                       checkpoint_every=3, sample_every=0, keep_checkpoints=5)
+  run = _Run(config)
+  straight = trainer.train(config, str(tmp_path / 'straight'), run.stepper, run.data)
+  mngr = checkpoints.manager(str(tmp_path / 'straight'), 5, read_only=True)
+  for step in (3, 6):
+    _, data_state = checkpoints.restore(mngr, run.stepper.abstract_state(), step)
+    assert data_state['position'] == step * config.n_critic * config.batch_size
+  mngr.close()
+  first = load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=3, log_every=3,
+                      checkpoint_every=3, sample_every=0)
+  trainer.train(first, str(tmp_path / 'resumed'), run.stepper, run.data)
+  resumed = trainer.train(config, str(tmp_path / 'resumed'), run.stepper, run.data)
+  _assert_trees_equal(straight, resumed)
+
+
+def test_a_stop_saves_the_position_of_the_steps_done_not_of_the_batches_made_ahead(tmp_path):
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=50, eval_every=1,
+                       checkpoint_every=0, sample_every=0, log_every=0)
+  run = _Run(config)
+  terminate = lambda step: step == 4 and os.kill(os.getpid(), signal.SIGTERM)
+  state = trainer.train(config, str(tmp_path), run.stepper, run.data,
+                        _fake_evaluation([], terminate))
+  assert int(state.step) == 5
+  mngr = checkpoints.manager(str(tmp_path), 1, read_only=True)
+  assert mngr.all_steps() == [5]
+  _, data_state = checkpoints.restore(mngr, run.stepper.abstract_state())
+  mngr.close()
+  assert data_state['position'] == 5 * config.batch_size
