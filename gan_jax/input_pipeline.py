@@ -254,37 +254,80 @@ def load_digits(config) -> Dataset:
   return _as_dataset(images, digits.target, 'digits')
 
 
+_TFDS_HINT = ('point --config.dataset.path at a directory with the IDX files or an .npz, or '
+              '--config.dataset.data_dir at a prepared TFDS directory')
+
+
+def _why(e: Exception) -> str:
+  """'Type: the first line of the message' (160 characters at most)."""
+  text = str(e).strip()
+  return f'{type(e).__name__}: {text.splitlines()[0][:160]}' if text else type(e).__name__
+
+
+def _prepare(tfds, config) -> Optional[DataError]:
+  """Downloads and prepares the TFDS dataset unless it is prepared: None, or the reason not."""
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(config.name, data_dir=config.data_dir or None)
+    if builder.is_prepared():
+      return None
+    if not config.download:
+      return DataError(f'TFDS dataset {config.name!r} is not prepared in {builder.data_dir} '
+                       f'and dataset.download is off: {_TFDS_HINT}')
+    # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
+    # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
+    # download alone and restored.
+    max_retries = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = min(max_retries, 1)
+    try:
+      builder.download_and_prepare()
+    finally:
+      downloader.MAX_RETRIES = max_retries
+  except Exception as e:  # download/preparation errors come in many types
+    return DataError(f'cannot load TFDS dataset {config.name!r}: it is not prepared and could '
+                     f'not be downloaded ({_why(e)}); {_TFDS_HINT}')
+  return None
+
+
+def _all_ok(error: Optional[DataError], what: str) -> None:
+  """Raises on every process when any process has an error (several processes agree first,
+  so none is left waiting in a collective); one process raises its own error."""
+  if jax.process_count() == 1:
+    if error:
+      raise error
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
+  if error:
+    raise error
+  if failed.any():
+    raise DataError(f'{what} failed on process {int(np.argmax(failed))} (its log says why)')
+
+
+def prepare_tfds(tfds, config) -> None:
+  """Prepares the TFDS dataset, once per data_dir: with several processes, process 0 prepares
+  while the others wait, so a shared data_dir (gs://, NFS) is downloaded and written once; a
+  process that still finds it unprepared afterwards (its own local data_dir) prepares its copy.
+  A failure anywhere raises a DataError on every process."""
+  first, what = jax.process_index() == 0, f'preparing TFDS dataset {config.name!r}'
+  _all_ok(_prepare(tfds, config) if first else None, what)
+  if jax.process_count() > 1:
+    _all_ok(None if first else _prepare(tfds, config), what)
+
+
 def load_tfds(config) -> Dataset:
   """A TFDS dataset, read whole into memory; a clear DataError when it cannot be had."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
-  hint = ('point --config.dataset.path at a directory with the IDX files or an .npz, or '
-          '--config.dataset.data_dir at a prepared TFDS directory')
+  prepare_tfds(tfds, config)
   try:
     builder = tfds.builder(config.name, data_dir=config.data_dir or None)
-    if not builder.is_prepared():
-      if not config.download:
-        raise DataError(f'TFDS dataset {config.name!r} is not prepared in '
-                        f'{builder.data_dir} and dataset.download is off: {hint}')
-      # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
-      # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
-      # download alone and restored.
-      max_retries = downloader.MAX_RETRIES
-      downloader.MAX_RETRIES = min(max_retries, 1)
-      try:
-        builder.download_and_prepare()
-      finally:
-        downloader.MAX_RETRIES = max_retries
     # Read in chunks: batch_size=-1 aborts inside TensorFlow 2.21 (std::length_error).
     chunks = list(tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=4096)))
     data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-  except DataError:
-    raise
-  except Exception as e:  # download/preparation errors come in many types
-    reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-    raise DataError(f'cannot load TFDS dataset {config.name!r}: it is not prepared and could '
-                    f'not be downloaded ({type(e).__name__}: {reason}); {hint}') from None
+  except Exception as e:  # a damaged or partial preparation
+    raise DataError(f'cannot read TFDS dataset {config.name!r} ({_why(e)}); '
+                    f'{_TFDS_HINT}') from None
   return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}', config.float_range)
 
 

@@ -132,3 +132,33 @@ def test_two_processes_sample_and_evaluate_into_one_set_of_files(tmp_path):
   with np.load(tmp_path / 's' / 'x.npz') as two, np.load(single) as one:
     np.testing.assert_allclose(two['images'], one['images'], atol=1e-5)
   assert len(os.listdir(stats)) == 1 and results['eval']['domain_fid'] > 0
+
+
+def _tfds_processes(data_dir, markers, download: bool):
+  port = _free_port()
+  env = {**_env(1), 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}',
+         'TINY_IMAGES_MARKERS': str(markers),
+         'PYTHONPATH': os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')])}
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'tests', 'tfds_prepare_check.py'), '2', str(i),
+       str(data_dir), '1' if download else '0'],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+           for i in range(2)]
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), outputs
+  return [[l for l in out.splitlines() if l.startswith(('images', 'DataError'))][-1]
+          for out in outputs]
+
+
+def test_a_shared_tfds_data_dir_is_prepared_by_one_process(tmp_path):
+  """A TFDS dataset made on this machine, in a data_dir both processes share: one process
+  prepares it, both read the same images; with download off both fail in one line (no hang)."""
+  markers = tmp_path / 'markers'
+  markers.mkdir()
+  refused = _tfds_processes(tmp_path / 'tfds', markers, download=False)
+  assert refused[0].startswith("DataError TFDS dataset 'tiny_images' is not prepared"), refused
+  assert refused[1] == ("DataError preparing TFDS dataset 'tiny_images' failed on process 0 "
+                        '(its log says why)')
+  lines = _tfds_processes(tmp_path / 'tfds', markers, download=True)
+  assert lines[0] == lines[1] and lines[0].startswith('images (24, 8, 8, 1)'), lines
+  assert len(os.listdir(markers)) == 1  # prepared once
