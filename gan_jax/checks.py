@@ -2,9 +2,9 @@
 the field, its value and what is allowed.
 
 `check_config` needs the config alone; `check_data` the data spec (image shape, classes) too.
-Evaluation settings are checked here when a run evaluates; the extractors' files, the reference
-data and the statistics cache when the evaluator is built, which the modes do before their first
-write as well (gan_jax/modes.py).
+Evaluation settings, the extractors' files, the reference data and the statistics cache are
+checked when the evaluator is built (gan_jax/evaluator.py), which the modes do before they load
+the training data or write (gan_jax/modes.py).
 """
 
 import math
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import jax
 
-from gan_jax import evaluator, gans, input_pipeline, layers, models, optimizers, steps
+from gan_jax import gans, input_pipeline, layers, models, optimizers, steps
 from gan_jax.errors import ConfigError
 
 INF = math.inf
@@ -77,23 +77,31 @@ def _get(config, field: str):
   return node
 
 
+def _open_above(field: str) -> bool:
+  return any(field.endswith(s) for s in OPEN_ABOVE)
+
+
 def _bounds_text(field: str, lo, hi) -> str:
   low = f'> {lo}' if field in POSITIVE else f'>= {lo}'
   if hi == INF:
     return low
-  high = f'< {hi}' if any(field.endswith(s) for s in OPEN_ABOVE) else f'<= {hi}'
+  high = f'< {hi}' if _open_above(field) else f'<= {hi}'
   return f'{low} and {high}'
 
 
-def check_config(config, num_devices: int, evaluating: bool = False) -> None:
-  """Every check of the config alone; raises ConfigError. `evaluating`: the eval settings too
-  (training with eval_every > 0, or --mode=eval; sampling an old run never needs them)."""
+def _in_range(field: str, value, lo, hi) -> bool:
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
+  return (number and math.isfinite(value) and
+          (value > lo if field in POSITIVE else value >= lo) and
+          (value < hi if _open_above(field) else value <= hi))
+
+
+def check_config(config, num_devices: int) -> None:
+  """Every check of the config alone (the eval settings: evaluator.Evaluator); raises
+  ConfigError."""
   for field, (lo, hi, meaning) in RANGES.items():
     value = _get(config, field)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if (not number or not math.isfinite(value) or
-        (value <= lo if field in POSITIVE else value < lo) or
-        (value >= hi if any(field.endswith(s) for s in OPEN_ABOVE) else value > hi)):
+    if not _in_range(field, value, lo, hi):
       raise ConfigError(f'{field} must be {_bounds_text(field, lo, hi)} ({meaning}), '
                         f'got {value!r}')
   for field, choices in CHOICES.items():
@@ -113,8 +121,6 @@ def check_config(config, num_devices: int, evaluating: bool = False) -> None:
   if spec.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')
-  if evaluating:
-    evaluator.check(config)
 
 
 def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:

@@ -35,25 +35,22 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
 
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming); returns the final state."""
-  checks.check_config(config, jax.device_count(), evaluating=config.eval_every > 0)
+  checks.check_config(config, jax.device_count())
+  evaluator = None
+  if config.eval_every > 0:  # checks the eval settings, loads the extractors: may refuse
+    evaluator = Evaluator(config, input_pipeline.spec(config.dataset).image_shape)
   data = input_pipeline.load(config.dataset)
   stepper = _stepper(config, data.image_shape, data.num_classes)
-  evaluation = None
-  if config.eval_every > 0:  # loads the extractors: may refuse the run
-    evaluation = _evaluation(config, stepper, Evaluator(config, data.image_shape))
+  evaluation = evaluator and _evaluation(config, stepper, evaluator)
   rundir.check_resume_config(config, workdir)
   rundir.check_writable(workdir)
   return trainer.train(config, workdir, stepper, data, evaluation)
 
 
-def _spec(config, workdir: str):
-  """(image shape, classes) of a run's generator: its workdir's data_spec.json, else (older
-  runs) the data's registry entry or file headers."""
-  saved = rundir.read_spec(workdir)
-  if saved is not None:
-    return saved
-  spec = input_pipeline.spec(config.dataset)
-  return spec.image_shape, spec.num_classes
+def _spec(config, workdir: str) -> input_pipeline.DataSpec:
+  """The data spec of a run's generator: its workdir's data_spec.json, else (older runs) the
+  data's registry entry or file headers."""
+  return rundir.read_spec(workdir) or input_pipeline.spec(config.dataset)
 
 
 def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: bool):
@@ -68,8 +65,8 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
   checks.check_config(config, jax.device_count())
   if num_samples < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
-  image_shape, num_classes = _spec(config, workdir)
-  stepper = _stepper(config, image_shape, num_classes)
+  spec = _spec(config, workdir)
+  stepper = _stepper(config, spec.image_shape, spec.num_classes)
   state = _restore(config, workdir, stepper, step, best)
   return sampling.write_samples(stepper, state, config.seed, num_samples, out)
 
@@ -77,9 +74,9 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
 def evaluate(config, workdir: str, step: Optional[int] = None,
              best: bool = False) -> Dict[str, Any]:
   """Scores a checkpoint (default: the latest) with the configured extractors."""
-  checks.check_config(config, jax.device_count(), evaluating=True)
-  image_shape, num_classes = _spec(config, workdir)
-  stepper = _stepper(config, image_shape, num_classes)
-  evaluator = Evaluator(config, image_shape)
+  checks.check_config(config, jax.device_count())
+  spec = _spec(config, workdir)
+  evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings
+  stepper = _stepper(config, spec.image_shape, spec.num_classes)
   state = _restore(config, workdir, stepper, step, best)
   return {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}

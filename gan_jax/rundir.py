@@ -7,11 +7,13 @@ Every check here runs before anything is written, so a refused run leaves the wo
 import json
 import os
 import tempfile
+from typing import Optional
 
 import ml_collections
 
 from gan_jax import files, gans
 from gan_jax.errors import ConfigError
+from gan_jax.input_pipeline import DataSpec
 
 # Fields that may change when a run resumes (and every eval.* field); any other difference
 # stops it. Learning rates are
@@ -137,12 +139,12 @@ def write_spec(workdir: str, image_shape, num_classes: int) -> None:
       {'image_shape': [int(n) for n in image_shape], 'num_classes': int(num_classes)}))
 
 
-def read_spec(workdir: str):
-  """(image_shape, num_classes) from data_spec.json, or None for a workdir without one (runs
-  from before it was written)."""
+def read_spec(workdir: str) -> Optional[DataSpec]:
+  """The data spec in data_spec.json, or None for a workdir without one (runs from before it
+  was written)."""
   try:
     spec = json.loads(files.path(spec_path(workdir)).read_text())
-    return tuple(spec['image_shape']), int(spec['num_classes'])
+    return DataSpec(tuple(spec['image_shape']), int(spec['num_classes']))
   except FileNotFoundError:
     return None
   except (OSError, ValueError, KeyError, TypeError) as e:

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import load_config
 from configs import workdir as workdir_config
-from gan_jax import rundir as workdir
+from gan_jax import input_pipeline as ip, rundir as workdir
 from gan_jax.errors import ConfigError
 
 
@@ -89,7 +89,7 @@ def test_sampling_needs_no_training_data(tmp_path):
   config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=1)
   config.dataset.path = str(data)
   modes.train(config, str(tmp_path / 'run'))
-  assert workdir.read_spec(str(tmp_path / 'run')) == ((12, 12, 3), 0)
+  assert workdir.read_spec(str(tmp_path / 'run')) == ip.DataSpec((12, 12, 3), 0)
   data.unlink()
   out = modes.sample(config, str(tmp_path / 'run'), 5, str(tmp_path / 's.npz'))
   with np.load(out['out']) as f:
