@@ -79,7 +79,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
 
   c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
   c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
-  c.steps_per_call = 1         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0: auto
+  c.steps_per_call = 0         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0: auto
   c.max_steps_per_call = 25    # auto: this many, fewer to end at the next log/sample/eval/checkpoint
   c.compilation_cache = ''     # compiled-program cache: '' = WORKDIR/compilation_cache on GPU/TPU, none on CPU; 'none'; or a dir
 

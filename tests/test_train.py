@@ -342,6 +342,7 @@ def _lengths(config, start=0):
 def test_auto_steps_per_call_fills_the_gaps_between_periodic_actions():
   """steps_per_call 0 (auto): max_steps_per_call where that many fit before the next
   action, else the largest power of two that fits, so few lengths are ever compiled."""
+  assert load_config('dcgan.py:mnist').steps_per_call == 0  # the default
   auto = lambda spec, **kw: load_config(spec, steps_per_call=0, **kw)
   # The defaults (log 100, sample 500, checkpoint 1000; max 25): one length.
   assert set(_lengths(auto('dcgan.py:mnist', num_steps=3000))) == {25}
