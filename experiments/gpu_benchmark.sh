@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # gan_jax against PyTorch on one GPU, batch 64: DCGAN CIFAR-10 and WGAN-GP's MNIST model.
-# For each: gan_jax's bare compiled step, then the same models in PyTorch eager and under
-# torch.compile. One JSON line per measurement. (The full loop's figure needs a benchmark mode
-# that times the training loop, which is still to come.)
+# For each: gan_jax's bare compiled step and its training loop (benchmark.py --loop: default
+# intervals, auto steps_per_call), then the same models in PyTorch eager and under
+# torch.compile. One JSON line per measurement.
 #
-#   bash experiments/gpu_benchmark.sh [OUT_DIR]      # needs jax[cuda12|13]==0.10.2 and torch
+#   bash experiments/gpu_benchmark.sh [OUT_DIR]
+#
+# Needs requirements.txt with jax[cuda12|13]==0.10.2, and torch. The loop writes TensorBoard
+# events through CLU, which needs TensorFlow (the CPU wheel is enough).
 #
 # No data is downloaded: a random .npz of each dataset's shape stands in for it.
 set -euo pipefail
@@ -24,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 for spec in "configs/dcgan.py:cifar10 cifar10 200" "configs/wgan_gp.py:mnist mnist 100"; do
   set -- $spec
   common=(--config="$1" --config.batch_size=64 --config.dataset.path="$out/$2.npz")
-  python experiments/benchmark.py "${common[@]}" --steps="$3"
+  python experiments/benchmark.py "${common[@]}" --steps="$3" --loop
   python experiments/benchmark.py "${common[@]}" --steps="$3" --torch --torch_device=cuda
   python experiments/benchmark.py "${common[@]}" --steps="$3" --torch --torch_device=cuda \
       --torch_compile
