@@ -19,7 +19,7 @@ from gan_jax import sharding, steps
 from gan_jax.steps import TrainState
 
 
-def _one_step(state, batch, *, gan):
+def _one_train_step(state, batch, *, gan):
   """steps.train_step with its metrics and health shaped as a call's ([1] each): reshaped
   inside the compiled call, so the loop dispatches nothing for them."""
   state, metrics, health = steps.train_step(state, batch, gan=gan)
@@ -41,7 +41,7 @@ class Stepper:
     self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
                             in_shardings=(repl, sharding.batch_sharding(self.mesh, k)),
                             out_shardings=repl, donate_argnums=0)
-                 for k, fn in ((1, _one_step), (2, steps.train_steps))}
+                 for k, fn in ((1, _one_train_step), (2, steps.train_steps))}
     self._generate = jax.jit(functools.partial(steps.generate, self.gan))
     if self.pmap:
       pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
@@ -49,7 +49,7 @@ class Stepper:
       # device: one copy comes back (out_axes None), with no device axis to drop afterwards.
       self._pmap = {k: jax.pmap(functools.partial(fn, gan=pmap_gan), axis_name='data',
                                 donate_argnums=0, out_axes=(0, None, None))
-                    for k, fn in ((1, _one_step), (2, steps.train_steps))}
+                    for k, fn in ((1, _one_train_step), (2, steps.train_steps))}
       self.local_devices = jax.local_device_count()
       # A batch with a leading device axis, one slice per local device: what pmap takes.
       self._local_split = sharding.batch_sharding(sharding.make_mesh(jax.local_devices()), 0)
