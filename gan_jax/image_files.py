@@ -77,10 +77,12 @@ def list_folder(root: str) -> Tuple[List[str], Optional[np.ndarray], Tuple[str, 
   directly and in subfolders (which would leave the direct ones without a class)."""
   base = files.path(root)
   found = []
-  for path in base.rglob('*'):
-    parts = path.relative_to(base).parts
-    if path.suffix.lower() in SUFFIXES and not _hidden(parts):
-      found.append(parts)
+  for folder, _, names in base.walk():  # one listing per folder (epath has no rglob on gs://)
+    inside = folder.relative_to(base).parts
+    for name in names:
+      parts = (*inside, name)
+      if os.path.splitext(name)[1].lower() in SUFFIXES and not _hidden(parts):
+        found.append(parts)
   if not found:
     raise DataError(f'dataset.path {root}: no IDX files and no images '
                     f'({", ".join(s[1:] for s in SUFFIXES)}) in this directory or below')
