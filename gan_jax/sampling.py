@@ -44,10 +44,15 @@ def grid_inputs(stepper: Stepper, seed: int, num: int):
   return stepper.noise(stream_key(seed, GRID_STREAM), num), labels, ncol
 
 
-def grid(stepper: Stepper, state, inputs) -> np.ndarray:
-  """The [H', W', C] grid in [0, 1] of `grid_inputs`."""
+def grid(stepper: Stepper, state, inputs, class_names: Sequence[str] = ()) -> np.ndarray:
+  """The [H', W', C] grid in [0, 1] of `grid_inputs`; a conditional GAN's rows named by
+  `class_names` when the data has them."""
   z, labels, ncol = inputs
-  return images.make_grid(np.asarray(images.to_unit(stepper.generate(state, z, labels))), ncol)
+  picture = images.make_grid(np.asarray(images.to_unit(stepper.generate(state, z, labels))),
+                             ncol)
+  if labels is not None and len(class_names) == stepper.num_classes:
+    picture = images.label_rows(picture, class_names)
+  return picture
 
 
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,

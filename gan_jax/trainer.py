@@ -283,7 +283,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                         stop.received, done)
         break
       if is_time(config.sample_every, done, config):
-        picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs)
+        picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs, data.class_names)
         writer.write_images(done, {'samples': picture[None]})
       if evaluation and is_time(config.eval_every, done, config):
         health.flush()

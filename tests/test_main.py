@@ -209,6 +209,9 @@ def test_a_folder_of_classes_trains_and_its_samples_are_named(tmp_path):
   result = run_main(*args, '--config.num_steps=2')
   assert result.returncode == 0, result.stderr[-3000:]
   assert '2 classes: 0 apple (8), 1 pear (8)' in result.stderr
+  from gan_jax import images  # pylint: disable=g-import-not-at-top
+  (_, frame), = images.read_grids(str(workdir))  # 10 per class, rows named: a margin on the left
+  assert frame.shape[:2] == (2 * 9 + 1, 10 * 9 + 1 + 6 * len('apple') + 6)
   spec = json.loads((workdir / 'data_spec.json').read_text())
   assert spec == {'image_shape': [8, 8, 3], 'num_classes': 2, 'class_names': ['apple', 'pear']}
   out = tmp_path / 's.npz'
