@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from gan_jax.input_pipeline import DATASETS  # name -> image shape, classes, loader
+from gan_jax import input_pipeline  # DATASETS: name -> image shape, classes, loader
 
 
 def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99, schedule='constant'):
@@ -17,10 +17,11 @@ def optimizer(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9, decay=0.99, sched
 
 
 def parse_arg(arg: str, known_options):
-  """'cifar10,runlocal' -> ('cifar10', {'runlocal'}); unknown names fail with the choices."""
+  """'cifar10,runlocal' -> ('cifar10', {'runlocal'}); the name is a DATASETS key or 'tfds:NAME'
+  (any TFDS image dataset); unknown names fail with the nearest names and the choices."""
   name, *options = [a.strip() for a in (arg or 'mnist').split(',') if a.strip()]
-  if name not in DATASETS:
-    raise ValueError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}')
+  if not input_pipeline.is_named(name):
+    raise ValueError(input_pipeline.unknown_dataset(name))
   options = set(options)
   unknown = options - set(known_options) - {'runlocal'}
   if unknown:
@@ -45,14 +46,18 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   ))
   c.latent_dim = 128           # size of z
 
+  size, _, channels = input_pipeline.default_shape(dataset)
   c.dataset = ml_collections.ConfigDict(dict(
-      name=dataset,            # a name in input_pipeline.DATASETS ('mnist', 'digits', ...)
-      path='',                 # IDX directory or .npz (local or gs://); when set, no TFDS
+      name=dataset,            # a name in input_pipeline.DATASETS ('mnist', 'celeb_a', ...) or 'tfds:NAME'
+      path='',                 # IDX directory, .npz or folder of images (local or gs://); when set, no TFDS
       data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
       download=True,           # TFDS: download and prepare when data_dir lacks the dataset
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
       float_range='unit',      # float image data (.npz): 'unit' in [0, 1] | 'signed' in [-1, 1]
-      image_size=DATASETS[dataset].image_shape[0],  # digits only: the side 8x8 digits resize to
+      image_size=size,         # TFDS, folders, digits: the side images are cropped and resized to (not IDX/.npz)
+      channels=channels,       # TFDS, folders, digits: 1 (grayscale) | 3 (RGB) (not IDX/.npz)
+      image_key='',            # TFDS: the image feature; '' = 'image' or the only Image feature
+      label_key='',            # TFDS: the ClassLabel feature; '' = 'label' if there is one; 'none'
   ))
 
   c.model = ml_collections.ConfigDict(dict(

@@ -11,8 +11,7 @@ GAN's config file for its dataset.
 import importlib
 import os
 
-from configs.common import DATASETS
-from gan_jax import rundir as workdir
+from gan_jax import input_pipeline, rundir as workdir
 from gan_jax.errors import ConfigError
 
 # The GANs with a config file here (configs/<gan>.py): every file but the shared ones.
@@ -40,9 +39,9 @@ def get_config(path):
   if gan not in GANS:
     raise ConfigError(f'the run in {path} has gan {gan!r}, which has no config file here; '
                       f'known: {", ".join(GANS)}')
-  if dataset not in DATASETS:
+  if not input_pipeline.is_named(dataset):
     raise ConfigError(f'the run in {path} has dataset.name {dataset!r}, which is not one of '
-                      f'{", ".join(DATASETS)}; give its --config')
+                      f'{", ".join(input_pipeline.DATASETS)} or tfds:NAME; give its --config')
   config = importlib.import_module(f'configs.{gan}').get_config(dataset)
   with config.unlocked():
     _merge(config, saved)

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import jax
 
-from gan_jax import gans, input_pipeline, layers, models, optimizers, steps
+from gan_jax import gans, image_files, input_pipeline, layers, models, optimizers, steps
 from gan_jax.errors import ConfigError
 
 INF = math.inf
@@ -67,6 +67,7 @@ CHOICES = {
     'gen_optimizer.schedule': optimizers.SCHEDULES,
     'critic_optimizer.schedule': optimizers.SCHEDULES,
     'dataset.float_range': tuple(input_pipeline.FLOAT_RANGES),
+    'dataset.channels': image_files.CHANNELS,
 }
 
 

@@ -75,12 +75,16 @@ CACHE_VERSION = 2  # 2: Inception resizes [-1, 1] images (equal to 1's up to rou
 
 def cache_path(config, ext: Extractor) -> str:
   """Where the reference statistics of `ext` on the run's reference data are cached: named by
-  the dataset, split, count, the data's source (path, TFDS dir, float range, size) and a hash
+  the dataset, split, count, the data's source (path, TFDS dir, float range, size, channels and
+  image feature where not the dataset's own) and a hash
   of the extractor's weights."""
   ev, data = config.eval, config.dataset
   count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
-  source = hashlib.sha1(json.dumps([data.path, data.data_dir, data.float_range,
-                                    data.image_size]).encode()).hexdigest()[:8]
+  fields = [data.path, data.data_dir, data.float_range, data.image_size]
+  registered = input_pipeline.DATASETS.get(data.name)
+  if (not registered or data.channels != registered.image_shape[2] or data.image_key):
+    fields += [data.channels, data.image_key]  # (the presets' cache names stay as they were)
+  source = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:8]
   name = (f'{data.name}_{ev.reference_split}{count}_{source}_{ext.kind}_{ext.cache_key}'
           f'_v{CACHE_VERSION}.npz')
   return str(files.path(stats_dir(ev)) / name)

@@ -49,17 +49,41 @@ def make_grid(images: np.ndarray, ncol: Optional[int] = None, pad: int = 1) -> n
   return grid
 
 
-def save_png(grid: np.ndarray, path: str, scale: int = 1) -> None:
-  """Writes a [H, W, C] grid in [0, 1] as a PNG, optionally upscaled (nearest)."""
+def save_png(grid: np.ndarray, path: str, scale: int = 1,
+             row_labels: Sequence[str] = ()) -> None:
+  """Writes a [H, W, C] grid in [0, 1] as a PNG, optionally upscaled (nearest); `row_labels`
+  (one per row of a make_grid grid) are written in a white margin on its left."""
   pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
   if pixels.shape[-1] == 1:
     pixels = pixels[..., 0]
   image = Image.fromarray(pixels)
   if scale > 1:
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+  if row_labels:
+    image = _with_row_labels(image, row_labels)
   data = io.BytesIO()
   image.save(data, format='PNG')
   files.write_bytes(path, data.getvalue())
+
+
+def _with_row_labels(image: Image.Image, labels: Sequence[str]) -> Image.Image:
+  """`image` with each of `labels` left of its row (rows of equal height), in PIL's own font."""
+  labels = [str(l)[:24] for l in labels]
+  margin = 6 * max(len(l) for l in labels) + 6  # the default font: ~6 pixels a character
+  canvas = Image.new(image.mode, (image.width + margin, image.height), 'white')
+  canvas.paste(image, (margin, 0))
+  draw, row = ImageDraw.Draw(canvas), image.height / len(labels)
+  for i, label in enumerate(labels):
+    draw.text((2, int(row * (i + 0.5)) - 5), label, fill='black')
+  return canvas
+
+
+def label_rows(grid: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+  """A [H, W, C] grid in [0, 1] with `labels` (one per row) in a white margin on its left."""
+  pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+  image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+  labelled = np.asarray(_with_row_labels(image, labels), np.float32) / 255.0
+  return labelled.reshape(labelled.shape[:2] + (grid.shape[-1],))
 
 
 def read_grids(workdir: str, tag: str = 'samples') -> List[Tuple[int, np.ndarray]]:

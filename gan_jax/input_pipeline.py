@@ -5,18 +5,20 @@ whole split as a numpy array, kept as uint8 when the source is uint8 (converted 
 the device, inside the train step). The stream's position is one integer, saved with the
 checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
 
-DATASETS is the one registry of named datasets (image shape, classes, loader); `spec` gives a
-dataset's image shape and classes without loading it (what sampling and evaluation need).
+DATASETS is the one registry of named datasets (image shape, classes, loader); any other TFDS
+image dataset is named 'tfds:NAME' (gan_jax/tfds_data.py). `spec` gives a dataset's image shape
+and classes without loading it (what sampling and evaluation need). dataset.path may instead be
+a directory of IDX files, an .npz, or a folder of image files (gan_jax/image_files.py).
 """
 
 import dataclasses
+import difflib
 import gzip
 from typing import Any, Callable, Dict, Optional, Tuple
 
-import jax
 import numpy as np
 
-from gan_jax import files, images as images_lib, platforms
+from gan_jax import files, image_files, images as images_lib, tfds_data
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -28,6 +30,7 @@ class Dataset:
   images: np.ndarray            # [N, H, W, C], uint8 in [0, 255] or float32 in [-1, 1]
   labels: Optional[np.ndarray]  # [N] int32, or None
   num_classes: int              # 0 when there are no labels
+  class_names: Tuple[str, ...] = ()  # the classes' names where the source has them (folders)
 
   @property
   def image_shape(self):
@@ -43,6 +46,7 @@ class DataSpec:
   """What the models need to know about a dataset."""
   image_shape: Tuple[int, int, int]  # [H, W, C]
   num_classes: int                   # max label + 1; 0 when there are no labels
+  class_names: Tuple[str, ...] = ()  # the classes' names where the source has them (folders)
 
 
 def _spec(shape, dtype, labels, source: str) -> DataSpec:
@@ -220,30 +224,54 @@ def spec_npz(path: str) -> DataSpec:
   return _spec(shape, dtype, labels, path)
 
 
-def _is_dir(path: str) -> bool:
-  """Whether dataset.path (local or gs://) is a directory; DataError when it does not exist."""
+def _kind(path: str) -> str:
+  """What dataset.path (local or gs://) holds: 'idx' (a directory with IDX image files),
+  'folder' (any other directory: image files), or 'npz'; a DataError when it does not exist or
+  is another kind of file."""
   if not files.path(path).exists():
     raise DataError(f'dataset.path {path!r} does not exist; give a directory with IDX files '
-                    f'(train-images-idx3-ubyte[.gz], ...) or an .npz file')
-  return files.path(path).is_dir()
+                    f'(train-images-idx3-ubyte[.gz], ...) or image files, or an .npz file')
+  if files.path(path).is_dir():
+    stems = ('train-images-idx3-ubyte', 't10k-images-idx3-ubyte')
+    return 'idx' if any(_find(path, stem) for stem in stems) else 'folder'
+  if not path.endswith('.npz'):
+    raise DataError(f'dataset.path {path!r} is a file but not an .npz; give an .npz, or a '
+                    f'directory with IDX files or image files')
+  return 'npz'
 
 
-def load_local(path: str, split: str, float_range: str = 'unit') -> Dataset:
-  """The files at `path` (local or gs://): a directory of IDX files, or an .npz."""
-  if _is_dir(path):
-    return load_idx_dir(path, split)
-  return load_npz(path, float_range)
+def load_local(config) -> Dataset:
+  """The files at dataset.path (local or gs://): IDX files, an .npz (both as they are), or a
+  folder of images (fitted to image_size and channels)."""
+  kind = _kind(config.path)
+  if kind == 'idx':
+    return load_idx_dir(config.path, config.split)
+  if kind == 'npz':
+    return load_npz(config.path, config.float_range)
+  images, labels, class_names = image_files.load_folder(config.path, config.image_size,
+                                                        config.channels)
+  return Dataset(images, labels, len(class_names), class_names)
 
 
-def spec_local(path: str, split: str) -> DataSpec:
-  if _is_dir(path):
-    return spec_idx_dir(path, split)
-  return spec_npz(path)
+def spec_local(config) -> DataSpec:
+  kind = _kind(config.path)
+  if kind == 'idx':
+    return spec_idx_dir(config.path, config.split)
+  if kind == 'npz':
+    return spec_npz(config.path)
+  _, _, class_names = image_files.list_folder(config.path)  # lists files, reads no image
+  return DataSpec(_fitted_shape(config), len(class_names), class_names)
+
+
+def _fitted_shape(config) -> Tuple[int, int, int]:
+  """The shape of images fitted to the config: (image_size, image_size, channels)."""
+  return (config.image_size, config.image_size, config.channels)
 
 
 # ---------------------------------------------------------------- built-in datasets
 def load_digits(config) -> Dataset:
-  """scikit-learn's bundled 8x8 digits (1797 images, no download), resized to image_size."""
+  """scikit-learn's bundled 8x8 digits (1797 images, no download), resized to image_size (its
+  own bilinear resize, not image_files.fit: the arrays of earlier versions), in `channels`."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
   digits = sk_datasets.load_digits()
@@ -251,109 +279,85 @@ def load_digits(config) -> Dataset:
   size = config.image_size
   images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
                      for im in small])
+  if config.channels == 3:
+    images = np.repeat(images[..., None], 3, axis=-1)
   return _as_dataset(images, digits.target, 'digits')
 
 
-_TFDS_HINT = ('point --config.dataset.path at a directory with the IDX files or an .npz, or '
-              '--config.dataset.data_dir at a prepared TFDS directory')
-
-
-def _why(e: Exception) -> str:
-  """'Type: the first line of the message' (160 characters at most)."""
-  text = str(e).strip()
-  return f'{type(e).__name__}: {text.splitlines()[0][:160]}' if text else type(e).__name__
-
-
-def _prepare(tfds, config) -> Optional[DataError]:
-  """Downloads and prepares the TFDS dataset unless it is prepared: None, or the reason not."""
-  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
-  try:
-    builder = tfds.builder(config.name, data_dir=config.data_dir or None)
-    if builder.is_prepared():
-      return None
-    if not config.download:
-      return DataError(f'TFDS dataset {config.name!r} is not prepared in {builder.data_dir} '
-                       f'and dataset.download is off: {_TFDS_HINT}')
-    # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
-    # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
-    # download alone and restored.
-    max_retries = downloader.MAX_RETRIES
-    downloader.MAX_RETRIES = min(max_retries, 1)
-    try:
-      builder.download_and_prepare()
-    finally:
-      downloader.MAX_RETRIES = max_retries
-  except Exception as e:  # download/preparation errors come in many types
-    return DataError(f'cannot load TFDS dataset {config.name!r}: it is not prepared and could '
-                     f'not be downloaded ({_why(e)}); {_TFDS_HINT}')
-  return None
-
-
-def _all_ok(error: Optional[DataError], what: str) -> None:
-  """Raises on every process when any process has an error (several processes agree first,
-  so none is left waiting in a collective); one process raises its own error."""
-  if jax.process_count() == 1:
-    if error:
-      raise error
-    return
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
-  if error:
-    raise error
-  if failed.any():
-    raise DataError(f'{what} failed on process {int(np.argmax(failed))} (its log says why)')
-
-
-def prepare_tfds(tfds, config) -> None:
-  """Prepares the TFDS dataset, once per data_dir: with several processes, process 0 prepares
-  while the others wait, so a shared data_dir (gs://, NFS) is downloaded and written once; a
-  process that still finds it unprepared afterwards (its own local data_dir) prepares its copy.
-  A failure anywhere raises a DataError on every process."""
-  first, what = jax.process_index() == 0, f'preparing TFDS dataset {config.name!r}'
-  _all_ok(_prepare(tfds, config) if first else None, what)
-  if jax.process_count() > 1:
-    _all_ok(None if first else _prepare(tfds, config), what)
+prepare_tfds = tfds_data.prepare_tfds  # process 0 prepares, the others wait
 
 
 def load_tfds(config) -> Dataset:
-  """A TFDS dataset, read whole into memory; a clear DataError when it cannot be had."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  platforms.keep_tf_off_accelerators()
-  prepare_tfds(tfds, config)
-  try:
-    builder = tfds.builder(config.name, data_dir=config.data_dir or None)
-    # Read in chunks: batch_size=-1 aborts inside TensorFlow 2.21 (std::length_error).
-    chunks = list(tfds.as_numpy(builder.as_dataset(split=config.split, batch_size=4096)))
-    data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-  except Exception as e:  # a damaged or partial preparation
-    raise DataError(f'cannot read TFDS dataset {config.name!r} ({_why(e)}); '
-                    f'{_TFDS_HINT}') from None
-  return _as_dataset(data['image'], data.get('label'), f'tfds:{config.name}', config.float_range)
+  """A TFDS dataset, read whole into memory and fitted to image_size and channels; a clear
+  DataError when it cannot be had."""
+  images, labels, num_classes = tfds_data.read(config)
+  data = _as_dataset(images, labels, f'tfds:{tfds_data.tfds_name(config.name)}',
+                     config.float_range)
+  return dataclasses.replace(data, num_classes=num_classes)  # the label feature's classes
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """A named dataset: what `spec` says of it without loading, and its loader."""
-  image_shape: Tuple[int, int, int]  # [H, W, C]
+  image_shape: Tuple[int, int, int]  # [H, W, C]: the defaults of dataset.image_size, channels
   num_classes: int
   load: Callable[[Any], Dataset]     # the dataset ConfigDict -> the whole split
-  resizable: bool = False            # the side is dataset.image_size (digits: resized from 8x8)
 
 
 # The one registry of named datasets: configs/common.py takes its names and shapes from here.
+# A named dataset comes at dataset.image_size and channels, whose defaults are its image_shape
+# here (the source's own for the 28- and 32-pixel sets: their arrays as they are).
+# TFDS names outside it: 'tfds:NAME' (tfds_data.py), shape and classes from the dataset's info.
 DATASETS: Dict[str, DatasetInfo] = {
     'mnist': DatasetInfo((28, 28, 1), 10, load_tfds),
     'fashion_mnist': DatasetInfo((28, 28, 1), 10, load_tfds),
     'cifar10': DatasetInfo((32, 32, 3), 10, load_tfds),
-    'digits': DatasetInfo((28, 28, 1), 10, load_digits, resizable=True),
+    'digits': DatasetInfo((28, 28, 1), 10, load_digits),
+    'cifar100': DatasetInfo((32, 32, 3), 100, load_tfds),
+    'svhn_cropped': DatasetInfo((32, 32, 3), 10, load_tfds),
+    'stl10': DatasetInfo((96, 96, 3), 10, load_tfds),
+    'celeb_a': DatasetInfo((64, 64, 3), 0, load_tfds),             # 218 x 178, cropped
+    'lsun/bedroom': DatasetInfo((64, 64, 3), 0, load_tfds),        # sizes vary, cropped
+    'imagenet_resized/32x32': DatasetInfo((32, 32, 3), 1000, load_tfds),
+    'imagenet_resized/64x64': DatasetInfo((64, 64, 3), 1000, load_tfds),
 }
+_TFDS_ANY = DatasetInfo((64, 64, 3), 0, load_tfds)  # 'tfds:NAME': defaults before its info
+
+
+def unknown_dataset(name: str) -> str:
+  """The message for a dataset.name that names nothing: the nearest names and the choices."""
+  close = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.5)
+  hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
+  return (f'unknown dataset {name!r}; {hint}choose one of {", ".join(DATASETS)}, '
+          f"'{tfds_data.PREFIX}NAME' for any TFDS image dataset, or set dataset.path to IDX "
+          f'files, an .npz or a folder of images (local or gs://)')
+
+
+def is_named(name: str) -> bool:
+  """Whether dataset.name names a dataset: a DATASETS key or 'tfds:NAME'."""
+  return name in DATASETS or (name.startswith(tfds_data.PREFIX) and
+                              len(name) > len(tfds_data.PREFIX))
 
 
 def _info(name: str) -> DatasetInfo:
-  if name not in DATASETS:
-    raise DataError(f'unknown dataset {name!r}; choose one of {", ".join(DATASETS)}, or '
-                    f'set dataset.path to IDX files or an .npz (local or gs://)')
-  return DATASETS[name]
+  if not is_named(name):
+    raise DataError(unknown_dataset(name))
+  return DATASETS.get(name, _TFDS_ANY)
+
+
+def default_shape(name: str) -> Tuple[int, int, int]:
+  """The (side, side, channels) a config takes by default for dataset `name`: the registry's;
+  for 'tfds:NAME' the image feature's when square and fixed, else 64 x 64 (its channels)."""
+  info = _info(name)
+  if name in DATASETS:
+    return info.image_shape
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _, _, _, shape = tfds_data.features(tfds, ml_collections.ConfigDict(
+      dict(name=name, data_dir='', image_key='', label_key='')))
+  height, width, channels = shape
+  side = height if height and height == width else info.image_shape[0]
+  return (side, side, channels if channels in image_files.CHANNELS else 3)
 
 
 def check_split(config, split: str, field: str = 'dataset.split') -> None:
@@ -361,11 +365,11 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
   and digits hold one split ('train'), IDX directories 'train' and 'test'; TFDS checks its own
   split names when it loads."""
   if config.path:
-    path = files.path(config.path)
-    if not path.exists():
+    if not files.path(config.path).exists():
       return  # load_local says what is missing
-    source, splits = (('IDX files', ('train', 'test')) if path.is_dir() else
-                      ('an .npz file', ('train',)))
+    source, splits = {'idx': ('IDX files', ('train', 'test')),
+                      'folder': ('a folder of images', ('train',)),
+                      'npz': ('an .npz file', ('train',))}[_kind(config.path)]
   elif config.name == 'digits':
     source, splits = 'the digits dataset', ('train',)
   else:
@@ -375,30 +379,39 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
                     f'{split!r}')
 
 
+def check_channels(channels) -> None:
+  if channels not in image_files.CHANNELS:
+    raise ConfigError(f'dataset.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}')
+
+
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): the files at `path` (local or gs://) when it
   is set, else by name."""
   check_float_range(config.float_range)
+  check_channels(config.channels)
   check_split(config, config.split)
   if config.path:
-    return load_local(config.path, config.split, config.float_range)
+    return load_local(config)
   return _info(config.name).load(config)
 
 
 def spec(config) -> DataSpec:
   """The image shape and classes `load(config)` gives, without loading the images.
 
-  A named dataset's come from DATASETS; files' from the IDX or .npy header of the images
-  and from the labels (small). Refuses, as load does, what the headers show to be unusable.
+  A named dataset's come from DATASETS (a 'tfds:' name's classes from its TFDS info, as do
+  those of an explicit dataset.label_key); files' from the IDX or .npy header of the images
+  and from the labels (small); a folder's from its file names. Refuses, as load does, what the
+  headers show to be unusable.
   """
   check_float_range(config.float_range)
+  check_channels(config.channels)
   if config.path:
-    return spec_local(config.path, config.split)
+    return spec_local(config)
   info = _info(config.name)
-  shape = info.image_shape
-  if info.resizable:
-    shape = (config.image_size, config.image_size, shape[2])
-  return DataSpec(shape, info.num_classes)
+  num_classes = info.num_classes
+  if info.load is load_tfds and (config.name not in DATASETS or config.label_key):
+    num_classes = tfds_data.num_classes(config)
+  return DataSpec(_fitted_shape(config), num_classes)
 
 
 class BatchStream:

@@ -68,7 +68,7 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
   spec = _spec(config, workdir)
   stepper = _stepper(config, spec.image_shape, spec.num_classes)
   state = _restore(config, workdir, stepper, step, best)
-  return sampling.write_samples(stepper, state, config.seed, num_samples, out)
+  return sampling.write_samples(stepper, state, config.seed, num_samples, out, spec.class_names)
 
 
 def evaluate(config, workdir: str, step: Optional[int] = None,

@@ -132,19 +132,24 @@ def spec_path(workdir: str) -> str:
   return str(files.path(workdir) / 'data_spec.json')
 
 
-def write_spec(workdir: str, image_shape, num_classes: int) -> None:
-  """Writes data_spec.json: the image shape and classes the run's generator makes, so that
-  sampling and evaluation need neither the training data nor its files."""
-  files.write_text(spec_path(workdir), json.dumps(
-      {'image_shape': [int(n) for n in image_shape], 'num_classes': int(num_classes)}))
+def write_spec(workdir: str, spec: DataSpec) -> None:
+  """Writes data_spec.json: the image shape and classes (with their names, where the data has
+  them) the run's generator makes, so that sampling and evaluation need neither the training
+  data nor its files."""
+  record = {'image_shape': [int(n) for n in spec.image_shape],
+            'num_classes': int(spec.num_classes)}
+  if spec.class_names:
+    record['class_names'] = list(spec.class_names)
+  files.write_text(spec_path(workdir), json.dumps(record))
 
 
 def read_spec(workdir: str) -> Optional[DataSpec]:
   """The data spec in data_spec.json, or None for a workdir without one (runs from before it
-  was written)."""
+  was written); one without class names (older runs, unnamed classes) has none."""
   try:
     spec = json.loads(files.path(spec_path(workdir)).read_text())
-    return DataSpec(tuple(spec['image_shape']), int(spec['num_classes']))
+    return DataSpec(tuple(spec['image_shape']), int(spec['num_classes']),
+                    tuple(str(name) for name in spec.get('class_names', ())))
   except FileNotFoundError:
     return None
   except (OSError, ValueError, KeyError, TypeError) as e:

@@ -4,7 +4,7 @@ nothing needs training data.
 """
 
 import io
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -44,10 +44,15 @@ def grid_inputs(stepper: Stepper, seed: int, num: int):
   return stepper.noise(stream_key(seed, GRID_STREAM), num), labels, ncol
 
 
-def grid(stepper: Stepper, state, inputs) -> np.ndarray:
-  """The [H', W', C] grid in [0, 1] of `grid_inputs`."""
+def grid(stepper: Stepper, state, inputs, class_names: Sequence[str] = ()) -> np.ndarray:
+  """The [H', W', C] grid in [0, 1] of `grid_inputs`; a conditional GAN's rows named by
+  `class_names` when the data has them."""
   z, labels, ncol = inputs
-  return images.make_grid(np.asarray(images.to_unit(stepper.generate(state, z, labels))), ncol)
+  picture = images.make_grid(np.asarray(images.to_unit(stepper.generate(state, z, labels))),
+                             ncol)
+  if labels is not None and len(class_names) == stepper.num_classes:
+    picture = images.label_rows(picture, class_names)
+  return picture
 
 
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,
@@ -64,10 +69,11 @@ def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 25
                             None if chunk is None else jnp.asarray(chunk)), chunk)
 
 
-def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
-                  out: str) -> Dict[str, Any]:
-  """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN) and a PNG grid beside
-  it (100 samples, or 10 per class one class per row)."""
+def write_samples(stepper: Stepper, state, seed: int, num_samples: int, out: str,
+                  class_names: Sequence[str] = ()) -> Dict[str, Any]:
+  """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN, with `class_names`
+  when the data has them) and a PNG grid beside it (100 samples, or 10 per class one class
+  per row, named on the left)."""
   parts = list(batches(stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM)))
   samples = np.concatenate([np.asarray(images.to_unit(np.asarray(b))) for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
@@ -76,6 +82,9 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
   if jax.process_index() > 0:   # every process generated its share; process 0 writes
     return result
   arrays = {'images': samples, **({} if labels is None else {'labels': labels})}
+  named = labels is not None and len(class_names) == stepper.num_classes
+  if named:
+    arrays['class_names'] = np.array(class_names)
   npz = io.BytesIO()
   np.savez(npz, **arrays)
   files.write_bytes(out, npz.getvalue())
@@ -86,5 +95,5 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int,
     picture = images.make_grid(np.concatenate(rows), ncol)
   else:
     picture = images.make_grid(samples[:100])
-  images.save_png(picture, png, scale=2)
+  images.save_png(picture, png, scale=2, row_labels=class_names if named else ())
   return result

@@ -227,7 +227,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
   files.path(workdir).mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     rundir.write_config(config, workdir)
-    rundir.write_spec(workdir, data.image_shape, data.num_classes)
+    rundir.write_spec(workdir, input_pipeline.DataSpec(tuple(data.image_shape), data.num_classes,
+                                                       data.class_names))
   managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
   writer = calls = None
   try:
@@ -282,7 +283,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                         stop.received, done)
         break
       if is_time(config.sample_every, done, config):
-        picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs)
+        picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs, data.class_names)
         writer.write_images(done, {'samples': picture[None]})
       if evaluation and is_time(config.eval_every, done, config):
         health.flush()

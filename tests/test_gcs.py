@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from conftest import ROOT, load_config, run_main, subprocess_env
@@ -41,6 +42,10 @@ spec = input_pipeline.spec(dataset)
 data = input_pipeline.load(dataset)
 out = {'spec': [list(spec.image_shape), spec.num_classes], 'shape': list(data.images.shape),
        'pixel_sum': int(data.images.astype('int64').sum()), 'labels': data.labels.tolist()}
+dataset.path, dataset.image_size, dataset.channels = 'gs://bucket/folder', 6, 3
+folder_spec, folder = input_pipeline.spec(dataset), input_pipeline.load(dataset)
+out['folder'] = [list(folder_spec.image_shape), list(folder_spec.class_names),
+                 list(folder.images.shape), folder.labels.tolist(), int(folder.images[0, 0, 0, 0])]
 rundir.check_writable('gs://bucket/new/run')
 for workdir in ('gs://no-such-bucket/run', 'gs://bucket/data/train.npz/run'):
   try:
@@ -88,6 +93,11 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   idx_images, idx_labels = rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 10, 12)
   gcs.upload('idx/train-images-idx3-ubyte.gz', _idx(idx_images))
   gcs.upload('idx/train-labels-idx1-ubyte.gz', _idx(idx_labels))
+  for name, size in (('a/1.png', (9, 6)), ('a/2.jpg', (6, 6)), ('b/deeper/3.png', (4, 8))):
+    png = io.BytesIO()
+    Image.new('RGB', size, (120, 0, 0)).save(png, format='PNG' if name.endswith('png') else 'JPEG')
+    gcs.upload(f'folder/{name}', png.getvalue())
+  gcs.upload('folder/b/broken.png', b'not a png')
 
   cwd, cache = tmp_path / 'cwd', tmp_path / 'cache'
   cwd.mkdir()
@@ -103,6 +113,8 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   assert found['spec'] == [[28, 28, 1], int(idx_labels.max()) + 1]
   assert found['shape'] == [12, 28, 28, 1] and found['pixel_sum'] == int(idx_images.sum())
   assert found['labels'] == idx_labels.tolist()
+  assert found['folder'][:4] == [[6, 6, 3], ['a', 'b'], [3, 6, 6, 3], [0, 0, 1]]
+  assert found['folder'][4] == 120
   assert 'bucket gs://no-such-bucket does not exist' in found['gs://no-such-bucket/run']
   assert 'gs://bucket/data/train.npz is a file' in found['gs://bucket/data/train.npz/run']
 

@@ -21,8 +21,8 @@ def write_idx(path, array):
 
 
 def _config(**kw):
-  c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, download=False,
-           float_range='unit')
+  c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, channels=1,
+           download=False, float_range='unit', image_key='', label_key='')
   c.update(kw)
   return ml_collections.ConfigDict(c)
 
@@ -160,7 +160,7 @@ def _same_spec(config):
   """spec(config) equals the shape and classes of load(config); returns it."""
   spec = ip.spec(config)
   data = ip.load(config)
-  assert spec == ip.DataSpec(tuple(data.image_shape), data.num_classes)
+  assert spec == ip.DataSpec(tuple(data.image_shape), data.num_classes, data.class_names)
   return spec
 
 
@@ -168,10 +168,12 @@ def test_spec_of_named_datasets_needs_no_data():
   assert _same_spec(_config(name='digits', image_size=28)) == ip.DataSpec((28, 28, 1), 10)
   assert ip.spec(_config(name='digits', image_size=16)) == ip.DataSpec((16, 16, 1), 10)
   # Neither prepared nor downloadable (download=False, an empty data_dir): the registry answers.
-  assert ip.spec(_config(name='cifar10', data_dir='/no/tfds')) == ip.DataSpec((32, 32, 3), 10)
-  for name, info in ip.DATASETS.items():
-    if not info.resizable:
-      assert ip.spec(_config(name=name)) == ip.DataSpec(info.image_shape, info.num_classes)
+  assert ip.spec(_config(name='cifar10', data_dir='/no/tfds', channels=3,
+                         image_size=32)) == ip.DataSpec((32, 32, 3), 10)
+  for name, info in ip.DATASETS.items():  # at the defaults a config takes from the registry
+    size, _, channels = info.image_shape
+    assert ip.spec(_config(name=name, image_size=size, channels=channels)) == ip.DataSpec(
+        info.image_shape, info.num_classes)
   with pytest.raises(ip.DataError, match='digits'):
     ip.spec(_config(name='imagenet'))
 

@@ -108,6 +108,8 @@ def _bad_files(tmp):
   (idx / 'train-images-idx3-ubyte').write_bytes(header + bytes(28 * 28 * 10))  # 10 of 100
   np.savez(tmp / 'flat.npz', images=np.zeros((10, 784), np.uint8))
   (tmp / 'a_file').write_text('not a directory')
+  (tmp / 'no_images').mkdir()
+  (tmp / 'no_images' / 'readme.txt').write_text('no images here')
 
 
 GAN = '--config=configs/wgan_gp.py:digits,runlocal'
@@ -121,6 +123,10 @@ GAN = '--config=configs/wgan_gp.py:digits,runlocal'
     ([GAN, '--config.dataset.path=/no/such/dir'], 'does not exist'),
     ([GAN, '--config.dataset.path={tmp}/idx'], 'truncated'),
     ([GAN, '--config.dataset.path={tmp}/flat.npz'], 'N x H x W'),
+    ([GAN, '--config.dataset.path={tmp}/no_images'], 'no IDX files and no images'),
+    ([GAN, '--config.dataset.path={tmp}/a_file'], 'is a file but not an .npz'),
+    ([GAN, '--config.dataset.channels=2'], 'dataset.channels must be one of 1, 3, got 2'),
+    (['--config=configs/dcgan.py:celeba'], "did you mean 'celeb_a'"),
     (['--config=configs/wgan_gp.py:digits,resnet'], 'multiple of 8'),
     ([GAN, '--config.batch_sizee=3'], 'Did you mean "batch_size"'),
     (['--config=configs/nothere.py'], 'No such file'),
@@ -188,3 +194,30 @@ def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       f'error: {tmp_path} has no config.json: give --config, or train there first')
+
+
+def test_a_folder_of_classes_trains_and_its_samples_are_named(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  data = tmp_path / 'data'
+  for c, name in enumerate(('apple', 'pear')):
+    (data / name).mkdir(parents=True)
+    for i in range(8):
+      Image.new('RGB', (20 + i, 12), (100 * c, 50, 10 * i)).save(data / name / f'{i}.png')
+  workdir = tmp_path / 'run'
+  args = ['--config=configs/acgan.py:digits,runlocal,mlp', f'--config.dataset.path={data}',
+          '--config.dataset.image_size=8', '--config.dataset.channels=3', f'--workdir={workdir}']
+  result = run_main(*args, '--config.num_steps=2')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert '2 classes: 0 apple (8), 1 pear (8)' in result.stderr
+  from gan_jax import images  # pylint: disable=g-import-not-at-top
+  (_, frame), = images.read_grids(str(workdir))  # 10 per class, rows named: a margin on the left
+  assert frame.shape[:2] == (2 * 9 + 1, 10 * 9 + 1 + 6 * len('apple') + 6)
+  spec = json.loads((workdir / 'data_spec.json').read_text())
+  assert spec == {'image_shape': [8, 8, 3], 'num_classes': 2, 'class_names': ['apple', 'pear']}
+  out = tmp_path / 's.npz'
+  result = run_main(f'--workdir={workdir}', '--mode=sample', '--num_samples=4', f'--out={out}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  with np.load(out) as f:
+    assert f['images'].shape == (4, 8, 8, 3) and f['class_names'].tolist() == ['apple', 'pear']
+  with Image.open(tmp_path / 's.png') as grid:  # names in a margin left of the 2 x 2 grid
+    assert grid.width > grid.height == 2 * (2 * 9 + 1)

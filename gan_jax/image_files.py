@@ -1,0 +1,139 @@
+"""Folders of image files (local or gs://) as arrays, and the one crop-and-resize rule that
+folders and TFDS datasets share.
+
+A folder's images are found recursively (PNG, JPEG, BMP, WebP, GIF: the first frame). When they
+sit in top-level subfolders, the sorted names of those subfolders are the classes (anything
+deeper belongs to its top-level folder); images directly in the folder, with no subfolders, are
+unlabelled. Every image is converted to the wanted channels (1: luma, 3: RGB) and `fit` to a
+square side: its shorter side is resized to the side with an antialiasing (Lanczos) filter,
+after a centre crop to a square.
+"""
+
+import collections
+import concurrent.futures
+import io
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from absl import logging
+import numpy as np
+from PIL import Image
+
+from gan_jax import files
+from gan_jax.errors import DataError
+
+SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif')
+CHANNELS = (1, 3)  # dataset.channels: grayscale or RGB
+_MODES = {1: 'L', 3: 'RGB'}
+
+
+def fit(image: Image.Image, size: int, channels: int) -> np.ndarray:
+  """`image` (any size and mode) as uint8 [size, size, channels]: the centred square of its
+  shorter side, resized to `size` with a Lanczos filter (antialiased when it shrinks)."""
+  if image.mode not in _MODES.values():
+    # Palette and alpha images through RGBA, so a palette's transparency is read as such
+    # (the alpha is then dropped); 16-bit and float grayscale through 'L'.
+    gray = image.mode in ('1', 'I', 'I;16', 'F', 'LA', 'La')
+    image = image.convert('L' if gray else 'RGBA')
+  image = image.convert(_MODES[channels])
+  width, height = image.size
+  if (width, height) != (size, size):
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    image = image.resize((size, size), Image.LANCZOS, box=(left, top, left + side, top + side))
+  pixels = np.asarray(image, np.uint8)
+  return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def fit_array(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
+  """uint8 [H, W, C] (C in 1, 3, 4) as `fit` makes it; unchanged when it is the wanted shape
+  already (so a dataset at its own size loads bit for bit)."""
+  if pixels.shape == (size, size, channels):
+    return pixels
+  mode = {1: 'L', 3: 'RGB', 4: 'RGBA'}[pixels.shape[-1]]
+  return fit(Image.fromarray(pixels[..., 0] if mode == 'L' else pixels, mode), size, channels)
+
+
+def fit_all(arrays: Sequence[np.ndarray], size: int, channels: int) -> np.ndarray:
+  """`fit_array` of each of `arrays`, on a thread pool: uint8 [N, size, size, channels]."""
+  out = np.empty((len(arrays), size, size, channels), np.uint8)
+  with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+    for i, pixels in enumerate(pool.map(lambda a: fit_array(a, size, channels), arrays)):
+      out[i] = pixels
+  return out
+
+
+def _workers() -> int:
+  return min(32, (os.cpu_count() or 1) + 4)  # decoding waits on reads (gs://) as well
+
+
+def _hidden(parts: Sequence[str]) -> bool:
+  return any(p.startswith('.') for p in parts)  # .DS_Store, ._x.jpg (macOS), .git, ...
+
+
+def list_folder(root: str) -> Tuple[List[str], Optional[np.ndarray], Tuple[str, ...]]:
+  """(image paths, labels [N] int32 or None, class names) of the folder `root`, in sorted
+  order, without reading an image; a DataError when it holds none, or holds images both
+  directly and in subfolders (which would leave the direct ones without a class)."""
+  base = files.path(root)
+  found = []
+  for folder, _, names in base.walk():  # one listing per folder (epath has no rglob on gs://)
+    inside = folder.relative_to(base).parts
+    for name in names:
+      parts = (*inside, name)
+      if os.path.splitext(name)[1].lower() in SUFFIXES and not _hidden(parts):
+        found.append(parts)
+  if not found:
+    raise DataError(f'dataset.path {root}: no IDX files and no images '
+                    f'({", ".join(s[1:] for s in SUFFIXES)}) in this directory or below')
+  found.sort()
+  top = [p for p in found if len(p) == 1]
+  if not top or len(top) == len(found):  # all direct (unlabelled), or all in class folders
+    paths = [str(base.joinpath(*p)) for p in found]
+    if top:
+      return paths, None, ()
+    class_names = tuple(sorted({p[0] for p in found}))
+    index = {name: i for i, name in enumerate(class_names)}
+    return paths, np.array([index[p[0]] for p in found], np.int32), class_names
+  raise DataError(f'dataset.path {root}: {len(top)} images sit directly in it (e.g. {top[0][0]}) '
+                  f'besides {len(found) - len(top)} in subfolders; put them in a class folder, '
+                  f'or all of them directly in the folder for unlabelled data')
+
+
+def _read(path: str, size: int, channels: int) -> Optional[np.ndarray]:
+  """`fit` of the image file at `path` (GIF: its first frame), or None when it is unreadable."""
+  try:
+    with Image.open(io.BytesIO(files.path(path).read_bytes())) as image:
+      image.seek(0)
+      return fit(image, size, channels)
+  except Exception:  # pylint: disable=broad-except  (PIL raises many types on damaged files)
+    return None
+
+
+def load_folder(root: str, size: int, channels: int):
+  """(images uint8 [N, size, size, channels], labels [N] or None, class names) of the folder
+  `root`; unreadable files are skipped with one warning, and a DataError when none is left."""
+  paths, labels, class_names = list_folder(root)
+  images = np.empty((len(paths), size, size, channels), np.uint8)
+  ok = np.zeros(len(paths), bool)
+  with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+    for i, pixels in enumerate(pool.map(lambda p: _read(p, size, channels), paths)):
+      if pixels is not None:
+        images[i], ok[i] = pixels, True
+  bad = [p for p, good in zip(paths, ok) if not good]
+  if len(bad) == len(paths):
+    raise DataError(f'dataset.path {root}: none of its {len(paths)} image files could be read '
+                    f'(first: {bad[0]})')
+  if bad:
+    logging.warning('dataset.path %s: skipped %d unreadable image file(s) (first: %s)', root,
+                    len(bad), bad[0])
+    images = images[ok]
+    labels = None if labels is None else labels[ok]
+  if class_names:
+    counts = collections.Counter(labels.tolist())
+    logging.info('dataset.path %s: %d images in %d classes: %s', root, len(images),
+                 len(class_names), ', '.join(f'{i} {name} ({counts[i]})'
+                                             for i, name in enumerate(class_names)))
+  else:
+    logging.info('dataset.path %s: %d images, no classes (no subfolders)', root, len(images))
+  return images, labels, class_names

@@ -1,0 +1,176 @@
+"""TFDS image datasets by name: preparation on one process, the image and label features from
+the dataset's info (or the config), and the images cropped and resized as folders are
+(image_files.fit) when they are not (image_size, image_size, channels) already.
+
+A name in input_pipeline.DATASETS, or any TFDS name after the prefix 'tfds:'
+('tfds:celeb_a_hq/128', 'tfds:oxford_flowers102'), is read here.
+"""
+
+import difflib
+from typing import Optional, Tuple
+
+import jax
+import numpy as np
+
+from gan_jax import image_files, platforms
+from gan_jax.errors import DataError
+
+PREFIX = 'tfds:'  # dataset.name 'tfds:NAME': any TFDS-registered image dataset
+CHUNK = 4096      # examples per read (batch_size=-1 aborts inside TensorFlow 2.21)
+
+
+def tfds_name(name: str) -> str:
+  """The TFDS name of a dataset.name ('tfds:x/y' -> 'x/y'; a registry name as it is)."""
+  return name[len(PREFIX):] if name.startswith(PREFIX) else name
+
+
+_TFDS_HINT = ('point --config.dataset.path at a directory with the IDX files or an .npz, or '
+              '--config.dataset.data_dir at a prepared TFDS directory')
+
+
+def _why(e: Exception) -> str:
+  """'Type: the first line of the message' (160 characters at most)."""
+  text = str(e).strip()
+  return f'{type(e).__name__}: {text.splitlines()[0][:160]}' if text else type(e).__name__
+
+
+def _prepare(tfds, config, name: str) -> Optional[DataError]:
+  """Downloads and prepares the TFDS dataset unless it is prepared: None, or the reason not."""
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  try:
+    builder = tfds.builder(name, data_dir=config.data_dir or None)
+    if builder.is_prepared():
+      return None
+    if not config.download:
+      return DataError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir} '
+                       f'and dataset.download is off: {_TFDS_HINT}')
+    # TFDS retries each file 10 times with back-off (minutes offline); fail fast instead.
+    # DownloadConfig has no retry setting (TFDS 4.9), so the module global is set for the
+    # download alone and restored.
+    max_retries = downloader.MAX_RETRIES
+    downloader.MAX_RETRIES = min(max_retries, 1)
+    try:
+      builder.download_and_prepare()
+    finally:
+      downloader.MAX_RETRIES = max_retries
+  except Exception as e:  # download/preparation errors come in many types
+    return DataError(f'cannot load TFDS dataset {name!r}: it is not prepared and could '
+                     f'not be downloaded ({_why(e)}); {_TFDS_HINT}')
+  return None
+
+
+def _all_ok(error: Optional[DataError], what: str) -> None:
+  """Raises on every process when any process has an error (several processes agree first,
+  so none is left waiting in a collective); one process raises its own error."""
+  if jax.process_count() == 1:
+    if error:
+      raise error
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
+  if error:
+    raise error
+  if failed.any():
+    raise DataError(f'{what} failed on process {int(np.argmax(failed))} (its log says why)')
+
+
+def prepare_tfds(tfds, config) -> None:
+  """Prepares the TFDS dataset, once per data_dir: with several processes, process 0 prepares
+  while the others wait, so a shared data_dir (gs://, NFS) is downloaded and written once; a
+  process that still finds it unprepared afterwards (its own local data_dir) prepares its copy.
+  A failure anywhere raises a DataError on every process."""
+  name = tfds_name(config.name)
+  first, what = jax.process_index() == 0, f'preparing TFDS dataset {name!r}'
+  _all_ok(_prepare(tfds, config, name) if first else None, what)
+  if jax.process_count() > 1:
+    _all_ok(None if first else _prepare(tfds, config, name), what)
+
+
+
+
+def _builder(tfds, config):
+  """tfds.builder of the dataset (its info needs no preparation); unknown names: a DataError
+  with the nearest TFDS names."""
+  name = tfds_name(config.name)
+  try:
+    return tfds.builder(name, data_dir=config.data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(), n=3, cutoff=0.6)
+    hint = f'; did you mean {", ".join(PREFIX + c for c in close)}?' if close else ''
+    raise DataError(f'no TFDS dataset named {name!r}{hint}') from None
+
+
+def features(tfds, config) -> Tuple[str, Optional[str], int, Tuple]:
+  """(image key, label key or None, classes, the image feature's shape, None where it varies)
+  of the dataset: dataset.image_key / label_key when set ('none': no labels), else the feature
+  'image' (or the only Image feature) and 'label' when it is a ClassLabel."""
+  info = dict(_builder(tfds, config).info.features.items())
+  images = [k for k, f in info.items() if isinstance(f, tfds.features.Image)]
+  image_key = config.image_key or ('image' if 'image' in images else
+                                   images[0] if len(images) == 1 else '')
+  if not isinstance(info.get(image_key), tfds.features.Image):
+    raise DataError(f'TFDS dataset {config.name!r}: set dataset.image_key to one of its image '
+                    f'features ({", ".join(images) or "it has none"}), got {image_key!r}')
+  label_key = config.label_key or ('label' if 'label' in info else 'none')
+  if label_key == 'none':
+    return image_key, None, 0, tuple(info[image_key].shape)
+  if not isinstance(info.get(label_key), tfds.features.ClassLabel):
+    labels = [k for k, f in info.items() if isinstance(f, tfds.features.ClassLabel)]
+    raise DataError(f"TFDS dataset {config.name!r}: dataset.label_key must be 'none' or one of "
+                    f'its ClassLabel features ({", ".join(labels) or "it has none"}), got '
+                    f'{label_key!r}')
+  return image_key, label_key, info[label_key].num_classes, tuple(info[image_key].shape)
+
+
+def num_classes(config) -> int:
+  """The classes of the dataset's label feature (0: unlabelled), from its info alone."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return features(tfds, config)[2]
+
+
+def read(config):
+  """(images uint8 [N, S, S, C], labels [N] or None, classes) of the split, S and C being
+  dataset.image_size and channels; images of another shape are cropped and resized."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  platforms.keep_tf_off_accelerators()
+  image_key, label_key, classes, shape = features(tfds, config)
+  prepare_tfds(tfds, config)
+  size, channels = config.image_size, config.channels
+  keys = [image_key] + ([label_key] if label_key else [])
+  try:
+    dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False)
+    dataset = dataset.map(lambda example: {k: example[k] for k in keys})
+    if None in shape:  # images of varying sizes: batched once they are fitted
+      chunks, part = [], []
+      for example in tfds.as_numpy(dataset):
+        part.append(example)
+        if len(part) == CHUNK:
+          chunks.append(_fit_chunk(part, keys, size, channels))
+          part = []
+      if part:
+        chunks.append(_fit_chunk(part, keys, size, channels))
+    else:
+      chunks = [dict(c, **{image_key: _fit(c[image_key], size, channels)})
+                for c in tfds.as_numpy(dataset.batch(CHUNK))]
+    if not chunks:
+      raise ValueError(f'split {config.split!r} is empty')
+    data = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+  except DataError:
+    raise
+  except Exception as e:  # a damaged or partial preparation
+    raise DataError(f'cannot read TFDS dataset {config.name!r} ({_why(e)}); '
+                    f'{_TFDS_HINT}') from None
+  return data[image_key], (data[label_key] if label_key else None), classes
+
+
+def _fit(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+  if images.shape[1:] == (size, size, channels):
+    return images  # the dataset's own shape: the arrays as TFDS gives them
+  return image_files.fit_all(list(images), size, channels)
+
+
+def _fit_chunk(examples, keys, size, channels):
+  chunk = {keys[0]: image_files.fit_all([e[keys[0]] for e in examples], size, channels)}
+  if len(keys) > 1:
+    chunk[keys[1]] = np.array([e[keys[1]] for e in examples])
+  return chunk
