@@ -101,12 +101,11 @@ def reference_stats(config, ext: Extractor, keep: int):
       stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
       if len(f['kept']) >= min(keep, stats.count):
         return stats, f['kept'][:keep], path
-  images = input_pipeline.load(reference_data(config)).images
-  if ev.reference_samples:
-    images = images[:ev.reference_samples]
+  images = input_pipeline.load(reference_data(config)).images  # streamed ones: sliced below
+  count = min(len(images), ev.reference_samples or len(images))
   acc = Accumulator(ext, None, keep)
-  for start in range(0, len(images), 1000):
-    acc.update(*ext.predict(images[start:start + 1000]))
+  for start in range(0, count, 1000):
+    acc.update(*ext.predict(images[start:min(start + 1000, count)]))
   stats, kept = acc.stats, acc.kept
   if jax.process_index() == 0:  # every process computed them; one writes the cache
     _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,

@@ -19,7 +19,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
-from gan_jax import files
+from gan_jax import files, streaming
 from gan_jax.errors import DataError
 
 SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif')
@@ -110,10 +110,17 @@ def _read(path: str, size: int, channels: int) -> Optional[np.ndarray]:
     return None
 
 
-def load_folder(root: str, size: int, channels: int):
+def load_folder(root: str, size: int, channels: int, storage: str = 'memory'):
   """(images uint8 [N, size, size, channels], labels [N] or None, class names) of the folder
-  `root`; unreadable files are skipped with one warning, and a DataError when none is left."""
+  `root`. In memory (dataset.storage, see streaming.choose): decoded now, unreadable files
+  skipped with one warning, a DataError when none is left. Streamed: a streaming.OnDemand
+  that decodes the images a batch reads."""
   paths, labels, class_names = list_folder(root)
+  shape = (size, size, channels)
+  if streaming.choose(storage, len(paths), shape, root) == 'stream':
+    _log_classes(root, len(paths), labels, class_names)
+    read = lambda i: _read(paths[i], size, channels)
+    return streaming.OnDemand(read, len(paths), shape, paths), labels, class_names
   images = np.empty((len(paths), size, size, channels), np.uint8)
   ok = np.zeros(len(paths), bool)
   with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
@@ -129,11 +136,15 @@ def load_folder(root: str, size: int, channels: int):
                     len(bad), bad[0])
     images = images[ok]
     labels = None if labels is None else labels[ok]
+  _log_classes(root, len(images), labels, class_names)
+  return images, labels, class_names
+
+
+def _log_classes(root: str, num_images: int, labels, class_names) -> None:
   if class_names:
     counts = collections.Counter(labels.tolist())
-    logging.info('dataset.path %s: %d images in %d classes: %s', root, len(images),
+    logging.info('dataset.path %s: %d images in %d classes: %s', root, num_images,
                  len(class_names), ', '.join(f'{i} {name} ({counts[i]})'
                                              for i, name in enumerate(class_names)))
   else:
-    logging.info('dataset.path %s: %d images, no classes (no subfolders)', root, len(images))
-  return images, labels, class_names
+    logging.info('dataset.path %s: %d images, no classes (no subfolders)', root, num_images)

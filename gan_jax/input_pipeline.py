@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from gan_jax import files, image_files, images as images_lib, tfds_data
+from gan_jax import files, image_files, images as images_lib, streaming, tfds_data
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -27,7 +27,8 @@ FLOAT_RANGES = {'unit': (0.0, 1.0), 'signed': (-1.0, 1.0)}
 
 @dataclasses.dataclass
 class Dataset:
-  images: np.ndarray            # [N, H, W, C], uint8 in [0, 255] or float32 in [-1, 1]
+  images: np.ndarray            # [N, H, W, C], uint8 in [0, 255] or float32 in [-1, 1]; or a
+                                # streaming.OnDemand (uint8, decoded when indexed)
   labels: Optional[np.ndarray]  # [N] int32, or None
   num_classes: int              # 0 when there are no labels
   class_names: Tuple[str, ...] = ()  # the classes' names where the source has them (folders)
@@ -249,7 +250,7 @@ def load_local(config) -> Dataset:
   if kind == 'npz':
     return load_npz(config.path, config.float_range)
   images, labels, class_names = image_files.load_folder(config.path, config.image_size,
-                                                        config.channels)
+                                                        config.channels, config.storage)
   return Dataset(images, labels, len(class_names), class_names)
 
 
@@ -384,11 +385,23 @@ def check_channels(channels) -> None:
     raise ConfigError(f'dataset.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}')
 
 
+def check_storage(config) -> None:
+  """dataset.storage: 'stream' only where images are decoded on demand (folders of files)."""
+  if config.storage not in streaming.STORAGES:
+    raise ConfigError(f'dataset.storage must be one of {", ".join(map(repr, streaming.STORAGES))}'
+                      f', got {config.storage!r}')
+  if config.storage == 'stream' and not (config.path and _kind(config.path) == 'folder'):
+    source = f'dataset.path {config.path}' if config.path else f'dataset {config.name!r}'
+    raise ConfigError(f"dataset.storage 'stream' reads folders of image files; {source} is "
+                      f"loaded into memory: set dataset.storage to 'auto' or 'memory'")
+
+
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): the files at `path` (local or gs://) when it
   is set, else by name."""
   check_float_range(config.float_range)
   check_channels(config.channels)
+  check_storage(config)
   check_split(config, config.split)
   if config.path:
     return load_local(config)
@@ -405,6 +418,7 @@ def spec(config) -> DataSpec:
   """
   check_float_range(config.float_range)
   check_channels(config.channels)
+  check_storage(config)
   if config.path:
     return spec_local(config)
   info = _info(config.name)

@@ -23,7 +23,7 @@ RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 
                     'keep_checkpoints', 'num_grid', 'skip_nonfinite', 'parallelism',
                     'steps_per_call', 'max_steps_per_call', 'compilation_cache',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
-                    'dataset.path', 'dataset.data_dir', 'dataset.download')
+                    'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 
 
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.

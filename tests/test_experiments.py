@@ -63,7 +63,7 @@ def test_idx_to_folder_writes_a_folder_that_loads_the_same_images(tmp_path):
   assert line['splits'] == {folder: {'0_t_shirt_top': 4, '1_trouser': 4, '2_ankle_boot': 4}}
   data = input_pipeline.load(ml_collections.ConfigDict(dict(
       name='fashion_mnist', path=folder, data_dir='', split='train', image_size=28, channels=1,
-      download=False, float_range='unit', image_key='', label_key='')))
+      download=False, float_range='unit', image_key='', label_key='', storage='auto')))
   order = np.argsort(labels, kind='stable')  # class by class, each in IDX order
   np.testing.assert_array_equal(data.images[..., 0], images[order])
   np.testing.assert_array_equal(data.labels, labels[order])

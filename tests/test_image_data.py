@@ -16,7 +16,7 @@ from gan_jax.errors import ConfigError, DataError
 
 def _config(**kw):
   c = dict(name='mnist', path='', data_dir='', split='train', image_size=8, channels=3,
-           download=False, float_range='unit', image_key='', label_key='')
+           download=False, float_range='unit', image_key='', label_key='', storage='auto')
   c.update(kw)
   return ml_collections.ConfigDict(c)
 

@@ -22,7 +22,7 @@ def write_idx(path, array):
 
 def _config(**kw):
   c = dict(name='mnist', path='', data_dir='', split='train', image_size=28, channels=1,
-           download=False, float_range='unit', image_key='', label_key='')
+           download=False, float_range='unit', image_key='', label_key='', storage='auto')
   c.update(kw)
   return ml_collections.ConfigDict(c)
 

@@ -1,0 +1,118 @@
+"""Images decoded when they are read, for datasets larger than host memory.
+
+`OnDemand` stands where a loader's uint8 array [N, H, W, C] would: BatchStream indexes it with
+this process's rows of each batch (so a host decodes only its share), the evaluator slices it
+in chunks. Indexing decodes those images on a thread pool (PIL releases the GIL while it
+decodes and resizes) and keeps nothing, so memory holds the file list and the batches in
+flight, not the dataset. The stream's order is BatchStream's (a permutation per epoch from the
+seed, an integer position saved in each checkpoint): the batches of a streamed dataset are the
+ones the same dataset in memory gives, and a resumed run sees exactly the batches an
+uninterrupted one would.
+
+`choose` decides dataset.storage 'auto': in memory when the decoded images take at most a
+quarter of this host's memory (its cgroup limit where that is lower), else streamed.
+"""
+
+import concurrent.futures
+import os
+import threading
+from typing import Callable, Optional, Sequence, Tuple
+
+from absl import logging
+import numpy as np
+
+STORAGES = ('auto', 'memory', 'stream')  # dataset.storage
+MEMORY_SHARE = 0.25  # auto: decoded images may take this share of the host's memory
+
+
+class OnDemand:
+  """A uint8 array [N, *image_shape] whose images `read(i)` decodes when they are indexed.
+
+  `read(i)` returns the i-th image, or None when its file cannot be read; such an image is
+  replaced by the next readable one (i+1, i+2, ... wrapping around), the same on every read and
+  every host, with one warning per file.
+  """
+
+  def __init__(self, read: Callable[[int], Optional[np.ndarray]], length: int,
+               image_shape: Sequence[int], names: Sequence[str], workers: int = 0):
+    self._read, self._names = read, names
+    self.shape = (length, *(int(s) for s in image_shape))
+    self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
+    self._pool = concurrent.futures.ThreadPoolExecutor(
+        workers or min(32, (os.cpu_count() or 1) + 4), thread_name_prefix='decode')
+    self._bad, self._lock = set(), threading.Lock()
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def _image(self, i: int) -> np.ndarray:
+    for j in range(len(self)):
+      k = (i + j) % len(self)
+      pixels = self._read(k)
+      if pixels is not None:
+        return pixels
+      with self._lock:
+        new = k not in self._bad
+        self._bad.add(k)
+      if new:
+        logging.warning('cannot read %s; the next readable image stands in for it',
+                        self._names[k])
+    raise ValueError(f'none of the {len(self)} images can be read')
+
+  def __getitem__(self, key) -> np.ndarray:
+    if isinstance(key, slice):
+      key = np.arange(len(self))[key]
+    index = np.asarray(key)
+    if index.dtype.kind not in 'iu':
+      raise TypeError(f'OnDemand takes integer indices or a slice, got {index.dtype}')
+    flat = np.where(index < 0, index + len(self), index).ravel()
+    out = np.empty((flat.size, *self.shape[1:]), np.uint8)
+    for n, pixels in enumerate(self._pool.map(self._image, flat.tolist())):
+      out[n] = pixels
+    return out.reshape(index.shape + self.shape[1:])
+
+
+def _cgroup_limit_files():
+  """The memory-limit files of this process's cgroups (v1 and v2), innermost first."""
+  try:
+    with open('/proc/self/cgroup') as f:
+      lines = f.read().splitlines()
+  except OSError:
+    return []
+  found = []
+  for line in lines:
+    _, controllers, path = line.split(':', 2)
+    if 'memory' in controllers.split(','):
+      found.append(f'/sys/fs/cgroup/memory{path.rstrip("/")}/memory.limit_in_bytes')
+    elif controllers == '':
+      found.append(f'/sys/fs/cgroup{path.rstrip("/")}/memory.max')
+  return found
+
+
+def host_memory_bytes() -> int:
+  """This host's memory, or the memory limit of this process's cgroup where that is lower."""
+  total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  for path in _cgroup_limit_files():
+    try:
+      with open(path) as f:
+        text = f.read().strip()
+    except OSError:
+      continue
+    if text.isdigit():
+      total = min(total, int(text))
+  return total
+
+
+def choose(storage: str, num_images: int, image_shape: Tuple[int, ...], source: str) -> str:
+  """'memory' or 'stream' for dataset.storage, logging which and why."""
+  decoded = num_images * int(np.prod(image_shape))
+  if storage != 'auto':
+    logging.info('%s: %d images (%.2f GB decoded), dataset.storage %r', source, num_images,
+                 decoded / 1e9, storage)
+    return storage
+  budget = int(MEMORY_SHARE * host_memory_bytes())
+  chosen = 'memory' if decoded <= budget else 'stream'
+  logging.info('%s: %d images take %.2f GB decoded, %s a quarter of this host\'s memory '
+               '(%.2f GB): dataset.storage auto -> %r', source, num_images, decoded / 1e9,
+               'within' if chosen == 'memory' else 'over', budget / 1e9, chosen)
+  return chosen

@@ -1,0 +1,139 @@
+"""Folders streamed (dataset.storage 'stream'): the batches of the same folder in memory, each
+process decoding only its rows, unreadable files replaced the same way every time, the auto
+choice, the refusals, and a resumed run equal to an uninterrupted one."""
+
+import logging
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import load_config
+from gan_jax import input_pipeline as ip, streaming, trainer
+from gan_jax.errors import ConfigError
+from gan_jax.stepper import Stepper
+
+
+def _folder(root, n=24, corrupt=()):
+  """n random images of mixed sizes in two class folders; `corrupt`: indices written as junk."""
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    path = root / ('a' if i % 2 else 'b') / f'{i:03d}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if i in corrupt:
+      path.write_bytes(b'not a png')
+    else:
+      side = int(rng.integers(6, 20))
+      Image.fromarray(rng.integers(0, 256, (side, side + 3), np.uint8), 'L').save(path)
+  return str(root)
+
+
+def _config(path, storage, **kw):
+  c = dict(name='digits', path=path, data_dir='', split='train', image_size=8, channels=1,
+           download=False, float_range='unit', image_key='', label_key='', storage=storage)
+  c.update(kw)
+  return ml_collections.ConfigDict(c)
+
+
+def test_a_streamed_folder_gives_the_batches_of_the_folder_in_memory(tmp_path):
+  path = _folder(tmp_path / 'f')
+  memory, streamed = ip.load(_config(path, 'memory')), ip.load(_config(path, 'stream'))
+  assert isinstance(memory.images, np.ndarray)
+  assert isinstance(streamed.images, streaming.OnDemand)
+  assert streamed.image_shape == memory.image_shape == (8, 8, 1)
+  assert streamed.class_names == memory.class_names == ('a', 'b')
+  a, b = ip.BatchStream(memory, 5, seed=3), ip.BatchStream(streamed, 5, seed=3)
+  for _ in range(7):  # over several epochs
+    x, y = a.next(2), b.next(2)
+    np.testing.assert_array_equal(x['image'], y['image'])
+    np.testing.assert_array_equal(x['label'], y['label'])
+  np.testing.assert_array_equal(streamed.images[3:11], memory.images[3:11])
+
+
+def test_two_processes_decode_disjoint_shares_that_cover_an_epoch():
+  reads = {0: [], 1: []}
+  shards = {}
+  for index in (0, 1):
+    log = reads[index]
+    images = streaming.OnDemand(lambda i, log=log: log.append(i) or np.full((2, 2, 1), i, np.uint8),
+                                32, (2, 2, 1), [str(i) for i in range(32)], workers=2)
+    data = ip.Dataset(images, None, 0)
+    stream = ip.BatchStream(data, 8, seed=1, shard=(index, 2))
+    shards[index] = stream.next(4)['image'][..., 0, 0, 0]  # [4 batches, 4 rows]: the indices
+  assert sorted(reads[0]) == sorted(shards[0].ravel().tolist())  # decoded its rows only
+  assert sorted(reads[1]) == sorted(shards[1].ravel().tolist())
+  assert not set(reads[0]) & set(reads[1])
+  assert sorted(reads[0] + reads[1]) == list(range(32))  # one epoch, each image once
+
+
+def test_an_unreadable_file_stands_in_by_the_next_readable_one(tmp_path, caplog):
+  path = _folder(tmp_path / 'f', n=10, corrupt=(4,))
+  images = ip.load(_config(path, 'stream')).images
+  # sorted listing: a/001, a/003, a/005, a/007, a/009, b/000, b/002, b/004 (corrupt), ...
+  with caplog.at_level(logging.WARNING):
+    first = images[np.array([7, 7, 8])]
+    again = images[np.array([7])]
+  np.testing.assert_array_equal(first[0], images[8])
+  np.testing.assert_array_equal(first[1], again[0])
+  warnings = [r.getMessage() for r in caplog.records if 'cannot read' in r.getMessage()]
+  assert len(warnings) == 1 and warnings[0].endswith(
+      'b/004.png; the next readable image stands in for it')
+
+
+def test_auto_streams_what_exceeds_a_quarter_of_memory(tmp_path, monkeypatch, caplog):
+  path = _folder(tmp_path / 'f')  # 24 images of 8x8x1: 1536 bytes decoded
+  monkeypatch.setattr(streaming, 'host_memory_bytes', lambda: 4 * 1536)
+  with caplog.at_level(logging.INFO):
+    assert isinstance(ip.load(_config(path, 'auto')).images, np.ndarray)
+  monkeypatch.setattr(streaming, 'host_memory_bytes', lambda: 4 * 1535)
+  with caplog.at_level(logging.INFO):
+    assert isinstance(ip.load(_config(path, 'auto')).images, streaming.OnDemand)
+  said = [r.getMessage() for r in caplog.records if 'dataset.storage auto' in r.getMessage()]
+  assert said[0].endswith("within a quarter of this host's memory (0.00 GB): "
+                          "dataset.storage auto -> 'memory'"), said
+  assert said[1].endswith("dataset.storage auto -> 'stream'"), said
+
+
+def test_host_memory_is_the_lower_of_ram_and_the_cgroup_limit(tmp_path, monkeypatch):
+  limit = tmp_path / 'memory.limit_in_bytes'
+  limit.write_text('3221225472\n')
+  monkeypatch.setattr(streaming, '_cgroup_limit_files', lambda: [str(limit), '/no/such/file'])
+  assert streaming.host_memory_bytes() == 3 * 2**30
+  limit.write_text('max\n')  # cgroup v2's "no limit"
+  assert streaming.host_memory_bytes() > 2**20
+
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(storage='disk'), "dataset.storage must be one of 'auto', 'memory', 'stream', got 'disk'"),
+    (dict(storage='stream'), "dataset.storage 'stream' reads folders of image files; dataset "
+                             "'digits' is loaded into memory"),
+])
+def test_storage_refusals_are_one_line(kw, message):
+  for fn in (ip.load, ip.spec):
+    with pytest.raises(ConfigError, match=message):
+      fn(_config('', **kw))
+
+
+def test_stream_refuses_an_npz(tmp_path):
+  np.savez(tmp_path / 'x.npz', images=np.zeros((4, 8, 8), np.uint8))
+  with pytest.raises(ConfigError, match=r"dataset.path .*x.npz is loaded into memory"):
+    ip.load(_config(str(tmp_path / 'x.npz'), 'stream'))
+
+
+def test_a_streamed_run_resumed_halfway_equals_an_uninterrupted_one(tmp_path):
+  path = _folder(tmp_path / 'f')
+  overrides = dict(dataset__path=path, dataset__storage='stream', dataset__image_size=8,
+                   dataset__channels=1, log_every=0, sample_every=0, checkpoint_every=2,
+                   batch_size=8)  # 4 steps of 8: over an epoch of 24
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=4, **overrides)
+  data = ip.load(config.dataset)
+  assert isinstance(data.images, streaming.OnDemand)
+  stepper = Stepper(config, data.image_shape, data.num_classes)
+  straight = trainer.train(config, str(tmp_path / 'straight'), stepper, data)
+  half = load_config('dcgan.py:digits,runlocal,mlp', num_steps=2, **overrides)
+  trainer.train(half, str(tmp_path / 'resumed'), stepper, data)
+  resumed = trainer.train(config, str(tmp_path / 'resumed'), stepper, data)
+  import jax  # pylint: disable=g-import-not-at-top
+  for x, y in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
