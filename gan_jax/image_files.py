@@ -105,6 +105,8 @@ def _read(path: str, size: int, channels: int) -> Optional[np.ndarray]:
   try:
     with Image.open(io.BytesIO(files.path(path).read_bytes())) as image:
       image.seek(0)
+      if image.format == 'JPEG':  # decode at 1/2, 1/4 or 1/8 scale where that stays >= size
+        image.draft(_MODES[channels], (size, size))
       return fit(image, size, channels)
   except Exception:  # pylint: disable=broad-except  (PIL raises many types on damaged files)
     return None

@@ -38,8 +38,9 @@ class OnDemand:
     self._read, self._names = read, names
     self.shape = (length, *(int(s) for s in image_shape))
     self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
-    self._pool = concurrent.futures.ThreadPoolExecutor(
-        workers or min(32, (os.cpu_count() or 1) + 4), thread_name_prefix='decode')
+    workers = workers or min(32, (os.cpu_count() or 1) + 4)
+    self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='decode')
+    self._tasks = 4 * workers
     self._bad, self._lock = set(), threading.Lock()
 
   def __len__(self) -> int:
@@ -67,8 +68,12 @@ class OnDemand:
       raise TypeError(f'OnDemand takes integer indices or a slice, got {index.dtype}')
     flat = np.where(index < 0, index + len(self), index).ravel()
     out = np.empty((flat.size, *self.shape[1:]), np.uint8)
-    for n, pixels in enumerate(self._pool.map(self._image, flat.tolist())):
-      out[n] = pixels
+
+    def decode(rows):  # a run of rows per task: fewer futures than images
+      for n in rows:
+        out[n] = self._image(int(flat[n]))
+
+    list(self._pool.map(decode, np.array_split(np.arange(flat.size), self._tasks)))
     return out.reshape(index.shape + self.shape[1:])
 
 
