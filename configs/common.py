@@ -30,6 +30,25 @@ def parse_arg(arg: str, known_options):
   return name, options
 
 
+SIZE_OPTIONS = {'size64': 64, 'size128': 128}  # option -> dataset.image_size
+
+
+def image_size_option(c: ml_collections.ConfigDict, options) -> int:
+  """Sets dataset.image_size from a `size64` / `size128` option; returns it (0: no option).
+  Refuses a dataset that does not resize (its images keep their own side)."""
+  sizes = [SIZE_OPTIONS[o] for o in sorted(options & set(SIZE_OPTIONS))]
+  if not sizes:
+    return 0
+  if len(sizes) > 1:
+    raise ValueError(f'choose one image size, got {", ".join(sorted(options & set(SIZE_OPTIONS)))}')
+  if not DATASETS[c.dataset.name].resizable:
+    resizable = [name for name, info in DATASETS.items() if info.resizable]
+    raise ValueError(f'{c.dataset.name!r} images keep their size; size64 and size128 take a '
+                     f'dataset that resizes to dataset.image_size ({", ".join(resizable)})')
+  c.dataset.image_size = sizes[0]
+  return sizes[0]
+
+
 def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   """Fields every GAN has; variant files override what their paper sets."""
   c = ml_collections.ConfigDict()

@@ -6,12 +6,17 @@ norm in G and D, N(0, 0.02) init, one D and one G update per iteration, batch 12
       --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/dcgan_fmnist
 
 cifar10: 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3 (kernel 4, width 128); 28x28 data: width 64.
-Options: runlocal, mlp.
+size64: the paper's 64x64 model, 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -> 64x64 (width
+128); size128: one stride-2 layer more, width 64 (4x4x1024 -> ... -> 64x64x64 -> 128x128).
+Both set dataset.image_size (a dataset that resizes: `python main.py
+--config=configs/dcgan.py:digits,size64 --workdir=/tmp/dcgan_64`).
+Options: runlocal, mlp, size64, size128.
 """
 
 from configs import common
+from gan_jax import models
 
-OPTIONS = ('mlp',)
+OPTIONS = ('mlp', *common.SIZE_OPTIONS)
 
 
 def get_config(arg=None):
@@ -28,6 +33,9 @@ def get_config(arg=None):
   c.model.init_std = 0.02
   c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
   c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
+  size = common.image_size_option(c, options)
+  if size:  # 1024 channels at 4x4, as in the paper's 64x64 model
+    c.model.width = 1024 // 2 ** (models.conv_levels(size) - 1)
   if 'mlp' in options:
     c.model.arch = 'mlp'
     c.model.width = 512

@@ -9,13 +9,17 @@
 28x28 data: the paper's MNIST model (DIM = 64, kernel 5, no normalisation in G or D, 200k
 generator iterations). cifar10: the paper's ResNet (128 channels, batch norm in G only, no norm
 in the critic, Adam(2e-4) decayed linearly to 0); `cifar10,conv` for the DCGAN-like conv model.
+size64 | size128 (dataset.image_size, for a dataset that resizes): the paper's 64x64 ResNet
+(gan_64x64.py: DIM = 64, batch norm in G, layer norm in the critic, Adam(1e-4, 0, 0.9), 200k
+iterations), one block more at 128; with `conv`, the conv model one stride-2 layer more per
+doubling. `python main.py --config=configs/wgan_gp.py:digits,size64 --workdir=/tmp/wgan_gp_64`.
 Options: runlocal (seconds on a CPU), demo (a small model that trains on a CPU in minutes),
-conv | resnet | mlp (architecture), layernorm (layer norm in the critic).
+conv | resnet | mlp (architecture), layernorm (layer norm in the critic), size64 | size128.
 """
 
 from configs import common
 
-OPTIONS = ('demo', 'conv', 'resnet', 'mlp', 'layernorm')
+OPTIONS = ('demo', 'conv', 'resnet', 'mlp', 'layernorm', *common.SIZE_OPTIONS)
 
 
 def get_config(arg=None):
@@ -24,7 +28,8 @@ def get_config(arg=None):
   c.num_steps = 200_000          # ITERS in the paper's MNIST code
   c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
   c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
-  if dataset == 'cifar10' and not options & {'conv', 'mlp'}:
+  size = common.image_size_option(c, options)
+  if (dataset == 'cifar10' or size) and not options & {'conv', 'mlp'}:
     options.add('resnet')
   if 'resnet' in options:        # the paper's CIFAR-10 ResNet
     c.model.arch = 'resnet'
@@ -34,6 +39,12 @@ def get_config(arg=None):
     # gan_cifar_resnet.py: Adam(2e-4, 0, 0.9), decayed linearly to 0 over the 100k iterations.
     c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.0, b2=0.9, schedule='linear')
     c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.0, b2=0.9, schedule='linear')
+  if size and 'resnet' in options:  # gan_64x64.py's ResNet and settings
+    c.model.width = 64
+    c.model.critic_norm = 'layer'
+    c.num_steps = 200_000
+    c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+    c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
   if dataset == 'cifar10' and 'conv' in options:
     c.model.gen_norm = 'batch'   # the paper's CIFAR-10 DCGAN-like G keeps batch norm
   if 'mlp' in options:

@@ -2,7 +2,9 @@
 
 The same architecture as gan_jax.models.ConvGenerator / ConvCritic (transposed convs with
 PyTorch's equivalent of 'SAME' padding, crops to the pyramid sizes, batch norm where the config
-says) or ResNetGenerator / ResNetCritic (the WGAN-GP CIFAR-10 ResNet), the same losses (WGAN-GP penalty through torch.autograd.grad with create_graph=True;
+says) or ResNetGenerator / ResNetCritic (the WGAN-GP CIFAR-10 ResNet up to 32x32, its 64x64 ResNet
+from 64x64), growing with the image size as they do, the same losses (WGAN-GP penalty through
+torch.autograd.grad with create_graph=True;
 non-saturating for DCGAN) and optimizers. torch is an optional, benchmark-only dependency:
 `pip install torch==2.13.0`.
 """
@@ -34,16 +36,18 @@ class Crop(nn.Module):
 
 
 class ResBlock(nn.Module):
-  """gan_jax.models.ResBlock: resample None | 'up' | 'down'; `first`: the critic's first block."""
+  """gan_jax.models.ResBlock: resample None | 'up' | 'down'; `first`: the critic's first block.
+  A 'down' block's first conv keeps the input's channels (but the first block's)."""
 
   def __init__(self, cin, cout, resample, norm, first=False):
     super().__init__()
     self.resample, self.first = resample, first
     self.shortcut = (nn.Conv2d(cin, cout, 1) if resample is not None or cin != cout
                      else nn.Identity())
+    mid = cin if resample == 'down' and not first else cout
     self.norm1 = nn.Identity() if first else _norm(norm, cin)
-    self.conv1, self.norm2 = nn.Conv2d(cin, cout, 3, padding=1), _norm(norm, cout)
-    self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+    self.conv1, self.norm2 = nn.Conv2d(cin, mid, 3, padding=1), _norm(norm, mid)
+    self.conv2 = nn.Conv2d(mid, cout, 3, padding=1)
 
   def forward(self, x):
     up = lambda t: nn.functional.interpolate(t, scale_factor=2, mode='nearest')
@@ -59,17 +63,30 @@ class ResBlock(nn.Module):
 
 
 def _build_resnet(config, image_shape):
+  """The CIFAR-10 ResNet up to 32x32, the 64x64 ResNet (one more block per doubling) above."""
   m, (h, _, c) = config.model, image_shape
-  w, base = m.width, h // 8
+  w = m.width
+  if h <= 32:
+    base, channels = h // 8, [w] * 3
+    critic = [ResBlock(c, w, 'down', m.critic_norm, first=True),
+              ResBlock(w, w, 'down', m.critic_norm),
+              ResBlock(w, w, None, m.critic_norm), ResBlock(w, w, None, m.critic_norm),
+              nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w, 1)]
+  else:
+    base, channels = 4, models.resnet_channels(h, w)
+    down = [w * min(8, 2 ** (i + 1)) for i in range(len(channels))]
+    critic = [nn.Conv2d(c, w, 3, padding=1),
+              *[ResBlock(cin, cout, 'down', m.critic_norm)
+                for cin, cout in zip([w] + down[:-1], down)],
+              nn.Flatten(), nn.Linear(4 * 4 * down[-1], 1)]
   gen = nn.Sequential(
-      nn.Linear(config.latent_dim, base * base * w), nn.Unflatten(1, (w, base, base)),
-      *[ResBlock(w, w, 'up', m.gen_norm) for _ in range(3)],
-      _norm(m.gen_norm, w), nn.ReLU(), nn.Conv2d(w, c, 3, padding=1), nn.Tanh())
-  critic = nn.Sequential(
-      ResBlock(c, w, 'down', m.critic_norm, first=True), ResBlock(w, w, 'down', m.critic_norm),
-      ResBlock(w, w, None, m.critic_norm), ResBlock(w, w, None, m.critic_norm),
-      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w, 1))
-  return gen, critic
+      nn.Linear(config.latent_dim, base * base * channels[0]),
+      nn.Unflatten(1, (channels[0], base, base)),
+      *[ResBlock(cin, cout, 'up', m.gen_norm)
+        for cin, cout in zip(channels[:1] + channels[:-1], channels)],
+      _norm(m.gen_norm, channels[-1]), nn.ReLU(), nn.Conv2d(channels[-1], c, 3, padding=1),
+      nn.Tanh())
+  return gen, nn.Sequential(*critic)
 
 
 def build(config, image_shape):
@@ -79,25 +96,26 @@ def build(config, image_shape):
   if config.model.arch != 'conv':
     raise ValueError(f'--torch times conv and resnet models, not {config.model.arch!r}')
   m, (h, _, c) = config.model, image_shape
-  sizes, k, w = models.pyramid(h), m.kernel_size, m.width
+  k = m.kernel_size
+  sizes, channels = models.pyramid(h, models.conv_levels(h)), models.conv_channels(h, m.width)
   # PyTorch's output side is 2 (in - 1) - 2p + k + output_padding: exactly 2 * in, like
   # lax's 'SAME', with p = (k - 1) // 2 and output_padding = 2 + 2p - k.
   p = (k - 1) // 2
   up = lambda cin, cout: nn.ConvTranspose2d(cin, cout, k, 2, padding=p, output_padding=2 + 2 * p - k)
-  gen = nn.Sequential(
-      nn.Linear(config.latent_dim, sizes[0] * sizes[0] * 4 * w),
-      nn.Unflatten(1, (4 * w, sizes[0], sizes[0])), _norm(m.gen_norm, 4 * w), nn.ReLU(),
-      up(4 * w, 2 * w), Crop(sizes[1]), _norm(m.gen_norm, 2 * w), nn.ReLU(),
-      up(2 * w, w), Crop(sizes[2]), _norm(m.gen_norm, w), nn.ReLU(),
-      up(w, c), Crop(sizes[3]), nn.Tanh())
+  gen = [nn.Linear(config.latent_dim, sizes[0] * sizes[0] * channels[0]),
+         nn.Unflatten(1, (channels[0], sizes[0], sizes[0])), _norm(m.gen_norm, channels[0]),
+         nn.ReLU()]
+  for cin, cout, size in zip(channels, channels[1:], sizes[1:]):
+    gen += [up(cin, cout), Crop(size), _norm(m.gen_norm, cout), nn.ReLU()]
+  gen += [up(channels[-1], c), Crop(sizes[-1]), nn.Tanh()]
   conv = lambda cin, cout: nn.Conv2d(cin, cout, k, 2, padding=p)
-  critic = nn.Sequential(
-      conv(c, w), nn.LeakyReLU(0.2),
-      conv(w, 2 * w), _norm(m.critic_norm, 2 * w), nn.LeakyReLU(0.2),
-      conv(2 * w, 4 * w), _norm(m.critic_norm, 4 * w), nn.LeakyReLU(0.2),
-      nn.Flatten(), nn.LazyLinear(1))
+  widths = channels[::-1]
+  critic = [conv(c, widths[0]), nn.LeakyReLU(0.2)]
+  for cin, cout in zip(widths, widths[1:]):
+    critic += [conv(cin, cout), _norm(m.critic_norm, cout), nn.LeakyReLU(0.2)]
+  critic = nn.Sequential(*critic, nn.Flatten(), nn.LazyLinear(1))
   critic(torch.zeros(2, c, h, h))  # materialise the lazy layer
-  return gen, critic
+  return nn.Sequential(*gen), critic
 
 
 def _optimizer(params, o):

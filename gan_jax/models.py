@@ -1,10 +1,16 @@
 """Generators and critics (discriminators) for the four GANs.
 
 Three architecture families, chosen by `config.model.arch`:
-  * 'conv':   DCGAN-style transposed-conv generator and strided-conv critic. With width 64 and
-              kernel 5 on 28x28 images it is the WGAN-GP paper's MNIST model; with width 128 and
-              kernel 4 on 32x32 images it is the DCGAN CIFAR-10 model.
-  * 'resnet': the WGAN-GP paper's CIFAR-10 ResNet (3 up-blocks in G, 4 blocks in D).
+  * 'conv':   DCGAN-style transposed-conv generator and strided-conv critic: 3 stride-2 layers
+              up to 32x32, one more per doubling above (`conv_levels`), channels doubling
+              toward the coarse end. With width 64 and kernel 5 on 28x28 images it is the
+              WGAN-GP paper's MNIST model; with width 128 and kernel 4 on 32x32 images the
+              DCGAN CIFAR-10 model, on 64x64 images the DCGAN paper's model (4x4x1024 ->
+              8x8x512 -> 16x16x256 -> 32x32x128 -> 64x64x3).
+  * 'resnet': up to 32x32, the WGAN-GP paper's CIFAR-10 ResNet (3 up-blocks in G, 4 blocks in D,
+              constant width); from 64x64 (powers of two), its 64x64 ResNet (gan_64x64.py: G
+              from 4x4 at 8 * width through up-blocks halving the channels to width, D an input
+              conv and down-blocks doubling them back), one more 8 * width block per doubling.
   * 'mlp':    fully connected G and D (the original GAN / WGAN MLP setting).
 
 Every generator takes `(z, labels, train)`; a conditional generator (num_classes > 0) multiplies z
@@ -65,6 +71,36 @@ def pyramid(size: int, levels: int = 3) -> list:
   return sizes[::-1]
 
 
+def conv_levels(size: int) -> int:
+  """Stride-2 layers of the conv models for images of side `size`: 3 up to 32 (28 -> [4, 7,
+  14, 28], 32 -> [4, 8, 16, 32]), then as many as bring the side to 4 or less (64 -> 4 layers,
+  [4, 8, 16, 32, 64]; 128 -> 5): the generator starts at 4x4 at most, as in the DCGAN paper."""
+  levels = 3
+  while pyramid(size, levels)[0] > 4:
+    levels += 1
+  return levels
+
+
+def conv_channels(size: int, width: int) -> list:
+  """Channels of the conv generator's layers from coarse to fine, the critic's reversed: 4w, 2w,
+  w up to 32x32 (`conv_levels`); each further level doubles the coarse end (64x64: 8w ... w)."""
+  levels = conv_levels(size)
+  return [2 ** (levels - 1 - i) * width for i in range(levels)]
+
+
+def resnet_channels(size: int, width: int) -> list:
+  """Output channels of the 64x64-and-up ResNet generator's up-blocks, coarse to fine (64x64:
+  8w, 4w, 2w, w, as in gan_64x64.py; each doubling adds an 8w block at the coarse end). The
+  critic's down-blocks give them in reverse, shifted by one: 2w, 4w, 8w, 8w at 64x64."""
+  blocks = int(math.log2(size // 4))
+  return [width * min(8, 2 ** (blocks - 1 - i)) for i in range(blocks)]
+
+
+def _resnet_sizes_ok(side: int) -> bool:
+  """8, 16, 24, 32 (the CIFAR-10 ResNet) or a power of two from 64 (the 64x64 ResNet)."""
+  return (side % 8 == 0 and 8 <= side <= 32) or (side >= 64 and side & (side - 1) == 0)
+
+
 def check_image_shape(arch: str, image_shape: Sequence[int]) -> None:
   """Raises ValueError naming the supported sizes when `arch` cannot take `image_shape`."""
   if arch not in ARCHS:
@@ -75,15 +111,18 @@ def check_image_shape(arch: str, image_shape: Sequence[int]) -> None:
   if c not in (1, 3):
     raise ValueError(f'images must have 1 or 3 channels, got {c}')
   if arch == 'conv' and not (h == w and h >= 8):
-    raise ValueError(f"model.arch='conv' takes square images of side >= 8 (e.g. 28x28, 32x32, "
-                     f"64x64), got {h}x{w}; resize the data or use model.arch='mlp'")
-  if arch == 'resnet' and not (h == w and h % 8 == 0):
-    raise ValueError(f"model.arch='resnet' takes square images whose side is a multiple of 8 "
-                     f"(e.g. 32x32), got {h}x{w}; use model.arch='conv' or 'mlp'")
+    raise ValueError(f"model.arch='conv' takes square images of side >= 8 (3 stride-2 layers up "
+                     f"to 32x32, e.g. 28x28, 32x32; one more per doubling: 64x64, 128x128), "
+                     f"got {h}x{w}; resize the data or use model.arch='mlp'")
+  if arch == 'resnet' and not (h == w and _resnet_sizes_ok(h)):
+    raise ValueError(f"model.arch='resnet' takes square images of side 8, 16, 24 or 32 (a "
+                     f"multiple of 8 up to 32: the CIFAR-10 ResNet) or 64, 128, 256... (a power "
+                     f"of two: the 64x64 ResNet, one block more per doubling), got {h}x{w}; "
+                     f"resize the data or use model.arch='conv' or 'mlp'")
 
 
 class ConvGenerator(nn.Module):
-  """Dense -> reshape -> 3 stride-2 transposed convs, cropping to the pyramid sizes."""
+  """Dense -> reshape -> `conv_levels` stride-2 transposed convs, cropping to the pyramid sizes."""
   image_shape: Tuple[int, int, int]
   width: int = 64
   kernel_size: int = 5
@@ -96,26 +135,29 @@ class ConvGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
-    sizes = pyramid(self.image_shape[0])
+    side = self.image_shape[0]
+    sizes = pyramid(side, conv_levels(side))     # e.g. [4, 7, 14, 28], [4, 8, 16, 32, 64]
+    channels = conv_channels(side, self.width)  # e.g. [4w, 2w, w], [8w, 4w, 2w, w]
     init = _kernel_init(self.init_std)
     bias = self.norm != 'batch'  # batch norm cancels a bias (and Adam would amplify its noise)
     up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init, b,
                                            self.dtype)
     x = _condition(z, labels, self.num_classes, self.dtype)
-    x = nn.Dense(sizes[0] * sizes[0] * 4 * self.width, kernel_init=init, use_bias=bias,
+    x = nn.Dense(sizes[0] * sizes[0] * channels[0], kernel_init=init, use_bias=bias,
                  dtype=self.dtype)(x)
-    x = x.reshape(x.shape[0], sizes[0], sizes[0], 4 * self.width)
+    x = x.reshape(x.shape[0], sizes[0], sizes[0], channels[0])
     x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
-    for size, features in zip(sizes[1:3], (2 * self.width, self.width)):
+    for size, features in zip(sizes[1:-1], channels[1:]):
       x = up(features, bias)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
       x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
     x = up(self.image_shape[2], True)(x)
-    return jnp.tanh(x[:, :sizes[3], :sizes[3]]).astype(jnp.float32)
+    return jnp.tanh(x[:, :sizes[-1], :sizes[-1]]).astype(jnp.float32)
 
 
 class ConvCritic(nn.Module):
-  """3 stride-2 convs with leaky ReLU (no norm after the first), then linear heads."""
+  """`conv_levels` stride-2 convs (w, 2w, 4w...) with leaky ReLU (no norm after the first), then
+  linear heads."""
   width: int = 64
   kernel_size: int = 5
   norm: str = 'none'
@@ -128,7 +170,7 @@ class ConvCritic(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     init = _kernel_init(self.init_std)
-    for i, features in enumerate((self.width, 2 * self.width, 4 * self.width)):
+    for i, features in enumerate(conv_channels(x.shape[1], self.width)[::-1]):
       bias = i == 0 or self.norm != 'batch'
       x = layers.Conv(features, self.kernel_size, self.conv_impl, init, bias, self.dtype)(x)
       if i > 0:
@@ -199,7 +241,13 @@ def _mean_pool(x):
 
 
 class ResBlock(nn.Module):
-  """Residual block of the WGAN-GP CIFAR-10 ResNet; resample in None | 'up' | 'down'."""
+  """Residual block of the WGAN-GP ResNets; resample in None | 'up' | 'down'.
+
+  `features` output channels. As in the paper's code, an 'up' block's first conv already gives
+  `features`, a 'down' block's keeps the input's channels (but the critic's first block's). The
+  1x1 shortcut conv and the mean pool commute; the block pools after the conv (the CIFAR-10
+  code's order) where gan_64x64.py pools first.
+  """
   features: int
   resample: Optional[str] = None
   norm: str = 'none'
@@ -229,7 +277,7 @@ class ResBlock(nn.Module):
       h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
     if self.resample == 'up':
       h = _upsample(h)
-    h = conv(self.features, 3)(h)
+    h = conv(x.shape[-1] if self.resample == 'down' and not self.first else self.features, 3)(h)
     h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
     h = conv(self.features, 3)(h)
     if self.resample == 'down':
@@ -238,6 +286,8 @@ class ResBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
+  """Up to 32x32: Dense -> (side / 8)^2 x width -> 3 up-blocks at width. From 64x64: Dense ->
+  4x4 x 8 width -> up-blocks of `resnet_channels`. Then norm, ReLU, 3x3 conv to the image."""
   image_shape: Tuple[int, int, int]
   width: int = 128
   norm: str = 'batch'
@@ -249,13 +299,17 @@ class ResNetGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
-    base = self.image_shape[0] // 8
+    side = self.image_shape[0]
+    if side <= 32:  # the CIFAR-10 ResNet
+      base, channels = side // 8, [self.width] * 3
+    else:           # the 64x64 ResNet: 4x4 x 8w -> 8w, 4w, 2w, w (64x64)
+      base, channels = 4, resnet_channels(side, self.width)
     init = _kernel_init(self.init_std)
     x = _condition(z, labels, self.num_classes, self.dtype)
-    x = nn.Dense(base * base * self.width, kernel_init=init, dtype=self.dtype)(x)
-    x = x.reshape(x.shape[0], base, base, self.width)
-    for _ in range(3):
-      x = ResBlock(self.width, 'up', self.norm, axis_name=self.axis_name, dtype=self.dtype,
+    x = nn.Dense(base * base * channels[0], kernel_init=init, dtype=self.dtype)(x)
+    x = x.reshape(x.shape[0], base, base, channels[0])
+    for features in channels:
+      x = ResBlock(features, 'up', self.norm, axis_name=self.axis_name, dtype=self.dtype,
                    conv_impl=self.conv_impl, init_std=self.init_std)(x, train)
     x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
     x = layers.Conv(self.image_shape[2], 3, self.conv_impl, init, dtype=self.dtype,
@@ -264,6 +318,8 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetCritic(nn.Module):
+  """Up to 32x32: 2 down-blocks and 2 plain ones at width, ReLU, global mean pool. From 64x64:
+  3x3 conv to width, down-blocks to 4x4 (64x64: 2w, 4w, 8w, 8w), flattened. Then linear heads."""
   width: int = 128
   norm: str = 'none'
   init_std: float = 0.0
@@ -274,15 +330,22 @@ class ResNetCritic(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    block = functools.partial(ResBlock, self.width, norm=self.norm, axis_name=self.axis_name,
+    block = functools.partial(ResBlock, norm=self.norm, axis_name=self.axis_name,
                               dtype=self.dtype, conv_impl=self.conv_impl,
                               init_std=self.init_std)
-    x = block('down', first=True)(x, train)
-    x = block('down')(x, train)
-    x = block(None)(x, train)
-    x = block(None)(x, train)
-    x = jnp.mean(nn.relu(x), axis=(1, 2))
-    return _heads(x, self.num_classes, _kernel_init(self.init_std), self.dtype)
+    init = _kernel_init(self.init_std)
+    if x.shape[1] <= 32:  # the CIFAR-10 ResNet
+      x = block(self.width, 'down', first=True)(x, train)
+      x = block(self.width, 'down')(x, train)
+      x = block(self.width, None)(x, train)
+      x = block(self.width, None)(x, train)
+      x = jnp.mean(nn.relu(x), axis=(1, 2))
+    else:                 # the 64x64 ResNet (gan_64x64.py's GoodDiscriminator)
+      x = layers.Conv(self.width, 3, self.conv_impl, init, dtype=self.dtype, stride=1)(x)
+      for i in range(len(resnet_channels(x.shape[1], self.width))):
+        x = block(self.width * min(8, 2 ** (i + 1)), 'down')(x, train)
+      x = x.reshape(x.shape[0], -1)  # [B, 4 * 4 * 8w]
+    return _heads(x, self.num_classes, init, self.dtype)
 
 
 def _conv(m, image_shape, common):

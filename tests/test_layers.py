@@ -17,7 +17,7 @@ def _params(k, cin, f, key=0):
 
 
 @pytest.mark.parametrize('k', [3, 4, 5])
-@pytest.mark.parametrize('size', [4, 7, 8, 14])
+@pytest.mark.parametrize('size', [4, 7, 8, 14, 64, 128])  # 64, 128: the 64 and 128 px models
 @pytest.mark.parametrize('stride', [1, 2])
 def test_fast_conv_equals_nn_conv(k, size, stride):
   x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
@@ -30,7 +30,7 @@ def test_fast_conv_equals_nn_conv(k, size, stride):
 
 
 @pytest.mark.parametrize('k', [3, 4, 5])
-@pytest.mark.parametrize('size', [4, 7])
+@pytest.mark.parametrize('size', [4, 7, 32, 64])  # to 64, 128: the 64 and 128 px generators
 def test_fast_conv_transpose_equals_nn_conv_transpose(k, size):
   x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size, 3))
   params = _params(k, 3, 5)
@@ -54,7 +54,9 @@ def _assert_trees_close(got, want, rtol, atol_fraction):
     *[(m, k, size, 4) for m in (layers.Conv, layers.ConvTranspose, STRIDE_1)
       for k, size in ((5, 7), (4, 8), (5, 4), (3, 7))],
     (layers.Conv, 1, 4, 4), (STRIDE_1, 1, 4, 4),  # 1x1 kernels: the ResNet's shortcuts
-    (STRIDE_1, 3, 8, 3)])  # the ResNet's last conv, to RGB
+    (STRIDE_1, 3, 8, 3),  # the ResNet's last conv, to RGB
+    (layers.Conv, 4, 64, 4), (layers.ConvTranspose, 4, 32, 4),  # the 64 px DCGAN's outer layers
+    (STRIDE_1, 3, 64, 4)])  # the 64 px ResNet's
 def test_fast_layers_match_first_and_second_derivatives(module, k, size, features):
   """The gradient penalty differentiates d critic / d x w.r.t. the weights: check both (size 4
   with k 5: the kernel is wider than the input). 4 input channels: hybrid's weight gradient

@@ -18,7 +18,9 @@ def _model_config(arch, **kw):
 
 @pytest.mark.parametrize('arch,shape', [('conv', (28, 28, 1)), ('conv', (32, 32, 3)),
                                         ('resnet', (32, 32, 3)), ('mlp', (28, 28, 1)),
-                                        ('conv', (16, 16, 1))])
+                                        ('conv', (16, 16, 1)), ('conv', (64, 64, 3)),
+                                        ('conv', (128, 128, 1)), ('resnet', (64, 64, 3)),
+                                        ('resnet', (128, 128, 3))])
 @pytest.mark.parametrize('num_classes', [0, 10])
 def test_shapes(arch, shape, num_classes):
   gen, critic = models.build(_model_config(arch), shape, num_classes)
@@ -50,9 +52,71 @@ def test_wgan_gp_mnist_model_is_the_papers():
   assert shapes['adv_head']['kernel'] == (4 * 4 * 256, 1)
 
 
+def _param_shapes(module, *inputs):
+  variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *inputs))
+  return jax.tree.map(lambda p: p.shape, variables['params'])
+
+
+def test_dcgan_64_model_is_the_papers():
+  """Radford et al.'s 64x64 model (width 128): z -> 4x4x1024 -> 8x8x512 -> 16x16x256 ->
+  32x32x128 -> 64x64x3 with kernel 4; the critic mirrors it (128, 256, 512, 1024 channels)."""
+  gen, critic = models.build(_model_config('conv', width=128, kernel_size=4,
+                                           critic_norm='batch'), (64, 64, 3), 0)
+  shapes = _param_shapes(gen, jnp.ones((1, 100)), None)
+  assert shapes['Dense_0']['kernel'] == (100, 4 * 4 * 1024)
+  assert [shapes[f'ConvTranspose_{i}']['kernel'] for i in range(4)] == [
+      (4, 4, 1024, 512), (4, 4, 512, 256), (4, 4, 256, 128), (4, 4, 128, 3)]
+  assert len(shapes) == 1 + 4 + 4  # Dense, ConvTranspose_0-3, BatchNorm_0-3
+  shapes = _param_shapes(critic, jnp.ones((1, 64, 64, 3)))
+  assert [shapes[f'Conv_{i}']['kernel'] for i in range(4)] == [
+      (4, 4, 3, 128), (4, 4, 128, 256), (4, 4, 256, 512), (4, 4, 512, 1024)]
+  assert shapes['adv_head']['kernel'] == (4 * 4 * 1024, 1)
+
+
+@pytest.mark.parametrize('size,levels', [(8, 3), (16, 3), (28, 3), (32, 3), (48, 4), (64, 4),
+                                         (128, 5)])
+def test_conv_levels_grow_above_32(size, levels):
+  """3 stride-2 layers up to 32 px (the presets' models, unchanged); one more per doubling."""
+  assert models.conv_levels(size) == levels
+  assert models.pyramid(size, levels)[0] <= 4
+  assert models.conv_channels(size, 2) == [2 * 2 ** i for i in range(levels)][::-1]
+
+
+@pytest.mark.parametrize('size,blocks', [(64, [8, 4, 2, 1]), (128, [8, 8, 4, 2, 1])])
+def test_wgan_gp_64_resnet_is_the_papers(size, blocks):
+  """gan_64x64.py's GoodGenerator / GoodDiscriminator (DIM = 64): Linear -> 4x4x8DIM, up-blocks
+  8 -> 8 -> 4 -> 2 -> 1 DIM; critic conv 3 -> DIM, down-blocks to 2, 4, 8, 8 DIM, Linear from
+  4x4x8DIM. One block more at 128 px."""
+  dim = 64
+  gen, critic = models.build(_model_config('resnet', width=dim, critic_norm='layer'),
+                             (size, size, 3), 0)
+  shapes = _param_shapes(gen, jnp.ones((1, 128)), None)
+  assert shapes['Dense_0']['kernel'] == (128, 4 * 4 * 8 * dim)
+  ins = [8] + blocks[:-1]
+  for i, (cin, cout) in enumerate(zip(ins, blocks)):
+    block = shapes[f'ResBlock_{i}']
+    assert block['Conv_0']['kernel'] == (1, 1, cin * dim, cout * dim)  # shortcut
+    assert block['Conv_1']['kernel'] == (3, 3, cin * dim, cout * dim)
+    assert block['Conv_2']['kernel'] == (3, 3, cout * dim, cout * dim)
+  assert f'ResBlock_{len(blocks)}' not in shapes
+  assert shapes['Conv_0']['kernel'] == (3, 3, dim, 3)
+  shapes = _param_shapes(critic, jnp.ones((1, size, size, 3)))
+  assert shapes['Conv_0']['kernel'] == (3, 3, 3, dim)
+  outs = [2, 4, 8, 8, 8][:len(blocks)]
+  for i, (cin, cout) in enumerate(zip([1] + outs[:-1], outs)):
+    block = shapes[f'ResBlock_{i}']
+    assert block['Conv_1']['kernel'] == (3, 3, cin * dim, cin * dim)
+    assert block['Conv_2']['kernel'] == (3, 3, cin * dim, cout * dim)
+    assert block['LayerNorm_0']['scale'] == (cin * dim,)
+  assert shapes['adv_head']['kernel'] == (4 * 4 * 8 * dim, 1)
+
+
 @pytest.mark.parametrize('arch,shape,message', [
     ('conv', (28, 20, 1), 'square images'),
-    ('resnet', (28, 28, 1), 'multiple of 8'),
+    ('resnet', (28, 28, 1), 'multiple of 8 up to 32'),
+    ('resnet', (48, 48, 3), r'64, 128, 256\.\.\. \(a power of two'),
+    ('resnet', (96, 96, 3), 'got 96x96'),
+    ('conv', (4, 4, 3), 'side >= 8'),
     ('conv', (28, 28, 2), '1 or 3 channels'),
     ('vit', (28, 28, 1), 'unknown model.arch'),
 ])

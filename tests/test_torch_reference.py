@@ -4,7 +4,7 @@ Flax parameters are copied into `experiments/torch_reference.py`'s modules and b
 same inputs (eval mode, so batch norm uses the same initial statistics). Runs where torch is
 installed (`pip install -r requirements-benchmark.txt`) and is skipped elsewhere, as in CI.
 
-Checked: DCGAN (kernel 4) and the WGAN-GP ResNet. The WGAN-GP MNIST reference (kernel 5) has
+Checked: DCGAN (kernel 4) at 32 and 64 px and the WGAN-GP ResNets at 32, 64 and 128 px. The WGAN-GP MNIST reference (kernel 5) has
 the same shapes and multiplies but is not the same function: PyTorch's symmetric padding 2
 against lax 'SAME''s (1, 2) shifts some layers by a pixel. That does not matter for timing.
 """
@@ -73,51 +73,78 @@ def _compare(config, image_shape, load):
                              rtol=1e-4, atol=1e-4)
 
 
-def test_dcgan_cifar10_reference_is_the_same_function():
+def _of_type(modules, *types):
+  return [l for l in modules if isinstance(l, types)]
+
+
+def _load_flat_head(layer, p, side):
+  """Flax flattens the critic's last features NHWC, PyTorch NCHW."""
+  kernel = np.asarray(p['kernel'])
+  kernel = kernel.reshape(side, side, kernel.shape[0] // side ** 2, 1)
+  layer.weight.data = _t(kernel.transpose(3, 2, 0, 1).reshape(1, -1))
+  layer.bias.data = _t(p['bias'])
+
+
+@pytest.mark.parametrize('size', [32, 64])
+def test_dcgan_reference_is_the_same_function(size):
+  """32x32: the DCGAN CIFAR-10 model; 64x64: the DCGAN paper's model (one more level)."""
   config = dcgan.get_config('cifar10')
-  config.model.width = 16  # same architecture, smaller
+  config.model.width = 16 if size == 32 else 8  # same architecture, smaller
 
   def load(t_gen, t_critic, gp, cp):
-    w = config.model.width
-    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(4 * w, 4, 4))
-    for i, (conv, norm) in enumerate([(4, 6), (8, 10), (12, None)]):
-      _load_conv(t_gen[conv], gp[f'ConvTranspose_{i}'], transposed=True)
-    for i, norm in enumerate([2, 6, 10]):
-      _load_norm(t_gen[norm], gp[f'BatchNorm_{i}'])
-    for i, conv in enumerate([0, 2, 5]):
-      _load_conv(t_critic[conv], cp[f'Conv_{i}'])
-    for i, norm in enumerate([3, 6]):
-      _load_norm(t_critic[norm], cp[f'BatchNorm_{i}'])
-    # Flax flattens the critic's features NHWC, PyTorch NCHW.
-    kernel = np.asarray(cp['adv_head']['kernel']).reshape(4, 4, 4 * w, 1)
-    t_critic[9].weight.data = _t(kernel.transpose(3, 2, 0, 1).reshape(1, -1))
-    t_critic[9].bias.data = _t(cp['adv_head']['bias'])
+    top = models.conv_channels(size, config.model.width)[0]
+    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(top, 4, 4))
+    convs = _of_type(t_gen, torch.nn.ConvTranspose2d)
+    assert len(convs) == models.conv_levels(size)
+    for i, conv in enumerate(convs):
+      _load_conv(conv, gp[f'ConvTranspose_{i}'], transposed=True)
+    for i, norm in enumerate(_of_type(t_gen, torch.nn.BatchNorm2d)):
+      _load_norm(norm, gp[f'BatchNorm_{i}'])
+    for i, conv in enumerate(_of_type(t_critic, torch.nn.Conv2d)):
+      _load_conv(conv, cp[f'Conv_{i}'])
+    for i, norm in enumerate(_of_type(t_critic, torch.nn.BatchNorm2d)):
+      _load_norm(norm, cp[f'BatchNorm_{i}'])
+    _load_flat_head(t_critic[-1], cp['adv_head'], 4)
 
-  _compare(config, (32, 32, 3), load)
+  _compare(config, (size, size, 3), load)
 
 
-def test_wgan_gp_cifar10_resnet_reference_is_the_same_function():
+@pytest.mark.parametrize('size', [32, 64, 128])
+def test_wgan_gp_resnet_reference_is_the_same_function(size):
+  """32x32: the CIFAR-10 ResNet; 64x64: gan_64x64.py's ResNet (layer norm in its critic);
+  128x128: one block more."""
   config = wgan_gp.get_config('cifar10')
-  config.model.width = 8
+  config.model.width = 8 if size == 32 else 4
+  if size > 32:
+    config.model.critic_norm = 'layer'
 
   def load_block(block, p):
     _load_conv(block.conv1, p['Conv_1' if 'Conv_2' in p else 'Conv_0'])
     _load_conv(block.conv2, p['Conv_2' if 'Conv_2' in p else 'Conv_1'])
     if 'Conv_2' in p:  # the 1x1 shortcut is the block's first conv
       _load_conv(block.shortcut, p['Conv_0'])
-    if 'BatchNorm_0' in p:
-      _load_norm(block.norm1, p['BatchNorm_0'])
-      _load_norm(block.norm2, p['BatchNorm_1'])
+    for kind in ('BatchNorm', 'LayerNorm'):
+      if f'{kind}_0' in p:
+        _load_norm(block.norm1, p[f'{kind}_0'])
+        _load_norm(block.norm2, p[f'{kind}_1'])
 
   def load(t_gen, t_critic, gp, cp):
-    w = config.model.width
-    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(w, 4, 4))
-    for i in range(3):
-      load_block(t_gen[2 + i], gp[f'ResBlock_{i}'])
-    _load_norm(t_gen[5], gp['BatchNorm_0'])
-    _load_conv(t_gen[7], gp['Conv_0'])
-    for i in range(4):
-      load_block(t_critic[i], cp[f'ResBlock_{i}'])
-    _load_dense(t_critic[7], cp['adv_head'])
+    blocks = _of_type(t_gen, torch_reference.ResBlock)
+    first = blocks[0].conv1.in_channels
+    base = 4 if size > 32 else size // 8
+    _load_dense(t_gen[0], gp['Dense_0'], unflatten=(first, base, base))
+    for i, block in enumerate(blocks):
+      load_block(block, gp[f'ResBlock_{i}'])
+    _load_norm(t_gen[-4], gp['BatchNorm_0'])
+    _load_conv(t_gen[-2], gp['Conv_0'])
+    c_blocks = _of_type(t_critic, torch_reference.ResBlock)
+    for i, block in enumerate(c_blocks):
+      load_block(block, cp[f'ResBlock_{i}'])
+    if size > 32:
+      assert len(c_blocks) == len(blocks) == {64: 4, 128: 5}[size]
+      _load_conv(t_critic[0], cp['Conv_0'])
+      _load_flat_head(t_critic[-1], cp['adv_head'], 4)
+    else:
+      _load_dense(t_critic[-1], cp['adv_head'])
 
-  _compare(config, (32, 32, 3), load)
+  _compare(config, (size, size, 3), load)
