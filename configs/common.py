@@ -35,16 +35,12 @@ SIZE_OPTIONS = {'size64': 64, 'size128': 128}  # option -> dataset.image_size
 
 def image_size_option(c: ml_collections.ConfigDict, options) -> int:
   """Sets dataset.image_size from a `size64` / `size128` option; returns it (0: no option).
-  Refuses a dataset that does not resize (its images keep their own side)."""
+  Named datasets and folders are resized to it; IDX and .npz files keep their own size."""
   sizes = [SIZE_OPTIONS[o] for o in sorted(options & set(SIZE_OPTIONS))]
   if not sizes:
     return 0
   if len(sizes) > 1:
     raise ValueError(f'choose one image size, got {", ".join(sorted(options & set(SIZE_OPTIONS)))}')
-  if not DATASETS[c.dataset.name].resizable:
-    resizable = [name for name, info in DATASETS.items() if info.resizable]
-    raise ValueError(f'{c.dataset.name!r} images keep their size; size64 and size128 take a '
-                     f'dataset that resizes to dataset.image_size ({", ".join(resizable)})')
   c.dataset.image_size = sizes[0]
   return sizes[0]
 

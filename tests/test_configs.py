@@ -20,3 +20,11 @@ def test_acgan_adversarial_options_are_named():
   assert acgan.get_config('digits,wasserstein_clip').n_critic == 5
   with pytest.raises(ValueError, match='choose one adversarial loss'):
     acgan.get_config('digits,wasserstein_clip,wasserstein_gp')
+
+
+def test_size_options_set_the_image_size_of_any_named_dataset():
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  assert load_config('dcgan.py:mnist,size64').dataset.image_size == 64
+  assert load_config('dcgan.py:celeb_a').dataset.image_size == 64
+  config = load_config('wgan_gp.py:cifar10,size128')
+  assert config.dataset.image_size == 128 and config.model.arch == 'resnet'

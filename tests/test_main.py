@@ -130,7 +130,6 @@ GAN = '--config=configs/wgan_gp.py:digits,runlocal'
     (['--config=configs/wgan_gp.py:digits,resnet'], 'multiple of 8'),
     (['--config=configs/wgan_gp.py:digits,runlocal,resnet', '--config.dataset.image_size=48'],
      '64, 128, 256... (a power of two'),
-    (['--config=configs/dcgan.py:mnist,size64'], "'mnist' images keep their size"),
     ([GAN, '--config.batch_sizee=3'], 'Did you mean "batch_size"'),
     (['--config=configs/nothere.py'], 'No such file'),
     (['--config=configs/wgan_gp.py:cifar10,runlocal', '--config.dataset.download=False',
