@@ -8,7 +8,8 @@ limited to --limit_gib (cgroup v1 or v2; needs a writable cgroup, e.g. as root i
   straight: --steps iterations;
   half:     --steps / 2 iterations in another workdir,
   resumed:  the same workdir resumed to --steps.
-dataset.storage is left at 'auto', which streams here (the log says so). Prints one JSON line:
+dataset.storage is left at 'auto', which streams here (OUT/straight.log etc. say so). Prints
+one JSON line:
 each run's exit status, seconds, peak resident memory (the largest process's) and the cgroup's
 peak (page cache included), and whether 64 samples of the straight and the resumed run's final
 checkpoints are bitwise equal (main.py --mode=sample, outside the cap).
@@ -78,14 +79,17 @@ class Cgroup:
     if self.peak_file == 'memory.max_usage_in_bytes':
       self._write(self.peak_file, '0')
 
-  def run(self, args):
-    """Runs `args` inside the cgroup: (exit status, seconds, the cgroup's peak bytes)."""
+  def run(self, args, log: str):
+    """Runs `args` inside the cgroup, its log to `log`: (exit status, seconds, the cgroup's
+    peak bytes)."""
     self.reset_peak()
     t0 = time.time()
     command = f'echo $$ > {self.dir}/cgroup.procs && exec "$@"'
     proc = subprocess.run(['sh', '-c', command, 'sh', *args], cwd=ROOT,
                           env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'},
                           capture_output=True, text=True)
+    with open(log, 'w') as f:
+      f.write(proc.stderr)
     if proc.returncode:
       print(proc.stderr[-3000:], file=sys.stderr)
     return proc.returncode, round(time.time() - t0, 1), self.peak()
@@ -127,7 +131,8 @@ def main(argv):
     for name, workdir, steps in (('straight', 'straight', FLAGS.steps),
                                  ('half', 'resumed', FLAGS.steps // 2),
                                  ('resumed', 'resumed', FLAGS.steps)):
-      status, seconds, peak = group.run(_train(os.path.join(FLAGS.out, workdir), steps, folder))
+      status, seconds, peak = group.run(_train(os.path.join(FLAGS.out, workdir), steps, folder),
+                                        os.path.join(FLAGS.out, f'{name}.log'))
       rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
       result[name] = {'exit': status, 'seconds': seconds, 'cgroup_peak_gib': round(peak / 2**30, 2),
                       'max_rss_gib_so_far': round(rss / 2**30, 2)}

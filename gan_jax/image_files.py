@@ -54,15 +54,6 @@ def fit_array(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:
   return fit(Image.fromarray(pixels[..., 0] if mode == 'L' else pixels, mode), size, channels)
 
 
-def fit_all(arrays: Sequence[np.ndarray], size: int, channels: int) -> np.ndarray:
-  """`fit_array` of each of `arrays`, on a thread pool: uint8 [N, size, size, channels]."""
-  out = np.empty((len(arrays), size, size, channels), np.uint8)
-  with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
-    for i, pixels in enumerate(pool.map(lambda a: fit_array(a, size, channels), arrays)):
-      out[i] = pixels
-  return out
-
-
 def _workers() -> int:
   return min(32, (os.cpu_count() or 1) + 4)  # decoding waits on reads (gs://) as well
 
@@ -100,14 +91,29 @@ def list_folder(root: str) -> Tuple[List[str], Optional[np.ndarray], Tuple[str, 
                   f'or all of them directly in the folder for unlabelled data')
 
 
+def fit_encoded(data: bytes, size: int, channels: int) -> np.ndarray:
+  """`fit` of an encoded image (GIF: its first frame). JPEGs decode at 1/2, 1/4 or 1/8 scale
+  where that stays >= size (PIL's draft: libjpeg scales while it decodes)."""
+  with Image.open(io.BytesIO(data)) as image:
+    image.seek(0)
+    if image.format == 'JPEG':
+      image.draft(_MODES[channels], (size, size))
+    return fit(image, size, channels)
+
+
+def fit_encoded_all(encoded: Sequence[bytes], size: int, channels: int) -> np.ndarray:
+  """`fit_encoded` of each, on a thread pool: uint8 [N, size, size, channels]."""
+  out = np.empty((len(encoded), size, size, channels), np.uint8)
+  with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+    for i, pixels in enumerate(pool.map(lambda b: fit_encoded(b, size, channels), encoded)):
+      out[i] = pixels
+  return out
+
+
 def _read(path: str, size: int, channels: int) -> Optional[np.ndarray]:
-  """`fit` of the image file at `path` (GIF: its first frame), or None when it is unreadable."""
+  """`fit_encoded` of the image file at `path`, or None when it is unreadable."""
   try:
-    with Image.open(io.BytesIO(files.path(path).read_bytes())) as image:
-      image.seek(0)
-      if image.format == 'JPEG':  # decode at 1/2, 1/4 or 1/8 scale where that stays >= size
-        image.draft(_MODES[channels], (size, size))
-      return fit(image, size, channels)
+    return fit_encoded(files.path(path).read_bytes(), size, channels)
   except Exception:  # pylint: disable=broad-except  (PIL raises many types on damaged files)
     return None
 

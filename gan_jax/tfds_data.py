@@ -16,7 +16,7 @@ from gan_jax import image_files, platforms
 from gan_jax.errors import DataError
 
 PREFIX = 'tfds:'  # dataset.name 'tfds:NAME': any TFDS-registered image dataset
-CHUNK = 4096      # examples per read (batch_size=-1 aborts inside TensorFlow 2.21)
+CHUNK = 1024      # examples per read (batch_size=-1 aborts inside TensorFlow 2.21)
 
 
 def tfds_name(name: str) -> str:
@@ -137,21 +137,19 @@ def read(config):
   prepare_tfds(tfds, config)
   size, channels = config.image_size, config.channels
   keys = [image_key] + ([label_key] if label_key else [])
+  own_shape = tuple(shape) == (size, size, channels)
   try:
-    dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False)
+    # Images to fit come encoded and are decoded (JPEGs at a reduced scale) and fitted on a
+    # thread pool, as folders are; a dataset at its own shape comes as TFDS decodes it.
+    decoders = None if own_shape else {image_key: tfds.decode.SkipDecoding()}
+    dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False,
+                                                decoders=decoders)
     dataset = dataset.map(lambda example: {k: example[k] for k in keys})
-    if None in shape:  # images of varying sizes: batched once they are fitted
-      chunks, part = [], []
-      for example in tfds.as_numpy(dataset):
-        part.append(example)
-        if len(part) == CHUNK:
-          chunks.append(_fit_chunk(part, keys, size, channels))
-          part = []
-      if part:
-        chunks.append(_fit_chunk(part, keys, size, channels))
-    else:
-      chunks = [dict(c, **{image_key: _fit(c[image_key], size, channels)})
-                for c in tfds.as_numpy(dataset.batch(CHUNK))]
+    chunks = []
+    for chunk in tfds.as_numpy(dataset.batch(CHUNK).prefetch(2)):  # read while fitting
+      if not own_shape:
+        chunk[image_key] = image_files.fit_encoded_all(list(chunk[image_key]), size, channels)
+      chunks.append(chunk)
     if not chunks:
       raise ValueError(f'split {config.split!r} is empty')
     data = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
@@ -163,14 +161,3 @@ def read(config):
   return data[image_key], (data[label_key] if label_key else None), classes
 
 
-def _fit(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-  if images.shape[1:] == (size, size, channels):
-    return images  # the dataset's own shape: the arrays as TFDS gives them
-  return image_files.fit_all(list(images), size, channels)
-
-
-def _fit_chunk(examples, keys, size, channels):
-  chunk = {keys[0]: image_files.fit_all([e[keys[0]] for e in examples], size, channels)}
-  if len(keys) > 1:
-    chunk[keys[1]] = np.array([e[keys[1]] for e in examples])
-  return chunk

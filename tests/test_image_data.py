@@ -139,13 +139,19 @@ def test_tfds_dataset_of_another_shape_is_cropped_and_resized():
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config = _config(name='celeb_a', image_size=16, channels=3, download=True)
   with tfds.testing.mock_data(num_examples=5):
-    raw = [e['image'] for e in tfds.as_numpy(tfds.builder('celeb_a').as_dataset(split='train'))]
+    builder = tfds.builder('celeb_a')
+    raw = [e['image'] for e in tfds.as_numpy(builder.as_dataset(split='train'))]
+    encoded = [e['image'] for e in tfds.as_numpy(builder.as_dataset(
+        split='train', decoders={'image': tfds.decode.SkipDecoding()}))]
     data = _same_spec(config)
     gray = ip.load(_config(name='celeb_a', image_size=12, channels=1, download=True))
   assert raw[0].shape == (218, 178, 3)
   assert data.images.shape == (5, 16, 16, 3) and data.labels is None and data.num_classes == 0
-  np.testing.assert_array_equal(data.images, np.stack([image_files.fit_array(r, 16, 3)
-                                                       for r in raw]))
+  # Decoded by PIL as folders are (JPEGs at a reduced scale), then fitted.
+  np.testing.assert_array_equal(data.images, np.stack([image_files.fit_encoded(e, 16, 3)
+                                                       for e in encoded]))
+  fitted_after_tf = np.stack([image_files.fit_array(r, 16, 3) for r in raw])
+  assert np.abs(data.images.astype(int) - fitted_after_tf).mean() < 8  # the same pictures
   assert gray.images.shape == (5, 12, 12, 1)
 
 
