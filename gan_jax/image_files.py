@@ -30,11 +30,14 @@ _MODES = {1: 'L', 3: 'RGB'}
 def fit(image: Image.Image, size: int, channels: int) -> np.ndarray:
   """`image` (any size and mode) as uint8 [size, size, channels]: the centred square of its
   shorter side, resized to `size` with a Lanczos filter (antialiased when it shrinks)."""
+  if image.mode in ('I', 'I;16', 'I;16B', 'F'):  # 16-bit or float grayscale: scaled to 8 bits
+    values = np.asarray(image, np.float64)
+    scale = 1.0 / 257 if image.mode != 'F' else (255.0 if values.max() <= 1 else 1.0)
+    image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), 'L')
   if image.mode not in _MODES.values():
     # Palette and alpha images through RGBA, so a palette's transparency is read as such
-    # (the alpha is then dropped); 16-bit and float grayscale through 'L'.
-    gray = image.mode in ('1', 'I', 'I;16', 'F', 'LA', 'La')
-    image = image.convert('L' if gray else 'RGBA')
+    # (the alpha is then dropped).
+    image = image.convert('L' if image.mode in ('1', 'LA', 'La') else 'RGBA')
   image = image.convert(_MODES[channels])
   width, height = image.size
   if (width, height) != (size, size):
@@ -111,9 +114,14 @@ def fit_encoded_all(encoded: Sequence[bytes], size: int, channels: int) -> np.nd
 
 
 def _read(path: str, size: int, channels: int) -> Optional[np.ndarray]:
-  """`fit_encoded` of the image file at `path`, or None when it is unreadable."""
+  """`fit_encoded` of the image file at `path`, or None when it is not an image it can decode;
+  a DataError when the file cannot be read at all (a storage error is not a damaged image)."""
   try:
-    return fit_encoded(files.path(path).read_bytes(), size, channels)
+    data = files.path(path).read_bytes()
+  except Exception as e:  # pylint: disable=broad-except  (local and gs:// errors differ)
+    raise DataError(f'cannot read {path} ({type(e).__name__}: {e})') from None
+  try:
+    return fit_encoded(data, size, channels)
   except Exception:  # pylint: disable=broad-except  (PIL raises many types on damaged files)
     return None
 
@@ -122,13 +130,15 @@ def load_folder(root: str, size: int, channels: int, storage: str = 'memory'):
   """(images uint8 [N, size, size, channels], labels [N] or None, class names) of the folder
   `root`. In memory (dataset.storage, see streaming.choose): decoded now, unreadable files
   skipped with one warning, a DataError when none is left. Streamed: a streaming.OnDemand
-  that decodes the images a batch reads."""
+  that decodes the images a batch reads (an unreadable one replaced by the next readable image
+  of its class)."""
   paths, labels, class_names = list_folder(root)
   shape = (size, size, channels)
   if streaming.choose(storage, len(paths), shape, root) == 'stream':
     _log_classes(root, len(paths), labels, class_names)
     read = lambda i: _read(paths[i], size, channels)
-    return streaming.OnDemand(read, len(paths), shape, paths), labels, class_names
+    images = streaming.OnDemand(read, len(paths), shape, paths, groups=labels)
+    return images, labels, class_names
   images = np.empty((len(paths), size, size, channels), np.uint8)
   ok = np.zeros(len(paths), bool)
   with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:

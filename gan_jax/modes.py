@@ -36,14 +36,18 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming); returns the final state."""
   checks.check_config(config, jax.device_count())
+  # Everything that can refuse the run comes before the data is loaded (a download, or a
+  # folder decoded), from the data's spec (headers, registry, a folder's listing).
+  spec = input_pipeline.spec(config.dataset)
+  checks.check_data(config, spec.image_shape, spec.num_classes)
   evaluator = None
   if config.eval_every > 0:  # checks the eval settings, loads the extractors: may refuse
-    evaluator = Evaluator(config, input_pipeline.spec(config.dataset).image_shape)
+    evaluator = Evaluator(config, spec.image_shape)
+  rundir.check_resume_config(config, workdir)
+  rundir.check_writable(workdir)
   data = input_pipeline.load(config.dataset)
   stepper = _stepper(config, data.image_shape, data.num_classes)
   evaluation = evaluator and _evaluation(config, stepper, evaluator)
-  rundir.check_resume_config(config, workdir)
-  rundir.check_writable(workdir)
   return trainer.train(config, workdir, stepper, data, evaluation)
 
 

@@ -43,7 +43,9 @@ class Prefetcher(Iterator[T]):
   def _produce(self, iterator) -> None:
     try:
       for item in iterator:
-        if not self._put(item):
+        # Checked before the next item is made as well: close() drains the queue, which
+        # lets a put through, and the item after it would be made for nothing.
+        if not self._put(item) or self._closed.is_set():
           return
     except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
       self._put(_Raised(e))

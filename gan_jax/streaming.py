@@ -21,21 +21,38 @@ from typing import Callable, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 
+from gan_jax.errors import DataError
+
 STORAGES = ('auto', 'memory', 'stream')  # dataset.storage
 MEMORY_SHARE = 0.25  # auto: decoded images may take this share of the host's memory
+
+
+def _runs(groups: Optional[np.ndarray], length: int) -> np.ndarray:
+  """[N, 2]: the bounds [start, end) of each index's run of equal `groups` (None: one run)."""
+  if groups is None:
+    return np.tile(np.array([0, length]), (length, 1))
+  groups = np.asarray(groups)
+  starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+  ends = np.r_[starts[1:], length]
+  which = np.repeat(np.arange(len(starts)), ends - starts)
+  return np.stack([starts[which], ends[which]], axis=1)
 
 
 class OnDemand:
   """A uint8 array [N, *image_shape] whose images `read(i)` decodes when they are indexed.
 
-  `read(i)` returns the i-th image, or None when its file cannot be read; such an image is
-  replaced by the next readable one (i+1, i+2, ... wrapping around), the same on every read and
-  every host, with one warning per file.
+  `read(i)` returns the i-th image, or None when it is not an image it can decode; such an
+  image is replaced by the next readable one of its run of equal `groups` (a folder's labels,
+  whose files are listed class by class; i+1, ... wrapping around within the class), the same
+  on every read and every host, with one warning per file. (Loaded in memory, such files are
+  left out instead: the two give the same batches when every file decodes.)
   """
 
   def __init__(self, read: Callable[[int], Optional[np.ndarray]], length: int,
-               image_shape: Sequence[int], names: Sequence[str], workers: int = 0):
+               image_shape: Sequence[int], names: Sequence[str], workers: int = 0,
+               groups: Optional[np.ndarray] = None):
     self._read, self._names = read, names
+    self._runs = _runs(groups, length)
     self.shape = (length, *(int(s) for s in image_shape))
     self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
     workers = workers or min(32, (os.cpu_count() or 1) + 4)
@@ -47,8 +64,9 @@ class OnDemand:
     return self.shape[0]
 
   def _image(self, i: int) -> np.ndarray:
-    for j in range(len(self)):
-      k = (i + j) % len(self)
+    start, end = self._runs[i]
+    for j in range(end - start):
+      k = start + (i - start + j) % (end - start)
       pixels = self._read(k)
       if pixels is not None:
         return pixels
@@ -58,14 +76,17 @@ class OnDemand:
       if new:
         logging.warning('cannot read %s; the next readable image stands in for it',
                         self._names[k])
-    raise ValueError(f'none of the {len(self)} images can be read')
+    raise DataError(f'none of the {end - start} images from {self._names[start]} to '
+                    f'{self._names[end - 1]} can be decoded')
 
   def __getitem__(self, key) -> np.ndarray:
     if isinstance(key, slice):
-      key = np.arange(len(self))[key]
+      key = np.arange(*key.indices(len(self)))
     index = np.asarray(key)
     if index.dtype.kind not in 'iu':
       raise TypeError(f'OnDemand takes integer indices or a slice, got {index.dtype}')
+    if index.size and (index.min() < -len(self) or index.max() >= len(self)):
+      raise IndexError(f'index out of range for {len(self)} images')
     flat = np.where(index < 0, index + len(self), index).ravel()
     out = np.empty((flat.size, *self.shape[1:]), np.uint8)
 
@@ -78,7 +99,8 @@ class OnDemand:
 
 
 def _cgroup_limit_files():
-  """The memory-limit files of this process's cgroups (v1 and v2), innermost first."""
+  """The memory-limit files of this process's own cgroups (v1 and v2), then those at the
+  mount roots (a container's own limit, where /proc/self/cgroup names the host's path)."""
   try:
     with open('/proc/self/cgroup') as f:
       lines = f.read().splitlines()
@@ -91,7 +113,7 @@ def _cgroup_limit_files():
       found.append(f'/sys/fs/cgroup/memory{path.rstrip("/")}/memory.limit_in_bytes')
     elif controllers == '':
       found.append(f'/sys/fs/cgroup{path.rstrip("/")}/memory.max')
-  return found
+  return found + ['/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory.max']
 
 
 def host_memory_bytes() -> int:

@@ -85,7 +85,9 @@ def call_length(step: int, config) -> int:
   config.steps_per_call = K > 0: K when that holds for all K iterations, otherwise 1.
   0 (auto): config.max_steps_per_call when that many fit before the next periodic action (or
   n_critic change, or the end), else the largest power of two that fits; so a run compiles at
-  most a few lengths (default periods 100/500/1000, max 25: only 25).
+  most a few lengths (default periods 100/500/1000, max 25: only 25). A call holds at most the
+  critic batches of max_steps_per_call iterations at config.n_critic, so WGAN's boosted steps
+  (100 critic updates) run one per call and the batches in flight stay that size.
   """
   if config.steps_per_call:
     k = config.steps_per_call
@@ -97,11 +99,12 @@ def call_length(step: int, config) -> int:
           is_time(every, step + j, config) for every in _periodic(config)):
         return 1
     return k
-  fits = min(config.max_steps_per_call, config.num_steps - step)
+  n_critic = gans.n_critic_at(step, config)
+  batches = config.max_steps_per_call * config.n_critic  # critic batches a call may hold
+  fits = min(config.max_steps_per_call, config.num_steps - step, max(1, batches // n_critic))
   for every in _periodic(config):
     if every > 0:
       fits = min(fits, every - step % every)  # the call may end at the action's step
-  n_critic = gans.n_critic_at(step, config)
   for j in range(1, fits):
     if gans.n_critic_at(step + j, config) != n_critic:
       fits = j

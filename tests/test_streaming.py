@@ -137,3 +137,21 @@ def test_a_streamed_run_resumed_halfway_equals_an_uninterrupted_one(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
   for x, y in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_the_stand_in_comes_from_the_same_class(tmp_path):
+  path = _folder(tmp_path / 'f', n=10, corrupt=(9,))  # a/009: the last of class a (index 4)
+  data = ip.load(_config(path, 'stream'))
+  assert data.labels.tolist() == [0] * 5 + [1] * 5
+  np.testing.assert_array_equal(data.images[4], data.images[0])  # a/001, not b/000
+  with pytest.raises(IndexError):
+    data.images[np.array([10])]
+
+
+def test_sixteen_bit_and_float_grayscale_are_scaled_to_eight_bits():
+  from gan_jax import image_files  # pylint: disable=g-import-not-at-top
+  from PIL import Image as PILImage  # pylint: disable=g-import-not-at-top,reimported
+  wide = PILImage.fromarray(np.array([[0, 257 * 100, 65535, 65535]], np.uint16))  # I;16
+  assert image_files.fit(wide.resize((4, 4)), 4, 1)[0, :, 0].tolist() == [0, 100, 255, 255]
+  unit = PILImage.fromarray(np.array([[0.0, 0.5, 1.0, 1.0]], np.float32))  # F
+  assert image_files.fit(unit.resize((4, 4)), 4, 1)[0, :, 0].tolist() == [0, 128, 255, 255]

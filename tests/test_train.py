@@ -357,6 +357,9 @@ def test_auto_steps_per_call_fills_the_gaps_between_periodic_actions():
   wgan = auto('wgan.py:digits,runlocal', num_steps=12, log_every=0, sample_every=0,
               checkpoint_every=0)
   assert _lengths(wgan) == [1, 2, 1, 2, 1, 2, 1, 2]
+  # A call holds at most max_steps_per_call x n_critic critic batches: the paper's 25 boosted
+  # steps (100 critic updates each) run one per call, then 25 at n_critic 5.
+  assert _lengths(auto('wgan.py:mnist', num_steps=75, log_every=75))[:26] == [1] * 25 + [25]
   # An explicit steps_per_call keeps its meaning: K, or 1 where K would span an action.
   assert _lengths(load_config('wgan_gp.py:digits,runlocal', num_steps=10, steps_per_call=3,
                               log_every=5, sample_every=0, checkpoint_every=0)) == [
