@@ -109,7 +109,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       classifier='',           # domain classifier dir (experiments/train_classifier.py)
       num_samples=10_000,      # generated samples per evaluation
       reference_split='train', # real split the statistics come from: 'train' | 'test'
-      reference_samples=0,     # first N images of that split (0: all of them)
+      reference_samples=0,     # a seeded random N images of that split (0: all of them)
       stats_dir='',            # reference statistics cache ('' = the user cache dir)
       kid_subsets=100,         # KID: random subsets ...
       kid_subset_size=1000,    # ... of this many samples each

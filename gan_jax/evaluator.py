@@ -70,7 +70,10 @@ def reference_data(config):
   return data_config
 
 
-CACHE_VERSION = 2  # 2: Inception resizes [-1, 1] images (equal to 1's up to round-off)
+# 2: Inception resizes [-1, 1] images (equal to 1's up to round-off). 3: the kept features (KID,
+# precision/recall) and a reference_samples subset are a seeded random draw of the split, not
+# its first images (a folder lists its images class by class).
+CACHE_VERSION = 3
 
 
 def cache_path(config, ext: Extractor) -> str:
@@ -101,12 +104,24 @@ def reference_stats(config, ext: Extractor, keep: int):
       stats.count, stats.sum, stats.outer = int(f['count']), f['sum'], f['outer']
       if len(f['kept']) >= min(keep, stats.count):
         return stats, f['kept'][:keep], path
-  images = input_pipeline.load(reference_data(config)).images  # streamed ones: sliced below
+  images = input_pipeline.load(reference_data(config)).images  # streamed ones: read in chunks
   count = min(len(images), ev.reference_samples or len(images))
-  acc = Accumulator(ext, None, keep)
+  # A seeded random draw of `count` images (all of them by default), read in storage order;
+  # the features kept are the first `keep` of the draw's order, so any prefix of them is a
+  # random subset too (a folder lists its images class by class; IDX files are shuffled).
+  order = np.random.default_rng(0).permutation(len(images))[:count]
+  rank = np.full(len(images), count)
+  rank[order] = np.arange(count)
+  rows = np.sort(order)
+  stats, kept_rank, kept = feature_metrics.FeatureStats(ext.feature_dim), [], []
   for start in range(0, count, 1000):
-    acc.update(*ext.predict(images[start:min(start + 1000, count)]))
-  stats, kept = acc.stats, acc.kept
+    chunk = rows[start:start + 1000]
+    features = ext.predict(images[chunk])[1]
+    stats.update(features)
+    chosen = rank[chunk] < keep
+    kept_rank.append(rank[chunk][chosen])
+    kept.append(features[chosen])
+  kept = np.concatenate(kept)[np.argsort(np.concatenate(kept_rank))]
   if jax.process_index() == 0:  # every process computed them; one writes the cache
     _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept,
                       dataset=config.dataset.name, split=ev.reference_split)

@@ -295,3 +295,28 @@ def test_the_cache_names_the_data_source(clf_dir):
   other.dataset.image_size = 32
   names = {evaluator.cache_path(c, ext) for c in (config, other, _eval_config(clf_dir))}
   assert len(names) == 2
+
+
+def test_kept_reference_features_are_a_random_draw_not_the_first_images(tmp_path):
+  """A folder lists its images class by class: the features kept for KID and precision/recall
+  (and a reference_samples subset) are a seeded random draw of the split."""
+  n = 200
+  np.savez(tmp_path / 'sorted.npz', images=np.repeat(np.arange(n, dtype=np.uint8), 64).reshape(
+      n, 8, 8, 1), labels=np.repeat(np.arange(10), n // 10))  # image i: all pixels i
+
+  class Identity:  # features: the image's value, so the kept rows name their images
+    kind, cache_key, feature_dim = 'domain', 'identity', 1
+
+    def predict(self, images):
+      return None, np.asarray(images, np.float64).reshape(len(images), -1)[:, :1]
+
+  config = _eval_config('', stats_dir=str(tmp_path / 'stats'))
+  config.dataset.path = str(tmp_path / 'sorted.npz')
+  draw = np.random.default_rng(0).permutation(n)
+  stats, kept, _ = evaluator.reference_stats(config, Identity(), 30)
+  assert stats.count == n and kept[:, 0].tolist() == draw[:30].tolist()
+  assert len(set(kept[:, 0].astype(int) // 20)) >= 8   # from most of the 10 classes
+  config.eval.reference_samples = 50
+  stats, kept, _ = evaluator.reference_stats(config, Identity(), 30)
+  assert stats.count == 50 and kept[:, 0].tolist() == draw[:30].tolist()
+  np.testing.assert_allclose(stats.sum, [np.sort(draw[:50]).sum()])
