@@ -352,10 +352,8 @@ def default_shape(name: str) -> Tuple[int, int, int]:
   info = _info(name)
   if name in DATASETS:
     return info.image_shape
-  import ml_collections  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  _, _, _, shape = tfds_data.features(tfds, ml_collections.ConfigDict(
-      dict(name=name, data_dir='', image_key='', label_key='')))
+  shape = tfds_data.default_image_shape(tfds, name) or (None, None, 3)
   height, width, channels = shape
   side = height if height and height == width else info.image_shape[0]
   return (side, side, channels if channels in image_files.CHANNELS else 3)

@@ -111,7 +111,8 @@ def features(tfds, config) -> Tuple[str, Optional[str], int, Tuple]:
   if not isinstance(info.get(image_key), tfds.features.Image):
     raise DataError(f'TFDS dataset {config.name!r}: set dataset.image_key to one of its image '
                     f'features ({", ".join(images) or "it has none"}), got {image_key!r}')
-  label_key = config.label_key or ('label' if 'label' in info else 'none')
+  default_label = isinstance(info.get('label'), tfds.features.ClassLabel)
+  label_key = config.label_key or ('label' if default_label else 'none')
   if label_key == 'none':
     return image_key, None, 0, tuple(info[image_key].shape)
   if not isinstance(info.get(label_key), tfds.features.ClassLabel):
@@ -120,6 +121,17 @@ def features(tfds, config) -> Tuple[str, Optional[str], int, Tuple]:
                     f'its ClassLabel features ({", ".join(labels) or "it has none"}), got '
                     f'{label_key!r}')
   return image_key, label_key, info[label_key].num_classes, tuple(info[image_key].shape)
+
+
+def default_image_shape(tfds, name: str) -> Optional[Tuple]:
+  """The shape of the image feature a config takes by default ('image', or the only Image
+  feature), None where that is ambiguous: the config then names it (dataset.image_key), which
+  it can do only after this default is taken."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  info = _builder(tfds, ml_collections.ConfigDict(dict(name=name, data_dir=''))).info
+  images = {k: f for k, f in info.features.items() if isinstance(f, tfds.features.Image)}
+  image = images.get('image') or (next(iter(images.values())) if len(images) == 1 else None)
+  return None if image is None else tuple(image.shape)
 
 
 def num_classes(config) -> int:

@@ -197,3 +197,16 @@ def test_data_spec_keeps_class_names_and_reads_old_files(tmp_path):
   (tmp_path / 'data_spec.json').write_text(json.dumps({'image_shape': [28, 28, 1],
                                                        'num_classes': 10}))
   assert rundir.read_spec(str(tmp_path)) == ip.DataSpec((28, 28, 1), 10)
+
+
+def test_a_tfds_dataset_with_several_image_features_is_configured_by_image_key():
+  """div2k has 'hr' and 'lr' images: the config builds (64 px by default), a spec without
+  dataset.image_key is refused in one line naming them, and with it the spec is had."""
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  config = load_config('dcgan.py:tfds:div2k')
+  assert (config.dataset.image_size, config.dataset.channels) == (64, 3)
+  with pytest.raises(DataError, match='set dataset.image_key to one of its image features '
+                                      r'\(lr, hr\)'):
+    ip.spec(config.dataset)
+  config.dataset.image_key = 'hr'
+  assert ip.spec(config.dataset) == ip.DataSpec((64, 64, 3), 0, ())
