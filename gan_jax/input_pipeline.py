@@ -16,6 +16,7 @@ import difflib
 import gzip
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import jax
 import numpy as np
 
 from gan_jax import files, image_files, images as images_lib, streaming, tfds_data
@@ -404,6 +405,36 @@ def load(config) -> Dataset:
   if config.path:
     return load_local(config)
   return _info(config.name).load(config)
+
+
+def load_on_every_process(config) -> Dataset:
+  """`load` on every process; with several, they agree before training: a DataError on one
+  is a DataError on all (none is left waiting in a collective), and all must hold the same
+  number of images, held the same way (a host that skipped another file, or whose memory made
+  dataset.storage 'auto' choose otherwise, would walk another order)."""
+  if jax.process_count() == 1:
+    return load(config)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = error = None
+  try:
+    data = load(config)
+  except DataError as e:
+    error = e
+  mine = [-1, -1] if data is None else [len(data.images),
+                                        isinstance(data.images, streaming.OnDemand)]
+  facts = np.asarray(multihost_utils.process_allgather(np.array(mine, np.int64)))
+  if error:
+    raise error
+  if (facts[:, 0] < 0).any():
+    raise DataError(f'loading the data failed on process {int(np.argmin(facts[:, 0]))} (its '
+                    f'log says why)')
+  if len(set(facts[:, 0].tolist())) > 1:
+    raise DataError(f'the processes hold different numbers of images '
+                    f'({", ".join(map(str, facts[:, 0]))}): every host must read the same files')
+  if len(set(facts[:, 1].tolist())) > 1:
+    raise DataError("dataset.storage 'auto' chose differently on different hosts (their memory "
+                    "differs): set --config.dataset.storage to 'memory' or 'stream'")
+  return data
 
 
 def spec(config) -> DataSpec:

@@ -155,3 +155,25 @@ def test_sixteen_bit_and_float_grayscale_are_scaled_to_eight_bits():
   assert image_files.fit(wide.resize((4, 4)), 4, 1)[0, :, 0].tolist() == [0, 100, 255, 255]
   unit = PILImage.fromarray(np.array([[0.0, 0.5, 1.0, 1.0]], np.float32))  # F
   assert image_files.fit(unit.resize((4, 4)), 4, 1)[0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+@pytest.mark.parametrize('other, message', [
+    ([24, 0], None),
+    ([23, 0], r'different numbers of images \(24, 23\)'),
+    ([24, 1], "dataset.storage 'auto' chose differently"),
+    ([-1, -1], 'loading the data failed on process 1'),
+])
+def test_processes_agree_on_the_data_they_hold(tmp_path, monkeypatch, other, message):
+  """Two processes simulated: this one (process 0) loads 24 images in memory; the other's
+  facts come through process_allgather."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(multihost_utils, 'process_allgather',
+                      lambda mine: np.stack([mine, np.array(other, np.int64)]))
+  config = _config(_folder(tmp_path / 'f'), 'memory')
+  if message is None:
+    assert len(ip.load_on_every_process(config).images) == 24
+  else:
+    with pytest.raises(ip.DataError, match=message):
+      ip.load_on_every_process(config)
