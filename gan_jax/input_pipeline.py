@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import numpy as np
 
-from gan_jax import files, image_files, images as images_lib, streaming, tfds_data
+from gan_jax import files, hosts, image_files, images as images_lib, streaming, tfds_data
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -286,7 +286,6 @@ def load_digits(config) -> Dataset:
   return _as_dataset(images, digits.target, 'digits')
 
 
-prepare_tfds = tfds_data.prepare_tfds  # process 0 prepares, the others wait
 
 
 def load_tfds(config) -> Dataset:
@@ -414,20 +413,14 @@ def load_on_every_process(config) -> Dataset:
   dataset.storage 'auto' choose otherwise, would walk another order)."""
   if jax.process_count() == 1:
     return load(config)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   data = error = None
   try:
     data = load(config)
   except DataError as e:
     error = e
-  mine = [-1, -1] if data is None else [len(data.images),
-                                        isinstance(data.images, streaming.OnDemand)]
-  facts = np.asarray(multihost_utils.process_allgather(np.array(mine, np.int64)))
-  if error:
-    raise error
-  if (facts[:, 0] < 0).any():
-    raise DataError(f'loading the data failed on process {int(np.argmin(facts[:, 0]))} (its '
-                    f'log says why)')
+  mine = [0, 0] if data is None else [len(data.images),
+                                      isinstance(data.images, streaming.OnDemand)]
+  facts = hosts.agree(error, 'loading the data', mine)
   if len(set(facts[:, 0].tolist())) > 1:
     raise DataError(f'the processes hold different numbers of images '
                     f'({", ".join(map(str, facts[:, 0]))}): every host must read the same files')

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import jax
 import numpy as np
 
-from gan_jax import image_files, platforms
+from gan_jax import hosts, image_files, platforms
 from gan_jax.errors import DataError
 
 PREFIX = 'tfds:'  # dataset.name 'tfds:NAME': any TFDS-registered image dataset
@@ -59,21 +59,6 @@ def _prepare(tfds, config, name: str) -> Optional[DataError]:
   return None
 
 
-def _all_ok(error: Optional[DataError], what: str) -> None:
-  """Raises on every process when any process has an error (several processes agree first,
-  so none is left waiting in a collective); one process raises its own error."""
-  if jax.process_count() == 1:
-    if error:
-      raise error
-    return
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  failed = np.asarray(multihost_utils.process_allgather(np.int32(error is not None)))
-  if error:
-    raise error
-  if failed.any():
-    raise DataError(f'{what} failed on process {int(np.argmax(failed))} (its log says why)')
-
-
 def prepare_tfds(tfds, config) -> None:
   """Prepares the TFDS dataset, once per data_dir: with several processes, process 0 prepares
   while the others wait, so a shared data_dir (gs://, NFS) is downloaded and written once; a
@@ -81,9 +66,9 @@ def prepare_tfds(tfds, config) -> None:
   A failure anywhere raises a DataError on every process."""
   name = tfds_name(config.name)
   first, what = jax.process_index() == 0, f'preparing TFDS dataset {name!r}'
-  _all_ok(_prepare(tfds, config, name) if first else None, what)
+  hosts.agree(_prepare(tfds, config, name) if first else None, what)
   if jax.process_count() > 1:
-    _all_ok(None if first else _prepare(tfds, config, name), what)
+    hosts.agree(None if first else _prepare(tfds, config, name), what)
 
 
 

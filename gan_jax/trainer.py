@@ -153,14 +153,14 @@ class _HealthCheck:
   calls at most); where it checks depends on the steps alone, the same on every host.
   """
 
-  def __init__(self, mngr, skip: bool, behind: int = 1):
-    self.mngr, self.skip, self.behind = mngr, skip, behind
+  def __init__(self, mngr, skip: bool):
+    self.mngr, self.skip = mngr, skip
     self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
-    """Keeps this call for later; checks the one dispatched `behind` calls before it."""
+    """Keeps this call for later; checks the one dispatched before it."""
     self.pending.append((last_step, metrics, health))
-    while len(self.pending) > self.behind:
+    while len(self.pending) > 1:
       self._check(self.pending.popleft())
 
   def flush(self) -> None:

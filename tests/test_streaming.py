@@ -158,10 +158,10 @@ def test_sixteen_bit_and_float_grayscale_are_scaled_to_eight_bits():
 
 
 @pytest.mark.parametrize('other, message', [
-    ([24, 0], None),
-    ([23, 0], r'different numbers of images \(24, 23\)'),
-    ([24, 1], "dataset.storage 'auto' chose differently"),
-    ([-1, -1], 'loading the data failed on process 1'),
+    ([0, 24, 0], None),  # (failed, images, streamed)
+    ([0, 23, 0], r'different numbers of images \(24, 23\)'),
+    ([0, 24, 1], "dataset.storage 'auto' chose differently"),
+    ([1, 0, 0], 'loading the data failed on process 1'),
 ])
 def test_processes_agree_on_the_data_they_hold(tmp_path, monkeypatch, other, message):
   """Two processes simulated: this one (process 0) loads 24 images in memory; the other's
