@@ -10,12 +10,18 @@ without --make the existing ones are read. Then, one JSON line each:
 - `folder_stream`: dataset.storage 'stream' as the training loop reads it: BatchStream batches
   of --batch_size (random order over the whole folder) for --seconds;
 - `folder_memory`: dataset.storage 'memory': the whole folder decoded once (load);
-- `tfds_memory`: the TFDS dataset read and fitted to --image_size (load).
+- `tfds_memory`: the TFDS dataset (TFRecord files) read through tf.data and fitted (load);
+- `tfds_stream`: the TFDS dataset streamed as the loop reads it, like `folder_stream`, from a
+  copy of it in OUT/tfds_array_record (made on first use: the files, then the ArrayRecord copy
+  that dataset.storage 'stream' makes of them, timed as `copy_seconds`);
+- `tfds_memory_array_record`: that copy read whole into memory (random access, decoded on the
+  thread pool instead of through tf.data).
 Threads: the decoding pool's default (CPU count + 4, at most 32).
 """
 
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -34,7 +40,8 @@ flags.DEFINE_integer('source_size', 128, '--make: the images\' shorter side.')
 flags.DEFINE_integer('image_size', 64, 'The side they are fitted to.')
 flags.DEFINE_integer('batch_size', 512, 'folder_stream: images per batch.')
 flags.DEFINE_float('seconds', 10.0, 'folder_stream: how long to read.')
-flags.DEFINE_string('only', '', 'Comma-separated subset of folder_stream,folder_memory,tfds_memory.')
+flags.DEFINE_string('only', '', 'Comma-separated subset of folder_stream,folder_memory,tfds_memory,'
+                    'tfds_stream,tfds_memory_array_record.')
 
 CLASSES = 10
 
@@ -76,6 +83,7 @@ def make(out: str, count: int, size: int) -> None:
     os.makedirs(folder, exist_ok=True)
     _image(rng, size).save(os.path.join(folder, f'{i:07d}.jpg'), quality=90)
   InputSpeedImages(data_dir=os.path.join(out, 'tfds')).download_and_prepare()
+  shutil.rmtree(os.path.join(out, 'tfds_array_record'), ignore_errors=True)
 
 
 def _config(**kw):
@@ -86,15 +94,41 @@ def _config(**kw):
   return ml_collections.ConfigDict(c)
 
 
-def folder_stream(out: str) -> dict:
-  data = input_pipeline.load(_config(path=os.path.join(out, 'jpegs'), storage='stream'))
+def _stream(config) -> dict:
+  t0 = time.perf_counter()
+  data = input_pipeline.load(config)
+  loaded = time.perf_counter() - t0
   stream = input_pipeline.BatchStream(data, FLAGS.batch_size, seed=0)
   stream.next(1)  # threads started
   count, t0 = 0, time.perf_counter()
   while time.perf_counter() - t0 < FLAGS.seconds:
     count += stream.next(1)['image'].shape[1]
   seconds = time.perf_counter() - t0
-  return {'images': count, 'seconds': round(seconds, 2), 'images_per_s': round(count / seconds)}
+  return {'images': count, 'seconds': round(seconds, 2), 'images_per_s': round(count / seconds),
+          'load_seconds': round(loaded, 2)}
+
+
+def _array_record_copy(out: str) -> dict:
+  """The config of OUT/tfds_array_record, a copy of OUT/tfds with ArrayRecord files (made
+  now when missing; the seconds it took)."""
+  copy = os.path.join(out, 'tfds_array_record')
+  config = _config(name='tfds:input_speed_images', data_dir=copy, storage='stream')
+  if os.path.isdir(copy):
+    return config, {}
+  shutil.copytree(os.path.join(out, 'tfds'), copy)
+  t0 = time.perf_counter()
+  input_pipeline.load(config)  # writes the ArrayRecord files
+  return config, {'copy_seconds': round(time.perf_counter() - t0, 2)}
+
+
+def tfds_stream(out: str) -> dict:
+  config, made = _array_record_copy(out)
+  return {**made, **_stream(config)}
+
+
+def tfds_memory_array_record(out: str) -> dict:
+  config, made = _array_record_copy(out)
+  return {**made, **_load(_config(**{**config.to_dict(), 'storage': 'memory'}))}
 
 
 def _load(config) -> dict:
@@ -110,11 +144,15 @@ def main(argv):
   if FLAGS.make:
     make(FLAGS.out, FLAGS.make, FLAGS.source_size)
   runs = {
-      'folder_stream': lambda: folder_stream(FLAGS.out),
+      'folder_stream': lambda: _stream(_config(path=os.path.join(FLAGS.out, 'jpegs'),
+                                               storage='stream')),
       'folder_memory': lambda: _load(_config(path=os.path.join(FLAGS.out, 'jpegs'),
                                              storage='memory')),
       'tfds_memory': lambda: _load(_config(name='tfds:input_speed_images',
-                                           data_dir=os.path.join(FLAGS.out, 'tfds'))),
+                                           data_dir=os.path.join(FLAGS.out, 'tfds'),
+                                           storage='memory')),
+      'tfds_stream': lambda: tfds_stream(FLAGS.out),
+      'tfds_memory_array_record': lambda: tfds_memory_array_record(FLAGS.out),
   }
   only = FLAGS.only.split(',') if FLAGS.only else list(runs)
   for name in only:

@@ -136,8 +136,8 @@ def load_folder(root: str, size: int, channels: int, storage: str = 'memory'):
   shape = (size, size, channels)
   if streaming.choose(storage, len(paths), shape, root) == 'stream':
     _log_classes(root, len(paths), labels, class_names)
-    read = lambda i: _read(paths[i], size, channels)
-    images = streaming.OnDemand(read, len(paths), shape, paths, groups=labels)
+    read = lambda rows: [_read(paths[i], size, channels) for i in rows]
+    images = streaming.OnDemand(read, len(paths), shape, paths.__getitem__, groups=labels)
     return images, labels, class_names
   images = np.empty((len(paths), size, size, channels), np.uint8)
   ok = np.zeros(len(paths), bool)

@@ -292,6 +292,9 @@ def load_tfds(config) -> Dataset:
   """A TFDS dataset, read whole into memory and fitted to image_size and channels; a clear
   DataError when it cannot be had."""
   images, labels, num_classes = tfds_data.read(config)
+  labels = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int32)
+  if isinstance(images, streaming.OnDemand):  # uint8 at the fitted shape, decoded when read
+    return Dataset(images, labels, num_classes)
   data = _as_dataset(images, labels, f'tfds:{tfds_data.tfds_name(config.name)}',
                      config.float_range)
   return dataclasses.replace(data, num_classes=num_classes)  # the label feature's classes
@@ -384,14 +387,18 @@ def check_channels(channels) -> None:
 
 
 def check_storage(config) -> None:
-  """dataset.storage: 'stream' only where images are decoded on demand (folders of files)."""
+  """dataset.storage: 'stream' only where images are decoded on demand (folders of files and
+  TFDS datasets)."""
   if config.storage not in streaming.STORAGES:
     raise ConfigError(f'dataset.storage must be one of {", ".join(map(repr, streaming.STORAGES))}'
                       f', got {config.storage!r}')
-  if config.storage == 'stream' and not (config.path and _kind(config.path) == 'folder'):
+  streams = (_kind(config.path) == 'folder' if config.path else
+             is_named(config.name) and _info(config.name).load is load_tfds)
+  if config.storage == 'stream' and not streams:
     source = f'dataset.path {config.path}' if config.path else f'dataset {config.name!r}'
-    raise ConfigError(f"dataset.storage 'stream' reads folders of image files; {source} is "
-                      f"loaded into memory: set dataset.storage to 'auto' or 'memory'")
+    raise ConfigError(f"dataset.storage 'stream' reads folders of image files and TFDS "
+                      f"datasets; {source} is loaded into memory: set dataset.storage to 'auto' "
+                      f"or 'memory'")
 
 
 def load(config) -> Dataset:

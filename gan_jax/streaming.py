@@ -27,32 +27,37 @@ STORAGES = ('auto', 'memory', 'stream')  # dataset.storage
 MEMORY_SHARE = 0.25  # auto: decoded images may take this share of the host's memory
 
 
-def _runs(groups: Optional[np.ndarray], length: int) -> np.ndarray:
-  """[N, 2]: the bounds [start, end) of each index's run of equal `groups` (None: one run)."""
+def _groups(groups: Optional[np.ndarray], length: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(order, bounds): `order` lists the indices group by group (stable: in index order within
+  a group), and bounds[p] = [start, end) of the run of `order` that position p belongs to."""
   if groups is None:
-    return np.tile(np.array([0, length]), (length, 1))
-  groups = np.asarray(groups)
-  starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return np.arange(length), np.tile(np.array([0, length]), (length, 1))
+  order = np.argsort(np.asarray(groups), kind='stable')
+  sorted_groups = np.asarray(groups)[order]
+  starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
   ends = np.r_[starts[1:], length]
   which = np.repeat(np.arange(len(starts)), ends - starts)
-  return np.stack([starts[which], ends[which]], axis=1)
+  return order, np.stack([starts[which], ends[which]], axis=1)
 
 
 class OnDemand:
-  """A uint8 array [N, *image_shape] whose images `read(i)` decodes when they are indexed.
+  """A uint8 array [N, *image_shape] whose images `read` decodes when they are indexed.
 
-  `read(i)` returns the i-th image, or None when it is not an image it can decode; such an
-  image is replaced by the next readable one of its run of equal `groups` (a folder's labels,
-  whose files are listed class by class; i+1, ... wrapping around within the class), the same
-  on every read and every host, with one warning per file. (Loaded in memory, such files are
-  left out instead: the two give the same batches when every file decodes.)
+  `read(indices)` returns the images at those indices (a list), None for one it cannot
+  decode; such an image is replaced by the next readable one of its group (equal `groups`: a
+  folder's or a dataset's labels; the indices of a group in order, wrapping around), the same
+  on every read and every host, with one warning per image. (Folders loaded in memory leave
+  such files out instead: the two give the same batches when every file decodes.)
+  `name(i)` says which image i is (a file's path) in warnings and errors.
   """
 
-  def __init__(self, read: Callable[[int], Optional[np.ndarray]], length: int,
-               image_shape: Sequence[int], names: Sequence[str], workers: int = 0,
-               groups: Optional[np.ndarray] = None):
-    self._read, self._names = read, names
-    self._runs = _runs(groups, length)
+  def __init__(self, read: Callable[[np.ndarray], Sequence[Optional[np.ndarray]]],
+               length: int, image_shape: Sequence[int], name: Callable[[int], str],
+               workers: int = 0, groups: Optional[np.ndarray] = None):
+    self._read, self._name = read, name
+    self._order, self._bounds = _groups(groups, length)
+    self._position = np.empty(length, np.int64)
+    self._position[self._order] = np.arange(length)
     self.shape = (length, *(int(s) for s in image_shape))
     self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
     workers = workers or min(32, (os.cpu_count() or 1) + 4)
@@ -63,21 +68,28 @@ class OnDemand:
   def __len__(self) -> int:
     return self.shape[0]
 
-  def _image(self, i: int) -> np.ndarray:
-    start, end = self._runs[i]
-    for j in range(end - start):
-      k = start + (i - start + j) % (end - start)
-      pixels = self._read(k)
+  def _unreadable(self, k: int) -> None:
+    with self._lock:
+      new = k not in self._bad
+      self._bad.add(k)
+    if new:
+      logging.warning('cannot read %s; the next readable image stands in for it',
+                      self._name(k))
+
+  def _stand_in(self, i: int) -> np.ndarray:
+    """The next readable image after the unreadable image i in its group."""
+    self._unreadable(i)
+    p = self._position[i]
+    start, end = self._bounds[p]
+    for j in range(1, end - start):
+      k = int(self._order[start + (p - start + j) % (end - start)])
+      pixels = self._read(np.array([k]))[0]
       if pixels is not None:
         return pixels
-      with self._lock:
-        new = k not in self._bad
-        self._bad.add(k)
-      if new:
-        logging.warning('cannot read %s; the next readable image stands in for it',
-                        self._names[k])
-    raise DataError(f'none of the {end - start} images from {self._names[start]} to '
-                    f'{self._names[end - 1]} can be decoded')
+      self._unreadable(k)
+    first, last = self._order[start], self._order[end - 1]
+    raise DataError(f'none of the {end - start} images of the group from {self._name(first)} '
+                    f'to {self._name(last)} can be decoded')
 
   def __getitem__(self, key) -> np.ndarray:
     if isinstance(key, slice):
@@ -90,12 +102,21 @@ class OnDemand:
     flat = np.where(index < 0, index + len(self), index).ravel()
     out = np.empty((flat.size, *self.shape[1:]), np.uint8)
 
-    def decode(rows):  # a run of rows per task: fewer futures than images
-      for n in rows:
-        out[n] = self._image(int(flat[n]))
+    def decode(rows):  # a run of rows per task: fewer futures than images, batched reads
+      for n, pixels in zip(rows, self._read(flat[rows])):
+        out[n] = self._stand_in(int(flat[n])) if pixels is None else pixels
 
-    list(self._pool.map(decode, np.array_split(np.arange(flat.size), self._tasks)))
+    runs = [rows for rows in np.array_split(np.arange(flat.size), self._tasks) if rows.size]
+    list(self._pool.map(decode, runs))
     return out.reshape(index.shape + self.shape[1:])
+
+
+def materialise(images: OnDemand, chunk: int = 8192) -> np.ndarray:
+  """All the images of `images` decoded into one array, `chunk` at a time."""
+  out = np.empty(images.shape, np.uint8)
+  for start in range(0, len(images), chunk):
+    out[start:start + chunk] = images[start:start + chunk]
+  return out
 
 
 def _cgroup_limit_files():

@@ -7,12 +7,14 @@ A name in input_pipeline.DATASETS, or any TFDS name after the prefix 'tfds:'
 """
 
 import difflib
+import os
 from typing import Optional, Tuple
 
+from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import hosts, image_files, platforms
+from gan_jax import hosts, image_files, platforms, streaming
 from gan_jax.errors import DataError
 
 PREFIX = 'tfds:'  # dataset.name 'tfds:NAME': any TFDS-registered image dataset
@@ -125,36 +127,147 @@ def num_classes(config) -> int:
   return features(tfds, config)[2]
 
 
+ARRAY_RECORD = 'array_record'  # TFDS's random-access file format (as_data_source reads it)
+
+
+def _prepared(tfds, config):
+  """The prepared dataset as its directory describes it (features and file formats from its
+  dataset_info.json: a registered builder's info keeps no alternative formats from there)."""
+  return tfds.builder_from_directory(_builder(tfds, config).data_dir)
+
+
+def _random_access(tfds, builder) -> bool:
+  return tfds.core.file_adapters.FileFormat.ARRAY_RECORD in builder.info.available_file_formats()
+
+
+def _add_array_record(tfds, config) -> Optional[DataError]:
+  """ArrayRecord copies of the prepared TFRecord shards of every split, written beside them
+  (each under a temporary name, then renamed) and listed in the dataset's info as an
+  alternative format, last: an interrupted copy is made again. TFDS's own converter
+  (`tfds convert_format`) needs Apache Beam; this is the same copy, record for record, in
+  one process. None, or the reason it could not be made."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  builder = _prepared(tfds, config)
+  if _random_access(tfds, builder):
+    return None
+  info = builder.info
+  logging.info('TFDS dataset %r: writing ArrayRecord copies of its shards beside them in %s '
+               '(random access for dataset.storage stream; once)', info.full_name,
+               builder.data_dir)
+  try:
+    for split in info.splits.values():
+      template, shards = split.filename_template, split.num_shards
+      targets = template.replace(filetype_suffix=ARRAY_RECORD).sharded_filepaths(shards)
+      for source, target in zip(template.sharded_filepaths(shards), targets):
+        partial = target.parent / f'{target.name}.incomplete'
+        writer = array_record_module.ArrayRecordWriter(os.fspath(partial), 'group_size:1')
+        for record in tf.data.TFRecordDataset(os.fspath(source)).as_numpy_iterator():
+          writer.write(record)
+        writer.close()
+        partial.replace(target)
+    info.add_alternative_file_format(ARRAY_RECORD)
+    info.write_dataset_info_json(builder.data_dir)
+  except Exception as e:  # pylint: disable=broad-except  (file system and TF errors differ)
+    return DataError(f'dataset.storage stream reads TFDS datasets in the ArrayRecord format '
+                     f'(random access), and the ArrayRecord copy of {config.name!r} could not '
+                     f'be written in {builder.data_dir} ({_why(e)}); set dataset.storage to '
+                     f"'memory', or make the copy where it can be written (`tfds convert_format "
+                     f'--out_file_format=array_record`)')
+  return None
+
+
+def add_random_access(tfds, config) -> None:
+  """Makes the prepared dataset readable at random (ArrayRecord), once per data_dir, as
+  prepare_tfds prepares it: process 0 first, then any process that still lacks it."""
+  first, what = jax.process_index() == 0, f'copying TFDS dataset {config.name!r} to ArrayRecord'
+  hosts.agree(_add_array_record(tfds, config) if first else None, what)
+  if jax.process_count() > 1:
+    hosts.agree(None if first else _add_array_record(tfds, config), what)
+
+
+def _on_demand(tfds, config, image_key, label_key):
+  """(streaming.OnDemand of the split's images, labels [N] or None), read at random from its
+  ArrayRecord files; each image decoded (PIL) and fitted when it is indexed."""
+  builder = _prepared(tfds, config)
+  source = builder.as_data_source(config.split, decoders={image_key: tfds.decode.SkipDecoding()},
+                                  file_format=ARRAY_RECORD)
+  size, channels, n = config.image_size, config.channels, len(source)
+  if not n:
+    raise ValueError(f'split {config.split!r} is empty')
+  labels = None
+  if label_key:
+    labels = np.concatenate([[r[label_key] for r in source.__getitems__(range(i, min(i + CHUNK, n)))]
+                             for i in range(0, n, CHUNK)]).astype(np.int64)
+
+  def read(rows):
+    out = []
+    for record in source.__getitems__(rows.tolist()):
+      try:
+        out.append(image_files.fit_encoded(record[image_key], size, channels))
+      except Exception:  # pylint: disable=broad-except  (PIL raises many types)
+        out.append(None)
+    return out
+
+  name = lambda i: f'{config.name} {config.split} example {i}'
+  return streaming.OnDemand(read, n, (size, size, channels), name, groups=labels), labels
+
+
+def _read_sequential(tfds, config, image_key, label_key, own_shape):
+  """(images, labels or None) of the split through tf.data, whole (TFRecord files)."""
+  size, channels = config.image_size, config.channels
+  keys = [image_key] + ([label_key] if label_key else [])
+  # Images to fit come encoded and are decoded (JPEGs at a reduced scale) and fitted on a
+  # thread pool, as folders are; a dataset at its own shape comes as TFDS decodes it.
+  decoders = None if own_shape else {image_key: tfds.decode.SkipDecoding()}
+  dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False,
+                                              decoders=decoders)
+  dataset = dataset.map(lambda example: {k: example[k] for k in keys})
+  chunks = []
+  for chunk in tfds.as_numpy(dataset.batch(CHUNK).prefetch(2)):  # read while fitting
+    if not own_shape:
+      chunk[image_key] = image_files.fit_encoded_all(list(chunk[image_key]), size, channels)
+    chunks.append(chunk)
+  if not chunks:
+    raise ValueError(f'split {config.split!r} is empty')
+  data = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+  return data[image_key], (data[label_key] if label_key else None)
+
+
 def read(config):
-  """(images uint8 [N, S, S, C], labels [N] or None, classes) of the split, S and C being
-  dataset.image_size and channels; images of another shape are cropped and resized."""
+  """(images uint8 [N, S, S, C] or a streaming.OnDemand of them, labels [N] or None, classes)
+  of the split, S and C being dataset.image_size and channels; images of another shape are
+  cropped and resized.
+
+  dataset.storage (streaming.choose) 'stream' reads the images at random from ArrayRecord
+  files, which are made from the TFRecord ones first where the dataset has none. A dataset
+  with ArrayRecord files is read from them in memory too (decoded on a thread pool, faster
+  than tf.data); one without, through tf.data.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
   image_key, label_key, classes, shape = features(tfds, config)
   prepare_tfds(tfds, config)
   size, channels = config.image_size, config.channels
-  keys = [image_key] + ([label_key] if label_key else [])
-  own_shape = tuple(shape) == (size, size, channels)
   try:
-    # Images to fit come encoded and are decoded (JPEGs at a reduced scale) and fitted on a
-    # thread pool, as folders are; a dataset at its own shape comes as TFDS decodes it.
-    decoders = None if own_shape else {image_key: tfds.decode.SkipDecoding()}
-    dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False,
-                                                decoders=decoders)
-    dataset = dataset.map(lambda example: {k: example[k] for k in keys})
-    chunks = []
-    for chunk in tfds.as_numpy(dataset.batch(CHUNK).prefetch(2)):  # read while fitting
-      if not own_shape:
-        chunk[image_key] = image_files.fit_encoded_all(list(chunk[image_key]), size, channels)
-      chunks.append(chunk)
-    if not chunks:
-      raise ValueError(f'split {config.split!r} is empty')
-    data = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+    storage = config.storage
+    splits = _builder(tfds, config).info.splits
+    if splits:  # (none under tfds.testing.mock_data: its data is made up, in memory)
+      storage = streaming.choose(storage, splits[config.split].num_examples,
+                                 (size, size, channels),
+                                 f'TFDS dataset {config.name!r} split {config.split!r}')
+    if storage == 'stream':
+      add_random_access(tfds, config)
+    if splits and _random_access(tfds, _prepared(tfds, config)):
+      images, labels = _on_demand(tfds, config, image_key, label_key)
+      if storage == 'memory':
+        images = streaming.materialise(images)
+    else:
+      own_shape = tuple(shape) == (size, size, channels)
+      images, labels = _read_sequential(tfds, config, image_key, label_key, own_shape)
   except DataError:
     raise
   except Exception as e:  # a damaged or partial preparation
     raise DataError(f'cannot read TFDS dataset {config.name!r} ({_why(e)}); '
                     f'{_TFDS_HINT}') from None
-  return data[image_key], (data[label_key] if label_key else None), classes
-
-
+  return images, labels, classes

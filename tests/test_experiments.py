@@ -68,3 +68,25 @@ def test_idx_to_folder_writes_a_folder_that_loads_the_same_images(tmp_path):
   np.testing.assert_array_equal(data.images[..., 0], images[order])
   np.testing.assert_array_equal(data.labels, labels[order])
   assert data.class_names == ('0_t_shirt_top', '1_trouser', '2_ankle_boot')
+
+
+def test_input_speed_reads_the_same_images_five_ways(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'input_speed.py'), '--make=30',
+       '--source_size=40', '--image_size=16', '--batch_size=8', '--seconds=0.3',
+       f'--out={tmp_path}'], cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = {d['source']: d for d in map(json.loads, (line for line in result.stdout.splitlines()
+                                                    if line.startswith('{')))}
+  assert list(lines) == ['folder_stream', 'folder_memory', 'tfds_memory', 'tfds_stream',
+                         'tfds_memory_array_record']
+  for name in ('folder_memory', 'tfds_memory', 'tfds_memory_array_record'):
+    assert lines[name]['images'] == 30 and lines[name]['images_per_s'] > 0
+  for name in ('folder_stream', 'tfds_stream'):
+    assert lines[name]['images'] % 8 == 0 and lines[name]['images'] > 0
+    rate = lines[name]['images'] / lines[name]['seconds']  # seconds rounded to 0.01
+    assert abs(lines[name]['images_per_s'] - rate) < 0.03 * rate
+  assert lines['tfds_stream']['copy_seconds'] > 0  # the ArrayRecord copy was made for it
+  assert 'copy_seconds' not in lines['tfds_memory_array_record']  # and then reused
+  assert list((tmp_path / 'tfds_array_record').rglob('*.array_record-*'))

@@ -1,6 +1,6 @@
-"""Folders streamed (dataset.storage 'stream'): the batches of the same folder in memory, each
-process decoding only its rows, unreadable files replaced the same way every time, the auto
-choice, the refusals, and a resumed run equal to an uninterrupted one."""
+"""Folders and TFDS datasets streamed (dataset.storage 'stream'): the batches of the same data
+in memory, each process decoding only its rows, unreadable files replaced the same way every
+time, the auto choice, the refusals, and a resumed run equal to an uninterrupted one."""
 
 import logging
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import load_config
-from gan_jax import input_pipeline as ip, streaming, trainer
-from gan_jax.errors import ConfigError
+from gan_jax import input_pipeline as ip, streaming, tfds_data, trainer
+from gan_jax.errors import ConfigError, DataError
 from gan_jax.stepper import Stepper
 
 
@@ -56,8 +56,8 @@ def test_two_processes_decode_disjoint_shares_that_cover_an_epoch():
   shards = {}
   for index in (0, 1):
     log = reads[index]
-    images = streaming.OnDemand(lambda i, log=log: log.append(i) or np.full((2, 2, 1), i, np.uint8),
-                                32, (2, 2, 1), [str(i) for i in range(32)], workers=2)
+    read = lambda rows, log=log: [log.append(i) or np.full((2, 2, 1), i, np.uint8) for i in rows]
+    images = streaming.OnDemand(read, 32, (2, 2, 1), str, workers=2)
     data = ip.Dataset(images, None, 0)
     stream = ip.BatchStream(data, 8, seed=1, shard=(index, 2))
     shards[index] = stream.next(4)['image'][..., 0, 0, 0]  # [4 batches, 4 rows]: the indices
@@ -106,8 +106,8 @@ def test_host_memory_is_the_lower_of_ram_and_the_cgroup_limit(tmp_path, monkeypa
 
 @pytest.mark.parametrize('kw, message', [
     (dict(storage='disk'), "dataset.storage must be one of 'auto', 'memory', 'stream', got 'disk'"),
-    (dict(storage='stream'), "dataset.storage 'stream' reads folders of image files; dataset "
-                             "'digits' is loaded into memory"),
+    (dict(storage='stream'), "dataset.storage 'stream' reads folders of image files and TFDS "
+                             "datasets; dataset 'digits' is loaded into memory"),
 ])
 def test_storage_refusals_are_one_line(kw, message):
   for fn in (ip.load, ip.spec):
@@ -121,9 +121,15 @@ def test_stream_refuses_an_npz(tmp_path):
     ip.load(_config(str(tmp_path / 'x.npz'), 'stream'))
 
 
-def test_a_streamed_run_resumed_halfway_equals_an_uninterrupted_one(tmp_path):
-  path = _folder(tmp_path / 'f')
-  overrides = dict(dataset__path=path, dataset__storage='stream', dataset__image_size=8,
+@pytest.mark.parametrize('source', ['folder', 'tfds'])
+def test_a_streamed_run_resumed_halfway_equals_an_uninterrupted_one(tmp_path, source):
+  if source == 'folder':
+    where = dict(dataset__path=_folder(tmp_path / 'f'))
+  else:
+    import tfds_tiny  # pylint: disable=g-import-not-at-top,unused-import  (registers tiny_images)
+    where = dict(dataset__name='tfds:tiny_images', dataset__data_dir=str(tmp_path / 'tfds'),
+                 dataset__download=True)
+  overrides = dict(where, dataset__storage='stream', dataset__image_size=8,
                    dataset__channels=1, log_every=0, sample_every=0, checkpoint_every=2,
                    batch_size=8)  # 4 steps of 8: over an epoch of 24
   config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=4, **overrides)
@@ -177,3 +183,60 @@ def test_processes_agree_on_the_data_they_hold(tmp_path, monkeypatch, other, mes
   else:
     with pytest.raises(ip.DataError, match=message):
       ip.load_on_every_process(config)
+
+
+def test_a_stand_in_comes_from_the_same_group_when_groups_interleave():
+  labels = np.arange(9) % 3  # 0 1 2 0 1 2 0 1 2, as a TFDS dataset's labels come
+  read = lambda rows: [None if i in (3, 6) else np.full((1, 1, 1), i, np.uint8) for i in rows]
+  images = streaming.OnDemand(read, 9, (1, 1, 1), str, workers=1, groups=labels)
+  # 3 and 6 (label 0) unreadable: 3 -> 6 -> 0 (wrapping around), 6 -> 0.
+  assert images[np.array([3, 6, 4])].ravel().tolist() == [0, 0, 4]
+
+
+def _tiny_tfds(data_dir, storage, image_size=8):
+  import tfds_tiny  # pylint: disable=g-import-not-at-top,unused-import  (registers tiny_images)
+  return _config('', storage, name='tfds:tiny_images', data_dir=str(data_dir), download=True,
+                 image_size=image_size)
+
+
+@pytest.mark.parametrize('image_size', [8, 4])  # its own size (PNGs as they are), and fitted
+def test_a_streamed_tfds_dataset_gives_the_batches_of_it_in_memory(tmp_path, image_size):
+  before = ip.load(_tiny_tfds(tmp_path, 'memory', image_size))  # TFRecord files, tf.data
+  version_dir = next((tmp_path / 'tiny_images').iterdir())
+  assert not list(version_dir.glob('*.array_record*'))
+  streamed = ip.load(_tiny_tfds(tmp_path, 'stream', image_size))
+  assert isinstance(streamed.images, streaming.OnDemand)
+  assert list(version_dir.glob('*.tfrecord*')) and list(version_dir.glob('*.array_record-*'))
+  assert not list(version_dir.glob('*.incomplete'))
+  after = ip.load(_tiny_tfds(tmp_path, 'memory', image_size))  # ArrayRecord files, decoded
+  assert isinstance(after.images, np.ndarray)
+  assert streamed.image_shape == before.image_shape == (image_size, image_size, 1)
+  assert streamed.num_classes == before.num_classes == 3
+  np.testing.assert_array_equal(after.images, before.images)
+  np.testing.assert_array_equal(after.labels, before.labels)
+  np.testing.assert_array_equal(streamed.labels, before.labels)
+  a, b = ip.BatchStream(before, 5, seed=3), ip.BatchStream(streamed, 5, seed=3)
+  for _ in range(6):  # over several epochs
+    x, y = a.next(2), b.next(2)
+    np.testing.assert_array_equal(x['image'], y['image'])
+    np.testing.assert_array_equal(x['label'], y['label'])
+
+
+def test_a_tfds_copy_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  ip.load(_tiny_tfds(tmp_path, 'memory'))
+
+  def refuse(path, options):
+    raise OSError(f'Read-only file system: {path}')
+
+  monkeypatch.setattr(array_record_module, 'ArrayRecordWriter', refuse)
+  with pytest.raises(DataError) as e:
+    ip.load(_tiny_tfds(tmp_path, 'stream'))
+  assert '\n' not in str(e.value)
+  assert str(e.value).startswith("dataset.storage stream reads TFDS datasets in the ArrayRecord "
+                                 "format (random access), and the ArrayRecord copy of "
+                                 "'tfds:tiny_images' could not be written in "), str(e.value)
+  assert 'OSError: Read-only file system' in str(e.value)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  prepared = tfds_data._prepared(tfds, _tiny_tfds(tmp_path, 'stream'))  # pylint: disable=protected-access
+  assert not tfds_data._random_access(tfds, prepared)  # pylint: disable=protected-access
