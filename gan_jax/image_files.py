@@ -11,6 +11,7 @@ after a centre crop to a square.
 
 import collections
 import concurrent.futures
+import contextlib
 import io
 import os
 from typing import List, Optional, Sequence, Tuple
@@ -65,10 +66,34 @@ def _hidden(parts: Sequence[str]) -> bool:
   return any(p.startswith('.') for p in parts)  # .DS_Store, ._x.jpg (macOS), .git, ...
 
 
+_listings: Optional[dict] = None  # root -> list_folder's result, inside `listings()`
+
+
+@contextlib.contextmanager
+def listings():
+  """Within it, each folder is listed once (a run's data spec, evaluator and loader all list
+  dataset.path; a bucket of a million files takes minutes to list)."""
+  global _listings
+  outer, _listings = _listings, ({} if _listings is None else _listings)
+  try:
+    yield
+  finally:
+    _listings = outer
+
+
 def list_folder(root: str) -> Tuple[List[str], Optional[np.ndarray], Tuple[str, ...]]:
   """(image paths, labels [N] int32 or None, class names) of the folder `root`, in sorted
   order, without reading an image; a DataError when it holds none, or holds images both
   directly and in subfolders (which would leave the direct ones without a class)."""
+  if _listings is None:
+    return _list(root)
+  if root not in _listings:
+    _listings[root] = _list(root)
+  paths, labels, class_names = _listings[root]
+  return list(paths), labels, class_names
+
+
+def _list(root: str) -> Tuple[List[str], Optional[np.ndarray], Tuple[str, ...]]:
   base = files.path(root)
   found = []
   for folder, _, names in base.walk():  # one listing per folder (epath has no rglob on gs://)

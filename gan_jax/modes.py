@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional
 
 import jax
 
-from gan_jax import checkpoints, checks, extractors, input_pipeline, rundir, sampling, trainer
+from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline, rundir,
+                     sampling, trainer)
 from gan_jax.errors import ConfigError
 from gan_jax.evaluator import Evaluator
 from gan_jax.stepper import Stepper
@@ -35,6 +36,11 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
 
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming); returns the final state."""
+  with image_files.listings():  # a folder's files listed once: spec, evaluator, loader
+    return _train(config, workdir)
+
+
+def _train(config, workdir: str):
   checks.check_config(config, jax.device_count())
   # Everything that can refuse the run comes before the data is loaded (a download, or a
   # folder decoded), from the data's spec (headers, registry, a folder's listing).
@@ -78,6 +84,11 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
 def evaluate(config, workdir: str, step: Optional[int] = None,
              best: bool = False) -> Dict[str, Any]:
   """Scores a checkpoint (default: the latest) with the configured extractors."""
+  with image_files.listings():  # a reference folder listed once: evaluator, reference stats
+    return _evaluate(config, workdir, step, best)
+
+
+def _evaluate(config, workdir: str, step: Optional[int], best: bool) -> Dict[str, Any]:
   checks.check_config(config, jax.device_count())
   spec = _spec(config, workdir)
   evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings

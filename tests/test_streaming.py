@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_config
-from gan_jax import input_pipeline as ip, streaming, tfds_data, trainer
+from gan_jax import image_files, input_pipeline as ip, modes, streaming, tfds_data, trainer
 from gan_jax.errors import ConfigError, DataError
 from gan_jax.stepper import Stepper
 
@@ -240,3 +240,21 @@ def test_a_tfds_copy_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   prepared = tfds_data._prepared(tfds, _tiny_tfds(tmp_path, 'stream'))  # pylint: disable=protected-access
   assert not tfds_data._random_access(tfds, prepared)  # pylint: disable=protected-access
+
+
+def test_a_run_lists_its_folder_once(tmp_path, monkeypatch):
+  path = _folder(tmp_path / 'f')
+  listed = []
+  real = image_files._list  # pylint: disable=protected-access
+  monkeypatch.setattr(image_files, '_list', lambda root: listed.append(root) or real(root))
+  ip.spec(_config(path, 'stream'))
+  ip.load(_config(path, 'stream'))
+  assert len(listed) == 2  # each lists it on its own
+  listed.clear()
+  config = load_config('dcgan.py:digits,runlocal,mlp', num_steps=2, dataset__path=path,
+                       dataset__image_size=8, dataset__channels=1, log_every=0,
+                       sample_every=0, batch_size=8)
+  modes.train(config, str(tmp_path / 'run'))
+  assert listed == [path]  # the spec, the checks and the loader: one listing
+  ip.spec(_config(path, 'stream'))
+  assert listed == [path, path]  # after the run, listed afresh
