@@ -1,6 +1,7 @@
 r"""A dataset larger than the memory a run may use: train and resume inside a memory cap.
 
   python experiments/memory_cap.py --out=/tmp/memory_cap --images=320000 --limit_gib=3
+  python experiments/memory_cap.py --out=/tmp/memory_cap --images=320000 --limit_gib=3 --source=tfds
 
 Writes --images random-content JPEGs of --image_size pixels (RGB) in 10 class folders (3.9 GB
 decoded at 320,000 x 64 x 64 x 3), then runs main.py three times in a Linux memory cgroup
@@ -8,6 +9,10 @@ limited to --limit_gib (cgroup v1 or v2; needs a writable cgroup, e.g. as root i
   straight: --steps iterations;
   half:     --steps / 2 iterations in another workdir,
   resumed:  the same workdir resumed to --steps.
+--source=tfds trains on the same JPEGs as a TFDS dataset ('memory_cap_images', prepared once in
+OUT/tfds as TFRecord files, outside the cap; main.py reads it by name from its data_dir): the
+first run in the cap writes its ArrayRecord copy, then streams from it. Its workdirs and logs
+are OUT/tfds_straight etc.
 dataset.storage is left at 'auto', which streams here (OUT/straight.log etc. say so). Prints
 one JSON line:
 each run's exit status, seconds, peak resident memory (the largest process's) and the cgroup's
@@ -36,6 +41,7 @@ flags.DEFINE_float('limit_gib', 3.0, 'The memory cap.')
 flags.DEFINE_integer('steps', 6, 'Training iterations of the straight run (even).')
 flags.DEFINE_string('config', 'configs/dcgan.py:celeb_a', 'The config (64 px DCGAN).')
 flags.DEFINE_multi_string('extra', [], 'More main.py flags.')
+flags.DEFINE_enum('source', 'folder', ['folder', 'tfds'], 'The JPEG folder, or it as TFDS data.')
 
 
 def make_folder(folder: str, count: int, size: int) -> None:
@@ -98,9 +104,43 @@ class Cgroup:
     os.rmdir(self.dir)
 
 
+def make_tfds(folder: str, data_dir: str) -> None:
+  """The folder's JPEGs (their bytes, not decoded) as the TFDS dataset 'memory_cap_images'."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  class MemoryCapImages(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version('1.0.0')
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+          'label': tfds.features.ClassLabel(num_classes=10)}))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {'train': self._generate_examples()}
+
+    def _generate_examples(self):
+      for c in range(10):
+        sub = os.path.join(folder, f'class_{c}')
+        for name in sorted(os.listdir(sub)):
+          yield f'{c}/{name}', {'image': os.path.join(sub, name), 'label': c}
+
+  builder = MemoryCapImages(data_dir=data_dir)
+  if not builder.is_prepared():
+    t0 = time.time()
+    builder.download_and_prepare()
+    print(f'prepared the TFDS dataset in {time.time() - t0:.0f} s', flush=True)
+
+
 def _train(workdir: str, steps: int, folder: str):
+  if FLAGS.source == 'tfds':
+    data = ['--config.dataset.name=tfds:memory_cap_images',
+            f'--config.dataset.data_dir={os.path.join(FLAGS.out, "tfds")}']
+  else:
+    data = [f'--config.dataset.path={folder}']
   return [sys.executable, 'main.py', f'--config={FLAGS.config}', f'--workdir={workdir}',
-          f'--config.dataset.path={folder}', f'--config.dataset.image_size={FLAGS.image_size}',
+          *data, f'--config.dataset.image_size={FLAGS.image_size}',
           f'--config.num_steps={steps}', f'--config.checkpoint_every={steps // 2}',
           '--config.sample_every=0', '--config.log_every=1', *FLAGS.extra]
 
@@ -123,16 +163,21 @@ def main(argv):
     t0 = time.time()
     make_folder(folder, FLAGS.images, FLAGS.image_size)
     print(f'wrote {FLAGS.images} JPEGs in {time.time() - t0:.0f} s', flush=True)
+  if FLAGS.source == 'tfds':
+    make_tfds(folder, os.path.join(FLAGS.out, 'tfds'))
+  prefix = '' if FLAGS.source == 'folder' else f'{FLAGS.source}_'
   decoded = FLAGS.images * FLAGS.image_size ** 2 * 3
   group = Cgroup(int(FLAGS.limit_gib * 2**30))
   result = {'images': FLAGS.images, 'decoded_gb': round(decoded / 1e9, 2),
-            'limit_gib': FLAGS.limit_gib, 'config': FLAGS.config, 'steps': FLAGS.steps}
+            'limit_gib': FLAGS.limit_gib, 'config': FLAGS.config, 'steps': FLAGS.steps,
+            'source': FLAGS.source}
   try:
     for name, workdir, steps in (('straight', 'straight', FLAGS.steps),
                                  ('half', 'resumed', FLAGS.steps // 2),
                                  ('resumed', 'resumed', FLAGS.steps)):
-      status, seconds, peak = group.run(_train(os.path.join(FLAGS.out, workdir), steps, folder),
-                                        os.path.join(FLAGS.out, f'{name}.log'))
+      status, seconds, peak = group.run(
+          _train(os.path.join(FLAGS.out, prefix + workdir), steps, folder),
+          os.path.join(FLAGS.out, f'{prefix}{name}.log'))
       rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
       result[name] = {'exit': status, 'seconds': seconds, 'cgroup_peak_gib': round(peak / 2**30, 2),
                       'max_rss_gib_so_far': round(rss / 2**30, 2)}
@@ -140,7 +185,8 @@ def main(argv):
   finally:
     group.close()
   result['samples_bitwise_equal'] = bool(np.array_equal(
-      _samples(os.path.join(FLAGS.out, 'straight')), _samples(os.path.join(FLAGS.out, 'resumed'))))
+      _samples(os.path.join(FLAGS.out, prefix + 'straight')),
+      _samples(os.path.join(FLAGS.out, prefix + 'resumed'))))
   print(json.dumps(result), flush=True)
 
 

@@ -52,11 +52,14 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
 def main():
   assert jax.device_count() == 8, jax.devices()
   spec_modes = [arg.split('@', 1) for arg in sys.argv[1:]]  # 'SPEC@mode,mode[@both]'
+  ones = {}  # (spec, both) -> the 1-device run, which every mode compares with
   for spec, modes in spec_modes:
     for token in modes.split(','):
       mode, _, both = token.partition('@')
       base = {**BASE, **BOTH.get(both, {})}
-      one = train_on(jax.devices()[:1], load_config(spec, **base), 2)
+      if (spec, both) not in ones:
+        ones[spec, both] = train_on(jax.devices()[:1], load_config(spec, **base), 2)
+      one = ones[spec, both]
       scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen.params))
       eight = train_on(jax.devices(), load_config(spec, **{**base, **MODES[mode]}), 2)
       if mode == 'jit':
