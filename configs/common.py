@@ -70,7 +70,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
       float_range='unit',      # float image data (.npz): 'unit' in [0, 1] | 'signed' in [-1, 1]
       image_size=size,         # TFDS, folders, digits: the side images are cropped and resized to (not IDX/.npz)
-      storage='auto',          # folders: 'memory' (decoded once) | 'stream' (decoded per batch) | 'auto'
+      storage='auto',          # folders, TFDS: 'memory' (decoded once) | 'stream' (decoded per batch) | 'auto'
       channels=channels,       # TFDS, folders, digits: 1 (grayscale) | 3 (RGB) (not IDX/.npz)
       image_key='',            # TFDS: the image feature; '' = 'image' or the only Image feature
       label_key='',            # TFDS: the ClassLabel feature; '' = 'label' if there is one; 'none'

@@ -112,10 +112,16 @@ def features(tfds, config) -> Tuple[str, Optional[str], int, Tuple]:
 
 def default_image_shape(tfds, name: str) -> Optional[Tuple]:
   """The shape of the image feature a config takes by default ('image', or the only Image
-  feature), None where that is ambiguous: the config then names it (dataset.image_key), which
-  it can do only after this default is taken."""
+  feature), None where that is ambiguous (the config then names it, dataset.image_key, which
+  it can do only after this default is taken) or where the dataset is found only through
+  dataset.data_dir."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  info = _builder(tfds, ml_collections.ConfigDict(dict(name=name, data_dir=''))).info
+  try:
+    info = _builder(tfds, ml_collections.ConfigDict(dict(name=name, data_dir=''))).info
+  except DataError:
+    # Not registered, and not prepared in the default data_dir: a dataset prepared elsewhere,
+    # which dataset.data_dir will name (a config file cannot see it yet); loading says if not.
+    return None
   images = {k: f for k, f in info.features.items() if isinstance(f, tfds.features.Image)}
   image = images.get('image') or (next(iter(images.values())) if len(images) == 1 else None)
   return None if image is None else tuple(image.shape)

@@ -210,3 +210,43 @@ def test_a_tfds_dataset_with_several_image_features_is_configured_by_image_key()
     ip.spec(config.dataset)
   config.dataset.image_key = 'hr'
   assert ip.spec(config.dataset) == ip.DataSpec((64, 64, 3), 0, ())
+
+
+def test_a_tfds_dataset_found_only_in_its_data_dir_trains_and_its_workdir_samples(tmp_path):
+  """A dataset prepared elsewhere ('tfds build' of one's own builder), unknown to this process:
+  the config file cannot see it (dataset.data_dir comes later), so it takes the 64x64x3
+  default; loading finds it in data_dir, and a workdir's config.json that names it loads."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from configs import workdir as workdir_config  # pylint: disable=g-import-not-at-top
+
+  class UnlistedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version('1.0.0')
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          'image': tfds.features.Image(shape=(6, 10, 1)),
+          'label': tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {'train': self._generate_examples()}
+
+    def _generate_examples(self):
+      rng = np.random.default_rng(0)
+      for i in range(10):
+        yield i, {'image': rng.integers(0, 256, (6, 10, 1), np.uint8), 'label': i % 2}
+
+  UnlistedImages(data_dir=str(tmp_path / 'tfds')).download_and_prepare()
+  with pytest.raises(DataError, match="no TFDS dataset named 'unlisted_images'"):
+    ip.load(_config(name='tfds:unlisted_images', download=True))  # not in the default data_dir
+  config = wgan_gp.get_config('tfds:unlisted_images,runlocal')
+  assert (config.dataset.image_size, config.dataset.channels) == (64, 3)
+  config.dataset.update(dict(data_dir=str(tmp_path / 'tfds'), image_size=8, channels=1,
+                             download=False))
+  data = _same_spec(config.dataset)
+  assert data.images.shape == (10, 8, 8, 1) and data.num_classes == 2
+  run = tmp_path / 'run'
+  run.mkdir()
+  rundir.write_config(config, str(run))
+  again = workdir_config.get_config(str(run))
+  assert again.dataset.to_dict() == config.dataset.to_dict()
