@@ -51,6 +51,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.gan = gan                  # paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' (gan_jax/gans.py)
   c.acgan_adversarial = ''     # old ACGAN field, still read: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
   c.seed = 0                   # PRNG seed: parameters, noise and data order
+  c.num_seeds = 1              # train seeds seed, seed + 1, ... at once, as one stacked state (1: one run)
   c.batch_size = 64            # global batch size (split over all devices)
   c.num_steps = 100_000        # generator updates
   c.n_critic = 5               # critic updates per generator update

@@ -20,6 +20,7 @@ INF = math.inf
 # field -> (lowest, highest, what the bound means); every numeric field with a valid range.
 RANGES = {
     'seed': (0, 2**32 - 1, 'a PRNG seed'),
+    'num_seeds': (1, INF, 'runs trained at once, with seeds seed, seed + 1, ...'),
     'batch_size': (1, INF, 'images per iteration, over all devices'),
     'num_steps': (0, INF, 'generator updates'),
     'n_critic': (1, INF, 'critic updates per generator update'),
@@ -109,6 +110,11 @@ def check_config(config, num_devices: int) -> None:
     if _get(config, field) not in choices:
       raise ConfigError(f'{field} must be one of {", ".join(map(repr, choices))}, '
                         f'got {_get(config, field)!r}')
+  if config.seed + config.num_seeds - 1 > RANGES['seed'][1]:
+    raise ConfigError(f'seed + num_seeds - 1 must be <= {RANGES["seed"][1]} (the last '
+                      f'member\'s PRNG seed), got {config.seed + config.num_seeds - 1}')
+  if config.parallelism == 'pmap' and config.num_seeds > 1:
+    raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
   if config.parallelism == 'pmap' and jax.process_count() > 1:
     raise ConfigError("parallelism 'pmap' runs on one host (its state is host-local); on "
                       "several hosts use 'jit', the default")
