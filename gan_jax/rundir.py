@@ -26,6 +26,10 @@ RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 
                     'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 
 
+# Fields added since runs began whose absence from a config.json means a value other than "no
+# difference": a run from before num_seeds trained one seed.
+ABSENT_MEANS = {'num_seeds': 1}
+
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
 GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')
 
@@ -59,7 +63,7 @@ def check_resume_config(config, workdir: str) -> None:
   """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
   if not files.path(config_path(workdir)).exists():
     return
-  old = _flatten(load_config(workdir).to_dict())
+  old = {**ABSENT_MEANS, **_flatten(load_config(workdir).to_dict())}
   new = _flatten(json.loads(config.to_json_best_effort()))
   # A field missing from the old config.json was added to gan_jax after that run started; the
   # run behaved as its default does, so it is not a difference.

@@ -10,7 +10,7 @@ today's compiled calls, bitwise.
 """
 
 import functools
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -85,13 +85,30 @@ def stream(data: input_pipeline.Dataset, config, position: int = 0, shard=(0, 1)
   return Streams(data, config.batch_size, member_seeds(config), position, shard)
 
 
-def summary(values: Dict[str, np.ndarray], seeds: Sequence[int]) -> Dict[str, float]:
-  """Scalars of per-member values (name -> [N]): each name's mean across the members, its
-  standard deviation as `name_std`, and each member's value as `name/seed_S`."""
-  out = {}
+def summary(values: Dict[str, Any], shared=()) -> Tuple[Dict[str, float],
+                                                       List[Dict[str, float]]]:
+  """(each name's mean across the members and its standard deviation as `name_std`, each
+  member's own scalars) of per-member values (name -> [N]); names in `shared` (the same for
+  every member: the schedule) get no `_std`."""
+  values = {name: np.asarray(v, np.float64) for name, v in values.items()}
+  spread = {}
   for name, per_member in values.items():
-    per_member = np.asarray(per_member, np.float64)
-    out[name] = float(per_member.mean())
-    out[f'{name}_std'] = float(per_member.std())
-    out.update({f'{name}/seed_{s}': float(v) for s, v in zip(seeds, per_member)})
+    spread[name] = float(per_member.mean())
+    if name not in shared:
+      spread[f'{name}_std'] = float(per_member.std())
+  num = len(next(iter(values.values()))) if values else 0
+  return spread, [{name: float(v[k]) for name, v in values.items()} for k in range(num)]
+
+
+def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  """One evaluation result of the members' (one dict each): each score's mean, `score_std`
+  and `score_members` (the members' values, in order); what is not a score (the step, the
+  sample count) as the members share it."""
+  scores = [k for k, v in results[0].items() if isinstance(v, (int, float)) and
+            not isinstance(v, bool) and k not in ('step', 'num_samples')]
+  spread, _ = summary({k: [r[k] for r in results] for k in scores})
+  out = {k: v for k, v in results[0].items() if k not in scores}
+  for k in scores:
+    out.update({k: spread[k], f'{k}_std': spread[f'{k}_std'],
+                f'{k}_members': [float(r[k]) for r in results]})
   return out
