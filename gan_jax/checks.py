@@ -21,6 +21,7 @@ INF = math.inf
 RANGES = {
     'seed': (0, 2**32 - 1, 'a PRNG seed'),
     'num_seeds': (1, INF, 'runs trained at once, with seeds seed, seed + 1, ...'),
+    'seed_shards': (0, INF, 'devices along the seeds mesh axis; 0: auto'),
     'batch_size': (1, INF, 'images per iteration, over all devices'),
     'num_steps': (0, INF, 'generator updates'),
     'n_critic': (1, INF, 'critic updates per generator update'),
@@ -113,6 +114,13 @@ def check_config(config, num_devices: int) -> None:
   if config.seed + config.num_seeds - 1 > RANGES['seed'][1]:
     raise ConfigError(f'seed + num_seeds - 1 must be <= {RANGES["seed"][1]} (the last '
                       f'member\'s PRNG seed), got {config.seed + config.num_seeds - 1}')
+  if config.seed_shards > 1 and (config.num_seeds % config.seed_shards or
+                                 num_devices % config.seed_shards):
+    raise ConfigError(f'seed_shards {config.seed_shards} must divide num_seeds '
+                      f'({config.num_seeds}) and the device count ({num_devices}); 0 chooses')
+  if config.seed_shards > 1 and jax.process_count() > 1:
+    raise ConfigError('seed_shards > 1 runs on one host; on several, members are replicated '
+                      '(seed_shards 0 or 1)')
   if config.parallelism == 'pmap' and config.num_seeds > 1:
     raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
   if config.parallelism == 'pmap' and jax.process_count() > 1:

@@ -47,6 +47,27 @@ def over_members(fn, batch_axis: int):
   return call
 
 
+def seed_shards(config, num_devices: int, num_processes: int = 1) -> int:
+  """Devices along the mesh's 'seeds' axis (1: every member on every device, the state
+  replicated): config.seed_shards, or for 0 (auto) num_seeds when it divides the device count,
+  the device count when it divides num_seeds, else 1; always 1 with one seed or several
+  processes (each process feeds every member's rows of its own share of the batch)."""
+  if config.seed_shards:
+    return config.seed_shards
+  n = config.num_seeds
+  if n == 1 or num_processes > 1:
+    return 1
+  return n if num_devices % n == 0 else num_devices if n % num_devices == 0 else 1
+
+
+def state_shardings(state, member_sharding, shared_sharding):
+  """The shardings of a stacked state's leaves: `member_sharding` for each member-stacked
+  leaf, `shared_sharding` for the step."""
+  return state.replace(step=shared_sharding, **{
+      name: jax.tree.map(lambda _: member_sharding, getattr(state, name))
+      for name in _STACKED})
+
+
 def member(state: TrainState, k: int) -> TrainState:
   """Member k of a stacked state: the TrainState of the run with seed config.seed + k."""
   return state.replace(**{name: jax.tree.map(lambda x: x[k], getattr(state, name))

@@ -32,7 +32,10 @@ class Stepper:
   """Compiled functions of a checked config's GAN for images of `image_shape`."""
 
   def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None):
-    self.mesh = sharding.make_mesh(devices)
+    num_devices = jax.device_count() if devices is None else len(devices)
+    # num_seeds > 1: the members split over a 'seeds' mesh axis, or replicated (1).
+    self.seed_shards = seeds.seed_shards(config, num_devices, jax.process_count())
+    self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.gan = steps.build_gan(config, self.image_shape, num_classes)
     self.pmap = config.parallelism == 'pmap'
@@ -43,13 +46,17 @@ class Stepper:
     calls = ((1, _one_train_step), (2, steps.train_steps))  # leading batch axes -> call
     if self.num_seeds == 1:
       init = functools.partial(steps.init_state, self.gan, config.seed, self.image_shape)
+      self._state_sharding = repl
     else:  # a member axis before n_critic: [N, n_critic, B, ...], [K, N, n_critic, B, ...]
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
       calls = tuple((k + 1, seeds.over_members(fn, k - 1)) for k, fn in calls)
-    self._init = jax.jit(init, out_shardings=repl)
+      self._state_sharding = seeds.state_shardings(
+          jax.eval_shape(init), sharding.member_sharding(self.mesh), repl)
+    self._init = jax.jit(init, out_shardings=self._state_sharding)
     self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
-                            in_shardings=(repl, sharding.batch_sharding(self.mesh, k)),
-                            out_shardings=repl, donate_argnums=0)
+                            in_shardings=(self._state_sharding,
+                                          sharding.batch_sharding(self.mesh, k)),
+                            out_shardings=(self._state_sharding, repl, repl), donate_argnums=0)
                  for k, fn in calls}
     self._generate = jax.jit(functools.partial(steps.generate, self.gan))
     if self.pmap:
@@ -79,8 +86,11 @@ class Stepper:
   def abstract_state(self) -> TrainState:
     """The state's shapes, dtypes and shardings, without computing it (a restore target)."""
     shapes = jax.eval_shape(self._init)
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._repl), shapes)
+    if self.num_seeds == 1:
+      return jax.tree.map(
+          lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._repl), shapes)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, self._state_sharding)
 
   def place(self, state: TrainState) -> TrainState:
     """One copy -> the layout `train` takes (pmap: one copy per local device)."""
