@@ -151,6 +151,7 @@ def test_non_finite_values_name_the_member(tmp_path):
                                              r'\.params.* in member 2 \(seed 9\)'):
       trainer.train(config, str(tmp_path), stepper, data)
   config.skip_nonfinite = True
+  stepper = Stepper(config, data.image_shape, data.num_classes)
   warnings = []
   poisoned = _poisoned(stepper, 2)
   with mock.patch.object(stepper, 'init', lambda: poisoned), mock.patch.object(
