@@ -15,6 +15,12 @@ workdir, and prints its iterations/s beside the bare step's and their ratio (`lo
   python experiments/benchmark.py --config=configs/dcgan.py:digits,runlocal,mlp --loop \
       --steps=3000 --config.log_every=100 --config.sample_every=500 --config.checkpoint_every=1000
 
+With --config.num_seeds=N > 1 it times one compiled call of all N members against N separate
+runs (the same config with one seed, its bare step timed N times over): `separate_seconds_per_iter`
+is one run's iteration, `seeds_speedup` N of those over one iteration of all members:
+
+  python experiments/benchmark.py --config=configs/dcgan.py:digits,runlocal --config.num_seeds=8
+
 (runlocal configs log, sample and checkpoint every 2 steps, for the tests: the command sets the
 defaults of configs/common.py back.) The loop runs twice with the same compiled Stepper: the
 first run compiles (`loop_first_run_s`); later runs are timed from the end of their first call
@@ -70,8 +76,9 @@ class _Bare:
     rng = np.random.default_rng(0)
     # steps_per_call 0 (auto, the loop's choice): the bare step is one iteration per call.
     self.k, n, b = config.steps_per_call or 1, config.n_critic, config.batch_size
-    host = [{'image': rng.integers(0, 256, (n, b, *spec.image_shape), dtype=np.uint8),
-             'label': rng.integers(0, max(spec.num_classes, 1), (n, b)).astype(np.int32)}
+    lead = (config.num_seeds,) if config.num_seeds > 1 else ()   # the members' axis
+    host = [{'image': rng.integers(0, 256, (*lead, n, b, *spec.image_shape), dtype=np.uint8),
+             'label': rng.integers(0, max(spec.num_classes, 1), (*lead, n, b)).astype(np.int32)}
             for _ in range(self.k)]
     self.batch = self.stepper.put(host)
     self.state = self.stepper.place(self.stepper.init())
@@ -93,7 +100,7 @@ def benchmark(config, steps: int, bare=None) -> dict:
   """The bare compiled call's timing (`bare`: an already compiled _Bare)."""
   bare = bare or _Bare(config)
   seconds = bare.seconds_per_iter(steps)
-  n, b = config.n_critic, config.batch_size
+  n, b = config.n_critic, config.batch_size * config.num_seeds   # every member's images
   device = jax.devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   peak = (stats or {}).get('peak_bytes_in_use')
@@ -167,6 +174,13 @@ def main(_):
   config = FLAGS.config
   bare = _Bare(config)
   result = benchmark(config, FLAGS.steps, bare)
+  if config.num_seeds > 1:  # against N separate runs, one after another on the same devices
+    one = config.copy_and_resolve_references()
+    one.num_seeds = 1
+    separate = _Bare(one).seconds_per_iter(FLAGS.steps)
+    result.update(num_seeds=config.num_seeds, separate_seconds_per_iter=_sig(separate),
+                  seeds_speedup=round(config.num_seeds * separate /
+                                      result['seconds_per_iter'], 3))
   if FLAGS.loop:
     # The bare step and the loop alternate, each timed --repeats times; the best of each
     # counts (other work on the machine only ever slows a measurement down).

@@ -37,8 +37,8 @@ def init(gan: steps.GAN, seeds: Sequence[int], image_shape) -> TrainState:
 
 
 def over_members(fn, batch_axis: int):
-  """A call of one run, `fn(state, batch, *, gan) -> (state, metrics, health)` with metrics and health
-  [K], as the call of a stacked state on batches with a member axis at `batch_axis`
+  """A call of one run, `fn(state, batch, *, gan) -> (state, metrics, health)` with metrics
+  and health [K], as the call of a stacked state on batches with a member axis at `batch_axis`
   ([N, n_critic, B, ...]: 0; [K, N, n_critic, B, ...]: 1); metrics and health come back
   [K, N]."""
   def call(state, batch, *, gan):

@@ -209,7 +209,8 @@ def _member_writers(workdir: str, config, metric_writers) -> list:
   if config.num_seeds == 1 or jax.process_index() > 0:
     return []
   return [metric_writers.AsyncWriter(metric_writers.SummaryWriter(
-      str(files.path(workdir) / 'members' / f'seed_{seed}'))) for seed in seeds.member_seeds(config)]
+      str(files.path(workdir) / 'members' / f'seed_{seed}')))
+          for seed in seeds.member_seeds(config)]
 
 
 # Metrics every member has the same value of (the schedule): no spread to write.
@@ -295,7 +296,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       call = next(calls)
       data_seconds += time.time() - t0  # the wait for data
       assert call.step == done, (call.step, done)
-      real_images += call.length * call.n_critic * config.batch_size
+      real_images += call.length * call.n_critic * config.batch_size * config.num_seeds
       state, metrics, flags = stepper.step(state, call.batch)
       if log:  # the last log step's, written while the device runs this call
         _write_log(writer, members, health, *log)
