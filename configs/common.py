@@ -126,6 +126,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3       # checkpoints kept in the workdir
   c.skip_nonfinite = False     # skip (and count) an iteration with a non-finite value, not stop
   c.num_grid = 64              # samples in the TensorBoard grid (ACGAN: 10 per class)
+  c.grid_members = 'first'     # num_seeds > 1: the grid of 'first' (member 0) | 'all' (side by side)
   return c
 
 

@@ -59,6 +59,7 @@ POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # 
 # field -> allowed values
 CHOICES = {
     'parallelism': ('jit', 'pmap'),
+    'grid_members': ('first', 'all'),
     'dtype': tuple(steps.DTYPES),
     'model.arch': models.ARCHS,
     'model.gen_norm': ('batch', 'layer', 'none'),

@@ -20,8 +20,9 @@ from gan_jax.input_pipeline import DataSpec
 # among them: resuming from the last good checkpoint with a lower one is the usual cure for a
 # run that went non-finite.
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 'sample_every',
-                    'keep_checkpoints', 'num_grid', 'skip_nonfinite', 'parallelism',
-                    'steps_per_call', 'max_steps_per_call', 'compilation_cache', 'seed_shards',
+                    'keep_checkpoints', 'num_grid', 'grid_members', 'skip_nonfinite',
+                    'parallelism', 'steps_per_call', 'max_steps_per_call', 'compilation_cache',
+                    'seed_shards',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
                     'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 

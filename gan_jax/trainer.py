@@ -282,7 +282,9 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every or None)
-    grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
+    # num_seeds > 1: member 0's grid (a run of config.seed's), or every member's (its seed's z)
+    grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
+    grid_inputs = [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
     state = stepper.place(state)
     # The next calls' batches are assembled and sent to the devices on a thread while the
     # current call runs; checkpoints save the position after the batches of the steps done.
@@ -322,9 +324,11 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                         stop.received, done)
         break
       if is_time(config.sample_every, done, config):
-        # num_seeds > 1: member 0's grid, the grid of a run with config.seed
-        one = stepper.unplace(state) if member_seeds is None else seeds.member(state, 0)
-        picture = sampling.grid(stepper, one, grid_inputs, data.class_names)
+        if member_seeds is None:
+          picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs[0],
+                                  data.class_names)
+        else:
+          picture = sampling.member_grids(stepper, state, grid_inputs, data.class_names)
         writer.write_images(done, {'samples': picture[None]})
       if evaluation and is_time(config.eval_every, done, config):
         health.flush()

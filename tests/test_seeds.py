@@ -259,3 +259,22 @@ def test_num_seeds_cannot_change_on_resume_and_an_old_run_had_one(tmp_path):
   config.num_seeds = 2
   with pytest.raises(ConfigError, match=r'num_seeds \(1 -> 2\)'):
     rundir.check_resume_config(config, str(tmp_path))
+
+
+def test_member_grids_side_by_side_are_each_seeds_grid():
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  config = load_config('acgan.py:digits,runlocal,mlp', seed=SEED, num_seeds=2)
+  data = input_pipeline.load(config.dataset)
+  stepper = Stepper(config, data.image_shape, data.num_classes)
+  state = stepper.init()
+  inputs = [sampling.grid_inputs(stepper, seed, 16) for seed in stepper.seeds]
+  alone = sampling.member_grids(stepper, state, inputs[:1])  # grid_members 'first'
+  np.testing.assert_array_equal(alone, sampling.grid(stepper, seeds.member(state, 0),
+                                                     inputs[0]))
+  both = sampling.member_grids(stepper, state, inputs)
+  h, w, _ = alone.shape
+  assert both.shape == (h + 8, 2 * w + 12, 1)
+  for k in range(2):
+    np.testing.assert_array_equal(
+        both[4:4 + h, 4 + k * (w + 4):4 + k * (w + 4) + w],
+        sampling.grid(stepper, seeds.member(state, k), inputs[k]))
