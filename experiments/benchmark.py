@@ -100,7 +100,7 @@ def benchmark(config, steps: int, bare=None) -> dict:
   """The bare compiled call's timing (`bare`: an already compiled _Bare)."""
   bare = bare or _Bare(config)
   seconds = bare.seconds_per_iter(steps)
-  n, b = config.n_critic, config.batch_size * config.num_seeds   # every member's images
+  n, b = config.n_critic, config.batch_size
   device = jax.devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   peak = (stats or {}).get('peak_bytes_in_use')
@@ -110,7 +110,8 @@ def benchmark(config, steps: int, bare=None) -> dict:
       'device_count': jax.device_count(), 'parallelism': config.parallelism,
       'steps_per_call': bare.k, 'batch_size': b, 'n_critic': n,
       'compile_s': round(bare.compile_s, 2), 'seconds_per_iter': _sig(seconds),
-      'iters_per_s': _sig(1 / seconds), 'images_per_s': _sig(n * b / seconds),
+      'iters_per_s': _sig(1 / seconds),
+      'images_per_s': _sig(n * b * config.num_seeds / seconds),   # every member's images
       'peak_device_bytes': peak,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
