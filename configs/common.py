@@ -51,6 +51,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.gan = gan                  # paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' (gan_jax/gans.py)
   c.acgan_adversarial = ''     # old ACGAN field, still read: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
   c.seed = 0                   # PRNG seed: parameters, noise and data order
+  c.num_seeds = 1              # train seeds seed, seed + 1, ... at once, as one stacked state (1: one run)
   c.batch_size = 64            # global batch size (split over all devices)
   c.num_steps = 100_000        # generator updates
   c.n_critic = 5               # critic updates per generator update
@@ -99,6 +100,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.critic_optimizer = optimizer()
 
   c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
+  c.seed_shards = 0            # num_seeds > 1: devices along a 'seeds' mesh axis (1: members replicated); 0: auto
   c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
   c.steps_per_call = 0         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0: auto
   c.max_steps_per_call = 25    # auto: this many, fewer to end at the next log/sample/eval/checkpoint
@@ -124,6 +126,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3       # checkpoints kept in the workdir
   c.skip_nonfinite = False     # skip (and count) an iteration with a non-finite value, not stop
   c.num_grid = 64              # samples in the TensorBoard grid (ACGAN: 10 per class)
+  c.grid_members = 'first'     # num_seeds > 1: the grid of 'first' (member 0) | 'all' (side by side)
   return c
 
 

@@ -15,6 +15,12 @@ workdir, and prints its iterations/s beside the bare step's and their ratio (`lo
   python experiments/benchmark.py --config=configs/dcgan.py:digits,runlocal,mlp --loop \
       --steps=3000 --config.log_every=100 --config.sample_every=500 --config.checkpoint_every=1000
 
+With --config.num_seeds=N > 1 it times one compiled call of all N members against N separate
+runs (the same config with one seed, its bare step timed N times over): `separate_seconds_per_iter`
+is one run's iteration, `seeds_speedup` N of those over one iteration of all members:
+
+  python experiments/benchmark.py --config=configs/dcgan.py:digits,runlocal --config.num_seeds=8
+
 (runlocal configs log, sample and checkpoint every 2 steps, for the tests: the command sets the
 defaults of configs/common.py back.) The loop runs twice with the same compiled Stepper: the
 first run compiles (`loop_first_run_s`); later runs are timed from the end of their first call
@@ -70,8 +76,9 @@ class _Bare:
     rng = np.random.default_rng(0)
     # steps_per_call 0 (auto, the loop's choice): the bare step is one iteration per call.
     self.k, n, b = config.steps_per_call or 1, config.n_critic, config.batch_size
-    host = [{'image': rng.integers(0, 256, (n, b, *spec.image_shape), dtype=np.uint8),
-             'label': rng.integers(0, max(spec.num_classes, 1), (n, b)).astype(np.int32)}
+    lead = (config.num_seeds,) if config.num_seeds > 1 else ()   # the members' axis
+    host = [{'image': rng.integers(0, 256, (*lead, n, b, *spec.image_shape), dtype=np.uint8),
+             'label': rng.integers(0, max(spec.num_classes, 1), (*lead, n, b)).astype(np.int32)}
             for _ in range(self.k)]
     self.batch = self.stepper.put(host)
     self.state = self.stepper.place(self.stepper.init())
@@ -103,7 +110,8 @@ def benchmark(config, steps: int, bare=None) -> dict:
       'device_count': jax.device_count(), 'parallelism': config.parallelism,
       'steps_per_call': bare.k, 'batch_size': b, 'n_critic': n,
       'compile_s': round(bare.compile_s, 2), 'seconds_per_iter': _sig(seconds),
-      'iters_per_s': _sig(1 / seconds), 'images_per_s': _sig(n * b / seconds),
+      'iters_per_s': _sig(1 / seconds),
+      'images_per_s': _sig(n * b * config.num_seeds / seconds),   # every member's images
       'peak_device_bytes': peak,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
@@ -167,6 +175,13 @@ def main(_):
   config = FLAGS.config
   bare = _Bare(config)
   result = benchmark(config, FLAGS.steps, bare)
+  if config.num_seeds > 1:  # against N separate runs, one after another on the same devices
+    one = config.copy_and_resolve_references()
+    one.num_seeds = 1
+    separate = _Bare(one).seconds_per_iter(FLAGS.steps)
+    result.update(num_seeds=config.num_seeds, separate_seconds_per_iter=_sig(separate),
+                  seeds_speedup=round(config.num_seeds * separate /
+                                      result['seconds_per_iter'], 3))
   if FLAGS.loop:
     # The bare step and the loop alternate, each timed --repeats times; the best of each
     # counts (other work on the machine only ever slows a measurement down).

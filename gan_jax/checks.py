@@ -20,6 +20,8 @@ INF = math.inf
 # field -> (lowest, highest, what the bound means); every numeric field with a valid range.
 RANGES = {
     'seed': (0, 2**32 - 1, 'a PRNG seed'),
+    'num_seeds': (1, INF, 'runs trained at once, with seeds seed, seed + 1, ...'),
+    'seed_shards': (0, INF, 'devices along the seeds mesh axis; 0: auto'),
     'batch_size': (1, INF, 'images per iteration, over all devices'),
     'num_steps': (0, INF, 'generator updates'),
     'n_critic': (1, INF, 'critic updates per generator update'),
@@ -57,6 +59,7 @@ POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # 
 # field -> allowed values
 CHOICES = {
     'parallelism': ('jit', 'pmap'),
+    'grid_members': ('first', 'all'),
     'dtype': tuple(steps.DTYPES),
     'model.arch': models.ARCHS,
     'model.gen_norm': ('batch', 'layer', 'none'),
@@ -109,6 +112,18 @@ def check_config(config, num_devices: int) -> None:
     if _get(config, field) not in choices:
       raise ConfigError(f'{field} must be one of {", ".join(map(repr, choices))}, '
                         f'got {_get(config, field)!r}')
+  if config.seed + config.num_seeds - 1 > RANGES['seed'][1]:
+    raise ConfigError(f'seed + num_seeds - 1 must be <= {RANGES["seed"][1]} (the last '
+                      f'member\'s PRNG seed), got {config.seed + config.num_seeds - 1}')
+  if config.seed_shards > 1 and (config.num_seeds % config.seed_shards or
+                                 num_devices % config.seed_shards):
+    raise ConfigError(f'seed_shards {config.seed_shards} must divide num_seeds '
+                      f'({config.num_seeds}) and the device count ({num_devices}); 0 chooses')
+  if config.seed_shards > 1 and jax.process_count() > 1:
+    raise ConfigError('seed_shards > 1 runs on one host; on several, members are replicated '
+                      '(seed_shards 0 or 1)')
+  if config.parallelism == 'pmap' and config.num_seeds > 1:
+    raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
   if config.parallelism == 'pmap' and jax.process_count() > 1:
     raise ConfigError("parallelism 'pmap' runs on one host (its state is host-local); on "
                       "several hosts use 'jit', the default")

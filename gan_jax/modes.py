@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import jax
 
 from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline, rundir,
-                     sampling, trainer)
+                     sampling, seeds, trainer)
 from gan_jax.errors import ConfigError
 from gan_jax.evaluator import Evaluator
 from gan_jax.stepper import Stepper
@@ -26,10 +26,18 @@ def _stepper(config, image_shape, num_classes) -> Stepper:
 
 
 def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evaluation:
-  def run(state):
+  """Scores a state; with num_seeds > 1 every member (each with its own seed's samples, as a
+  separate run's), combined: each score's mean, `_std` and `_members` (seeds.combine)."""
+  def one(state, seed):
     return evaluator.run(sampling.batches(
         stepper, state, config.eval.num_samples,
-        sampling.stream_key(config.seed, sampling.EVAL_STREAM), interleaved=True))
+        sampling.stream_key(seed, sampling.EVAL_STREAM), interleaved=True))
+
+  def run(state):
+    if stepper.num_seeds == 1:
+      return one(state, config.seed)
+    return seeds.combine([one(seeds.member(state, k), seed)
+                          for k, seed in enumerate(stepper.seeds)])
   metric = extractors.best_metric(config.eval)
   return trainer.Evaluation(run, metric, extractors.best_mode(metric))
 
@@ -70,15 +78,23 @@ def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: 
 
 
 def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
-           best: bool = False) -> Dict[str, Any]:
-  """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it."""
+           best: bool = False, seed_index: int = 0) -> Dict[str, Any]:
+  """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it;
+  with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it)."""
   checks.check_config(config, jax.device_count())
   if num_samples < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
+  if not 0 <= seed_index < config.num_seeds:
+    raise ConfigError(f'--seed_index must be >= 0 and < num_seeds ({config.num_seeds}), '
+                      f'got {seed_index}')
   spec = _spec(config, workdir)
   stepper = _stepper(config, spec.image_shape, spec.num_classes)
   state = _restore(config, workdir, stepper, step, best)
-  return sampling.write_samples(stepper, state, config.seed, num_samples, out, spec.class_names)
+  if stepper.num_seeds > 1:
+    state = seeds.member(state, seed_index)
+  result = sampling.write_samples(stepper, state, config.seed + seed_index, num_samples, out,
+                                  spec.class_names)
+  return result if stepper.num_seeds == 1 else {**result, 'seed': config.seed + seed_index}
 
 
 def evaluate(config, workdir: str, step: Optional[int] = None,

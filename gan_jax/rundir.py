@@ -20,11 +20,16 @@ from gan_jax.input_pipeline import DataSpec
 # among them: resuming from the last good checkpoint with a lower one is the usual cure for a
 # run that went non-finite.
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 'sample_every',
-                    'keep_checkpoints', 'num_grid', 'skip_nonfinite', 'parallelism',
-                    'steps_per_call', 'max_steps_per_call', 'compilation_cache',
+                    'keep_checkpoints', 'num_grid', 'grid_members', 'skip_nonfinite',
+                    'parallelism', 'steps_per_call', 'max_steps_per_call', 'compilation_cache',
+                    'seed_shards',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
                     'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 
+
+# Fields added since runs began whose absence from a config.json means a value other than "no
+# difference": a run from before num_seeds trained one seed.
+ABSENT_MEANS = {'num_seeds': 1}
 
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
 GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')
@@ -59,7 +64,7 @@ def check_resume_config(config, workdir: str) -> None:
   """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
   if not files.path(config_path(workdir)).exists():
     return
-  old = _flatten(load_config(workdir).to_dict())
+  old = {**ABSENT_MEANS, **_flatten(load_config(workdir).to_dict())}
   new = _flatten(json.loads(config.to_json_best_effort()))
   # A field missing from the old config.json was added to gan_jax after that run started; the
   # run behaved as its default does, so it is not a difference.

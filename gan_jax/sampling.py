@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import files, images
+from gan_jax import files, images, seeds
 from gan_jax.stepper import Stepper
 
 # Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
@@ -53,6 +53,18 @@ def grid(stepper: Stepper, state, inputs, class_names: Sequence[str] = ()) -> np
   if labels is not None and len(class_names) == stepper.num_classes:
     picture = images.label_rows(picture, class_names)
   return picture
+
+
+def member_grids(stepper: Stepper, state, inputs: Sequence, class_names: Sequence[str] = ()
+                 ) -> np.ndarray:
+  """The grids of the first len(`inputs`) members of a stacked state (member k's of
+  `inputs[k]`, its seed's grid_inputs), side by side with a white gap: member 0 on the left.
+  One member's is the grid of the separate run of its seed."""
+  pictures = [grid(stepper, seeds.member(state, k), member_inputs, class_names)
+              for k, member_inputs in enumerate(inputs)]
+  if len(pictures) == 1:
+    return pictures[0]
+  return images.make_grid(np.stack(pictures), ncol=len(pictures), pad=4)
 
 
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,

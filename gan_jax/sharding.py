@@ -1,4 +1,5 @@
-"""Mesh and shardings for data parallelism: batch split on 'data', state replicated."""
+"""Mesh and shardings for data parallelism: batch split on 'data', state replicated; with many
+seeds (gan_jax/seeds.py) optionally a 'seeds' axis beside 'data' that splits the members."""
 
 import jax
 import jax.numpy as jnp
@@ -6,9 +7,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh, axis name 'data', over `devices` (default: every device of every process)."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
+def make_mesh(devices=None, seed_shards: int = 1) -> Mesh:
+  """A 1-D mesh, axis name 'data', over `devices` (default: every device of every process);
+  with `seed_shards` > 1 a 2-D one, ('seeds', 'data') of seed_shards x the rest."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if seed_shards == 1:
+    return Mesh(devices, ('data',))
+  return Mesh(devices.reshape(seed_shards, -1), ('seeds', 'data'))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -18,8 +23,18 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh, leading: int = 1) -> NamedSharding:
   """Iteration batches are [n_critic, B, ...] (leading=1), or [K, n_critic, B, ...] for K
   iterations per call (leading=2): the batch axis B is split over 'data' (leading=0: the first
-  axis, pmap's device axis)."""
-  return NamedSharding(mesh, P(*([None] * leading), 'data'))
+  axis, pmap's device axis). Members' batches ([N, n_critic, B, ...], [K, N, n_critic, B,
+  ...]) on a mesh with a 'seeds' axis are split on N over it too."""
+  spec = [None] * leading + ['data']
+  if 'seeds' in mesh.axis_names:
+    spec[leading - 2] = 'seeds'
+  return NamedSharding(mesh, P(*spec))
+
+
+def member_sharding(mesh: Mesh) -> NamedSharding:
+  """A seed-stacked leaf [N, ...]: split on N over the 'seeds' axis if the mesh has one, else
+  replicated."""
+  return NamedSharding(mesh, P('seeds') if 'seeds' in mesh.axis_names else P())
 
 
 def to_global(local_batch, sharding: NamedSharding):

@@ -3,7 +3,9 @@ one compiled call per group of iterations. Training, sampling, evaluation and
 experiments/benchmark.py all go through a Stepper.
 
 jit (default): a 1-D mesh 'data' over every device, state replicated, batches split on their
-batch axis, the state donated. pmap: the same step with gradients and metrics averaged by
+batch axis, the state donated. With num_seeds N > 1 the state is seed-stacked (gan_jax/seeds.py)
+and each call vmaps the one-run step over its members; batches gain a member axis before
+n_critic. pmap: the same step with gradients and metrics averaged by
 lax.pmean over the local devices (synced batch norm); its state is one copy per local device.
 """
 
@@ -15,7 +17,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import sharding, steps
+from gan_jax import seeds, sharding, steps
 from gan_jax.steps import TrainState
 
 
@@ -30,18 +32,32 @@ class Stepper:
   """Compiled functions of a checked config's GAN for images of `image_shape`."""
 
   def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None):
-    self.mesh = sharding.make_mesh(devices)
+    num_devices = jax.device_count() if devices is None else len(devices)
+    # num_seeds > 1: the members split over a 'seeds' mesh axis, or replicated (1).
+    self.seed_shards = seeds.seed_shards(config, num_devices, jax.process_count())
+    self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.gan = steps.build_gan(config, self.image_shape, num_classes)
     self.pmap = config.parallelism == 'pmap'
+    self.num_seeds = config.num_seeds
+    self.seeds = seeds.member_seeds(config)
     repl = sharding.replicated(self.mesh)
     self._repl = repl
-    self._init = jax.jit(functools.partial(steps.init_state, self.gan, config.seed,
-                                           self.image_shape), out_shardings=repl)
+    calls = ((1, _one_train_step), (2, steps.train_steps))  # leading batch axes -> call
+    if self.num_seeds == 1:
+      init = functools.partial(steps.init_state, self.gan, config.seed, self.image_shape)
+      self._state_sharding = repl
+    else:  # a member axis before n_critic: [N, n_critic, B, ...], [K, N, n_critic, B, ...]
+      init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
+      calls = tuple((k + 1, seeds.over_members(fn, k - 1)) for k, fn in calls)
+      self._state_sharding = seeds.state_shardings(
+          jax.eval_shape(init), sharding.member_sharding(self.mesh), repl)
+    self._init = jax.jit(init, out_shardings=self._state_sharding)
     self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
-                            in_shardings=(repl, sharding.batch_sharding(self.mesh, k)),
-                            out_shardings=repl, donate_argnums=0)
-                 for k, fn in ((1, _one_train_step), (2, steps.train_steps))}
+                            in_shardings=(self._state_sharding,
+                                          sharding.batch_sharding(self.mesh, k)),
+                            out_shardings=(self._state_sharding, repl, repl), donate_argnums=0)
+                 for k, fn in calls}
     self._generate = jax.jit(functools.partial(steps.generate, self.gan))
     if self.pmap:
       pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
@@ -64,14 +80,17 @@ class Stepper:
     return self.gan.num_classes
 
   def init(self) -> TrainState:
-    """A fresh state (one copy, replicated over the mesh)."""
+    """A fresh state (one copy, replicated over the mesh; seed-stacked when num_seeds > 1)."""
     return self._init()
 
   def abstract_state(self) -> TrainState:
     """The state's shapes, dtypes and shardings, without computing it (a restore target)."""
     shapes = jax.eval_shape(self._init)
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._repl), shapes)
+    if self.num_seeds == 1:
+      return jax.tree.map(
+          lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self._repl), shapes)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, self._state_sharding)
 
   def place(self, state: TrainState) -> TrainState:
     """One copy -> the layout `train` takes (pmap: one copy per local device)."""
@@ -87,10 +106,11 @@ class Stepper:
   def put(self, host_batches: Sequence[Dict[str, np.ndarray]]):
     """This process's batches for one call, each {'image': [n_critic, B_local, ...], ...}, as the
     call's device input: [n_critic, B, ...] for one iteration, [K, n_critic, B, ...] for K, the
-    batch axis split over the devices (pmap: a leading device axis)."""
+    batch axis split over the devices (pmap: a leading device axis). With num_seeds > 1 each
+    has a member axis first ([N, n_critic, B_local, ...]), kept after K."""
     k = len(host_batches)
     batch = host_batches[0] if k == 1 else jax.tree.map(lambda *xs: np.stack(xs), *host_batches)
-    leading = 1 if k == 1 else 2
+    leading = (1 if k == 1 else 2) + (self.num_seeds > 1)
     if self.pmap:
       split = lambda x: np.moveaxis(x.reshape(
           x.shape[:leading] + (self.local_devices, -1) + x.shape[leading + 1:]), leading, 0)
@@ -106,10 +126,11 @@ class Stepper:
       batch: from `put`.
 
     Returns:
-      (state, metrics, health): each metric and health flag [K], one value per iteration; left
-      on the device.
+      (state, metrics, health): each metric and health flag [K], one value per iteration
+      ([K, N] with num_seeds N > 1: one per iteration and member); left on the device.
     """
-    leading = batch['image'].ndim - len(self.image_shape) - 1 - self.pmap  # 1: [n_critic, B]
+    # 1: [n_critic, B]; 2: [K, n_critic, B]; with members [N, n_critic, B] 2, [K, N, ...] 3
+    leading = batch['image'].ndim - len(self.image_shape) - 1 - self.pmap
     compiled = self._pmap if self.pmap else self._jit
     return compiled[leading](state, batch)
 
@@ -118,7 +139,8 @@ class Stepper:
     return self.step(state, self.put(host_batches))
 
   def generate(self, state: TrainState, z, labels=None):
-    """Images in [-1, 1] from the generator of `state` (one copy): on the device with one
+    """Images in [-1, 1] from the generator of `state` (one copy, one run: a member's
+    seeds.member of a stacked state): on the device with one
     process; with several, the rows split over every device of every process and all of them
     gathered back to each process (numpy)."""
     if jax.process_count() == 1:

@@ -73,7 +73,12 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
   """Initial parameters and optimizer states (pure; jit it with out_shardings to shard)."""
-  gen_key, critic_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  return init_from_key(gan, jax.random.PRNGKey(seed), image_shape)
+
+
+def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
+  """init_state of the seed whose PRNGKey is `seed_key` (vmapped over seeds: gan_jax/seeds.py)."""
+  gen_key, critic_key, train_key = jax.random.split(seed_key, 3)
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
   labels = jnp.zeros((1,), jnp.int32) if gan.num_classes else None
   gen_vars = gan.generator.init(gen_key, z, labels, train=False)

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from gan_jax import (checkpoints, files, gans, input_pipeline, platforms, prefetch, rundir,
-                     sampling)
+                     sampling, seeds)
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -127,19 +127,23 @@ def restore_or_init(stepper: Stepper, workdir: str):
     mngr.close()
 
 
-def _unhealthy(last_step: int, metrics, health) -> list:
+def _unhealthy(last_step: int, metrics, health, member_seeds=None) -> list:
   """[(step, 'what was not finite')] of a call's iterations (stacked [K], ending at
-  `last_step`) whose health flags are not all true."""
-  flags = jax.device_get(health)                      # name -> [K] bools
-  ok = np.all(np.stack(list(flags.values())), axis=0)  # [K]
+  `last_step`) whose health flags are not all true; with `member_seeds` (num_seeds > 1: flags
+  [K, N]) one entry per member, which it names."""
+  flags = jax.device_get(health)                      # name -> [K] (or [K, N]) bools
+  ok = np.all(np.stack(list(flags.values())), axis=0)  # [K] (or [K, N])
   if ok.all():
     return []
   values = jax.device_get(metrics)
   out = []
-  for i in np.flatnonzero(~ok):
-    names = [f'train/{k}' for k, v in values.items() if not np.isfinite(v[i])]
-    names += [name for name, flag in flags.items() if name != 'metrics' and not flag[i]]
-    out.append((last_step - len(ok) + 1 + int(i), ', '.join(names)))
+  for index in map(tuple, np.argwhere(~ok)):          # (i,) or (i, member)
+    names = [f'train/{k}' for k, v in values.items() if not np.isfinite(v[index])]
+    names += [name for name, flag in flags.items() if name != 'metrics' and not flag[index]]
+    what = ', '.join(names)
+    if member_seeds is not None:
+      what += f' in member {index[1]} (seed {member_seeds[index[1]]})'
+    out.append((last_step - len(ok) + 1 + int(index[0]), what))
   return out
 
 
@@ -153,8 +157,8 @@ class _HealthCheck:
   calls at most); where it checks depends on the steps alone, the same on every host.
   """
 
-  def __init__(self, mngr, skip: bool):
-    self.mngr, self.skip = mngr, skip
+  def __init__(self, mngr, skip: bool, member_seeds=None):
+    self.mngr, self.skip, self.member_seeds = mngr, skip, member_seeds
     self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
@@ -168,8 +172,8 @@ class _HealthCheck:
       self._check(self.pending.popleft())
 
   def _check(self, pending) -> None:
-    for step, what in _unhealthy(*pending):
-      if self.skip:
+    for step, what in _unhealthy(*pending, self.member_seeds):
+      if self.skip:  # with members: that member's iteration; the others went on
         logging.warning('step %d: skipped an iteration with non-finite %s', step, what)
         continue
       self.pending.clear()
@@ -190,7 +194,7 @@ class _Call:
   position: int   # the data stream's position after its batches: what a checkpoint after it saves
 
 
-def _calls(stepper: Stepper, stream: input_pipeline.BatchStream, config, step: int):
+def _calls(stepper: Stepper, stream, config, step: int):
   """The calls from `step` to the end, in order (the schedule depends on the step alone)."""
   while step < config.num_steps:
     k, n_critic = call_length(step, config), gans.n_critic_at(step, config)
@@ -199,11 +203,40 @@ def _calls(stepper: Stepper, stream: input_pipeline.BatchStream, config, step: i
     step += k
 
 
-def _write_log(writer, health: _HealthCheck, step: int, metrics, scalars) -> None:
+def _member_writers(workdir: str, config, metric_writers) -> list:
+  """num_seeds > 1: a TensorBoard writer per member, WORKDIR/members/seed_S, so that each
+  member is a run of its own beside the mean (process 0; the others write nothing)."""
+  if config.num_seeds == 1 or jax.process_index() > 0:
+    return []
+  return [metric_writers.AsyncWriter(metric_writers.SummaryWriter(
+      str(files.path(workdir) / 'members' / f'seed_{seed}')))
+          for seed in seeds.member_seeds(config)]
+
+
+# Metrics every member has the same value of (the schedule): no spread to write.
+_SHARED = ('train/n_critic', 'train/gen_learning_rate', 'train/critic_learning_rate')
+
+
+def _write_members(writer, members: list, step: int, values, scalars=None) -> None:
+  """Writes `scalars` and per-run values (name -> a scalar, or [N] with num_seeds N > 1: then
+  the members' mean, their standard deviation as `name_std`, and each member's own value to its
+  writer in `members`) in one line."""
+  scalars = scalars or {}
+  if not values or np.ndim(next(iter(values.values()))) == 0:
+    writer.write_scalars(step, {**{k: float(v) for k, v in values.items()}, **scalars})
+    return
+  spread, each = seeds.summary(values, shared=_SHARED)
+  writer.write_scalars(step, {**spread, **scalars})  # CLU's writer also prints them
+  for member_writer, member_values in zip(members, each):
+    member_writer.write_scalars(step, member_values)
+
+
+def _write_log(writer, members: list, health: _HealthCheck, step: int, metrics,
+               scalars) -> None:
   """Writes a log step's train/ scalars (`metrics` of its call's last iteration, and
   `scalars`), then checks the calls up to it: they are done, as its metrics are."""
-  values = {f'train/{k}': float(v[-1]) for k, v in jax.device_get(metrics).items()}
-  writer.write_scalars(step, {**values, **scalars})  # CLU's writer also prints them
+  values = {f'train/{k}': v[-1] for k, v in jax.device_get(metrics).items()}
+  _write_members(writer, members, step, values, scalars)
   health.flush()
 
 
@@ -234,19 +267,24 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                                                        data.class_names))
   managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
   writer = calls = None
+  members = []  # num_seeds > 1: each member's TensorBoard writer
   try:
     mngr = managers['latest']
-    health = _HealthCheck(mngr, config.skip_nonfinite)
-    stream = input_pipeline.BatchStream(data, config.batch_size, config.seed,
-                                        data_state['position'],
-                                        (jax.process_index(), jax.process_count()))
+    member_seeds = stepper.seeds if stepper.num_seeds > 1 else None
+    health = _HealthCheck(mngr, config.skip_nonfinite, member_seeds)
+    # Member k's data (num_seeds > 1) is the stream of a run with seed config.seed + k.
+    stream = seeds.stream(data, config, data_state['position'],
+                          (jax.process_index(), jax.process_count()))
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+    members = _member_writers(workdir, config, metric_writers)
     if initial_step == 0:
       writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every or None)
-    grid_inputs = sampling.grid_inputs(stepper, config.seed, config.num_grid)
+    # num_seeds > 1: member 0's grid (a run of config.seed's), or every member's (its seed's z)
+    grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
+    grid_inputs = [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
     state = stepper.place(state)
     # The next calls' batches are assembled and sent to the devices on a thread while the
     # current call runs; checkpoints save the position after the batches of the steps done.
@@ -260,10 +298,10 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       call = next(calls)
       data_seconds += time.time() - t0  # the wait for data
       assert call.step == done, (call.step, done)
-      real_images += call.length * call.n_critic * config.batch_size
+      real_images += call.length * call.n_critic * config.batch_size * config.num_seeds
       state, metrics, flags = stepper.step(state, call.batch)
       if log:  # the last log step's, written while the device runs this call
-        _write_log(writer, health, *log)
+        _write_log(writer, members, health, *log)
         log = None
       for s in range(done + 1, done + call.length + 1):  # ReportProgress wants every step
         report(s)
@@ -286,14 +324,22 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                         stop.received, done)
         break
       if is_time(config.sample_every, done, config):
-        picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs, data.class_names)
+        if member_seeds is None:
+          picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs[0],
+                                  data.class_names)
+        else:
+          picture = sampling.member_grids(stepper, state, grid_inputs, data.class_names)
         writer.write_images(done, {'samples': picture[None]})
       if evaluation and is_time(config.eval_every, done, config):
         health.flush()
-        result = evaluation.run(stepper.unplace(state))
+        result = evaluation.run(stepper.unplace(state))  # members: seeds.combine's mean
         writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()
                                     if isinstance(v, (int, float)) and
                                     k not in ('step', 'num_samples')})
+        for k, member_writer in enumerate(members):  # each member's own scores
+          member_writer.write_scalars(done, {f'eval/{name[:-len("_members")]}': v[k]
+                                             for name, v in result.items()
+                                             if name.endswith('_members')})
         if 'best' not in managers:
           managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
                                                  best_mode=evaluation.best_mode)
@@ -301,7 +347,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
                          {'position': position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
     if log:
-      _write_log(writer, health, *log)
+      _write_log(writer, members, health, *log)
     health.flush()
   finally:
     if calls is not None:
@@ -309,6 +355,9 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     for mngr in managers.values():
       mngr.wait_until_finished()
       mngr.close()
+    for member_writer in members:
+      member_writer.flush()
+      member_writer.close()
     if writer is not None:
       writer.flush()
       writer.close()

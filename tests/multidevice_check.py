@@ -1,5 +1,6 @@
 """Run by test_multidevice.py with 8 simulated CPU devices: 1-device training against 8 devices
-with jit over a mesh, with pmap, and with several iterations per call.
+with jit over a mesh, with pmap, and with several iterations per call; and N seeds at once on 8
+devices (mode seeds_N) against N separate 1-device runs.
 
 Prints one line per config and mode: 'SPEC MODE max_abs_diff max_abs_gen_param
 max_leafwise_relative_diff'.
@@ -15,7 +16,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from conftest import load_config  # pylint: disable=g-import-not-at-top
-from gan_jax import gans, input_pipeline, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import gans, input_pipeline, seeds, trainer  # pylint: disable=g-import-not-at-top
 from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 
@@ -23,13 +24,14 @@ def train_on(devices, config, steps):
   """`steps` iterations the way the training loop runs them (trainer.call_length)."""
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes, devices=devices)
-  stream = input_pipeline.BatchStream(data, config.batch_size, config.seed)
+  stream = seeds.stream(data, config)
   state, done = stepper.place(stepper.init()), 0
   while done < steps:
     k = trainer.call_length(done, config)
     n = gans.n_critic_at(done, config)
     state, metrics, _ = stepper.train(state, [stream.next(n) for _ in range(k)])
-    assert metrics['critic_loss'].shape == (k,)
+    assert metrics['critic_loss'].shape == (k,) + ((config.num_seeds,) if config.num_seeds > 1
+                                                   else ())
     done += k
   return stepper.unplace(state)
 
@@ -52,16 +54,31 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
 def main():
   assert jax.device_count() == 8, jax.devices()
   spec_modes = [arg.split('@', 1) for arg in sys.argv[1:]]  # 'SPEC@mode,mode[@both]'
-  ones = {}  # (spec, both) -> the 1-device run, which every mode compares with
+  ones = {}  # (spec, both, seed) -> the 1-device run, trained once for every mode
+
+  def one_run(spec, both, seed):
+    if (spec, both, seed) not in ones:
+      base = {**BASE, **BOTH.get(both, {})}
+      ones[spec, both, seed] = train_on(jax.devices()[:1], load_config(spec, **base, seed=seed), 2)
+    return ones[spec, both, seed]
+
   for spec, modes in spec_modes:
     for token in modes.split(','):
       mode, _, both = token.partition('@')
       base = {**BASE, **BOTH.get(both, {})}
-      if (spec, both) not in ones:
-        ones[spec, both] = train_on(jax.devices()[:1], load_config(spec, **base), 2)
-      one = ones[spec, both]
+      if mode.startswith('seeds_'):  # N members on 8 devices against N separate 1-device runs
+        n = int(mode.split('_')[1])
+        one = seeds.stack([one_run(spec, both, s) for s in range(n)])
+        eight = train_on(jax.devices(), load_config(spec, **base, num_seeds=n), 2)
+        kernel = eight.gen.params['Dense_0']['kernel']
+        shards = 8 if n == 8 else n if n == 4 else 1   # auto: N when it divides 8
+        assert len(kernel.sharding.device_set) == 8
+        assert len({tuple(map(str, i)) for i in kernel.sharding.devices_indices_map(
+            kernel.shape).values()}) == shards, kernel.sharding
+      else:
+        one = one_run(spec, both, 0)
+        eight = train_on(jax.devices(), load_config(spec, **{**base, **MODES[mode]}), 2)
       scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen.params))
-      eight = train_on(jax.devices(), load_config(spec, **{**base, **MODES[mode]}), 2)
       if mode == 'jit':
         assert len(eight.gen.params['Dense_0']['kernel'].sharding.device_set) == 8
       assert int(eight.step) == 2

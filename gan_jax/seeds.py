@@ -1,0 +1,135 @@
+"""Many seeds at once (config.num_seeds = N > 1): N members, member k the run of seed
+config.seed + k, trained as one seed-stacked TrainState by one compiled call.
+
+A stacked state is a TrainState whose leaves carry a leading member axis [N, ...], all but
+`step`: every member takes every step, so one step counts them all. The pure step of one run
+(gan_jax/steps.py) is vmapped over that axis, so member k's parameters (from PRNGKey(seed + k)),
+noise (its own state key) and real batches (a BatchStream of seed + k, `Streams`) are those of
+a separate run with seed + k. num_seeds = 1 never comes here: it keeps the unstacked state and
+today's compiled calls, bitwise.
+"""
+
+import functools
+from typing import Any, Dict, List, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gan_jax import input_pipeline, steps
+from gan_jax.steps import TrainState
+
+# vmap axes of a stacked TrainState: the member axis of every leaf but the shared step.
+STATE_AXES = TrainState(step=None, key=0, gen=0, critic=0, skipped=0)
+_STACKED = ('key', 'gen', 'critic', 'skipped')
+
+
+def member_seeds(config) -> List[int]:
+  """The members' seeds: config.seed, config.seed + 1, ..., config.seed + num_seeds - 1."""
+  return [config.seed + k for k in range(config.num_seeds)]
+
+
+def init(gan: steps.GAN, seeds: Sequence[int], image_shape) -> TrainState:
+  """The stacked initial state: member k is steps.init_state(gan, seeds[k], image_shape)."""
+  keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])  # [N, 2]
+  init_one = functools.partial(steps.init_from_key, gan, image_shape=image_shape)
+  return jax.vmap(init_one, out_axes=STATE_AXES)(keys)
+
+
+def over_members(fn, batch_axis: int):
+  """A call of one run, `fn(state, batch, *, gan) -> (state, metrics, health)` with metrics
+  and health [K], as the call of a stacked state on batches with a member axis at `batch_axis`
+  ([N, n_critic, B, ...]: 0; [K, N, n_critic, B, ...]: 1); metrics and health come back
+  [K, N]."""
+  def call(state, batch, *, gan):
+    return jax.vmap(functools.partial(fn, gan=gan), in_axes=(STATE_AXES, batch_axis),
+                    out_axes=(STATE_AXES, 1, 1))(state, batch)
+  return call
+
+
+def seed_shards(config, num_devices: int, num_processes: int = 1) -> int:
+  """Devices along the mesh's 'seeds' axis (1: every member on every device, the state
+  replicated): config.seed_shards, or for 0 (auto) num_seeds when it divides the device count,
+  the device count when it divides num_seeds, else 1; always 1 with one seed or several
+  processes (each process feeds every member's rows of its own share of the batch)."""
+  if config.seed_shards:
+    return config.seed_shards
+  n = config.num_seeds
+  if n == 1 or num_processes > 1:
+    return 1
+  return n if num_devices % n == 0 else num_devices if n % num_devices == 0 else 1
+
+
+def state_shardings(state, member_sharding, shared_sharding):
+  """The shardings of a stacked state's leaves: `member_sharding` for each member-stacked
+  leaf, `shared_sharding` for the step."""
+  return state.replace(step=shared_sharding, **{
+      name: jax.tree.map(lambda _: member_sharding, getattr(state, name))
+      for name in _STACKED})
+
+
+def member(state: TrainState, k: int) -> TrainState:
+  """Member k of a stacked state: the TrainState of the run with seed config.seed + k."""
+  return state.replace(**{name: jax.tree.map(lambda x: x[k], getattr(state, name))
+                          for name in _STACKED})
+
+
+def stack(states: Sequence[TrainState]) -> TrainState:
+  """The stacked state of separate runs' states (all at the same step)."""
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+  return stacked.replace(step=states[0].step)
+
+
+class Streams:
+  """The members' data: one BatchStream each (member k's of seed seeds[k], the stream a
+  separate run with that seed walks), walked together, so they share one position."""
+
+  def __init__(self, data: input_pipeline.Dataset, batch_size: int, seeds: Sequence[int],
+               position: int = 0, shard=(0, 1)):
+    self.streams = [input_pipeline.BatchStream(data, batch_size, seed, position, shard)
+                    for seed in seeds]
+
+  @property
+  def position(self) -> int:
+    return self.streams[0].position
+
+  def next(self, n: int) -> Dict[str, np.ndarray]:
+    """Every member's n batches: {'image': [N, n, B_local, H, W, C], 'label': [N, n, B_local]}."""
+    parts = [stream.next(n) for stream in self.streams]
+    return {key: np.stack([part[key] for part in parts]) for key in parts[0]}
+
+
+def stream(data: input_pipeline.Dataset, config, position: int = 0, shard=(0, 1)):
+  """The training data of a config: its BatchStream, or with num_seeds > 1 the members'."""
+  if config.num_seeds == 1:
+    return input_pipeline.BatchStream(data, config.batch_size, config.seed, position, shard)
+  return Streams(data, config.batch_size, member_seeds(config), position, shard)
+
+
+def summary(values: Dict[str, Any], shared=()) -> Tuple[Dict[str, float],
+                                                       List[Dict[str, float]]]:
+  """(each name's mean across the members and its standard deviation as `name_std`, each
+  member's own scalars) of per-member values (name -> [N]); names in `shared` (the same for
+  every member: the schedule) get no `_std`."""
+  values = {name: np.asarray(v, np.float64) for name, v in values.items()}
+  spread = {}
+  for name, per_member in values.items():
+    spread[name] = float(per_member.mean())
+    if name not in shared:
+      spread[f'{name}_std'] = float(per_member.std())
+  num = len(next(iter(values.values()))) if values else 0
+  return spread, [{name: float(v[k]) for name, v in values.items()} for k in range(num)]
+
+
+def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  """One evaluation result of the members' (one dict each): each score's mean, `score_std`
+  and `score_members` (the members' values, in order); what is not a score (the step, the
+  sample count) as the members share it."""
+  scores = [k for k, v in results[0].items() if isinstance(v, (int, float)) and
+            not isinstance(v, bool) and k not in ('step', 'num_samples')]
+  spread, _ = summary({k: [r[k] for r in results] for k in scores})
+  out = {k: v for k, v in results[0].items() if k not in scores}
+  for k in scores:
+    out.update({k: spread[k], f'{k}_std': spread[f'{k}_std'],
+                f'{k}_members': [float(r[k]) for r in results]})
+  return out
