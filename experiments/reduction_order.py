@@ -74,11 +74,9 @@ def main(argv):
   del argv
   config = FLAGS.config
   data = input_pipeline.load(config.dataset)
-  out, gradients = {'config': FLAGS['config'].value and sys.argv[1].split('=', 1)[-1]}, {}
+  out, gradients = {'config': config_flags.get_config_filename(FLAGS['config'])}, {}
   for conv in ('hybrid', 'xla'):
-    if 'conv_impl' not in config.model:
-      break
-    config.model.conv_impl = conv
+    config.model.conv_impl = conv  # (an MLP has no convolutions: the two are the same)
     gan = steps.build_gan(config, data.image_shape, data.num_classes)
     state = steps.init_state(gan, config.seed, data.image_shape)
     batch = input_pipeline.BatchStream(data, config.batch_size, config.seed).next(1)

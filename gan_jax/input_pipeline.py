@@ -292,11 +292,12 @@ def load_tfds(config) -> Dataset:
   """A TFDS dataset, read whole into memory and fitted to image_size and channels; a clear
   DataError when it cannot be had."""
   images, labels, num_classes = tfds_data.read(config)
-  labels = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int32)
+  source = f'tfds:{tfds_data.tfds_name(config.name)}'
   if isinstance(images, streaming.OnDemand):  # uint8 at the fitted shape, decoded when read
+    _spec(images.shape, images.dtype, labels, source)  # what _as_dataset checks but values
+    labels = None if labels is None else np.asarray(labels).reshape(-1).astype(np.int32)
     return Dataset(images, labels, num_classes)
-  data = _as_dataset(images, labels, f'tfds:{tfds_data.tfds_name(config.name)}',
-                     config.float_range)
+  data = _as_dataset(images, labels, source, config.float_range)
   return dataclasses.replace(data, num_classes=num_classes)  # the label feature's classes
 
 

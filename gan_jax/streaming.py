@@ -27,17 +27,34 @@ STORAGES = ('auto', 'memory', 'stream')  # dataset.storage
 MEMORY_SHARE = 0.25  # auto: decoded images may take this share of the host's memory
 
 
-def _groups(groups: Optional[np.ndarray], length: int) -> Tuple[np.ndarray, np.ndarray]:
-  """(order, bounds): `order` lists the indices group by group (stable: in index order within
-  a group), and bounds[p] = [start, end) of the run of `order` that position p belongs to."""
-  if groups is None:
-    return np.arange(length), np.tile(np.array([0, length]), (length, 1))
-  order = np.argsort(np.asarray(groups), kind='stable')
-  sorted_groups = np.asarray(groups)[order]
-  starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-  ends = np.r_[starts[1:], length]
-  which = np.repeat(np.arange(len(starts)), ends - starts)
-  return order, np.stack([starts[which], ends[which]], axis=1)
+class _Groups:
+  """Where to look for a stand-in: the indices of each group (equal `groups`) in index order,
+  held as one ordering and each group's bounds in it (about 12 bytes per image); None: one
+  group of every index, held as nothing."""
+
+  def __init__(self, groups: Optional[np.ndarray], length: int):
+    self.length = length
+    if groups is None:
+      self.order = None
+      return
+    groups = np.asarray(groups)
+    self.order = np.argsort(groups, kind='stable').astype(np.int64)
+    sorted_groups = groups[self.order]
+    self.starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    self.ends = np.r_[self.starts[1:], length]
+    self.group = np.empty(length, np.int32)  # index -> its group's number
+    self.group[self.order] = np.repeat(np.arange(len(self.starts), dtype=np.int32),
+                                       self.ends - self.starts)
+
+  def after(self, i: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """The other indices of i's group, from the one after i on (wrapping around), and the
+    group's first and last index."""
+    if self.order is None:
+      return (i + np.arange(1, self.length)) % self.length, (0, self.length - 1)
+    g = self.group[i]
+    members = self.order[self.starts[g]:self.ends[g]]
+    p = int(np.searchsorted(members, i))  # members are in index order
+    return np.roll(members, -p)[1:], (int(members[0]), int(members[-1]))
 
 
 class OnDemand:
@@ -55,9 +72,7 @@ class OnDemand:
                length: int, image_shape: Sequence[int], name: Callable[[int], str],
                workers: int = 0, groups: Optional[np.ndarray] = None):
     self._read, self._name = read, name
-    self._order, self._bounds = _groups(groups, length)
-    self._position = np.empty(length, np.int64)
-    self._position[self._order] = np.arange(length)
+    self._groups = _Groups(groups, length)
     self.shape = (length, *(int(s) for s in image_shape))
     self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
     workers = workers or min(32, (os.cpu_count() or 1) + 4)
@@ -79,17 +94,14 @@ class OnDemand:
   def _stand_in(self, i: int) -> np.ndarray:
     """The next readable image after the unreadable image i in its group."""
     self._unreadable(i)
-    p = self._position[i]
-    start, end = self._bounds[p]
-    for j in range(1, end - start):
-      k = int(self._order[start + (p - start + j) % (end - start)])
+    others, (first, last) = self._groups.after(i)
+    for k in others:
       pixels = self._read(np.array([k]))[0]
       if pixels is not None:
         return pixels
-      self._unreadable(k)
-    first, last = self._order[start], self._order[end - 1]
-    raise DataError(f'none of the {end - start} images of the group from {self._name(first)} '
-                    f'to {self._name(last)} can be decoded')
+      self._unreadable(int(k))
+    raise DataError(f'none of the {len(others) + 1} images of the group from '
+                    f'{self._name(first)} to {self._name(last)} can be decoded')
 
   def __getitem__(self, key) -> np.ndarray:
     if isinstance(key, slice):
@@ -103,7 +115,7 @@ class OnDemand:
     out = np.empty((flat.size, *self.shape[1:]), np.uint8)
 
     def decode(rows):  # a run of rows per task: fewer futures than images, batched reads
-      for n, pixels in zip(rows, self._read(flat[rows])):
+      for n, pixels in zip(rows, self._read(flat[rows]), strict=True):
         out[n] = self._stand_in(int(flat[n])) if pixels is None else pixels
 
     runs = [rows for rows in np.array_split(np.arange(flat.size), self._tasks) if rows.size]

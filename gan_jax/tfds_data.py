@@ -8,13 +8,14 @@ A name in input_pipeline.DATASETS, or any TFDS name after the prefix 'tfds:'
 
 import difflib
 import os
-from typing import Optional, Tuple
+import uuid
+from typing import Callable, Optional, Tuple
 
 from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import hosts, image_files, platforms, streaming
+from gan_jax import files, hosts, image_files, platforms, streaming
 from gan_jax.errors import DataError
 
 PREFIX = 'tfds:'  # dataset.name 'tfds:NAME': any TFDS-registered image dataset
@@ -61,18 +62,20 @@ def _prepare(tfds, config, name: str) -> Optional[DataError]:
   return None
 
 
-def prepare_tfds(tfds, config) -> None:
-  """Prepares the TFDS dataset, once per data_dir: with several processes, process 0 prepares
-  while the others wait, so a shared data_dir (gs://, NFS) is downloaded and written once; a
-  process that still finds it unprepared afterwards (its own local data_dir) prepares its copy.
-  A failure anywhere raises a DataError on every process."""
-  name = tfds_name(config.name)
-  first, what = jax.process_index() == 0, f'preparing TFDS dataset {name!r}'
-  hosts.agree(_prepare(tfds, config, name) if first else None, what)
+def _once_per_data_dir(make: Callable[[], Optional[DataError]], what: str) -> None:
+  """make() once per data_dir: with several processes, process 0 first while the others wait
+  (a shared data_dir, gs:// or NFS, is written once), then any process that still needs it
+  (its own local data_dir); `make` returns None or the DataError, raised on every process."""
+  first = jax.process_index() == 0
+  hosts.agree(make() if first else None, what)
   if jax.process_count() > 1:
-    hosts.agree(None if first else _prepare(tfds, config, name), what)
+    hosts.agree(None if first else make(), what)
 
 
+def prepare_tfds(tfds, config) -> None:
+  """Downloads and prepares the TFDS dataset, once per data_dir (_once_per_data_dir)."""
+  name = tfds_name(config.name)
+  _once_per_data_dir(lambda: _prepare(tfds, config, name), f'preparing TFDS dataset {name!r}')
 
 
 def _builder(tfds, config):
@@ -146,50 +149,61 @@ def _random_access(tfds, builder) -> bool:
   return tfds.core.file_adapters.FileFormat.ARRAY_RECORD in builder.info.available_file_formats()
 
 
+def _local(path) -> bool:
+  return '://' not in str(path)
+
+
 def _add_array_record(tfds, config) -> Optional[DataError]:
   """ArrayRecord copies of the prepared TFRecord shards of every split, written beside them
-  (each under a temporary name, then renamed) and listed in the dataset's info as an
-  alternative format, last: an interrupted copy is made again. TFDS's own converter
+  and listed in the dataset's info as an alternative format. Each file is written under a
+  name of this process's own (two runs sharing a data_dir may copy at once) and renamed when
+  complete, the info last: an interrupted copy is made again. TFDS's own converter
   (`tfds convert_format`) needs Apache Beam; this is the same copy, record for record, in
   one process. None, or the reason it could not be made."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-  builder = _prepared(tfds, config)
-  if _random_access(tfds, builder):
-    return None
-  info = builder.info
-  logging.info('TFDS dataset %r: writing ArrayRecord copies of its shards beside them in %s '
-               '(random access for dataset.storage stream; once)', info.full_name,
-               builder.data_dir)
+  data_dir, partial = '?', None
   try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+    builder = _prepared(tfds, config)
+    data_dir = files.path(builder.data_dir)
+    if _random_access(tfds, builder):
+      return None
+    info = builder.info
+    logging.info('TFDS dataset %r: writing ArrayRecord copies of its shards beside them in %s '
+                 '(random access for dataset.storage stream; once)', info.full_name, data_dir)
+    mine = f'{os.getpid()}.{uuid.uuid4().hex[:8]}.incomplete'
     for split in info.splits.values():
       template, shards = split.filename_template, split.num_shards
       targets = template.replace(filetype_suffix=ARRAY_RECORD).sharded_filepaths(shards)
       for source, target in zip(template.sharded_filepaths(shards), targets):
-        partial = target.parent / f'{target.name}.incomplete'
+        partial = target.parent / f'{target.name}.{mine}'
         writer = array_record_module.ArrayRecordWriter(os.fspath(partial), 'group_size:1')
         for record in tf.data.TFRecordDataset(os.fspath(source)).as_numpy_iterator():
           writer.write(record)
         writer.close()
         partial.replace(target)
     info.add_alternative_file_format(ARRAY_RECORD)
-    info.write_dataset_info_json(builder.data_dir)
+    # dataset_info.json whole or not at all: written beside it, then renamed over it.
+    staging = data_dir / f'.dataset_info.{mine}'
+    staging.mkdir()
+    info.write_dataset_info_json(staging)
+    (staging / 'dataset_info.json').replace(data_dir / 'dataset_info.json')
+    staging.rmdir()
   except Exception as e:  # pylint: disable=broad-except  (file system and TF errors differ)
+    if partial is not None and partial.exists():
+      partial.unlink()
     return DataError(f'dataset.storage stream reads TFDS datasets in the ArrayRecord format '
                      f'(random access), and the ArrayRecord copy of {config.name!r} could not '
-                     f'be written in {builder.data_dir} ({_why(e)}); set dataset.storage to '
+                     f'be written in {data_dir} ({_why(e)}); set dataset.storage to '
                      f"'memory', or make the copy where it can be written (`tfds convert_format "
                      f'--out_file_format=array_record`)')
   return None
 
 
 def add_random_access(tfds, config) -> None:
-  """Makes the prepared dataset readable at random (ArrayRecord), once per data_dir, as
-  prepare_tfds prepares it: process 0 first, then any process that still lacks it."""
-  first, what = jax.process_index() == 0, f'copying TFDS dataset {config.name!r} to ArrayRecord'
-  hosts.agree(_add_array_record(tfds, config) if first else None, what)
-  if jax.process_count() > 1:
-    hosts.agree(None if first else _add_array_record(tfds, config), what)
+  """Makes the prepared dataset readable at random (ArrayRecord), once per data_dir."""
+  _once_per_data_dir(lambda: _add_array_record(tfds, config),
+                     f'copying TFDS dataset {config.name!r} to ArrayRecord')
 
 
 def _on_demand(tfds, config, image_key, label_key):
@@ -201,38 +215,44 @@ def _on_demand(tfds, config, image_key, label_key):
   size, channels, n = config.image_size, config.channels, len(source)
   if not n:
     raise ValueError(f'split {config.split!r} is empty')
+  name = lambda i: f'{config.name} {config.split} example {i}'
+
+  def records(rows):
+    try:
+      return source.__getitems__([int(i) for i in rows])
+    except Exception as e:  # pylint: disable=broad-except  (a storage error, a damaged file)
+      raise DataError(f'cannot read {name(rows[0])} (and {len(rows) - 1} more) from '
+                      f'{builder.data_dir} ({_why(e)})') from None
+
   labels = None
-  if label_key:
-    labels = np.concatenate([[r[label_key] for r in source.__getitems__(range(i, min(i + CHUNK, n)))]
-                             for i in range(0, n, CHUNK)]).astype(np.int64)
+  if label_key:  # one pass over the records (their images are not decoded)
+    labels = np.array([r[label_key] for i in range(0, n, CHUNK)
+                       for r in records(range(i, min(i + CHUNK, n)))], np.int64)
 
   def read(rows):
     out = []
-    for record in source.__getitems__(rows.tolist()):
+    for record in records(rows):
       try:
         out.append(image_files.fit_encoded(record[image_key], size, channels))
       except Exception:  # pylint: disable=broad-except  (PIL raises many types)
         out.append(None)
     return out
 
-  name = lambda i: f'{config.name} {config.split} example {i}'
   return streaming.OnDemand(read, n, (size, size, channels), name, groups=labels), labels
 
 
-def _read_sequential(tfds, config, image_key, label_key, own_shape):
-  """(images, labels or None) of the split through tf.data, whole (TFRecord files)."""
+def _read_sequential(tfds, config, image_key, label_key):
+  """(images, labels or None) of the split through tf.data, whole (TFRecord files). The images
+  come encoded and are decoded (JPEGs at a reduced scale) and fitted on a thread pool, as
+  folders and streamed TFDS data are: the same pixels whichever way they are read."""
   size, channels = config.image_size, config.channels
   keys = [image_key] + ([label_key] if label_key else [])
-  # Images to fit come encoded and are decoded (JPEGs at a reduced scale) and fitted on a
-  # thread pool, as folders are; a dataset at its own shape comes as TFDS decodes it.
-  decoders = None if own_shape else {image_key: tfds.decode.SkipDecoding()}
   dataset = _builder(tfds, config).as_dataset(split=config.split, shuffle_files=False,
-                                              decoders=decoders)
+                                              decoders={image_key: tfds.decode.SkipDecoding()})
   dataset = dataset.map(lambda example: {k: example[k] for k in keys})
   chunks = []
   for chunk in tfds.as_numpy(dataset.batch(CHUNK).prefetch(2)):  # read while fitting
-    if not own_shape:
-      chunk[image_key] = image_files.fit_encoded_all(list(chunk[image_key]), size, channels)
+    chunk[image_key] = image_files.fit_encoded_all(list(chunk[image_key]), size, channels)
     chunks.append(chunk)
   if not chunks:
     raise ValueError(f'split {config.split!r} is empty')
@@ -240,37 +260,54 @@ def _read_sequential(tfds, config, image_key, label_key, own_shape):
   return data[image_key], (data[label_key] if label_key else None)
 
 
+def _storage(config, splits) -> str:
+  """dataset.storage for this split (streaming.choose), the same on every process: where
+  'auto' chose differently (hosts whose memory differs), all stream."""
+  storage = config.storage
+  if splits:  # (none under tfds.testing.mock_data: its data is made up, in memory)
+    storage = streaming.choose(storage, splits[config.split].num_examples,
+                               (config.image_size, config.image_size, config.channels),
+                               f'TFDS dataset {config.name!r} split {config.split!r}')
+  if jax.process_count() > 1:
+    streams = hosts.agree(None, 'choosing dataset.storage', [storage == 'stream'])
+    if streams.any() and storage != 'stream':
+      logging.info('dataset.storage: another process streams, so this one does too')
+      storage = 'stream'
+  return storage
+
+
 def read(config):
   """(images uint8 [N, S, S, C] or a streaming.OnDemand of them, labels [N] or None, classes)
   of the split, S and C being dataset.image_size and channels; images of another shape are
-  cropped and resized.
+  cropped and resized, all decoded by PIL.
 
   dataset.storage (streaming.choose) 'stream' reads the images at random from ArrayRecord
-  files, which are made from the TFRecord ones first where the dataset has none. A dataset
-  with ArrayRecord files is read from them in memory too (decoded on a thread pool, faster
-  than tf.data); one without, through tf.data.
+  files, made from the TFRecord ones first where the dataset has none; that needs a local
+  data_dir. 'memory' reads the TFRecord files through tf.data (the ArrayRecord ones where
+  the dataset has no others).
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
-  image_key, label_key, classes, shape = features(tfds, config)
+  image_key, label_key, classes, _ = features(tfds, config)
   prepare_tfds(tfds, config)
-  size, channels = config.image_size, config.channels
   try:
-    storage = config.storage
-    splits = _builder(tfds, config).info.splits
-    if splits:  # (none under tfds.testing.mock_data: its data is made up, in memory)
-      storage = streaming.choose(storage, splits[config.split].num_examples,
-                                 (size, size, channels),
-                                 f'TFDS dataset {config.name!r} split {config.split!r}')
+    builder = _builder(tfds, config)
+    storage = _storage(config, builder.info.splits)
     if storage == 'stream':
+      if not _local(builder.data_dir):
+        raise DataError(f"dataset.storage 'stream' reads TFDS datasets from a local data_dir "
+                        f"(ArrayRecord files); {builder.data_dir} is not: copy the dataset to "
+                        f"a local disk, or set dataset.storage to 'memory'")
       add_random_access(tfds, config)
-    if splits and _random_access(tfds, _prepared(tfds, config)):
+    formats = (_prepared(tfds, config).info.available_file_formats()
+               if builder.info.splits else ())
+    tfrecord = tfds.core.file_adapters.FileFormat.TFRECORD
+    if storage == 'stream' or (formats and tfrecord not in formats):
       images, labels = _on_demand(tfds, config, image_key, label_key)
-      if storage == 'memory':
+      if storage != 'stream':
         images = streaming.materialise(images)
     else:
-      own_shape = tuple(shape) == (size, size, channels)
-      images, labels = _read_sequential(tfds, config, image_key, label_key, own_shape)
+      images, labels = _read_sequential(tfds, config, image_key, label_key)
   except DataError:
     raise
   except Exception as e:  # a damaged or partial preparation

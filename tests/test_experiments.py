@@ -88,8 +88,9 @@ def test_input_speed_reads_the_same_images_five_ways(tmp_path):
     rate = lines[name]['images'] / lines[name]['seconds']  # seconds rounded to 0.01
     assert abs(lines[name]['images_per_s'] - rate) < 0.03 * rate
   assert lines['tfds_stream']['copy_seconds'] > 0  # the ArrayRecord copy was made for it
-  assert 'copy_seconds' not in lines['tfds_memory_array_record']  # and then reused
   assert list((tmp_path / 'tfds_array_record').rglob('*.array_record-*'))
+  assert list((tmp_path / 'tfds_array_record_only').rglob('*.array_record-*'))
+  assert not list((tmp_path / 'tfds_array_record_only').rglob('*.tfrecord-*'))
 
 
 def test_reduction_order_splits_a_batch_without_changing_its_gradient_beyond_rounding():

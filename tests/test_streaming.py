@@ -208,8 +208,21 @@ def test_a_streamed_tfds_dataset_gives_the_batches_of_it_in_memory(tmp_path, ima
   assert isinstance(streamed.images, streaming.OnDemand)
   assert list(version_dir.glob('*.tfrecord*')) and list(version_dir.glob('*.array_record-*'))
   assert not list(version_dir.glob('*.incomplete'))
-  after = ip.load(_tiny_tfds(tmp_path, 'memory', image_size))  # ArrayRecord files, decoded
+  after = ip.load(_tiny_tfds(tmp_path, 'memory', image_size))  # the TFRecord files still
   assert isinstance(after.images, np.ndarray)
+  only = tmp_path / 'array_record_only'  # prepared as ArrayRecord alone: memory reads those
+  import tfds_tiny  # pylint: disable=g-import-not-at-top
+  tfds_tiny.TinyImages(data_dir=str(only), file_format='array_record').download_and_prepare()
+  from_array_record = ip.load(_tiny_tfds(only, 'memory', image_size))
+  assert isinstance(from_array_record.images, np.ndarray)
+  np.testing.assert_array_equal(from_array_record.images, before.images)
+  np.testing.assert_array_equal(from_array_record.labels, before.labels)
+  if image_size == 8:  # its own size: the pixels TFDS's own decoding gives (PNG)
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    own = tfds.builder('tiny_images', data_dir=str(tmp_path)).as_dataset('train',
+                                                                          shuffle_files=False)
+    np.testing.assert_array_equal(np.stack([e['image'] for e in tfds.as_numpy(own)]),
+                                  before.images)
   assert streamed.image_shape == before.image_shape == (image_size, image_size, 1)
   assert streamed.num_classes == before.num_classes == 3
   np.testing.assert_array_equal(after.images, before.images)
@@ -226,10 +239,17 @@ def test_a_tfds_copy_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   ip.load(_tiny_tfds(tmp_path, 'memory'))
 
-  def refuse(path, options):
-    raise OSError(f'Read-only file system: {path}')
+  class Refusing:  # creates its file, then fails to write (a full or read-only disk)
+    def __init__(self, path, options):
+      del options
+      open(path, 'wb').close()  # pylint: disable=consider-using-with
 
-  monkeypatch.setattr(array_record_module, 'ArrayRecordWriter', refuse)
+    def write(self, record):
+      raise OSError(f'Read-only file system: {len(record)} bytes')
+
+  monkeypatch.setattr(array_record_module, 'ArrayRecordWriter', Refusing)
+  version_dir = next((tmp_path / 'tiny_images').iterdir())
+  info_before = (version_dir / 'dataset_info.json').read_text()
   with pytest.raises(DataError) as e:
     ip.load(_tiny_tfds(tmp_path, 'stream'))
   assert '\n' not in str(e.value)
@@ -237,9 +257,12 @@ def test_a_tfds_copy_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
                                  "format (random access), and the ArrayRecord copy of "
                                  "'tfds:tiny_images' could not be written in "), str(e.value)
   assert 'OSError: Read-only file system' in str(e.value)
+  assert (version_dir / 'dataset_info.json').read_text() == info_before
+  assert not [p.name for p in version_dir.iterdir() if 'array_record' in p.name], \
+      list(version_dir.iterdir())  # the partial file removed
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  prepared = tfds_data._prepared(tfds, _tiny_tfds(tmp_path, 'stream'))  # pylint: disable=protected-access
-  assert not tfds_data._random_access(tfds, prepared)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  assert not tfds_data._random_access(tfds, tfds_data._prepared(tfds, _tiny_tfds(tmp_path, 'x')))
 
 
 def test_a_run_lists_its_folder_once(tmp_path, monkeypatch):
@@ -258,3 +281,17 @@ def test_a_run_lists_its_folder_once(tmp_path, monkeypatch):
   assert listed == [path]  # the spec, the checks and the loader: one listing
   ip.spec(_config(path, 'stream'))
   assert listed == [path, path]  # after the run, listed afresh
+
+
+def test_streamed_tfds_labels_are_checked_as_in_memory(tmp_path, monkeypatch):
+  ip.load(_tiny_tfds(tmp_path, 'memory'))
+  real = tfds_data._on_demand  # pylint: disable=protected-access
+
+  def with_unlabelled(*args):
+    images, labels = real(*args)
+    labels[3] = -1  # as a TFDS test split without labels has them
+    return images, labels
+
+  monkeypatch.setattr(tfds_data, '_on_demand', with_unlabelled)
+  with pytest.raises(DataError, match='tfds:tiny_images: labels must be integers >= 0'):
+    ip.load(_tiny_tfds(tmp_path, 'stream'))

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# How much does the seed matter (issue 15, part 7): DCGAN and WGAN-GP on the Fashion-MNIST IDX
+# files, SEEDS seeds each trained at once (--config.num_seeds, one compiled call for all), for
+# STEPS iterations; then --mode=eval, which scores every member (SAMPLES samples each against the
+# 60,000 training images, with the domain classifier of experiments/train_classifier.py) and
+# prints each score's mean, standard deviation and per-member values.
+#
+#   bash experiments/seed_spread.sh [STEPS=400] [SEEDS=5] [SAMPLES=5000] [OUT=/tmp/seed_spread]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-400}
+seeds=${2:-5}
+samples=${3:-5000}
+out=${4:-/tmp/seed_spread}
+idx=/usr/share/datasets/fashion-mnist   # apt-get install dataset-fashion-mnist
+export TF_CPP_MIN_LOG_LEVEL=3
+mkdir -p "$out"
+[ -f "$out/classifier/meta.json" ] || python experiments/train_classifier.py \
+    --dataset=fashion_mnist --path="$idx" --out="$out/classifier" > "$out/classifier.log" 2>&1
+for gan in dcgan wgan_gp; do
+  run=$out/$gan
+  common=(--config=configs/$gan.py:fashion_mnist --workdir="$run" --config.dataset.path="$idx"
+          --config.num_seeds="$seeds" --config.eval.classifier="$out/classifier"
+          --config.eval.reference_split=train --config.eval.num_samples="$samples")
+  start=$(date +%s)
+  python main.py "${common[@]}" --config.num_steps="$steps" > "$run.train.log" 2>&1
+  seconds=$(( $(date +%s) - start ))
+  python main.py "${common[@]}" --mode=eval 2> "$run.eval.log" | tail -1 | python -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+keys = ('domain_fid', 'classifier_score')
+print(json.dumps({'gan': '$gan', 'steps': $steps, 'seeds': $seeds, 'samples': $samples,
+                  'train_seconds': $seconds,
+                  **{k + s: r[k + s] for k in keys for s in ('', '_std', '_members')}}))"
+done | tee "$out/results.jsonl"
