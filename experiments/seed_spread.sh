@@ -31,5 +31,5 @@ r = json.loads(sys.stdin.read())
 keys = ('domain_fid', 'classifier_score')
 print(json.dumps({'gan': '$gan', 'steps': $steps, 'seeds': $seeds, 'samples': $samples,
                   'train_seconds': $seconds,
-                  **{k + s: r[k + s] for k in keys for s in ('', '_std', '_members')}}))"
+                  **{k + s: r[k + s] for k in keys for s in ('', '_seed_std', '_members')}}))"
 done | tee "$out/results.jsonl"

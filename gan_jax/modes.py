@@ -27,7 +27,7 @@ def _stepper(config, image_shape, num_classes) -> Stepper:
 
 def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evaluation:
   """Scores a state; with num_seeds > 1 every member (each with its own seed's samples, as a
-  separate run's), combined: each score's mean, `_std` and `_members` (seeds.combine)."""
+  separate run's), combined: each score's mean, `_seed_std` and `_members` (seeds.combine)."""
   def one(state, seed):
     return evaluator.run(sampling.batches(
         stepper, state, config.eval.num_samples,

@@ -106,30 +106,37 @@ def stream(data: input_pipeline.Dataset, config, position: int = 0, shard=(0, 1)
   return Streams(data, config.batch_size, member_seeds(config), position, shard)
 
 
+SPREAD = '_seed_std'  # the suffix of a value's standard deviation across the members
+
+
 def summary(values: Dict[str, Any], shared=()) -> Tuple[Dict[str, float],
                                                        List[Dict[str, float]]]:
-  """(each name's mean across the members and its standard deviation as `name_std`, each
-  member's own scalars) of per-member values (name -> [N]); names in `shared` (the same for
-  every member: the schedule) get no `_std`."""
+  """(each name's mean across the members and their standard deviation as `name_seed_std`,
+  each member's own scalars) of per-member values (name -> [N]); names in `shared` (the same
+  for every member: the schedule) get no spread."""
   values = {name: np.asarray(v, np.float64) for name, v in values.items()}
   spread = {}
   for name, per_member in values.items():
     spread[name] = float(per_member.mean())
     if name not in shared:
-      spread[f'{name}_std'] = float(per_member.std())
+      spread[name + SPREAD] = float(per_member.std())
   num = len(next(iter(values.values()))) if values else 0
   return spread, [{name: float(v[k]) for name, v in values.items()} for k in range(num)]
 
 
 def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-  """One evaluation result of the members' (one dict each): each score's mean, `score_std`
-  and `score_members` (the members' values, in order); what is not a score (the step, the
-  sample count) as the members share it."""
+  """One evaluation result of the members' (one dict each): each score's mean, `score_seed_std`
+  and `score_members` (the members' values, in order). A score's own within-run spread (an
+  evaluator's `x_std`: Inception Score splits, KID subsets) comes as the members' mean and
+  values; what is not a score (the step, the sample count) as the members share it."""
   scores = [k for k, v in results[0].items() if isinstance(v, (int, float)) and
             not isinstance(v, bool) and k not in ('step', 'num_samples')]
-  spread, _ = summary({k: [r[k] for r in results] for k in scores})
+  own_spreads = [k for k in scores if k.endswith('_std')]
+  spread, _ = summary({k: [r[k] for r in results] for k in scores}, shared=own_spreads)
   out = {k: v for k, v in results[0].items() if k not in scores}
   for k in scores:
-    out.update({k: spread[k], f'{k}_std': spread[f'{k}_std'],
-                f'{k}_members': [float(r[k]) for r in results]})
+    out[k] = spread[k]
+    if k not in own_spreads:
+      out[k + SPREAD] = spread[k + SPREAD]
+    out[f'{k}_members'] = [float(r[k]) for r in results]
   return out

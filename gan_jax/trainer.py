@@ -219,7 +219,7 @@ _SHARED = ('train/n_critic', 'train/gen_learning_rate', 'train/critic_learning_r
 
 def _write_members(writer, members: list, step: int, values, scalars=None) -> None:
   """Writes `scalars` and per-run values (name -> a scalar, or [N] with num_seeds N > 1: then
-  the members' mean, their standard deviation as `name_std`, and each member's own value to its
+  the members' mean, their standard deviation as `name_seed_std`, and each member's own value to its
   writer in `members`) in one line."""
   scalars = scalars or {}
   if not values or np.ndim(next(iter(values.values()))) == 0:

@@ -180,7 +180,7 @@ def test_log_scalars_are_the_mean_and_spread_and_each_members_own(tmp_path):
   trainer._write_log(Recorder('main'), [Recorder('seed_7'), Recorder('seed_8')], health, 2,
                      metrics, {'train/images_per_sec': 5.0})
   assert written == [
-      ('main', 2, {'train/critic_loss': 2.0, 'train/critic_loss_std': 1.0, 'train/n_critic': 1.0,
+      ('main', 2, {'train/critic_loss': 2.0, 'train/critic_loss_seed_std': 1.0, 'train/n_critic': 1.0,
                    'train/images_per_sec': 5.0}),
       ('seed_7', 2, {'train/critic_loss': 1.0, 'train/n_critic': 1.0}),
       ('seed_8', 2, {'train/critic_loss': 3.0, 'train/n_critic': 1.0})]
@@ -194,8 +194,9 @@ def test_evaluation_scores_every_member_with_its_own_seeds_samples():
 
   class MeanPixel:  # an evaluator whose score is the samples' mean
     def run(self, batches):
-      return {'mean_pixel': float(np.mean(np.concatenate([np.asarray(b) for b, _ in batches]))),
-              'num_samples': 8}
+      pixels = np.concatenate([np.asarray(b) for b, _ in batches])
+      return {'mean_pixel': float(np.mean(pixels)),  # and a within-run spread of its own
+              'mean_pixel_std': float(np.std(pixels)), 'num_samples': 8}
   state = stepper.init()
   result = modes._evaluation(config, stepper, MeanPixel()).run(state)
   one_config = load_config('dcgan.py:digits,runlocal,mlp', seed=SEED + 1)
@@ -206,7 +207,11 @@ def test_evaluation_scores_every_member_with_its_own_seeds_samples():
   assert len(members) == 3 and result['num_samples'] == 8
   np.testing.assert_allclose(members[1], alone['mean_pixel'], rtol=1e-5)
   np.testing.assert_allclose(result['mean_pixel'], np.mean(members), rtol=1e-6)
-  np.testing.assert_allclose(result['mean_pixel_std'], np.std(members), rtol=1e-5)
+  np.testing.assert_allclose(result['mean_pixel_seed_std'], np.std(members), rtol=1e-5)
+  own = result['mean_pixel_std_members']  # each member's own spread, kept apart from the seeds'
+  assert len(own) == 3 and 'mean_pixel_std_seed_std' not in result
+  np.testing.assert_allclose(result['mean_pixel_std'], np.mean(own), rtol=1e-6)
+  np.testing.assert_allclose(own[1], alone['mean_pixel_std'], rtol=1e-5)
   assert len(set(members)) == 3
 
 
