@@ -8,7 +8,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+import atexit  # pylint: disable=g-import-not-at-top,wrong-import-order
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-order
+import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-order
+
+import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+
+# The tests train the same tiny configs again and again (a separate run per seed, a resumed run
+# beside a straight one): JAX's persistent cache lets a test process compile each program once.
+# The same program gives the same bits, loaded or compiled. One directory per process (each
+# pytest-xdist worker), removed at exit; main.py subprocesses keep their own settings.
+_COMPILED = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
+atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', _COMPILED)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 
 
 def load_config(spec: str, **overrides):
