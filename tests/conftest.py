@@ -23,6 +23,10 @@ _COMPILED = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
 atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
 jax.config.update('jax_compilation_cache_dir', _COMPILED)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+# The same for the one-process subprocesses the tests start (main.py runs; the simulated
+# devices' check): subprocess_env passes it on (main.py's own --config.compilation_cache wins).
+COMPILED_ENV = {'JAX_COMPILATION_CACHE_DIR': _COMPILED,
+                'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
 
 
 def load_config(spec: str, **overrides):
@@ -41,7 +45,7 @@ def load_config(spec: str, **overrides):
 
 def subprocess_env(env=None):
   """os.environ with quiet TensorFlow and `env` (a value None removes the variable)."""
-  full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **(env or {})}
+  full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **COMPILED_ENV, **(env or {})}
   return {k: v for k, v in full_env.items() if v is not None}
 
 

@@ -5,13 +5,15 @@ import os
 import subprocess
 import sys
 
+from conftest import subprocess_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _run_check(runs):
   """multidevice_check.py on 8 simulated devices: [(spec, mode, max_diff, scale, relative)]."""
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-         'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  env = subprocess_env({'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+                        'JAX_PLATFORMS': 'cpu'})
   result = subprocess.run([sys.executable, os.path.join(HERE, 'multidevice_check.py'),
                            *[f'{spec}@{modes}' for spec, modes in runs.items()]],
                           capture_output=True, text=True, timeout=900, env=env)
