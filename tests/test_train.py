@@ -186,6 +186,10 @@ def test_acgan_auxiliary_head_learns(tmp_path):
     (dict(batch_size=0), 'batch_size must be >= 1'),
     (dict(n_critic=0), 'n_critic must be >= 1'),
     (dict(gan='biggan'), 'not a preset'),
+    (dict(num_seeds=0), 'num_seeds must be >= 1'),
+    (dict(num_seeds=-2), 'num_seeds must be >= 1'),
+    (dict(seed=2**32 - 2, num_seeds=3), 'seed \\+ num_seeds - 1 must be <= 4294967295'),
+    (dict(num_seeds=2, parallelism='pmap'), "num_seeds > 1 trains on a mesh"),
 ])
 def test_bad_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
   config = load_config('wgan_gp.py:digits,runlocal', **overrides)
