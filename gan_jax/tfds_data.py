@@ -206,10 +206,10 @@ def add_random_access(tfds, config) -> None:
                      f'copying TFDS dataset {config.name!r} to ArrayRecord')
 
 
-def _on_demand(tfds, config, image_key, label_key):
-  """(streaming.OnDemand of the split's images, labels [N] or None), read at random from its
-  ArrayRecord files; each image decoded (PIL) and fitted when it is indexed."""
-  builder = _prepared(tfds, config)
+def _on_demand(tfds, builder, config, image_key, label_key):
+  """(streaming.OnDemand of the split's images, labels [N] or None), read at random from the
+  ArrayRecord files of `builder` (_prepared); each image decoded (PIL) and fitted when it is
+  indexed."""
   source = builder.as_data_source(config.split, decoders={image_key: tfds.decode.SkipDecoding()},
                                   file_format=ARRAY_RECORD)
   size, channels, n = config.image_size, config.channels, len(source)
@@ -299,11 +299,11 @@ def read(config):
                         f"(ArrayRecord files); {builder.data_dir} is not: copy the dataset to "
                         f"a local disk, or set dataset.storage to 'memory'")
       add_random_access(tfds, config)
-    formats = (_prepared(tfds, config).info.available_file_formats()
-               if builder.info.splits else ())
+    prepared = _prepared(tfds, config) if builder.info.splits else None
+    formats = prepared.info.available_file_formats() if prepared else ()
     tfrecord = tfds.core.file_adapters.FileFormat.TFRECORD
     if storage == 'stream' or (formats and tfrecord not in formats):
-      images, labels = _on_demand(tfds, config, image_key, label_key)
+      images, labels = _on_demand(tfds, prepared, config, image_key, label_key)
       if storage != 'stream':
         images = streaming.materialise(images)
     else:
