@@ -101,6 +101,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
 
   c.parallelism = 'jit'         # 'jit' (a mesh over all devices) | 'pmap' (pmean, synced BN)
   c.seed_shards = 0            # num_seeds > 1: devices along a 'seeds' mesh axis (1: members replicated); 0: auto
+  c.seed_mapping = 'auto'      # num_seeds > 1: 'vmap' (one batched program) | 'loop' (one member after another) | 'auto'
   c.dtype = 'float32'          # computation: 'float32' | 'bfloat16' (parameters stay float32)
   c.steps_per_call = 0         # iterations per compiled call (lax.scan; TPU iterations_per_loop); 0: auto
   c.max_steps_per_call = 25    # auto: this many, fewer to end at the next log/sample/eval/checkpoint

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import jax
 
-from gan_jax import gans, image_files, input_pipeline, layers, models, optimizers, steps
+from gan_jax import (gans, image_files, input_pipeline, layers, models, optimizers, seeds,
+                     steps)
 from gan_jax.errors import ConfigError
 
 INF = math.inf
@@ -60,6 +61,7 @@ POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # 
 CHOICES = {
     'parallelism': ('jit', 'pmap'),
     'grid_members': ('first', 'all'),
+    'seed_mapping': seeds.MAPPINGS,
     'dtype': tuple(steps.DTYPES),
     'model.arch': models.ARCHS,
     'model.gen_norm': ('batch', 'layer', 'none'),

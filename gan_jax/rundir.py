@@ -22,7 +22,7 @@ from gan_jax.input_pipeline import DataSpec
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 'sample_every',
                     'keep_checkpoints', 'num_grid', 'grid_members', 'skip_nonfinite',
                     'parallelism', 'steps_per_call', 'max_steps_per_call', 'compilation_cache',
-                    'seed_shards',
+                    'seed_shards', 'seed_mapping',
                     'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
                     'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 

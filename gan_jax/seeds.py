@@ -36,14 +36,44 @@ def init(gan: steps.GAN, seeds: Sequence[int], image_shape) -> TrainState:
   return jax.vmap(init_one, out_axes=STATE_AXES)(keys)
 
 
-def over_members(fn, batch_axis: int):
+MAPPINGS = ('auto', 'vmap', 'loop')  # config.seed_mapping
+
+
+def mapping(config, seed_shards: int, backend: str) -> str:
+  """How a call runs its members: 'vmap' (one batched program) or 'loop' (one member after
+  another inside the call, lax.map). config.seed_mapping, or for 'auto' a loop where vmap is
+  slow: convolutional models on CPU with the members on every device (vmapped convolutions
+  become grouped ones, which XLA:CPU runs several times slower than N plain ones); vmap
+  otherwise (members sharded over devices run side by side, with no loop)."""
+  if config.seed_mapping != 'auto':
+    return config.seed_mapping
+  loop = backend == 'cpu' and seed_shards == 1 and config.model.arch != 'mlp'
+  return 'loop' if loop else 'vmap'
+
+
+def over_members(fn, batch_axis: int, how: str = 'vmap'):
   """A call of one run, `fn(state, batch, *, gan) -> (state, metrics, health)` with metrics
   and health [K], as the call of a stacked state on batches with a member axis at `batch_axis`
   ([N, n_critic, B, ...]: 0; [K, N, n_critic, B, ...]: 1); metrics and health come back
-  [K, N]."""
+  [K, N]. `how`: 'vmap' or 'loop' (see `mapping`); both give each member the computation of a
+  separate run."""
   def call(state, batch, *, gan):
-    return jax.vmap(functools.partial(fn, gan=gan), in_axes=(STATE_AXES, batch_axis),
-                    out_axes=(STATE_AXES, 1, 1))(state, batch)
+    one = functools.partial(fn, gan=gan)
+    if how == 'vmap':
+      return jax.vmap(one, in_axes=(STATE_AXES, batch_axis), out_axes=(STATE_AXES, 1, 1))(
+          state, batch)
+
+    def one_member(inputs):
+      parts, member_batch = inputs
+      new, metrics, health = one(state.replace(**parts), member_batch)
+      return new.step, {name: getattr(new, name) for name in _STACKED}, metrics, health
+
+    parts = {name: getattr(state, name) for name in _STACKED}
+    batch = jax.tree.map(lambda x: jnp.moveaxis(x, batch_axis, 0), batch)
+    step, parts, metrics, health = jax.lax.map(one_member, (parts, batch))
+    to_k_n = lambda tree: jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), tree)  # [N, K] -> [K, N]
+    # Every member takes the same steps: step[k] is the same for all k.
+    return state.replace(step=step[0], **parts), to_k_n(metrics), to_k_n(health)
   return call
 
 

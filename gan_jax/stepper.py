@@ -41,6 +41,7 @@ class Stepper:
     self.pmap = config.parallelism == 'pmap'
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
+    self.mapping = None  # num_seeds > 1: 'vmap' or 'loop' (seeds.mapping)
     repl = sharding.replicated(self.mesh)
     self._repl = repl
     calls = ((1, _one_train_step), (2, steps.train_steps))  # leading batch axes -> call
@@ -49,7 +50,8 @@ class Stepper:
       self._state_sharding = repl
     else:  # a member axis before n_critic: [N, n_critic, B, ...], [K, N, n_critic, B, ...]
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
-      calls = tuple((k + 1, seeds.over_members(fn, k - 1)) for k, fn in calls)
+      self.mapping = seeds.mapping(config, self.seed_shards, jax.default_backend())
+      calls = tuple((k + 1, seeds.over_members(fn, k - 1, self.mapping)) for k, fn in calls)
       self._state_sharding = seeds.state_shardings(
           jax.eval_shape(init), sharding.member_sharding(self.mesh), repl)
     self._init = jax.jit(init, out_shardings=self._state_sharding)

@@ -76,6 +76,23 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert 0 <= scores['domain_precision'] <= 1 and 0 <= scores['domain_recall'] <= 1
   assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['domain_kid'])
 
+  # num_seeds=2 (main.py, then --mode=eval from the workdir): every member scored, with the
+  # mean and spread; member 0 is the run above (seed 0), so its FID is that run's at step 2.
+  seeds_dir = tmp_path / 'seeds'
+  trained = run_main('--config=configs/acgan.py:digits,runlocal', f'--workdir={seeds_dir}',
+                     '--config.num_seeds=2', '--config.num_steps=2', '--config.sample_every=0')
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  result = run_main(f'--workdir={seeds_dir}', '--mode=eval',
+                    *[f'--config.eval.{k}={v}' for k, v in small.items()])
+  assert result.returncode == 0, result.stderr[-3000:]
+  scores = json.loads(result.stdout.strip().splitlines()[-1])
+  members = scores['domain_fid_members']
+  assert len(members) == 2 and members[0] != members[1]
+  assert members[0] == pytest.approx(fids[2], rel=1e-3)
+  assert scores['domain_fid'] == pytest.approx(np.mean(members))
+  assert scores['domain_fid_seed_std'] == pytest.approx(np.std(members))
+  assert len(scores['classifier_score_members']) == 2
+
   # A classifier for other images is refused with one line.
   result = run_main(*args[:3], '--config.num_steps=2', '--config.eval_every=1',
                     f'--config.eval.classifier={tmp_path / "nothing"}')

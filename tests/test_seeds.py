@@ -35,12 +35,15 @@ def _train(spec, workdir, **overrides):
 
 # Batch norm (dcgan, conv), weight clipping and WGAN's boosted n_critic schedule (wgan), the
 # gradient penalty (wgan_gp) and labels (acgan); steps_per_call auto gives calls of 2 and 1.
-@pytest.mark.parametrize('spec', ['dcgan.py:digits,runlocal', 'wgan.py:digits,runlocal,mlp',
-                                  'wgan_gp.py:digits,runlocal,mlp',
-                                  'acgan.py:digits,runlocal,mlp'])
-def test_members_equal_separate_runs_of_their_seeds(spec, tmp_path):
+# seed_mapping auto runs conv members in a loop on CPU, MLP members under vmap.
+@pytest.mark.parametrize('spec,mapping', [
+    ('dcgan.py:digits,runlocal', 'auto'), ('wgan.py:digits,runlocal,mlp', 'auto'),
+    ('wgan_gp.py:digits,runlocal,mlp', 'loop'), ('acgan.py:digits,runlocal,mlp', 'auto')])
+def test_members_equal_separate_runs_of_their_seeds(spec, mapping, tmp_path):
   overrides = dict(num_steps=5, log_every=5, checkpoint_every=0)
-  stacked, stepper = _train(spec, tmp_path / 'many', seed=SEED, num_seeds=3, **overrides)
+  stacked, stepper = _train(spec, tmp_path / 'many', seed=SEED, num_seeds=3,
+                            seed_mapping=mapping, **overrides)
+  assert stepper.mapping == seeds.mapping(load_config(spec, seed_mapping=mapping), 1, 'cpu')
   assert stepper.seeds == [7, 8, 9]
   assert stacked.step.shape == () and int(stacked.step) == 5
   assert stacked.key.shape[0] == 3 and stacked.skipped.shape == (3,)
@@ -51,6 +54,16 @@ def test_members_equal_separate_runs_of_their_seeds(spec, tmp_path):
   # The members differ: no member is another seed's run.
   assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
       jax.tree.leaves(separate[0].gen.params), jax.tree.leaves(separate[1].gen.params))) > 1e-3
+
+
+def test_auto_mapping_loops_conv_members_on_cpu_alone():
+  conv, mlp = load_config('dcgan.py:digits,runlocal'), load_config('dcgan.py:digits,runlocal,mlp')
+  assert seeds.mapping(conv, 1, 'cpu') == 'loop'
+  assert seeds.mapping(conv, 4, 'cpu') == 'vmap'   # members split over devices: side by side
+  assert seeds.mapping(conv, 1, 'gpu') == 'vmap'
+  assert seeds.mapping(mlp, 1, 'cpu') == 'vmap'
+  mlp.seed_mapping = 'loop'
+  assert seeds.mapping(mlp, 1, 'gpu') == 'loop'
 
 
 def test_stacked_init_is_bitwise_each_seeds_compiled_init():
