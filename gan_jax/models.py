@@ -13,10 +13,19 @@ Three architecture families, chosen by `config.model.arch`:
               conv and down-blocks doubling them back), one more 8 * width block per doubling.
   * 'mlp':    fully connected G and D (the original GAN / WGAN MLP setting).
 
-Every generator takes `(z, labels, train)`; a conditional generator (num_classes > 0) multiplies z
-by a learned label embedding (Hadamard product, as in ACGAN). Every critic returns
-`(adv_logits [B], class_logits [B, K] or None)`; the class head exists when num_classes > 0.
-Images are NHWC in [-1, 1].
+Every generator takes `(z, labels, train)`, every critic `(x, labels, train)` and returns
+`(adv_logits [B], class_logits [B, K] or None)`. A model with num_classes > 0 is conditioned as
+its `conditioning` field says:
+  * 'acgan':      the generator multiplies z by a learned label embedding (Hadamard product, as in
+                  ACGAN); the critic has a class head beside the adversarial one (labels unused).
+  * 'projection': Miyato & Koyama 2018, "cGANs with Projection Discriminator". The critic's
+                  adv_logits are linear(phi(x)) + <embed(y), phi(x)>, phi(x) the features its
+                  heads see (flattened or globally pooled), and it has no class head. The
+                  generator's batch norms are conditional (`ConditionalBatchNorm`, SNGAN's and
+                  BigGAN's generators) and z goes in as is; a generator without batch norm (gen
+                  norm 'none' or 'layer') has nothing to make conditional, so it takes ACGAN's z
+                  times a label embedding instead, to stay conditioned.
+num_classes = 0 is unconditional (labels unused). Images are NHWC in [-1, 1].
 """
 
 import functools
@@ -36,16 +45,74 @@ def _kernel_init(init_std: float):
   return nn.linear.default_kernel_init
 
 
+def _embed_init(init_std: float):
+  """N(0, init_std) when init_std > 0; otherwise LeCun normal over the feature axis (Flax's
+  Embed default has variance 1): a class's row of the projection embedding is then drawn like the
+  adversarial head's kernel, so <embed(y), phi> starts at the scale of linear(phi)."""
+  if init_std > 0:
+    return nn.initializers.normal(init_std)
+  return nn.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal', in_axis=-1,
+                                          out_axis=-2)
+
+
+CONDITIONINGS = ('acgan', 'projection')
+
+
+def check_conditioning(conditioning: str) -> None:
+  """Raises ValueError unless `conditioning` is one of CONDITIONINGS."""
+  if conditioning not in CONDITIONINGS:
+    raise ValueError(f'unknown conditioning {conditioning!r}; use one of '
+                     f'{", ".join(map(repr, CONDITIONINGS))}')
+
+
+def _conditioning(m) -> str:
+  """How module `m` uses labels: 'none' (num_classes 0), 'acgan' or 'projection'."""
+  check_conditioning(m.conditioning)
+  return m.conditioning if m.num_classes > 0 else 'none'
+
+
+# The batch norm of every model, plain or conditional.
+_BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
+
+
+class ConditionalBatchNorm(nn.Module):
+  """Batch norm with a scale and a shift per class (de Vries et al. 2017; the generators of
+  SNGAN's projection cGAN and of BigGAN): BatchNorm without a scale and bias of its own, then
+  x * scale[y] + bias[y]. The scales start at 1 and the shifts at 0, so at initialisation it is
+  BatchNorm(use_scale=False, use_bias=False), and plain BatchNorm's init too."""
+  num_classes: int
+  use_running_average: bool = False
+  axis_name: Optional[str] = None  # pmap's device axis: statistics of the global batch
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, labels):
+    """x [B, ..., C], labels [B] (int) -> [B, ..., C]."""
+    x = nn.BatchNorm(use_running_average=self.use_running_average, use_scale=False,
+                     use_bias=False, axis_name=self.axis_name, dtype=self.dtype,
+                     **_BATCH_NORM)(x)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)  # broadcast over H, W
+    embed = lambda init, name: nn.Embed(self.num_classes, x.shape[-1], dtype=self.dtype,
+                                        embedding_init=init, name=name)(labels).reshape(shape)
+    scale = embed(nn.initializers.ones, 'scale_embed')  # [B, 1, 1, C] for images
+    shift = embed(nn.initializers.zeros, 'bias_embed')
+    return x * scale + shift
+
+
 def _norm(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None,
-          dtype: Any = jnp.float32):
+          dtype: Any = jnp.float32, labels=None, num_classes: int = 0):
   """Returns a normalisation layer: 'batch', 'layer' or 'none'.
 
   `axis_name`: under pmap, batch statistics are averaged over that device axis (synced batch
-  norm), so they are those of the global batch, as with jit over a mesh.
+  norm), so they are those of the global batch, as with jit over a mesh. `labels` (given only
+  with kind 'batch'): conditional batch norm over `num_classes` classes, a function of x.
   """
+  if kind == 'batch' and labels is not None:
+    cbn = ConditionalBatchNorm(num_classes, not train, axis_name if train else None, dtype)
+    return lambda x: cbn(x, labels)
   if kind == 'batch':
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        axis_name=axis_name if train else None, dtype=dtype)
+    return nn.BatchNorm(use_running_average=not train, axis_name=axis_name if train else None,
+                        dtype=dtype, **_BATCH_NORM)
   if kind == 'layer':
     # WGAN-GP's layer norm normalises each example over all of (H, W, C).
     return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1, dtype=dtype)
@@ -61,6 +128,20 @@ def _condition(z, labels, num_classes: int, dtype: Any = jnp.float32):
   if labels is None:
     raise ValueError('a conditional generator needs labels')
   return z * nn.Embed(num_classes, z.shape[-1], dtype=dtype, name='label_embed')(labels)
+
+
+def _gen_input(m, z, labels):
+  """(first layer's input, labels for conditional batch norm or None) of generator `m`.
+
+  'projection' with gen norm 'batch': (z, labels), the batch norms carry the condition.
+  Otherwise (z, None), z times a label embedding when conditional: 'acgan', and 'projection'
+  without batch norm, which has no norm to condition.
+  """
+  if _conditioning(m) == 'projection' and m.norm == 'batch':
+    if labels is None:
+      raise ValueError('a conditional generator needs labels')
+    return z, labels
+  return _condition(z, labels, m.num_classes, m.dtype), None
 
 
 def pyramid(size: int, levels: int = 3) -> list:
@@ -129,6 +210,7 @@ class ConvGenerator(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
@@ -142,15 +224,17 @@ class ConvGenerator(nn.Module):
     bias = self.norm != 'batch'  # batch norm cancels a bias (and Adam would amplify its noise)
     up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, init, b,
                                            self.dtype)
-    x = _condition(z, labels, self.num_classes, self.dtype)
+    x, norm_labels = _gen_input(self, z, labels)
+    norm = lambda: _norm(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
+                         self.num_classes)
     x = nn.Dense(sizes[0] * sizes[0] * channels[0], kernel_init=init, use_bias=bias,
                  dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], sizes[0], sizes[0], channels[0])
-    x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
+    x = nn.relu(norm()(x))
     for size, features in zip(sizes[1:-1], channels[1:]):
       x = up(features, bias)(x)
       x = x[:, :size, :size]  # e.g. 8x8 -> 7x7 for 28x28 images, as in the WGAN-GP code
-      x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
+      x = nn.relu(norm()(x))
     x = up(self.image_shape[2], True)(x)
     return jnp.tanh(x[:, :sizes[-1], :sizes[-1]]).astype(jnp.float32)
 
@@ -163,12 +247,13 @@ class ConvCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, labels=None, train: bool = True):
     init = _kernel_init(self.init_std)
     for i, features in enumerate(conv_channels(x.shape[1], self.width)[::-1]):
       bias = i == 0 or self.norm != 'batch'
@@ -177,23 +262,38 @@ class ConvCritic(nn.Module):
         x = _norm(self.norm, train, True, self.axis_name, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return _heads(x, self.num_classes, init, self.dtype)
+    return _heads(x, labels, self)
 
 
-def _heads(features, num_classes: int, init, dtype: Any = jnp.float32):
-  """(adv_logits [B], class_logits [B, K] or None), float32 whatever the compute dtype."""
-  dense = lambda n, name: nn.Dense(n, kernel_init=init, dtype=dtype, name=name)(features)
+def _heads(features, labels, m):
+  """(adv_logits [B], class_logits [B, K] or None) of critic `m` on its features phi [B, D],
+  float32 whatever the compute dtype (called in a compact method of `m`).
+
+  'acgan': a class head beside the adversarial one. 'projection': adv_logits are
+  linear(phi) + <embed(y), phi> and there is no class head.
+  """
+  init = _kernel_init(m.init_std)
+  dense = lambda n, name: nn.Dense(n, kernel_init=init, dtype=m.dtype, name=name)(features)
   adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
-  cls = dense(num_classes, 'class_head').astype(jnp.float32) if num_classes else None
+  conditioning = _conditioning(m)
+  if conditioning == 'projection':
+    if labels is None:
+      raise ValueError('a projection critic needs labels')
+    embed = nn.Embed(m.num_classes, features.shape[-1], embedding_init=_embed_init(m.init_std),
+                     dtype=m.dtype, name='projection_embed')(labels)  # [B, D]
+    # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
+    return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
+  cls = dense(m.num_classes, 'class_head').astype(jnp.float32) if conditioning == 'acgan' else None
   return adv, cls
 
 
-def _mlp_trunk(x, m, init, train: bool):
+def _mlp_trunk(x, m, init, train: bool, norm_labels=None):
   """`m.depth` hidden layers of `m.width` units: Dense -> norm -> ReLU (called in a compact
-  method of `m`, so the layers belong to it)."""
+  method of `m`, so the layers belong to it); `norm_labels`: conditional batch norm."""
   for _ in range(m.depth):
     x = nn.Dense(m.width, kernel_init=init, use_bias=m.norm != 'batch', dtype=m.dtype)(x)
-    x = nn.relu(_norm(m.norm, train, False, m.axis_name, m.dtype)(x))
+    x = nn.relu(_norm(m.norm, train, False, m.axis_name, m.dtype, norm_labels,
+                      m.num_classes)(x))
   return x
 
 
@@ -204,13 +304,15 @@ class MLPGenerator(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     init = _kernel_init(self.init_std)
-    x = _mlp_trunk(_condition(z, labels, self.num_classes, self.dtype), self, init, train)
+    x, norm_labels = _gen_input(self, z, labels)
+    x = _mlp_trunk(x, self, init, train, norm_labels)
     x = nn.Dense(math.prod(self.image_shape), kernel_init=init, dtype=self.dtype)(x)
     return jnp.tanh(x).astype(jnp.float32).reshape(x.shape[0], *self.image_shape)
 
@@ -221,14 +323,14 @@ class MLPCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
-    init = _kernel_init(self.init_std)
-    x = _mlp_trunk(x.reshape(x.shape[0], -1), self, init, train)
-    return _heads(x, self.num_classes, init, self.dtype)
+  def __call__(self, x, labels=None, train: bool = True):
+    x = _mlp_trunk(x.reshape(x.shape[0], -1), self, _kernel_init(self.init_std), train)
+    return _heads(x, labels, self)
 
 
 def _upsample(x):
@@ -256,9 +358,12 @@ class ResBlock(nn.Module):
   dtype: Any = jnp.float32
   conv_impl: str = 'auto'
   init_std: float = 0.0
+  num_classes: int = 0  # classes of the conditional batch norms, when called with norm_labels
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, train: bool = True, norm_labels=None):
+    norm = lambda: _norm(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
+                         self.num_classes)
     # == nn.Conv(f, (k, k), padding='SAME'), in forms whose derivatives are fast on CPU
     conv = lambda f, k: layers.Conv(f, k, self.conv_impl, _kernel_init(self.init_std),
                                     dtype=self.dtype, stride=1)
@@ -274,11 +379,11 @@ class ResBlock(nn.Module):
 
     h = x
     if not self.first:
-      h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
+      h = nn.relu(norm()(h))
     if self.resample == 'up':
       h = _upsample(h)
     h = conv(x.shape[-1] if self.resample == 'down' and not self.first else self.features, 3)(h)
-    h = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(h))
+    h = nn.relu(norm()(h))
     h = conv(self.features, 3)(h)
     if self.resample == 'down':
       h = _mean_pool(h)
@@ -293,6 +398,7 @@ class ResNetGenerator(nn.Module):
   norm: str = 'batch'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
@@ -305,13 +411,15 @@ class ResNetGenerator(nn.Module):
     else:           # the 64x64 ResNet: 4x4 x 8w -> 8w, 4w, 2w, w (64x64)
       base, channels = 4, resnet_channels(side, self.width)
     init = _kernel_init(self.init_std)
-    x = _condition(z, labels, self.num_classes, self.dtype)
+    x, norm_labels = _gen_input(self, z, labels)
     x = nn.Dense(base * base * channels[0], kernel_init=init, dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], base, base, channels[0])
     for features in channels:
       x = ResBlock(features, 'up', self.norm, axis_name=self.axis_name, dtype=self.dtype,
-                   conv_impl=self.conv_impl, init_std=self.init_std)(x, train)
-    x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype)(x))
+                   conv_impl=self.conv_impl, init_std=self.init_std,
+                   num_classes=self.num_classes)(x, train, norm_labels)
+    x = nn.relu(_norm(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
+                      self.num_classes)(x))
     x = layers.Conv(self.image_shape[2], 3, self.conv_impl, init, dtype=self.dtype,
                     stride=1)(x)
     return jnp.tanh(x).astype(jnp.float32)
@@ -324,12 +432,13 @@ class ResNetCritic(nn.Module):
   norm: str = 'none'
   init_std: float = 0.0
   num_classes: int = 0
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
   conv_impl: str = 'auto'
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, labels=None, train: bool = True):
     block = functools.partial(ResBlock, norm=self.norm, axis_name=self.axis_name,
                               dtype=self.dtype, conv_impl=self.conv_impl,
                               init_std=self.init_std)
@@ -345,7 +454,7 @@ class ResNetCritic(nn.Module):
       for i in range(len(resnet_channels(x.shape[1], self.width))):
         x = block(self.width * min(8, 2 ** (i + 1)), 'down')(x, train)
       x = x.reshape(x.shape[0], -1)  # [B, 4 * 4 * 8w]
-    return _heads(x, self.num_classes, init, self.dtype)
+    return _heads(x, labels, self)
 
 
 def _conv(m, image_shape, common):
@@ -371,11 +480,13 @@ ARCHS = tuple(ARCHITECTURES)
 
 
 def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None,
-          dtype: Any = jnp.float32):
+          dtype: Any = jnp.float32, conditioning: str = 'acgan'):
   """Returns (generator, critic) modules for `model_config` and the data's image shape
-  (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype)."""
+  (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype;
+  `conditioning`: how num_classes > 0 is used, 'acgan' or 'projection')."""
   check_image_shape(model_config.arch, image_shape)
-  common = dict(init_std=model_config.init_std, num_classes=num_classes, axis_name=axis_name,
-                dtype=dtype)
+  check_conditioning(conditioning)
+  common = dict(init_std=model_config.init_std, num_classes=num_classes,
+                conditioning=conditioning, axis_name=axis_name, dtype=dtype)
   image_shape = tuple(int(s) for s in image_shape)
   return ARCHITECTURES[model_config.arch](model_config, image_shape, common)
