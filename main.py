@@ -33,6 +33,8 @@ flags.DEFINE_string('out', None, 'sample: output .npz, local or gs:// (default: 
                     'WORKDIR/samples.npz).')
 flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the latest).')
 flags.DEFINE_bool('best', False, 'sample, eval: the best checkpoint by eval.best_metric.')
+flags.DEFINE_bool('raw_generator', False, 'sample, eval: with ema.decay > 0, the trained '
+                  'generator instead of its exponential moving average.')
 flags.DEFINE_integer('seed_index', 0, 'sample, with num_seeds > 1: the member whose samples '
                      'to write (seed config.seed + seed_index).')
 flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
@@ -65,9 +67,9 @@ def run(config) -> None:
   elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
     _report(modes.sample(config, workdir, FLAGS.num_samples, out, FLAGS.step, FLAGS.best,
-                         FLAGS.seed_index))
+                         FLAGS.seed_index, FLAGS.raw_generator))
   else:
-    _report(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best))
+    _report(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best, FLAGS.raw_generator))
 
 
 def main(_):

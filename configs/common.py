@@ -86,15 +86,26 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       critic_norm='none',      # critic normalisation: 'batch' | 'layer' | 'none'
       init_std=0.0,            # N(0, init_std) kernel init; 0 = Flax default
       conv_impl='auto',        # conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid)
-      conditional='',          # 'none' | 'acgan' (label-conditioned G, class head on D); '' = gan's
+      conditional='',          # 'none' | 'acgan' (label-conditioned G, class head on D) | 'projection'; '' = gan's
+      spectral_norm=False,     # spectral normalisation of the critic's weights (one power iteration per update)
+      gen_spectral_norm=False, # ... and of the generator's
   ))
 
   c.loss = ml_collections.ConfigDict(dict(
-      adversarial='',          # 'nonsaturating' | 'wasserstein'; '' = the preset's (config.gan)
-      lipschitz='',            # 'none' | 'clip' (weight clipping) | 'gp' (gradient penalty); '' = gan's
+      adversarial='',          # 'nonsaturating' | 'wasserstein' | 'hinge' | 'least_squares'; '' = the preset's (config.gan)
+      lipschitz='',            # 'none' | 'clip' (weight clipping) | 'gp' (gradient penalty) | 'r1'; '' = gan's
       gp_weight=10.0,          # lambda of the gradient penalty (lipschitz 'gp')
       clip_value=0.01,         # c of the weight clipping (lipschitz 'clip')
       aux_weight=1.0,          # weight of the ACGAN auxiliary class cross-entropy
+      r1_weight=10.0,          # gamma of R1 (lipschitz 'r1'): the loss adds gamma / 2 E|grad D(x_real)|^2
+      r1_every=1,              # R1 on every this-many-th critic update only, times this (lazy regularisation)
+  ))
+  c.ema = ml_collections.ConfigDict(dict(
+      decay=0.0,               # the generator's exponential moving average, e.g. 0.999 (0: off); samples use it
+      start_step=0,            # generator updates before the average starts (a copy until then)
+  ))
+  c.augment = ml_collections.ConfigDict(dict(
+      policy='',               # DiffAugment: a comma list of 'color', 'translation', 'cutout' ('': none)
   ))
   c.gen_optimizer = optimizer()
   c.critic_optimizer = optimizer()

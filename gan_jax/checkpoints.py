@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state plus the data stream position.
 
-Workdirs written before the per-player state (gen_params, gen_stats, ... as one flat record)
-restore into today's TrainState: `restore` reads them through the old layout and regroups it.
+Workdirs of earlier versions restore into today's TrainState: `restore` reads them through their
+layout and regroups it. Two older layouts: before the modern toolkit (no `ema` in the state, no
+`spectral` in a player's), and before the per-player state (gen_params, gen_stats, ... as one
+flat record).
 """
 
 from typing import Any, Optional, Tuple
@@ -71,6 +73,28 @@ def _grouped(flat: dict) -> TrainState:
                     critic=player('critic'), skipped=flat['skipped'])
 
 
+def _pre_toolkit(state: TrainState) -> dict:
+  """The layout before the generator's EMA and spectral norm (gan_jax 39feedf and older)."""
+  player = lambda p: {part: getattr(p, part) for part in _PARTS}
+  return {'step': state.step, 'key': state.key, 'gen': player(state.gen),
+          'critic': player(state.critic), 'skipped': state.skipped}
+
+
+def _from_pre_toolkit(tree: dict) -> TrainState:
+  player = lambda p: PlayerState(*(p[part] for part in _PARTS))
+  return TrainState(step=tree['step'], key=tree['key'], gen=player(tree['gen']),
+                    critic=player(tree['critic']), skipped=tree['skipped'])
+
+
+# Older layouts, newest first: (today's state -> that layout, that layout -> today's state).
+# They hold no EMA and no spectral norm vectors, so only a target without them reads them.
+_OLDER = ((_pre_toolkit, _from_pre_toolkit), (_flat, _grouped))
+
+
+def _mismatch(e: Exception) -> bool:
+  return 'gen_params' in str(e) or 'tree structures do not match' in str(e)
+
+
 def _restore(mngr, step: int, abstract):
   return mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
@@ -82,18 +106,20 @@ def restore(mngr: ocp.CheckpointManager, target: TrainState,
   shapes and shardings; `target` may be concrete arrays or jax.ShapeDtypeStructs."""
   step = mngr.latest_step() if step is None else step
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  toolkit = abstract.ema or abstract.gen.spectral or abstract.critic.spectral
+  layouts = ((lambda s: s, lambda s: s),) + (() if toolkit else _OLDER)
   try:
-    try:
-      restored = _restore(mngr, step, abstract)
-      state = restored.state
-    except Exception as e:  # pylint: disable=broad-except
-      if 'gen_params' not in str(e) and 'tree structures do not match' not in str(e):
-        raise
-      restored = _restore(mngr, step, _flat(abstract))   # a workdir of an older version
-      state = _grouped(restored.state)
+    for i, (to_layout, to_state) in enumerate(layouts):
+      try:
+        restored = _restore(mngr, step, to_layout(abstract))
+        state = to_state(restored.state)
+        break
+      except Exception as e:  # pylint: disable=broad-except
+        if not _mismatch(e) or i == len(layouts) - 1:
+          raise
   except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
     path = f'{mngr.directory}/{step}'
-    if 'tree structures do not match' in str(e) or 'gen_params' in str(e):
+    if _mismatch(e):
       raise ConfigError(f'checkpoint {path} holds a train state of another structure: it was '
                         f'written by another version of gan_jax or another model config; '
                         f'use a new --workdir') from e

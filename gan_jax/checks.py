@@ -12,7 +12,7 @@ from typing import Sequence
 
 import jax
 
-from gan_jax import (gans, image_files, input_pipeline, layers, models, optimizers, seeds,
+from gan_jax import (augment, gans, image_files, input_pipeline, layers, models, optimizers, seeds,
                      steps)
 from gan_jax.errors import ConfigError
 
@@ -45,6 +45,10 @@ RANGES = {
     'loss.gp_weight': (0, INF, 'the penalty\'s lambda'),
     'loss.clip_value': (0, INF, 'the clipping bound c'),
     'loss.aux_weight': (0, INF, 'the class loss weight'),
+    'loss.r1_weight': (0, INF, 'R1\'s gamma'),
+    'loss.r1_every': (1, INF, 'critic updates between R1 penalties'),
+    'ema.decay': (0, 1, 'the EMA\'s decay, below 1; 0: off'),
+    'ema.start_step': (0, INF, 'generator updates before the EMA averages'),
     'dataset.image_size': (1, INF, 'pixels'),
 }
 for _player in ('gen', 'critic'):
@@ -54,7 +58,7 @@ for _player in ('gen', 'critic'):
       f'{_player}_optimizer.b2': (0, 1, 'an Adam beta, below 1'),
       f'{_player}_optimizer.decay': (0, 1, 'RMSprop\'s decay, below 1'),
   })
-OPEN_ABOVE = {'_optimizer.b1', '_optimizer.b2', '_optimizer.decay'}  # x < 1, not x <= 1
+OPEN_ABOVE = {'_optimizer.b1', '_optimizer.b2', '_optimizer.decay', 'ema.decay'}  # x < 1
 POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # x > 0
 
 # field -> allowed values
@@ -73,6 +77,8 @@ CHOICES = {
     'critic_optimizer.schedule': optimizers.SCHEDULES,
     'dataset.float_range': tuple(input_pipeline.FLOAT_RANGES),
     'dataset.channels': image_files.CHANNELS,
+    'model.spectral_norm': (False, True),
+    'model.gen_spectral_norm': (False, True),
 }
 
 
@@ -136,6 +142,13 @@ def check_config(config, num_devices: int) -> None:
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "
                       "set model.critic_norm to 'layer' or 'none' (as in WGAN-GP)")
+  if spec.r1 and config.model.critic_norm == 'batch':
+    raise ConfigError("R1 is per example, so the critic cannot use batch norm: set "
+                      "model.critic_norm to 'layer' or 'none'")
+  try:
+    augment.parse_policy(config.augment.policy)
+  except ValueError as e:
+    raise ConfigError(f'augment.policy: {e}') from None
   if spec.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')

@@ -1,8 +1,14 @@
 """A GAN is a point of a grid: adversarial loss x Lipschitz device x conditioning.
 
-  loss.adversarial   'nonsaturating' (DCGAN's -log D(G(z))) | 'wasserstein'
+  loss.adversarial   'nonsaturating' (DCGAN's -log D(G(z))) | 'wasserstein' | 'hinge'
+                     (SNGAN's) | 'least_squares' (LSGAN's, 0-1 coding)
   loss.lipschitz     'none' | 'clip' (WGAN's weight clipping) | 'gp' (WGAN-GP's gradient penalty)
-  model.conditional  'none' | 'acgan' (label-conditioned G, auxiliary class head on D)
+                     | 'r1' (Mescheder et al.'s penalty on real data)
+  model.conditional  'none' | 'acgan' (label-conditioned G, auxiliary class head on D) |
+                     'projection' (conditional batch norm in G, projection discriminator)
+
+Spectral normalisation (model.spectral_norm), the generator's EMA (ema.decay) and DiffAugment
+(augment.policy) are options of any point of the grid, not points of it.
 
 `config.gan` names a paper preset that sets all three (PRESETS); a field that is not '' overrides
 its preset, so any combination trains (`--config.loss.lipschitz=gp` on DCGAN). The trainer reads
@@ -13,9 +19,9 @@ import dataclasses
 
 from gan_jax.errors import ConfigError
 
-ADVERSARIAL = ('nonsaturating', 'wasserstein')   # keys of losses.ADVERSARIAL
-LIPSCHITZ = ('none', 'clip', 'gp')
-CONDITIONAL = ('none', 'acgan')
+ADVERSARIAL = ('nonsaturating', 'wasserstein', 'hinge', 'least_squares')  # losses.ADVERSARIAL
+LIPSCHITZ = ('none', 'clip', 'gp', 'r1')
+CONDITIONAL = ('none', 'acgan', 'projection')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +39,22 @@ class GanSpec:
     return self.lipschitz == 'clip'
 
   @property
+  def r1(self) -> bool:
+    return self.lipschitz == 'r1'
+
+  @property
   def is_conditional(self) -> bool:
     return self.conditional != 'none'
+
+  @property
+  def class_head(self) -> bool:
+    """ACGAN's auxiliary classifier on the critic (and its class losses)."""
+    return self.conditional == 'acgan'
+
+  @property
+  def projection(self) -> bool:
+    """The critic sees the labels (projection discriminator)."""
+    return self.conditional == 'projection'
 
 
 PRESETS = {

@@ -31,9 +31,34 @@ def nonsaturating_gen(fake_logits) -> Tuple[jax.Array, Metrics]:
   return jnp.mean(jax.nn.softplus(-fake_logits)), {}
 
 
+def hinge_critic(real_logits, fake_logits) -> Tuple[jax.Array, Metrics]:
+  """E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))] (SNGAN, Miyato et al. 2018)."""
+  d_real, d_fake = jnp.mean(real_logits), jnp.mean(fake_logits)
+  loss = jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+  return loss, {'d_real': d_real, 'd_fake': d_fake}
+
+
+def hinge_gen(fake_logits) -> Tuple[jax.Array, Metrics]:
+  """-E[D(G(z))], the hinge GAN's generator loss."""
+  return -jnp.mean(fake_logits), {}
+
+
+def least_squares_critic(real_logits, fake_logits) -> Tuple[jax.Array, Metrics]:
+  """LSGAN (Mao et al. 2017), 0-1 coding: 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]."""
+  loss = 0.5 * jnp.mean(jnp.square(real_logits - 1.0)) + 0.5 * jnp.mean(jnp.square(fake_logits))
+  return loss, {'d_real': jnp.mean(real_logits), 'd_fake': jnp.mean(fake_logits)}
+
+
+def least_squares_gen(fake_logits) -> Tuple[jax.Array, Metrics]:
+  """LSGAN's generator loss 1/2 E[(D(G(z)) - 1)^2]."""
+  return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0)), {}
+
+
 ADVERSARIAL = {
     'wasserstein': (wasserstein_critic, wasserstein_gen),
     'nonsaturating': (nonsaturating_critic, nonsaturating_gen),
+    'hinge': (hinge_critic, hinge_gen),
+    'least_squares': (least_squares_critic, least_squares_gen),
 }
 
 
@@ -60,6 +85,13 @@ def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array],
   grads = grads.astype(jnp.float32)  # norms in float32 also when the critic computes in bf16
   norms = safe_norm(grads.reshape(grads.shape[0], -1), axis=-1)
   return jnp.mean(jnp.square(norms - 1.0)), jnp.mean(norms)
+
+
+def r1_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array) -> jax.Array:
+  """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] over real images [B, ...] (the loss
+  adds gamma / 2 times it). `critic_fn` as for gradient_penalty: per-example outputs [B]."""
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(real).astype(jnp.float32)
+  return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1))
 
 
 def interpolation_weights(eps_key, batch_size: int, ndim: int = 4):

@@ -11,6 +11,7 @@ registry entry or its files' headers).
 
 from typing import Any, Dict, Optional
 
+from absl import logging
 import jax
 
 from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline, rundir,
@@ -20,9 +21,20 @@ from gan_jax.evaluator import Evaluator
 from gan_jax.stepper import Stepper
 
 
-def _stepper(config, image_shape, num_classes) -> Stepper:
+def _stepper(config, image_shape, num_classes, raw_generator: bool = False) -> Stepper:
   checks.check_data(config, image_shape, num_classes)
-  return Stepper(config, image_shape, num_classes)
+  stepper = Stepper(config, image_shape, num_classes, raw_generator=raw_generator)
+  if config.ema.decay > 0:
+    logging.info('Samples, grids and evaluations use the %s generator%s.',
+                 'EMA' if stepper.uses_ema else 'raw (trained, not averaged)',
+                 f' (ema.decay {config.ema.decay}, from step {config.ema.start_step})'
+                 if stepper.uses_ema else '')
+  return stepper
+
+
+def _generator(stepper: Stepper) -> Dict[str, str]:
+  """What a sample or eval result says about the generator it used."""
+  return {'generator': 'ema' if stepper.uses_ema else 'raw'}
 
 
 def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evaluation:
@@ -78,9 +90,11 @@ def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: 
 
 
 def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
-           best: bool = False, seed_index: int = 0) -> Dict[str, Any]:
+           best: bool = False, seed_index: int = 0, raw_generator: bool = False
+           ) -> Dict[str, Any]:
   """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it;
-  with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it)."""
+  with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it). With
+  ema.decay > 0 the EMA generator's, unless `raw_generator`."""
   checks.check_config(config, jax.device_count())
   if num_samples < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
@@ -88,26 +102,31 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
     raise ConfigError(f'--seed_index must be >= 0 and < num_seeds ({config.num_seeds}), '
                       f'got {seed_index}')
   spec = _spec(config, workdir)
-  stepper = _stepper(config, spec.image_shape, spec.num_classes)
+  stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
   if stepper.num_seeds > 1:
     state = seeds.member(state, seed_index)
   result = sampling.write_samples(stepper, state, config.seed + seed_index, num_samples, out,
                                   spec.class_names)
+  if config.ema.decay > 0:
+    result.update(_generator(stepper))
   return result if stepper.num_seeds == 1 else {**result, 'seed': config.seed + seed_index}
 
 
-def evaluate(config, workdir: str, step: Optional[int] = None,
-             best: bool = False) -> Dict[str, Any]:
-  """Scores a checkpoint (default: the latest) with the configured extractors."""
+def evaluate(config, workdir: str, step: Optional[int] = None, best: bool = False,
+             raw_generator: bool = False) -> Dict[str, Any]:
+  """Scores a checkpoint (default: the latest) with the configured extractors; with
+  ema.decay > 0 the EMA generator, unless `raw_generator`."""
   with image_files.listings():  # a reference folder listed once: evaluator, reference stats
-    return _evaluate(config, workdir, step, best)
+    return _evaluate(config, workdir, step, best, raw_generator)
 
 
-def _evaluate(config, workdir: str, step: Optional[int], best: bool) -> Dict[str, Any]:
+def _evaluate(config, workdir: str, step: Optional[int], best: bool,
+              raw_generator: bool) -> Dict[str, Any]:
   checks.check_config(config, jax.device_count())
   spec = _spec(config, workdir)
   evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings
-  stepper = _stepper(config, spec.image_shape, spec.num_classes)
+  stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
-  return {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}
+  result = {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}
+  return {**result, **(_generator(stepper) if config.ema.decay > 0 else {})}

@@ -27,9 +27,12 @@ RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 
                     'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
 
 
-# Fields added since runs began whose absence from a config.json means a value other than "no
-# difference": a run from before num_seeds trained one seed.
-ABSENT_MEANS = {'num_seeds': 1}
+# Fields added since runs began, with what their absence from a config.json means: a run from
+# before num_seeds trained one seed, one from before the modern toolkit had no EMA, spectral norm,
+# R1 or augmentation. So resuming such a run with any of them set is refused like any change.
+ABSENT_MEANS = {'num_seeds': 1, 'ema.decay': 0.0, 'ema.start_step': 0,
+                'model.spectral_norm': False, 'model.gen_spectral_norm': False,
+                'loss.r1_weight': 10.0, 'loss.r1_every': 1, 'augment.policy': ''}
 
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
 GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')

@@ -31,7 +31,8 @@ def _one_train_step(state, batch, *, gan):
 class Stepper:
   """Compiled functions of a checked config's GAN for images of `image_shape`."""
 
-  def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None):
+  def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None,
+               raw_generator: bool = False):
     num_devices = jax.device_count() if devices is None else len(devices)
     # num_seeds > 1: the members split over a 'seeds' mesh axis, or replicated (1).
     self.seed_shards = seeds.seed_shards(config, num_devices, jax.process_count())
@@ -60,7 +61,10 @@ class Stepper:
                                           sharding.batch_sharding(self.mesh, k)),
                             out_shardings=(self._state_sharding, repl, repl), donate_argnums=0)
                  for k, fn in calls}
-    self._generate = jax.jit(functools.partial(steps.generate, self.gan))
+    # Samples come from the generator's EMA when the run keeps one, unless `raw_generator`.
+    self.uses_ema = config.ema.decay > 0 and not raw_generator
+    self._generate = jax.jit(functools.partial(steps.generate, self.gan,
+                                               use_ema=self.uses_ema))
     if self.pmap:
       pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
       # Metrics and health are pmean'd or computed from the synced state, equal on every

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gan_jax import gans, images, losses, models, optimizers
+from gan_jax import augment, gans, images, losses, models, optimizers, spectral
 
 Metrics = Dict[str, jax.Array]
 Health = Dict[str, jax.Array]  # name -> bool: all of it finite ('metrics', 'gen.params', ...)
@@ -24,6 +24,8 @@ class PlayerState:
   params: Any
   stats: Any                   # Flax 'batch_stats' collection ({} without batch norm)
   opt_state: Any
+  # spectral norm's power-iteration vectors, weight path -> u ({} without spectral norm)
+  spectral: Any = flax.struct.field(default_factory=dict)
 
 
 @flax.struct.dataclass
@@ -33,6 +35,8 @@ class TrainState:
   gen: PlayerState
   critic: PlayerState
   skipped: jax.Array           # iterations skipped for non-finite values (skip_nonfinite)
+  # the generator's exponential moving average {'params', 'stats'} ({} with ema.decay 0)
+  ema: Any = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +56,13 @@ class GAN:
   gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
   critic_lr: Callable[[jax.Array], jax.Array]
   axis_name: Optional[str] = None  # pmap: the device axis to average gradients and metrics over
+  ema_decay: float = 0.0       # the generator's EMA (0: none)
+  ema_start: int = 0           # generator updates before the EMA starts averaging (a copy before)
+  gen_spectral: bool = False   # spectral norm on the generator's weights
+  critic_spectral: bool = False
+  r1_weight: float = 0.0       # gamma of R1 (lipschitz 'r1'): gamma / 2 E|grad D(x_real)|^2
+  r1_every: int = 1            # R1 on every this-many-th critic update, scaled by it
+  augment: Tuple[str, ...] = ()  # DiffAugment policy: where the critic sees images
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -61,14 +72,19 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
   """The static GAN of a checked config (gan_jax/checks.py) and the data spec."""
   spec = gans.resolve(config)
   num_classes = num_classes if spec.is_conditional else 0
-  generator, critic = models.build(config.model, image_shape, num_classes, axis_name,
-                                   DTYPES[config.dtype])
+  generator, critic = models.build(
+      config.model, image_shape, num_classes, axis_name, DTYPES[config.dtype],
+      conditioning='projection' if spec.projection else 'acgan')
   return GAN(generator, critic, optimizers.make_optimizer(config.gen_optimizer),
              optimizers.make_optimizer(config.critic_optimizer), spec, config.latent_dim,
              num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,
              config.skip_nonfinite,
              optimizers.lr_schedule(config.gen_optimizer, config.num_steps),
-             optimizers.lr_schedule(config.critic_optimizer, config.num_steps), axis_name)
+             optimizers.lr_schedule(config.critic_optimizer, config.num_steps), axis_name,
+             ema_decay=config.ema.decay, ema_start=config.ema.start_step,
+             gen_spectral=config.model.gen_spectral_norm,
+             critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
+             r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy))
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -82,13 +98,19 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
   z = jnp.zeros((1, gan.latent_dim), jnp.float32)
   labels = jnp.zeros((1,), jnp.int32) if gan.num_classes else None
   gen_vars = gan.generator.init(gen_key, z, labels, train=False)
-  critic_vars = gan.critic.init(critic_key, jnp.zeros((1, *image_shape), jnp.float32),
-                                train=False)
-  player = lambda variables, tx: PlayerState(
-      variables['params'], variables.get('batch_stats', {}), tx.init(variables['params']))
-  return TrainState(step=jnp.zeros((), jnp.int32), key=train_key,
-                    gen=player(gen_vars, gan.gen_tx), critic=player(critic_vars, gan.critic_tx),
-                    skipped=jnp.zeros((), jnp.int32))
+  critic_inputs = (jnp.zeros((1, *image_shape), jnp.float32),) + (
+      (labels,) if gan.spec.projection else ())
+  critic_vars = gan.critic.init(critic_key, *critic_inputs, train=False)
+  def player(variables, tx, key, normalised: bool):
+    params = variables['params']
+    # (keys folded from the player's own: the parameters' draws are those of a run without)
+    vectors = spectral.init_vectors(params, jax.random.fold_in(key, 1)) if normalised else {}
+    return PlayerState(params, variables.get('batch_stats', {}), tx.init(params), vectors)
+  gen = player(gen_vars, gan.gen_tx, gen_key, gan.gen_spectral)
+  ema = {'params': gen.params, 'stats': gen.stats} if gan.ema_decay > 0 else {}
+  return TrainState(step=jnp.zeros((), jnp.int32), key=train_key, gen=gen,
+                    critic=player(critic_vars, gan.critic_tx, critic_key, gan.critic_spectral),
+                    skipped=jnp.zeros((), jnp.int32), ema=ema)
 
 
 def _apply(module, params, stats, *args, train: bool):
@@ -126,35 +148,77 @@ def _sample_inputs(gan: GAN, key, batch_size: int):
   return z, labels
 
 
-def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key):
-  """One critic update on one real batch; returns (critic, metrics)."""
+AUGMENT_STREAM = 1  # folded into an update's key for its DiffAugment draws (a key of its own)
+
+
+def _critic(gan: GAN, params, stats, x, labels, train: bool = True):
+  """The critic on images `x`; a projection critic also sees their labels."""
+  args = (x, labels) if gan.spec.projection else (x,)
+  return _apply(gan.critic, params, stats, *args, train=train)
+
+
+def _augment(gan: GAN, key, x):
+  """DiffAugment of images the critic is about to see (config.augment.policy; none: x). Under
+  pmap the draws are the global batch's, each device keeping its rows (as the noise's)."""
+  if not gan.augment:
+    return x
+  batch, height, width = x.shape[:3]
+  if gan.axis_name is None:
+    draws = augment.draw(key, gan.augment, batch, height, width)
+  else:
+    everyone = augment.draw(key, gan.augment, batch * jax.lax.axis_size(gan.axis_name), height,
+                            width)
+    start = jax.lax.axis_index(gan.axis_name) * batch
+    draws = jax.tree.map(lambda d: jax.lax.dynamic_slice_in_dim(d, start, batch), everyone)
+  return augment.apply(x, draws, gan.augment)
+
+
+def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True):
+  """One critic update on one real batch; returns (critic, metrics). `r1_now`: whether this
+  update takes the R1 penalty (loss.r1_every > 1: every r1_every-th update)."""
   critic_stats = critic.stats
   input_key, eps_key = jax.random.split(key)
   real = images.to_signed(batch['image'])
+  real_labels = batch.get('label')
   z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
   # The generator's batch statistics change only in its own update.
-  fake, _ = _apply(gan.generator, gen.params, gen.stats, z, fake_labels, train=True)
+  gen_params, _ = spectral.normalise(gen.params, gen.spectral)
+  fake, _ = _apply(gan.generator, gen_params, gen.stats, z, fake_labels, train=True)
   fake = jax.lax.stop_gradient(fake)
+  if gan.augment:  # real and fake as the critic sees them, each example its own draw
+    real_key, fake_key = jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM))
+    real, fake = _augment(gan, real_key, real), _augment(gan, fake_key, fake)
+  vectors = spectral.iterate(critic.params, critic.spectral)  # one power iteration
   critic_loss_fn, _ = losses.ADVERSARIAL[gan.spec.adversarial]
 
   def loss_fn(params):
+    params, sigmas = spectral.normalise(params, vectors)
     # Real and fake pass separately, as in the reference code (batch norm sees each alone).
-    (real_adv, real_cls), stats = _apply(gan.critic, params, critic_stats, real, train=True)
-    (fake_adv, fake_cls), stats = _apply(gan.critic, params, stats, fake, train=True)
+    (real_adv, real_cls), stats = _critic(gan, params, critic_stats, real, real_labels)
+    (fake_adv, fake_cls), stats = _critic(gan, params, stats, fake, fake_labels)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
+    # Penalties take the critic's adversarial output at the real images' labels.
+    critic_fn = lambda x: _critic(gan, params, stats, x, real_labels)[0][0]
     if gan.spec.gradient_penalty:
       eps = _draw(gan, lambda n: losses.interpolation_weights(eps_key, n, real.ndim),
                   real.shape[0])
       x_hat = losses.interpolate(real, fake, eps)
-      critic_fn = lambda x: _apply(gan.critic, params, stats, x, train=True)[0][0]
       penalty, grad_norm = losses.gradient_penalty(critic_fn, x_hat)
       loss += gan.gp_weight * penalty
       metrics.update(gradient_penalty=penalty, grad_norm=grad_norm)
-    if gan.spec.is_conditional:
+    if gan.spec.r1:  # lazy (r1_every > 1): computed on its updates only, scaled to the mean
+      penalty = (losses.r1_penalty(critic_fn, real) if gan.r1_every == 1 else
+                 jax.lax.cond(r1_now, lambda: losses.r1_penalty(critic_fn, real),
+                              lambda: jnp.zeros((), jnp.float32)))
+      loss += 0.5 * gan.r1_weight * gan.r1_every * penalty
+      metrics['r1_penalty'] = penalty
+    if gan.spec.class_head:
       real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
       fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
       loss += gan.aux_weight * (real_xent + fake_xent)
       metrics.update(aux_loss_real=real_xent, aux_acc_real=real_acc, aux_acc_fake=fake_acc)
+    if sigmas:
+      metrics['critic_sigma_max'] = jnp.max(jnp.stack(list(sigmas.values())))
     metrics['critic_loss'] = loss
     return loss, (stats, metrics)
 
@@ -165,20 +229,26 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key):
   if gan.spec.weight_clipping:  # WGAN's post-update: every critic weight into [-c, c]
     critic_params = jax.tree.map(lambda p: jnp.clip(p, -gan.clip_value, gan.clip_value),
                                  critic_params)
-  return PlayerState(critic_params, critic_stats, opt_state), metrics
+  return PlayerState(critic_params, critic_stats, opt_state, vectors), metrics
 
 
 def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int):
   """One generator update; returns (gen, metrics)."""
   z, labels = _sample_inputs(gan, key, batch_size)
   _, gen_loss_fn = losses.ADVERSARIAL[gan.spec.adversarial]
+  vectors = spectral.iterate(gen.params, gen.spectral)  # one power iteration
+  # The critic as its last update left it (spectral norm from its kept vectors).
+  critic_params, _ = spectral.normalise(critic.params, critic.spectral)
 
   def loss_fn(params):
+    params, _ = spectral.normalise(params, vectors)
     fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True)
+    if gan.augment:
+      fake = _augment(gan, jax.random.fold_in(key, AUGMENT_STREAM), fake)
     # The critic's statistics are not updated by the generator's step.
-    (fake_adv, fake_cls), _ = _apply(gan.critic, critic.params, critic.stats, fake, train=True)
+    (fake_adv, fake_cls), _ = _critic(gan, critic_params, critic.stats, fake, labels)
     loss, metrics = gen_loss_fn(fake_adv)
-    if gan.spec.is_conditional:
+    if gan.spec.class_head:
       xent, _ = losses.auxiliary_xent(fake_cls, labels)
       loss += gan.aux_weight * xent
       metrics['aux_loss_fake'] = xent
@@ -188,7 +258,17 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
   grads, (gen_stats, metrics) = jax.grad(loss_fn, has_aux=True)(gen.params)
   grads = _pmean(gan, grads)
   updates, opt_state = gan.gen_tx.update(grads, gen.opt_state, gen.params)
-  return PlayerState(optax.apply_updates(gen.params, updates), gen_stats, opt_state), metrics
+  return PlayerState(optax.apply_updates(gen.params, updates), gen_stats, opt_state,
+                     vectors), metrics
+
+
+def ema_update(ema, gen: PlayerState, step, decay: float, start: int):
+  """The generator's EMA after its update `step` (0-based): a copy of `gen`'s parameters and
+  batch statistics before update `start`, then decay * ema + (1 - decay) * gen."""
+  rate = jnp.where(step < start, 0.0, decay).astype(jnp.float32)
+  blend = lambda e, x: rate * e + (1.0 - rate) * x
+  return {'params': jax.tree.map(blend, ema['params'], gen.params),
+          'stats': jax.tree.map(blend, ema['stats'], gen.stats)}
 
 
 def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metrics, Health]:
@@ -207,23 +287,33 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), n_critic + 1)
 
   def critic_body(critic, inputs):
-    one_batch, key = inputs
-    return critic_update(gan, state.gen, critic, one_batch, key)
+    one_batch, key, *index = inputs
+    # lazy R1: on the critic updates numbered step * n_critic + i that r1_every divides
+    r1_now = (state.step * n_critic + index[0]) % gan.r1_every == 0 if index else True
+    return critic_update(gan, state.gen, critic, one_batch, key, r1_now)
 
   gen_lr, critic_lr = gan.gen_lr(state.step), gan.critic_lr(state.step)
   critic = state.critic.replace(
       opt_state=optimizers.set_learning_rate(state.critic.opt_state, critic_lr))
-  critic, c_metrics = jax.lax.scan(critic_body, critic, (batch, keys[1:]))
+  lazy_r1 = gan.spec.r1 and gan.r1_every > 1
+  inputs = (batch, keys[1:]) + ((jnp.arange(n_critic),) if lazy_r1 else ())
+  critic, c_metrics = jax.lax.scan(critic_body, critic, inputs)
   gen = state.gen.replace(opt_state=optimizers.set_learning_rate(state.gen.opt_state, gen_lr))
   gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size)
+  ema = state.ema
+  if gan.ema_decay > 0:
+    ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start)
   metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
-  new_state = state.replace(gen=gen, critic=critic)
+  new_state = state.replace(gen=gen, critic=critic, ema=ema)
   health = {'metrics': all_finite(metrics)}
   for player in ('gen', 'critic'):
-    for part in ('params', 'stats', 'opt_state'):
-      health[f'{player}.{part}'] = all_finite(getattr(getattr(new_state, player), part))
+    for part in ('params', 'stats', 'opt_state', 'spectral'):
+      if part != 'spectral' or getattr(new_state, player).spectral:
+        health[f'{player}.{part}'] = all_finite(getattr(getattr(new_state, player), part))
+  if ema:
+    health['ema'] = all_finite(ema)
   finite = jnp.all(jnp.stack(list(health.values())))
   if gan.skip_nonfinite:  # keep the old state; the data and the step move on
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
@@ -249,6 +339,16 @@ def train_steps(state: TrainState, batches, *, gan: GAN):
   return state, metrics, health
 
 
-def generate(gan: GAN, state: TrainState, z, labels=None):
-  """Samples in [-1, 1] from G in inference mode (batch norm uses running averages)."""
-  return _apply(gan.generator, state.gen.params, state.gen.stats, z, labels, train=False)[0]
+def generator_variables(state: TrainState, use_ema: bool = True):
+  """(params, batch stats) the generator samples with: its EMA's when it has one and `use_ema`,
+  else its own; spectrally normalised with its kept vectors when it has them."""
+  source = state.ema if use_ema and state.ema else {'params': state.gen.params,
+                                                     'stats': state.gen.stats}
+  return spectral.normalise(source['params'], state.gen.spectral)[0], source['stats']
+
+
+def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True):
+  """Samples in [-1, 1] from G in inference mode (batch norm uses running averages): the EMA
+  generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one."""
+  params, stats = generator_variables(state, use_ema)
+  return _apply(gan.generator, params, stats, z, labels, train=False)[0]
