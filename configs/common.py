@@ -48,7 +48,7 @@ def image_size_option(c: ml_collections.ConfigDict, options) -> int:
 def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   """Fields every GAN has; variant files override what their paper sets."""
   c = ml_collections.ConfigDict()
-  c.gan = gan                  # paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' (gan_jax/gans.py)
+  c.gan = gan                  # paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' | 'sngan' (gan_jax/gans.py)
   c.acgan_adversarial = ''     # old ACGAN field, still read: 'nonsaturating' | 'wasserstein_clip' | 'wasserstein_gp'
   c.seed = 0                   # PRNG seed: parameters, noise and data order
   c.num_seeds = 1              # train seeds seed, seed + 1, ... at once, as one stacked state (1: one run)
@@ -80,6 +80,8 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       arch='conv',             # 'conv' | 'resnet' | 'mlp'
       width=64,                # conv: channels of the finest layer (DIM); mlp: hidden units
+      critic_width=0,          # the critic's width, if not model.width (0)
+      critic_pool='mean',      # resnet up to 32x32: the critic's global pool, 'mean' | 'sum' (SNGAN)
       depth=3,                 # mlp: hidden layers
       kernel_size=5,           # conv: kernel side
       gen_norm='none',         # generator normalisation: 'batch' | 'layer' | 'none'
@@ -152,6 +154,8 @@ def runlocal(c: ml_collections.ConfigDict) -> None:
   c.checkpoint_every = 2
   c.sample_every = 2
   c.num_grid = 16
+  if c.ema.start_step:
+    c.ema.start_step = 1
   if c.critic_boost.iters:
     c.critic_boost.iters = 10
     c.critic_boost.first_steps = 1

@@ -10,13 +10,16 @@ size64: the paper's 64x64 model, 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -
 128); size128: one stride-2 layer more, width 64 (4x4x1024 -> ... -> 64x64x64 -> 128x128).
 Both set dataset.image_size (a dataset that resizes: `python main.py
 --config=configs/dcgan.py:digits,size64 --workdir=/tmp/dcgan_64`).
-Options: runlocal, mlp, size64, size128.
+modern: the same models with what moves FID since the paper (StudioGAN's advice): spectral norm
+in place of the critic's batch norm, the hinge loss, DiffAugment (color, translation, cutout)
+and an EMA of the generator (decay 0.999 from step 1000), which samples and evaluations use.
+Options: runlocal, mlp, size64, size128, modern.
 """
 
 from configs import common
 from gan_jax import models
 
-OPTIONS = ('mlp', *common.SIZE_OPTIONS)
+OPTIONS = ('mlp', 'modern', *common.SIZE_OPTIONS)
 
 
 def get_config(arg=None):
@@ -39,6 +42,13 @@ def get_config(arg=None):
   if 'mlp' in options:
     c.model.arch = 'mlp'
     c.model.width = 512
+  if 'modern' in options:
+    c.model.critic_norm = 'none'   # spectral norm takes the place of the critic's batch norm
+    c.model.spectral_norm = True
+    c.loss.adversarial = 'hinge'
+    c.augment.policy = 'color,translation,cutout'
+    c.ema.decay = 0.999
+    c.ema.start_step = 1000
   if 'runlocal' in options:
     common.runlocal(c)
   return c

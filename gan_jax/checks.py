@@ -39,6 +39,7 @@ RANGES = {
     'keep_checkpoints': (1, INF, 'checkpoints kept'),
     'num_grid': (1, INF, 'samples in the grid'),
     'model.width': (1, INF, 'channels or units'),
+    'model.critic_width': (0, INF, 'channels or units; 0: model.width'),
     'model.depth': (1, INF, 'hidden layers'),
     'model.kernel_size': (1, INF, 'the kernel side'),
     'model.init_std': (0, INF, '0: Flax\'s default'),
@@ -78,6 +79,7 @@ CHOICES = {
     'dataset.float_range': tuple(input_pipeline.FLOAT_RANGES),
     'dataset.channels': image_files.CHANNELS,
     'model.spectral_norm': (False, True),
+    'model.critic_pool': ('mean', 'sum'),
     'model.gen_spectral_norm': (False, True),
 }
 

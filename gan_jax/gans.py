@@ -62,6 +62,7 @@ PRESETS = {
     'wgan_gp': GanSpec('wasserstein', 'gp', 'none'),
     'dcgan': GanSpec('nonsaturating', 'none', 'none'),
     'acgan': GanSpec('nonsaturating', 'none', 'acgan'),
+    'sngan': GanSpec('hinge', 'none', 'none'),   # with model.spectral_norm (configs/sngan.py)
 }
 
 # The field ACGAN configs had before the grid (`acgan_adversarial`): when set, it decides the

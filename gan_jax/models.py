@@ -426,10 +426,12 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetCritic(nn.Module):
-  """Up to 32x32: 2 down-blocks and 2 plain ones at width, ReLU, global mean pool. From 64x64:
-  3x3 conv to width, down-blocks to 4x4 (64x64: 2w, 4w, 8w, 8w), flattened. Then linear heads."""
+  """Up to 32x32: 2 down-blocks and 2 plain ones at width, ReLU, global mean pool (SNGAN's
+  sum with pool 'sum'). From 64x64: 3x3 conv to width, down-blocks to 4x4 (64x64: 2w, 4w, 8w,
+  8w), flattened. Then linear heads."""
   width: int = 128
   norm: str = 'none'
+  pool: str = 'mean'               # up to 32x32: the global pool, 'mean' | 'sum'
   init_std: float = 0.0
   num_classes: int = 0
   conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
@@ -448,7 +450,7 @@ class ResNetCritic(nn.Module):
       x = block(self.width, 'down')(x, train)
       x = block(self.width, None)(x, train)
       x = block(self.width, None)(x, train)
-      x = jnp.mean(nn.relu(x), axis=(1, 2))
+      x = (jnp.sum if self.pool == 'sum' else jnp.mean)(nn.relu(x), axis=(1, 2))
     else:                 # the 64x64 ResNet (gan_64x64.py's GoodDiscriminator)
       x = layers.Conv(self.width, 3, self.conv_impl, init, dtype=self.dtype, stride=1)(x)
       for i in range(len(resnet_channels(x.shape[1], self.width))):
@@ -457,21 +459,27 @@ class ResNetCritic(nn.Module):
     return _heads(x, labels, self)
 
 
+def _critic_width(m) -> int:
+  """The critic's width: model.critic_width, or model.width (0)."""
+  return m.critic_width or m.width
+
+
 def _conv(m, image_shape, common):
-  conv = dict(width=m.width, kernel_size=m.kernel_size, conv_impl=m.conv_impl)
-  return (ConvGenerator(image_shape, norm=m.gen_norm, **conv, **common),
-          ConvCritic(norm=m.critic_norm, **conv, **common))
+  conv = dict(kernel_size=m.kernel_size, conv_impl=m.conv_impl)
+  return (ConvGenerator(image_shape, width=m.width, norm=m.gen_norm, **conv, **common),
+          ConvCritic(width=_critic_width(m), norm=m.critic_norm, **conv, **common))
 
 
 def _resnet(m, image_shape, common):
-  resnet = dict(width=m.width, conv_impl=m.conv_impl)
-  return (ResNetGenerator(image_shape, norm=m.gen_norm, **resnet, **common),
-          ResNetCritic(norm=m.critic_norm, **resnet, **common))
+  return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, conv_impl=m.conv_impl,
+                          **common),
+          ResNetCritic(width=_critic_width(m), norm=m.critic_norm, pool=m.critic_pool,
+                       conv_impl=m.conv_impl, **common))
 
 
 def _mlp(m, image_shape, common):
   return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
-          MLPCritic(width=m.width, depth=m.depth, norm=m.critic_norm, **common))
+          MLPCritic(width=_critic_width(m), depth=m.depth, norm=m.critic_norm, **common))
 
 
 # model.arch -> (model config, image shape, shared fields) -> (generator, critic)

@@ -43,6 +43,15 @@ def load_config(spec: str, **overrides):
   return config
 
 
+def model_config(arch: str, **overrides):
+  """A config.model of tiny models for module tests (width 8, depth 2, kernel 5)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  c = dict(arch=arch, width=8, critic_width=0, critic_pool='mean', depth=2, kernel_size=5,
+           gen_norm='batch', critic_norm='layer', init_std=0.0, conv_impl='auto')
+  c.update(overrides)
+  return ml_collections.ConfigDict(c)
+
+
 def subprocess_env(env=None):
   """os.environ with quiet TensorFlow and `env` (a value None removes the variable)."""
   full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **COMPILED_ENV, **(env or {})}

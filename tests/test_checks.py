@@ -10,6 +10,13 @@ from gan_jax.errors import ConfigError
 SPEC = 'wgan_gp.py:digits,runlocal'
 
 
+def _get(config, field: str):
+  node = config
+  for p in field.split('.'):
+    node = node[p]
+  return node
+
+
 def _set(config, field: str, value):
   *parents, leaf = field.split('.')
   node = config
@@ -20,8 +27,8 @@ def _set(config, field: str, value):
 
 def _bad_values(field):
   lo, hi, _ = checks.RANGES[field]
-  is_int = isinstance(lo, int) and field not in checks.POSITIVE and field != 'model.init_std' \
-      and not field.startswith(('loss.', 'gen_opt', 'critic_opt'))
+  default = _get(load_config(SPEC), field)
+  is_int = isinstance(default, int) and not isinstance(default, bool)
   bad = [lo - 1] if is_int else [lo - 0.5, float('nan')]
   if field in checks.POSITIVE:
     bad.append(0.0)

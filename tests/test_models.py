@@ -2,18 +2,11 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from conftest import model_config
 from gan_jax import models
-
-
-def _model_config(arch, **kw):
-  c = dict(arch=arch, width=8, depth=2, kernel_size=5, gen_norm='batch', critic_norm='layer',
-           init_std=0.0, conv_impl='auto')
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
 
 
 @pytest.mark.parametrize('arch,shape', [('conv', (28, 28, 1)), ('conv', (32, 32, 3)),
@@ -23,7 +16,7 @@ def _model_config(arch, **kw):
                                         ('resnet', (128, 128, 3))])
 @pytest.mark.parametrize('num_classes', [0, 10])
 def test_shapes(arch, shape, num_classes):
-  gen, critic = models.build(_model_config(arch), shape, num_classes)
+  gen, critic = models.build(model_config(arch), shape, num_classes)
   z = jnp.ones((3, 12))
   labels = jnp.arange(3) if num_classes else None
   gen_vars = gen.init(jax.random.PRNGKey(0), z, labels, train=False)
@@ -38,7 +31,7 @@ def test_shapes(arch, shape, num_classes):
 
 def test_wgan_gp_mnist_model_is_the_papers():
   """DIM=64: Linear 128 -> 4*4*256, deconvs 256->128->64->1 (kernel 5); critic 1->64->128->256."""
-  gen, critic = models.build(_model_config('conv', width=64, gen_norm='none',
+  gen, critic = models.build(model_config('conv', width=64, gen_norm='none',
                                            critic_norm='none'), (28, 28, 1), 0)
   gen_params = gen.init(jax.random.PRNGKey(0), jnp.ones((1, 128)), None)['params']
   shapes = jax.tree.map(lambda p: p.shape, gen_params)
@@ -60,7 +53,7 @@ def _param_shapes(module, *inputs):
 def test_dcgan_64_model_is_the_papers():
   """Radford et al.'s 64x64 model (width 128): z -> 4x4x1024 -> 8x8x512 -> 16x16x256 ->
   32x32x128 -> 64x64x3 with kernel 4; the critic mirrors it (128, 256, 512, 1024 channels)."""
-  gen, critic = models.build(_model_config('conv', width=128, kernel_size=4,
+  gen, critic = models.build(model_config('conv', width=128, kernel_size=4,
                                            critic_norm='batch'), (64, 64, 3), 0)
   shapes = _param_shapes(gen, jnp.ones((1, 100)), None)
   assert shapes['Dense_0']['kernel'] == (100, 4 * 4 * 1024)
@@ -88,7 +81,7 @@ def test_wgan_gp_64_resnet_is_the_papers(size, blocks):
   8 -> 8 -> 4 -> 2 -> 1 DIM; critic conv 3 -> DIM, down-blocks to 2, 4, 8, 8 DIM, Linear from
   4x4x8DIM. One block more at 128 px."""
   dim = 64
-  gen, critic = models.build(_model_config('resnet', width=dim, critic_norm='layer'),
+  gen, critic = models.build(model_config('resnet', width=dim, critic_norm='layer'),
                              (size, size, 3), 0)
   shapes = _param_shapes(gen, jnp.ones((1, 128)), None)
   assert shapes['Dense_0']['kernel'] == (128, 4 * 4 * 8 * dim)
@@ -126,7 +119,7 @@ def test_unsupported_sizes_are_named(arch, shape, message):
 
 
 def test_conditional_generator_depends_on_label():
-  gen, _ = models.build(_model_config('conv'), (28, 28, 1), 10)
+  gen, _ = models.build(model_config('conv'), (28, 28, 1), 10)
   z = jnp.repeat(jax.random.normal(jax.random.PRNGKey(0), (1, 12)), 10, axis=0)
   variables = gen.init(jax.random.PRNGKey(1), z, jnp.arange(10), train=False)
   images = np.asarray(gen.apply(variables, z, jnp.arange(10), train=False))
@@ -139,7 +132,7 @@ def test_conditional_generator_depends_on_label():
 def test_init_std_sets_every_kernel(arch):
   """model.init_std > 0: every kernel (Dense and conv, G and D) is N(0, init_std)."""
   shape = (32, 32, 3) if arch == 'resnet' else (28, 28, 1)
-  gen, critic = models.build(_model_config(arch, width=16, init_std=0.02), shape, 0)
+  gen, critic = models.build(model_config(arch, width=16, init_std=0.02), shape, 0)
   z = jnp.ones((2, 12))
   variables = [gen.init(jax.random.PRNGKey(0), z, None, train=False),
                critic.init(jax.random.PRNGKey(1), jnp.zeros((2, *shape)), train=False)]

@@ -4,10 +4,10 @@ conditional batch norm, beside 'acgan' and unconditional models that must stay a
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from conftest import model_config
 from gan_jax import models
 
 K = 10  # classes
@@ -15,10 +15,7 @@ ARCHS = [('conv', (28, 28, 1)), ('resnet', (32, 32, 3)), ('mlp', (28, 28, 1))]
 
 
 def _model_config(arch, **kw):
-  c = dict(arch=arch, width=4, depth=2, kernel_size=3, gen_norm='batch', critic_norm='layer',
-           init_std=0.0, conv_impl='auto')
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
+  return model_config(arch, **{**dict(width=4, kernel_size=3), **kw})
 
 
 def _shapes(variables):
@@ -211,7 +208,7 @@ def _to_cbn(shapes):
 def test_projection_generator_conditions_every_batch_norm(arch, shape):
   """Every batch norm of G (the last one's too) is conditional and z has no label embedding; at
   init (scales 1, shifts 0) the label changes nothing, with other scales and shifts it does."""
-  config = _model_config(arch, width=16 if arch == 'mlp' else 4)  # 4 units: ReLU may kill all
+  config = model_config(arch, width=16 if arch == 'mlp' else 4)  # 4 units: ReLU may kill all
   acgan_gen, _ = models.build(config, shape, K)
   gen, _ = models.build(config, shape, K, conditioning='projection')
   z = jnp.repeat(jax.random.normal(jax.random.PRNGKey(0), (1, 6)), K, axis=0)
@@ -241,7 +238,7 @@ def test_projection_generator_without_batch_norm_is_acgans(arch, norm):
   labels = jnp.arange(K)
   outputs = []
   for conditioning in ('acgan', 'projection'):
-    gen, _ = models.build(_model_config(arch, gen_norm=norm), shape, K, conditioning=conditioning)
+    gen, _ = models.build(model_config(arch, gen_norm=norm), shape, K, conditioning=conditioning)
     variables = gen.init(jax.random.PRNGKey(1), z, labels, train=False)
     assert 'label_embed' in variables['params']
     outputs.append((variables, gen.apply(variables, z, labels, train=True)))

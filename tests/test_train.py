@@ -16,7 +16,9 @@ from gan_jax.stepper import Stepper
 
 GANS = ['wgan.py:digits,runlocal', 'wgan_gp.py:digits,runlocal', 'dcgan.py:digits,runlocal',
         'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_gp',
-        'acgan.py:digits,runlocal,wasserstein_clip', 'wgan_gp.py:digits,runlocal,mlp']
+        'acgan.py:digits,runlocal,wasserstein_clip', 'wgan_gp.py:digits,runlocal,mlp',
+        'sngan.py:digits,runlocal', 'sngan.py:digits,runlocal,conditional',
+        'dcgan.py:digits,runlocal,modern']
 
 
 def _leaves(tree):
@@ -67,8 +69,10 @@ def test_every_gan_trains_with_finite_metrics(spec, tmp_path):
     assert 'wasserstein' in history[-1]
   if variant.gradient_penalty:
     assert history[-1]['gradient_penalty'] >= 0 and history[-1]['grad_norm'] > 0
-  if variant.is_conditional:
+  if variant.class_head:
     assert {'aux_acc_real', 'aux_acc_fake'} <= set(history[-1])
+  if config.model.spectral_norm:
+    assert history[-1]['critic_sigma_max'] > 0
   assert int(state.step) == 2
   assert any(np.any(a != b) for a, b in zip(before, _leaves(state.gen.params)))
 
@@ -190,6 +194,18 @@ def test_acgan_auxiliary_head_learns(tmp_path):
     (dict(num_seeds=-2), 'num_seeds must be >= 1'),
     (dict(seed=2**32 - 2, num_seeds=3), 'seed \\+ num_seeds - 1 must be <= 4294967295'),
     (dict(num_seeds=2, parallelism='pmap'), "num_seeds > 1 trains on a mesh"),
+    (dict(ema__decay=-0.1), 'ema.decay must be >= 0 and < 1'),
+    (dict(ema__decay=1.0), 'ema.decay must be >= 0 and < 1'),
+    (dict(ema__start_step=-1), 'ema.start_step must be >= 0'),
+    (dict(loss__r1_weight=-1.0), 'loss.r1_weight must be >= 0'),
+    (dict(loss__r1_every=0), 'loss.r1_every must be >= 1'),
+    (dict(loss__gp_weight=-1.0), 'loss.gp_weight must be >= 0'),
+    (dict(augment__policy='color,flip'), "augment.policy: .*unknown name 'flip'"),
+    (dict(augment__policy='cutout,cutout'), "augment.policy: .*'cutout' is given twice"),
+    (dict(loss__adversarial='relativistic'), "loss.adversarial 'relativistic' is unknown"),
+    (dict(loss__lipschitz='r1', model__critic_norm='batch'), 'R1 is per example'),
+    (dict(model__conditional='film'), "model.conditional 'film' is unknown"),
+    (dict(model__critic_pool='max'), "model.critic_pool must be one of"),
 ])
 def test_bad_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
   config = load_config('wgan_gp.py:digits,runlocal', **overrides)
