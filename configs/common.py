@@ -69,6 +69,7 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
       data_dir='',             # prepared TFDS directory (e.g. a bucket); '' = TFDS default
       download=True,           # TFDS: download and prepare when data_dir lacks the dataset
       split='train',           # 'train' | 'test' (TFDS split strings work for TFDS)
+      subset=1.0,              # train on this fraction of the split: one fixed random subset, whatever the seed (1: all)
       float_range='unit',      # float image data (.npz): 'unit' in [0, 1] | 'signed' in [-1, 1]
       image_size=size,         # TFDS, folders, digits: the side images are cropped and resized to (not IDX/.npz)
       storage='auto',          # folders, TFDS: 'memory' (decoded once) | 'stream' (decoded per batch) | 'auto'

@@ -51,6 +51,7 @@ RANGES = {
     'ema.decay': (0, 1, 'the EMA\'s decay, below 1; 0: off'),
     'ema.start_step': (0, INF, 'generator updates before the EMA averages'),
     'dataset.image_size': (1, INF, 'pixels'),
+    'dataset.subset': (0, 1, 'the fraction of the split trained on'),
 }
 for _player in ('gen', 'critic'):
   RANGES.update({
@@ -60,7 +61,8 @@ for _player in ('gen', 'critic'):
       f'{_player}_optimizer.decay': (0, 1, 'RMSprop\'s decay, below 1'),
   })
 OPEN_ABOVE = {'_optimizer.b1', '_optimizer.b2', '_optimizer.decay', 'ema.decay'}  # x < 1
-POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate'}  # x > 0
+POSITIVE = {'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
+            'dataset.subset'}  # x > 0
 
 # field -> allowed values
 CHOICES = {

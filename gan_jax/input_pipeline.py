@@ -16,6 +16,7 @@ import difflib
 import gzip
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from absl import logging
 import jax
 import numpy as np
 
@@ -404,14 +405,38 @@ def check_storage(config) -> None:
 
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): the files at `path` (local or gs://) when it
-  is set, else by name."""
+  is set, else by name; `subset` < 1 keeps that fraction of it (`subset`)."""
   check_float_range(config.float_range)
   check_channels(config.channels)
   check_storage(config)
   check_split(config, config.split)
-  if config.path:
-    return load_local(config)
-  return _info(config.name).load(config)
+  data = load_local(config) if config.path else _info(config.name).load(config)
+  return subset(data, config.subset)
+
+
+SUBSET_SEED = 0  # the subset's draw: one fixed subset of a split, whatever the run's seed
+
+
+def subset_rows(count: int, fraction: float) -> np.ndarray:
+  """The rows (in order) of a split of `count` images that dataset.subset `fraction` keeps: a
+  random draw of round(fraction * count) of them (at least 1), the same for every run."""
+  keep = max(1, int(round(fraction * count)))
+  return np.sort(np.random.default_rng(SUBSET_SEED).permutation(count)[:keep])
+
+
+def subset(data: Dataset, fraction: float) -> Dataset:
+  """`data` restricted to `subset_rows` (fraction 1: `data` itself). Held in memory only: a
+  streamed dataset is refused (ConfigError)."""
+  if fraction >= 1:
+    return data
+  if isinstance(data.images, streaming.OnDemand):
+    raise ConfigError(f'dataset.subset {fraction} keeps part of a dataset held in memory, and '
+                      f'this one streams: set dataset.storage to \'memory\'')
+  rows = subset_rows(len(data.images), fraction)
+  logging.info('dataset.subset %g: training on %d of the split\'s %d images', fraction,
+               len(rows), len(data.images))
+  return dataclasses.replace(data, images=data.images[rows],
+                             labels=None if data.labels is None else data.labels[rows])
 
 
 def load_on_every_process(config) -> Dataset:

@@ -33,7 +33,7 @@ RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 
 ABSENT_MEANS = {'num_seeds': 1, 'ema.decay': 0.0, 'ema.start_step': 0,
                 'model.spectral_norm': False, 'model.gen_spectral_norm': False,
                 'loss.r1_weight': 10.0, 'loss.r1_every': 1, 'augment.policy': '',
-                'model.critic_width': 0, 'model.critic_pool': 'mean'}
+                'model.critic_width': 0, 'model.critic_pool': 'mean', 'dataset.subset': 1.0}
 
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
 GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')

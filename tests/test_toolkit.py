@@ -277,3 +277,16 @@ def test_sngan_cifar10_preset_is_the_papers_resnet():
         'kernel': jnp.ones_like(params['adv_head']['kernel']),
         'bias': jnp.zeros_like(params['adv_head']['bias'])}}}, x, train=False)[0])
   np.testing.assert_allclose(outs[0], 64 * outs[1], rtol=1e-4)
+
+
+def test_a_subset_of_the_split_is_one_fixed_draw_and_evaluation_scores_against_all_of_it():
+  from gan_jax import evaluator  # pylint: disable=g-import-not-at-top
+  full = load_config('dcgan.py:digits,runlocal')
+  part = load_config('dcgan.py:digits,runlocal', dataset__subset=0.1, seed=5)
+  all_data, some = input_pipeline.load(full.dataset), input_pipeline.load(part.dataset)
+  rows = input_pipeline.subset_rows(1797, 0.1)
+  assert len(some.images) == len(rows) == 180 and len(set(rows)) == 180
+  np.testing.assert_array_equal(some.images, all_data.images[rows])
+  np.testing.assert_array_equal(some.labels, all_data.labels[rows])
+  assert len(set(some.labels.tolist())) == 10   # a random draw, not the first images
+  assert evaluator.reference_data(part).subset == 1.0
