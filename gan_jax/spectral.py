@@ -1,10 +1,11 @@
 """Spectral normalisation (Miyato et al. 2018) as a transform of a player's parameters.
 
-Every weight matrix of a player (dense and conv kernels, embeddings: each parameter with two
-or more dimensions, a conv kernel [k, k, Cin, F] read as the [k * k * Cin, F] matrix, as the
-paper does) is divided by its largest singular value, estimated by power iteration from a
-vector u kept in the train state (`PlayerState.spectral`, path -> u). Biases and norm scales
-(one dimension) are left alone.
+Every weight matrix of a player (dense and conv kernels, read as [inputs, outputs]: a conv
+kernel [k, k, Cin, F] as the [k * k * Cin, F] matrix, as the paper does; and label embeddings,
+the projection critic's among them) is divided by its largest singular value, estimated by
+power iteration from a vector u kept in the train state (`PlayerState.spectral`, path -> u).
+Biases and normalisation parameters are left alone: norm scales, and conditional batch norm's
+per-class scales and shifts (embeddings, but of a norm; its shifts start at zero).
 
 The transform sits outside the modules: `normalise(params, vectors)` gives the parameters the
 module is applied with, and the gradient flows through sigma to the weights (u and v are held
@@ -36,12 +37,21 @@ def _unit(x: jax.Array) -> jax.Array:
   return x / (jnp.linalg.norm(x) + EPS)
 
 
+NORM_EMBEDDINGS = ('scale_embed', 'bias_embed')  # models.ConditionalBatchNorm's
+
+
+def is_weight(path, w) -> bool:
+  """Whether the parameter at `path` is a weight matrix that spectral norm divides."""
+  return w.ndim >= 2 and (path[-1] == 'kernel' or (
+      path[-1] == 'embedding' and path[-2] not in NORM_EMBEDDINGS))
+
+
 def init_vectors(params, key) -> Dict[str, jax.Array]:
   """A random unit u [outputs] for every weight matrix of `params` (path -> u)."""
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
   vectors = {}
   for i, (path, w) in enumerate(sorted(flat.items())):
-    if w.ndim >= 2:
+    if is_weight(path, w):
       vectors[_key(path)] = _unit(jax.random.normal(jax.random.fold_in(key, i),
                                                     (w.shape[-1],), jnp.float32))
   return vectors
@@ -75,5 +85,6 @@ def normalise(params, vectors: Dict[str, jax.Array]) -> Tuple[Any, Dict[str, jax
   for name, u in vectors.items():
     path = tuple(name.split('/'))
     sigmas[name] = sigma(flat[path], u)
-    flat[path] = flat[path] / sigmas[name].astype(flat[path].dtype)
+    # (a zero matrix has sigma 0: it stays zero rather than turning into NaN)
+    flat[path] = flat[path] / jnp.maximum(sigmas[name], EPS).astype(flat[path].dtype)
   return flax.traverse_util.unflatten_dict(flat), sigmas

@@ -48,7 +48,14 @@ BASE = {'log_every': 4, 'steps_per_call': 1}  # the 1-device run: one iteration 
 # gradients are taken elsewhere; a tiny lr keeps both runs at one point, so what is compared
 # is the gradients of 1 and 8 devices.
 BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
-                    'critic_optimizer__learning_rate': 1e-7}}
+                    'critic_optimizer__learning_rate': 1e-7},
+        # The modern toolkit (issue 16): every option at once, and R1 (lazy) with the rest.
+        'toolkit': {'model__conditional': 'projection', 'loss__adversarial': 'hinge',
+                    'model__spectral_norm': True, 'model__gen_spectral_norm': True,
+                    'model__critic_norm': 'none', 'ema__decay': 0.9,
+                    'augment__policy': 'color,translation,cutout'},
+        'r1': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
+               'loss__adversarial': 'least_squares', 'augment__policy': 'translation,cutout'}}
 
 
 def main():
@@ -78,6 +85,9 @@ def main():
       else:
         one = one_run(spec, both, 0)
         eight = train_on(jax.devices(), load_config(spec, **{**base, **MODES[mode]}), 2)
+      for run in (one, eight):  # NaN would compare as no difference
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(run)
+                   if np.issubdtype(np.asarray(x).dtype, np.inexact)), (spec, token)
       scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(one.gen.params))
       if mode == 'jit':
         assert len(eight.gen.params['Dense_0']['kernel'].sharding.device_set) == 8

@@ -58,6 +58,17 @@ def test_one_vs_eight_devices_same_parameters_jit_pmap_and_steps_per_call():
     assert float(max_diff) < 1e-4 * max(1.0, float(scale)), (spec, mode, max_diff)
 
 
+def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
+  """Projection conditioning, conditional batch norm, spectral norm of both players, the hinge
+  loss, the generator's EMA and DiffAugment (multidevice_check.BOTH['toolkit']); R1 every
+  second critic update with the least-squares loss ('r1'): the same parameters, EMA and power
+  iteration vectors on 1 device and on 8."""
+  runs = {'acgan.py:digits,runlocal': 'jit@toolkit,pmap@toolkit',
+          'wgan_gp.py:digits,runlocal,mlp': 'jit@r1,pmap@r1'}
+  for spec, mode, max_diff, scale, relative in _run_check(runs):
+    assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
+
+
 def test_many_seeds_on_eight_devices_equal_separate_one_device_runs():
   """num_seeds members on 8 devices: replicated (3 members: 3 does not divide 8) and split
   over a 'seeds' mesh axis (4 members: a 4 x 2 mesh; 8: one member per device) each equal the

@@ -121,6 +121,22 @@ def test_spectral_norm_of_a_dense_and_a_conv_kernel(shape):
                              np.outer(v_k / np.linalg.norm(v_k), u_k), atol=1e-5)
 
 
+def test_spectral_norm_leaves_norm_parameters_alone_and_zero_weights_zero():
+  params = {'Dense_0': {'kernel': jnp.zeros((3, 4)), 'bias': jnp.ones(4)},
+            'BatchNorm_0': {'scale': jnp.ones(4)},
+            'CBN_0': {'scale_embed': {'embedding': jnp.ones((10, 4))},
+                      'bias_embed': {'embedding': jnp.zeros((10, 4))}},
+            'projection_embed': {'embedding': jnp.ones((10, 4))}}
+  vectors = spectral.init_vectors(params, jax.random.PRNGKey(0))
+  assert set(vectors) == {'Dense_0/kernel', 'projection_embed/embedding'}
+  normalised, _ = spectral.normalise(params, spectral.iterate(params, vectors))
+  np.testing.assert_array_equal(normalised['Dense_0']['kernel'], 0.0)  # not NaN
+  np.testing.assert_array_equal(normalised['CBN_0']['bias_embed']['embedding'], 0.0)
+  # ones((10, 4)) has the single singular value sqrt(40)
+  np.testing.assert_allclose(normalised['projection_embed']['embedding'], 1 / np.sqrt(40),
+                             rtol=1e-5)
+
+
 def test_each_player_takes_one_power_iteration_per_update():
   config = load_config('dcgan.py:digits,runlocal,modern', model__gen_spectral_norm=True)
   stepper, data = _stepper(config)
