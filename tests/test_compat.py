@@ -1,5 +1,6 @@
-"""Workdirs written by an earlier version (gan_jax 38d564f: one flat train-state record, ACGAN's
-`acgan_adversarial`) still sample and resume with this one."""
+"""Workdirs written by earlier versions still sample and resume with this one: gan_jax 38d564f
+(one flat train-state record, ACGAN's `acgan_adversarial`) and 39feedf (the per-player state
+before the modern toolkit: no EMA, no spectral norm vectors, no new config fields)."""
 
 import json
 import os
@@ -68,3 +69,35 @@ def test_old_workdir_evaluates_without_config(tmp_path):
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['step'] == 2 and result['num_samples'] == 50
   assert result['domain_fid'] > 0 and 0 <= result['acgan_label_accuracy'] <= 1
+
+
+PRE_TOOLKIT = os.path.join(ROOT, 'tests', 'data', 'workdir_39feedf')
+PRE_TOOLKIT_SPEC = 'dcgan.py:digits,runlocal,mlp'   # batch norm in G and D: statistics too
+
+
+def test_a_workdir_from_before_the_toolkit_samples_and_resumes(tmp_path):
+  old = tmp_path / 'old'
+  shutil.copytree(os.path.join(PRE_TOOLKIT, 'dcgan_mlp'), old)
+  out = tmp_path / 'old.npz'
+  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['step'] == 2 and 'generator' not in result   # no EMA: nothing to say
+  with np.load(out) as now, np.load(os.path.join(PRE_TOOLKIT, 'dcgan_mlp_samples.npz')) as then:
+    # The samples 39feedf wrote: bitwise on the CPU that wrote them, round-off on another.
+    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
+  fresh = tmp_path / 'fresh'
+  for workdir in (old, fresh):
+    proc = run_main(f'--config=configs/{PRE_TOOLKIT_SPEC}', f'--workdir={workdir}',
+                    '--config.num_steps=4')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ('Resumed from step 2' in proc.stderr) == (workdir == old)
+  resumed = restore_state(old, PRE_TOOLKIT_SPEC)
+  uninterrupted = restore_state(fresh, PRE_TOOLKIT_SPEC)
+  assert int(resumed.step) == 4 and not resumed.ema and not resumed.critic.spectral
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  # Resuming it with a toolkit option is a change of config, refused in one line.
+  proc = run_main(f'--config=configs/{PRE_TOOLKIT_SPEC}', f'--workdir={old}',
+                  '--config.num_steps=6', '--config.ema.decay=0.9')
+  assert proc.returncode == 2 and 'ema.decay (0.0 -> 0.9)' in proc.stderr, proc.stderr[-2000:]
