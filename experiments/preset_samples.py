@@ -36,6 +36,9 @@ RUNLOCAL = [
     'dcgan.py:digits,runlocal', 'dcgan.py:digits,runlocal,mlp', 'dcgan.py:cifar10,runlocal',
     'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_clip',
     'acgan.py:digits,runlocal,wasserstein_gp', 'acgan.py:digits,runlocal,mlp',
+    # the modern presets (issue 16)
+    'sngan.py:digits,runlocal', 'sngan.py:digits,runlocal,conditional',
+    'sngan.py:cifar10,runlocal', 'dcgan.py:digits,runlocal,modern',
 ]
 FULL = [
     'wgan.py:fashion_mnist', 'wgan.py:fashion_mnist,mlp',
@@ -44,6 +47,7 @@ FULL = [
     'dcgan.py:fashion_mnist', 'dcgan.py:cifar10',
     'acgan.py:fashion_mnist', 'acgan.py:fashion_mnist,wasserstein_clip',
     'acgan.py:fashion_mnist,wasserstein_gp',
+    'sngan.py:fashion_mnist', 'dcgan.py:fashion_mnist,modern',
 ]
 
 

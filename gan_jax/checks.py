@@ -142,6 +142,9 @@ def check_config(config, num_devices: int) -> None:
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
                       f'devices; use a multiple of {num_devices}')
+  if config.dataset.subset < 1 and config.dataset.storage == 'stream':
+    raise ConfigError("dataset.subset keeps part of a dataset held in memory: set "
+                      "dataset.storage to 'memory' or 'auto'")
   spec = gans.resolve(config)
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "

@@ -63,12 +63,11 @@ def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) 
 
 
 def reference_data(config):
-  """The `dataset` config of the reference images: the run's data, eval.reference_split, all
-  of it (a run on a dataset.subset is scored against the whole split)."""
+  """The `dataset` config of the reference images: the run's data, eval.reference_split (all
+  of it: a run on a dataset.subset is scored against the whole split)."""
   data_config = config.dataset.copy_and_resolve_references()
   with data_config.unlocked():
     data_config.split = config.eval.reference_split
-    data_config.subset = 1.0
   return data_config
 
 

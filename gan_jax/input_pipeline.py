@@ -405,13 +405,14 @@ def check_storage(config) -> None:
 
 def load(config) -> Dataset:
   """Loads `config` (the `dataset` ConfigDict): the files at `path` (local or gs://) when it
-  is set, else by name; `subset` < 1 keeps that fraction of it (`subset`)."""
+  is set, else by name. The whole split: training takes its dataset.subset (`subset`)."""
   check_float_range(config.float_range)
   check_channels(config.channels)
   check_storage(config)
   check_split(config, config.split)
-  data = load_local(config) if config.path else _info(config.name).load(config)
-  return subset(data, config.subset)
+  if config.path:
+    return load_local(config)
+  return _info(config.name).load(config)
 
 
 SUBSET_SEED = 0  # the subset's draw: one fixed subset of a split, whatever the run's seed

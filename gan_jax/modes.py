@@ -71,7 +71,8 @@ def _train(config, workdir: str):
     evaluator = Evaluator(config, spec.image_shape)
   rundir.check_resume_config(config, workdir)
   rundir.check_writable(workdir)
-  data = input_pipeline.load_on_every_process(config.dataset)
+  data = input_pipeline.subset(input_pipeline.load_on_every_process(config.dataset),
+                              config.dataset.subset)
   stepper = _stepper(config, data.image_shape, data.num_classes)
   evaluation = evaluator and _evaluation(config, stepper, evaluator)
   return trainer.train(config, workdir, stepper, data, evaluation)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from gan_jax import augment, gans, input_pipeline, losses, modes, spectral, steps
+from gan_jax import augment, errors, gans, input_pipeline, losses, modes, spectral, steps
 from gan_jax.stepper import Stepper
 
 
@@ -295,14 +295,24 @@ def test_sngan_cifar10_preset_is_the_papers_resnet():
   np.testing.assert_allclose(outs[0], 64 * outs[1], rtol=1e-4)
 
 
-def test_a_subset_of_the_split_is_one_fixed_draw_and_evaluation_scores_against_all_of_it():
+def test_a_subset_of_the_split_is_one_fixed_draw_and_evaluation_scores_against_all_of_it(
+    tmp_path):
   from gan_jax import evaluator  # pylint: disable=g-import-not-at-top
   full = load_config('dcgan.py:digits,runlocal')
   part = load_config('dcgan.py:digits,runlocal', dataset__subset=0.1, seed=5)
-  all_data, some = input_pipeline.load(full.dataset), input_pipeline.load(part.dataset)
+  all_data = input_pipeline.load(full.dataset)
   rows = input_pipeline.subset_rows(1797, 0.1)
-  assert len(some.images) == len(rows) == 180 and len(set(rows)) == 180
-  np.testing.assert_array_equal(some.images, all_data.images[rows])
-  np.testing.assert_array_equal(some.labels, all_data.labels[rows])
-  assert len(set(some.labels.tolist())) == 10   # a random draw, not the first images
-  assert evaluator.reference_data(part).subset == 1.0
+  assert len(rows) == 180 and len(set(rows)) == 180
+  trained = {}
+  with mock.patch.object(modes.trainer, 'train',
+                         lambda config, workdir, stepper, data, evaluation: trained.update(
+                             data=data)):
+    modes.train(part, str(tmp_path))
+  np.testing.assert_array_equal(trained['data'].images, all_data.images[rows])
+  np.testing.assert_array_equal(trained['data'].labels, all_data.labels[rows])
+  assert len(set(trained['data'].labels.tolist())) == 10   # a random draw, not the first images
+  # The evaluator's reference is the whole split.
+  assert len(input_pipeline.load(evaluator.reference_data(part)).images) == 1797
+  part.dataset.storage = 'stream'
+  with pytest.raises(errors.ConfigError, match='dataset.subset keeps part'):
+    modes.train(part, str(tmp_path / 'streamed'))
