@@ -63,7 +63,7 @@ def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
   loss, the generator's EMA and DiffAugment (multidevice_check.BOTH['toolkit']); R1 every
   second critic update with the least-squares loss ('r1'): the same parameters, EMA and power
   iteration vectors on 1 device and on 8."""
-  runs = {'acgan.py:digits,runlocal': 'jit@toolkit,pmap@toolkit',
+  runs = {'acgan.py:digits,runlocal,mlp': 'jit@toolkit,pmap@toolkit',
           'wgan_gp.py:digits,runlocal,mlp': 'jit@r1,pmap@r1'}
   for spec, mode, max_diff, scale, relative in _run_check(runs):
     assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
