@@ -144,7 +144,10 @@ def check_config(config, num_devices: int) -> None:
                       f'devices; use a multiple of {num_devices}')
   if config.dataset.subset < 1 and config.dataset.storage == 'stream':
     raise ConfigError("dataset.subset keeps part of a dataset held in memory: set "
-                      "dataset.storage to 'memory' or 'auto'")
+                      "dataset.storage to 'memory'")
+  if config.seed_mapping == 'loop' and config.seed_shards > 1:
+    raise ConfigError("seed_mapping 'loop' runs every member on every device: with "
+                      "seed_shards > 1 (members split over devices) use 'vmap' or 'auto'")
   spec = gans.resolve(config)
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "

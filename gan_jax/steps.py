@@ -148,7 +148,9 @@ def _sample_inputs(gan: GAN, key, batch_size: int):
   return z, labels
 
 
-AUGMENT_STREAM = 1  # folded into an update's key for its DiffAugment draws (a key of its own)
+# Folded into an update's key for its DiffAugment draws: a key of its own (fold_in(key, 1) would
+# be split(key)[1], a key the update already uses).
+AUGMENT_STREAM = 0x5A7E
 
 
 def _critic(gan: GAN, params, stats, x, labels, train: bool = True):
@@ -197,7 +199,8 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
     (real_adv, real_cls), stats = _critic(gan, params, critic_stats, real, real_labels)
     (fake_adv, fake_cls), stats = _critic(gan, params, stats, fake, fake_labels)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
-    # Penalties take the critic's adversarial output at the real images' labels.
+    # Penalties take the critic's adversarial output at the real images' labels (a projection
+    # critic scores the penalty's interpolates as of the real image's class).
     critic_fn = lambda x: _critic(gan, params, stats, x, real_labels)[0][0]
     if gan.spec.gradient_penalty:
       eps = _draw(gan, lambda n: losses.interpolation_weights(eps_key, n, real.ndim),
@@ -341,7 +344,9 @@ def train_steps(state: TrainState, batches, *, gan: GAN):
 
 def generator_variables(state: TrainState, use_ema: bool = True):
   """(params, batch stats) the generator samples with: its EMA's when it has one and `use_ema`,
-  else its own; spectrally normalised with its kept vectors when it has them."""
+  else its own; spectrally normalised with its kept vectors when it has them (the trained
+  generator's vectors also for the EMA's weights: an estimate of their sigma from below, close
+  where the average is close to the weights)."""
   source = state.ema if use_ema and state.ema else {'params': state.gen.params,
                                                      'stats': state.gen.stats}
   return spectral.normalise(source['params'], state.gen.spectral)[0], source['stats']

@@ -16,11 +16,18 @@ import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 # The tests train the same tiny configs again and again (a separate run per seed, a resumed run
-# beside a straight one): JAX's persistent cache lets a test process compile each program once.
-# The same program gives the same bits, loaded or compiled. One directory per process (each
-# pytest-xdist worker), removed at exit; main.py subprocesses keep their own settings.
-_COMPILED = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
-atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
+# beside a straight one, in several test files): JAX's persistent cache lets the suite compile
+# each program once. The same program gives the same bits, loaded or compiled. One directory
+# for a whole pytest-xdist run, shared by its workers and removed by the controller at the end
+# (JAX writes an entry in place, so a worker may meet one half written: it fails to decompress,
+# JAX warns and compiles the program itself); without xdist, one per process.
+_RUN = os.environ.get('PYTEST_XDIST_TESTRUNUID')
+if _RUN:
+  _COMPILED = os.path.join(tempfile.gettempdir(), f'gan_jax_tests_compiled_{_RUN}')
+  os.makedirs(_COMPILED, exist_ok=True)
+else:
+  _COMPILED = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
+  atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
 jax.config.update('jax_compilation_cache_dir', _COMPILED)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 # The same for the one-process subprocesses the tests start (main.py runs; the simulated
@@ -79,3 +86,9 @@ def restore_state(workdir, spec: str, step=None):
 @pytest.fixture
 def config_factory():
   return load_config
+
+
+def pytest_sessionfinish(session):
+  """The xdist controller removes the workers' shared compilation cache."""
+  if _RUN and not hasattr(session.config, 'workerinput'):
+    shutil.rmtree(_COMPILED, ignore_errors=True)
