@@ -127,6 +127,9 @@ def check_config(config, num_devices: int) -> None:
   if config.seed + config.num_seeds - 1 > RANGES['seed'][1]:
     raise ConfigError(f'seed + num_seeds - 1 must be <= {RANGES["seed"][1]} (the last '
                       f'member\'s PRNG seed), got {config.seed + config.num_seeds - 1}')
+  if config.seed_mapping == 'loop' and config.seed_shards > 1:
+    raise ConfigError("seed_mapping 'loop' runs every member on every device: with "
+                      "seed_shards > 1 (members split over devices) use 'vmap' or 'auto'")
   if config.seed_shards > 1 and (config.num_seeds % config.seed_shards or
                                  num_devices % config.seed_shards):
     raise ConfigError(f'seed_shards {config.seed_shards} must divide num_seeds '
@@ -145,9 +148,6 @@ def check_config(config, num_devices: int) -> None:
   if config.dataset.subset < 1 and config.dataset.storage == 'stream':
     raise ConfigError("dataset.subset keeps part of a dataset held in memory: set "
                       "dataset.storage to 'memory'")
-  if config.seed_mapping == 'loop' and config.seed_shards > 1:
-    raise ConfigError("seed_mapping 'loop' runs every member on every device: with "
-                      "seed_shards > 1 (members split over devices) use 'vmap' or 'auto'")
   spec = gans.resolve(config)
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "

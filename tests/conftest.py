@@ -18,15 +18,13 @@ import pytest  # pylint: disable=g-import-not-at-top
 # The tests train the same tiny configs again and again (a separate run per seed, a resumed run
 # beside a straight one, in several test files): JAX's persistent cache lets the suite compile
 # each program once. The same program gives the same bits, loaded or compiled. One directory
-# for a whole pytest-xdist run, shared by its workers and removed by the controller at the end
+# for a whole pytest-xdist run, made by the controller, shared by its workers, removed at its exit
 # (JAX writes an entry in place, so a worker may meet one half written: it fails to decompress,
 # JAX warns and compiles the program itself); without xdist, one per process.
-_RUN = os.environ.get('PYTEST_XDIST_TESTRUNUID')
-if _RUN:
-  _COMPILED = os.path.join(tempfile.gettempdir(), f'gan_jax_tests_compiled_{_RUN}')
-  os.makedirs(_COMPILED, exist_ok=True)
-else:
-  _COMPILED = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
+_SHARED = 'GAN_JAX_TESTS_COMPILED'  # set by the first process (the controller); workers inherit it
+_COMPILED = os.environ.get(_SHARED)
+if not _COMPILED:
+  _COMPILED = os.environ[_SHARED] = tempfile.mkdtemp(prefix='gan_jax_tests_compiled_')
   atexit.register(shutil.rmtree, _COMPILED, ignore_errors=True)
 jax.config.update('jax_compilation_cache_dir', _COMPILED)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
@@ -86,9 +84,3 @@ def restore_state(workdir, spec: str, step=None):
 @pytest.fixture
 def config_factory():
   return load_config
-
-
-def pytest_sessionfinish(session):
-  """The xdist controller removes the workers' shared compilation cache."""
-  if _RUN and not hasattr(session.config, 'workerinput'):
-    shutil.rmtree(_COMPILED, ignore_errors=True)

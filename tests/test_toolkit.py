@@ -259,7 +259,7 @@ def test_a_projection_gan_has_a_label_dependent_critic_and_no_class_head():
   stepper, _ = _stepper(config)
   state = stepper.init()
   assert 'projection_embed' in state.critic.params and 'class_head' not in state.critic.params
-  x = jnp.zeros((10, 28, 28, 1))
+  x = jnp.repeat(jax.random.uniform(jax.random.PRNGKey(0), (1, 28, 28, 1), minval=-1), 10, 0)
   variables = {'params': state.critic.params, 'batch_stats': state.critic.stats}
   adv, cls = stepper.gan.critic.apply(variables, x, jnp.arange(10), train=False)
   assert cls is None and len(set(np.round(np.asarray(adv), 6))) == 10
