@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +28,7 @@ def _run_check(runs):
   return lines
 
 
+@pytest.mark.slow
 def test_64_and_128_px_models_train_on_one_and_eight_devices():
   """The DCGAN paper's 64x64 conv model (batch norm over the global batch) and the 64x64
   ResNet one block deeper at 128x128 (gradient penalty): the same parameters after 2
@@ -45,6 +48,7 @@ def test_64_and_128_px_models_train_on_one_and_eight_devices():
     print(spec, mode, relative)
 
 
+@pytest.mark.slow
 def test_one_vs_eight_devices_same_parameters_jit_pmap_and_steps_per_call():
   # wgan_gp: per-example noise and GP weights; dcgan: batch norm (global under jit, synced
   # under pmap); acgan: labels drawn per example. The conv models check the CPU-fast layers
