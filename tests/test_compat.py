@@ -43,18 +43,24 @@ def test_old_workdir_samples_without_config_as_this_version_trains(tmp_path):
     assert not np.allclose(old['images'], written['images'], atol=1e-3)  # the new noise
 
 
-def test_old_workdir_resumes_and_matches_a_run_of_this_version(tmp_path):
-  old = _old_workdir(tmp_path)
+def _resumes_as_this_version_trains(old, spec: str, tmp_path):
+  """Resumes the old run in `old` (at step 2) to step 4 and checks it against a fresh run of
+  `spec` by this version; returns the resumed state."""
   fresh = tmp_path / 'fresh'
   for workdir in (old, fresh):
-    proc = run_main(f'--config=configs/{SPEC}', f'--workdir={workdir}',
+    proc = run_main(f'--config=configs/{spec}', f'--workdir={workdir}',
                     '--config.num_steps=4')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert ('Resumed from step 2' in proc.stderr) == (workdir == old)
-  resumed, uninterrupted = restore_state(old, SPEC), restore_state(fresh, SPEC)
+  resumed, uninterrupted = restore_state(old, spec), restore_state(fresh, spec)
   assert int(resumed.step) == 4
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted), strict=True):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  return resumed
+
+
+def test_old_workdir_resumes_and_matches_a_run_of_this_version(tmp_path):
+  _resumes_as_this_version_trains(_old_workdir(tmp_path), SPEC, tmp_path)
 
 
 def test_old_workdir_evaluates_without_config(tmp_path):
@@ -86,17 +92,8 @@ def test_a_workdir_from_before_the_toolkit_samples_and_resumes(tmp_path):
   with np.load(out) as now, np.load(os.path.join(PRE_TOOLKIT, 'dcgan_mlp_samples.npz')) as then:
     # The samples 39feedf wrote: bitwise on the CPU that wrote them, round-off on another.
     np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
-  fresh = tmp_path / 'fresh'
-  for workdir in (old, fresh):
-    proc = run_main(f'--config=configs/{PRE_TOOLKIT_SPEC}', f'--workdir={workdir}',
-                    '--config.num_steps=4')
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert ('Resumed from step 2' in proc.stderr) == (workdir == old)
-  resumed = restore_state(old, PRE_TOOLKIT_SPEC)
-  uninterrupted = restore_state(fresh, PRE_TOOLKIT_SPEC)
-  assert int(resumed.step) == 4 and not resumed.ema and not resumed.critic.spectral
-  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted), strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  resumed = _resumes_as_this_version_trains(old, PRE_TOOLKIT_SPEC, tmp_path)
+  assert not resumed.ema and not resumed.critic.spectral
   # Resuming it with a toolkit option is a change of config, refused in one line.
   proc = run_main(f'--config=configs/{PRE_TOOLKIT_SPEC}', f'--workdir={old}',
                   '--config.num_steps=6', '--config.ema.decay=0.9')
