@@ -123,16 +123,17 @@ def _apply(module, params, stats, *args, train: bool):
 
 
 def _draw(gan: GAN, sample_fn, batch_size: int):
-  """`sample_fn(n)` -> [n, ...] random rows for this device's `batch_size` examples.
+  """`sample_fn(n)` -> [n, ...] random rows (or a tree of them) for this device's `batch_size`
+  examples.
 
   Under pmap every device draws the global batch's rows and keeps its own slice, so the noise
-  is that of the jit path (and differs between devices).
+  (and the augmentations' draws) are those of the jit path (and differ between devices).
   """
   if gan.axis_name is None:
     return sample_fn(batch_size)
   rows = sample_fn(batch_size * jax.lax.axis_size(gan.axis_name))
   start = jax.lax.axis_index(gan.axis_name) * batch_size
-  return jax.lax.dynamic_slice_in_dim(rows, start, batch_size)
+  return jax.tree.map(lambda r: jax.lax.dynamic_slice_in_dim(r, start, batch_size), rows)
 
 
 def _pmean(gan: GAN, tree):
@@ -165,13 +166,7 @@ def _augment(gan: GAN, key, x):
   if not gan.augment:
     return x
   batch, height, width = x.shape[:3]
-  if gan.axis_name is None:
-    draws = augment.draw(key, gan.augment, batch, height, width)
-  else:
-    everyone = augment.draw(key, gan.augment, batch * jax.lax.axis_size(gan.axis_name), height,
-                            width)
-    start = jax.lax.axis_index(gan.axis_name) * batch
-    draws = jax.tree.map(lambda d: jax.lax.dynamic_slice_in_dim(d, start, batch), everyone)
+  draws = _draw(gan, lambda n: augment.draw(key, gan.augment, n, height, width), batch)
   return augment.apply(x, draws, gan.augment)
 
 
