@@ -148,6 +148,9 @@ def check_config(config, num_devices: int) -> None:
   if config.dataset.subset < 1 and config.dataset.storage == 'stream':
     raise ConfigError("dataset.subset keeps part of a dataset held in memory: set "
                       "dataset.storage to 'memory'")
+  if config.model.critic_pool != 'mean' and config.model.arch != 'resnet':
+    raise ConfigError(f"model.critic_pool {config.model.critic_pool!r} is the ResNet critic's "
+                      f"global pool; model.arch {config.model.arch!r} has none: leave it 'mean'")
   spec = gans.resolve(config)
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "
@@ -171,6 +174,10 @@ def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:
     models.check_image_shape(config.model.arch, image_shape)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  if config.model.critic_pool != 'mean' and image_shape[0] > 32:
+    raise ConfigError(f"model.critic_pool {config.model.critic_pool!r}: the ResNet critic pools "
+                      f"globally up to 32x32; at {image_shape[0]}x{image_shape[1]} it flattens "
+                      f"(leave it 'mean')")
   spec = gans.resolve(config)
   if spec.is_conditional and num_classes < 2:
     raise ConfigError(f'model.conditional {spec.conditional!r} ({config.gan}) needs labels with '

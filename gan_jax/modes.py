@@ -29,6 +29,8 @@ def _stepper(config, image_shape, num_classes, raw_generator: bool = False) -> S
                  'EMA' if stepper.uses_ema else 'raw (trained, not averaged)',
                  f' (ema.decay {config.ema.decay}, from step {config.ema.start_step})'
                  if stepper.uses_ema else '')
+  elif raw_generator:
+    logging.info('--raw_generator: ema.decay is 0, so the trained generator is the only one.')
   return stepper
 
 

@@ -99,3 +99,15 @@ def test_presets_and_the_old_acgan_field():
 def test_batch_not_divisible_by_devices():
   with pytest.raises(ConfigError, match='not divisible by the 3 devices'):
     checks.check_config(load_config(SPEC), 3)
+
+
+def test_critic_pool_is_the_small_resnet_critics():
+  sngan = load_config('sngan.py:cifar10')
+  assert (sngan.model.arch, sngan.model.critic_pool) == ('resnet', 'sum')
+  checks.check_config(sngan, 1)
+  checks.check_data(sngan, (32, 32, 3), 10)
+  with pytest.raises(ConfigError, match=r"^model.critic_pool 'sum': .* at 64x64 it flattens"):
+    checks.check_data(sngan, (64, 64, 3), 10)   # the 64x64 ResNet has no global pool
+  sngan.model.arch = 'conv'
+  with pytest.raises(ConfigError, match=r"^model.critic_pool 'sum' is the ResNet critic's"):
+    checks.check_config(sngan, 1)

@@ -206,6 +206,7 @@ def test_acgan_auxiliary_head_learns(tmp_path):
     (dict(loss__lipschitz='r1', model__critic_norm='batch'), 'R1 is per example'),
     (dict(model__conditional='film'), "model.conditional 'film' is unknown"),
     (dict(model__critic_pool='max'), "model.critic_pool must be one of"),
+    (dict(model__critic_pool='sum'), "model.critic_pool 'sum' is the ResNet critic's global"),
     (dict(num_seeds=2, seed_shards=2, seed_mapping='loop'), "seed_mapping 'loop' runs every"),
 ])
 def test_bad_configs_are_refused_before_anything_is_written(tmp_path, overrides, message):
