@@ -1,9 +1,9 @@
 r"""What each modern technique does to DCGAN and WGAN-GP on Fashion-MNIST (issue 16): every
-technique added alone to each base GAN, and the modern DCGAN combination, on the whole training
-set and on a fixed 10 % of it (dataset.subset); SEEDS seeds of each trained at once
-(num_seeds), for a fixed number of iterations, then scored by --mode=eval (each member: domain
-FID and classifier score against the 60,000 training images, with the domain classifier of
-experiments/train_classifier.py).
+technique added alone to each base GAN, the modern DCGAN combination and the SNGAN preset (its
+conv model at 28x28), on the whole training set and on a fixed 10 % of it (dataset.subset);
+SEEDS seeds of each trained at once (num_seeds), for a fixed number of iterations, then scored
+by --mode=eval (each member: domain FID and classifier score against the 60,000 training
+images, with the domain classifier of experiments/train_classifier.py).
 
   python experiments/toolkit_table.py --out=/tmp/toolkit [--steps=400 --seeds=3 --samples=5000]
   python experiments/toolkit_table.py --out=/tmp/toolkit --table     # the README's table
@@ -41,7 +41,7 @@ FLAGS = flags.FLAGS
 EMA = {'ema.decay': 0.99, 'ema.start_step': 100}
 # technique -> overrides of each base GAN's config ({} for a base it does not apply to: None)
 TECHNIQUES = {
-    'base': {'dcgan': {}, 'wgan_gp': {}},
+    'base': {'dcgan': {}, 'wgan_gp': {}, 'sngan': {}},   # sngan: the preset, for comparison
     'ema': {'dcgan': EMA, 'wgan_gp': EMA},
     'spectral_norm': {'dcgan': {'model.spectral_norm': True},
                       'wgan_gp': {'model.spectral_norm': True}},
@@ -56,13 +56,14 @@ TECHNIQUES = {
                    'wgan_gp': {'model.conditional': 'projection'}},
     'modern': {'dcgan': EMA},   # configs/dcgan.py's 'modern' option, EMA fitted to the budget
 }
+GANS = ('dcgan', 'wgan_gp', 'sngan')
 DATA = {'all': 1.0, '10%': 0.1}
 SCORES = ('domain_fid', 'classifier_score')
 
 
 def rows():
   """(name, config file argument, overrides) of every row, in the order they run."""
-  for gan in ('dcgan', 'wgan_gp'):
+  for gan in GANS:
     for data, fraction in DATA.items():
       for technique, per_gan in TECHNIQUES.items():
         if gan not in per_gan:
@@ -109,7 +110,7 @@ def table(results) -> str:
   ± std over the seeds, on all of the data and on 10 % of it."""
   lines = ['| GAN | technique | domain FID, all data | domain FID, 10 % | classifier score, '
            'all data | classifier score, 10 % |', '|---|---|---|---|---|---|']
-  for gan in ('dcgan', 'wgan_gp'):
+  for gan in GANS:
     for technique, per_gan in TECHNIQUES.items():
       if gan not in per_gan:
         continue
