@@ -57,6 +57,14 @@ def model_config(arch: str, **overrides):
   return ml_collections.ConfigDict(c)
 
 
+def simulated_devices(count: int) -> str:
+  """XLA_FLAGS for `count` simulated CPU devices. XLA:CPU aborts a collective whose devices
+  (threads) have not all arrived within 40 s, which 8 of them on 2 busy cores can miss (the slow
+  tests, run two at a time, did in CI): they wait 10 minutes here."""
+  return (f'--xla_force_host_platform_device_count={count} '
+          '--xla_cpu_collective_call_terminate_timeout_seconds=600')
+
+
 def subprocess_env(env=None):
   """os.environ with quiet TensorFlow and `env` (a value None removes the variable)."""
   full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **COMPILED_ENV, **(env or {})}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import ROOT, restore_state, run_main
+from conftest import ROOT, restore_state, run_main, simulated_devices
 
 
 def _events(workdir):
@@ -156,7 +156,7 @@ def _assert_one_line_error(result, message, status=2):
 
 def test_batch_not_divisible_by_the_devices(tmp_path):
   result = run_main(GAN, '--config.batch_size=12', f'--workdir={tmp_path}/w',
-                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+                    env={'XLA_FLAGS': simulated_devices(8)})
   _assert_one_line_error(result, 'batch_size 12 is not divisible by the 8 devices')
   assert not (tmp_path / 'w').exists()
 

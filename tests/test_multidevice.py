@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import simulated_devices, subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _run_check(runs):
   """multidevice_check.py on 8 simulated devices: [(spec, mode, max_diff, scale, relative)]."""
-  env = subprocess_env({'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
+  env = subprocess_env({'XLA_FLAGS': simulated_devices(8),
                         'JAX_PLATFORMS': 'cpu'})
   result = subprocess.run([sys.executable, os.path.join(HERE, 'multidevice_check.py'),
                            *[f'{spec}@{modes}' for spec, modes in runs.items()]],

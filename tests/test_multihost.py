@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, restore_state
+from conftest import ROOT, restore_state, simulated_devices
 
 pytestmark = pytest.mark.slow
 SPEC = 'wgan_gp.py:digits,runlocal,mlp'
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 def _env(devices: int):
   return {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'JAX_PLATFORMS': 'cpu',
-          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+          'XLA_FLAGS': simulated_devices(devices)}
 
 
 def _launch(workdir, *extra, processes=2):
