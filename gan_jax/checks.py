@@ -174,7 +174,7 @@ def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:
     models.check_image_shape(config.model.arch, image_shape)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  if config.model.critic_pool != 'mean' and image_shape[0] > 32:
+  if config.model.critic_pool != 'mean' and not models.is_cifar_resnet(image_shape[0]):
     raise ConfigError(f"model.critic_pool {config.model.critic_pool!r}: the ResNet critic pools "
                       f"globally up to 32x32; at {image_shape[0]}x{image_shape[1]} it flattens "
                       f"(leave it 'mean')")

@@ -177,9 +177,16 @@ def resnet_channels(size: int, width: int) -> list:
   return [width * min(8, 2 ** (blocks - 1 - i)) for i in range(blocks)]
 
 
+def is_cifar_resnet(side: int) -> bool:
+  """Whether model.arch 'resnet' at this image side is the CIFAR-10 ResNet (up to 32x32: a
+  global pool in the critic), not the 64x64 one (a flattened 4x4 map)."""
+  return side <= 32
+
+
 def _resnet_sizes_ok(side: int) -> bool:
   """8, 16, 24, 32 (the CIFAR-10 ResNet) or a power of two from 64 (the 64x64 ResNet)."""
-  return (side % 8 == 0 and 8 <= side <= 32) or (side >= 64 and side & (side - 1) == 0)
+  return (side % 8 == 0 and 8 <= side and is_cifar_resnet(side)) or (
+      side >= 64 and side & (side - 1) == 0)
 
 
 def check_image_shape(arch: str, image_shape: Sequence[int]) -> None:
@@ -406,7 +413,7 @@ class ResNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     side = self.image_shape[0]
-    if side <= 32:  # the CIFAR-10 ResNet
+    if is_cifar_resnet(side):
       base, channels = side // 8, [self.width] * 3
     else:           # the 64x64 ResNet: 4x4 x 8w -> 8w, 4w, 2w, w (64x64)
       base, channels = 4, resnet_channels(side, self.width)
@@ -445,7 +452,7 @@ class ResNetCritic(nn.Module):
                               dtype=self.dtype, conv_impl=self.conv_impl,
                               init_std=self.init_std)
     init = _kernel_init(self.init_std)
-    if x.shape[1] <= 32:  # the CIFAR-10 ResNet
+    if is_cifar_resnet(x.shape[1]):
       x = block(self.width, 'down', first=True)(x, train)
       x = block(self.width, 'down')(x, train)
       x = block(self.width, None)(x, train)
