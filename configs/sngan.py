@@ -14,10 +14,16 @@ model of the other configs, not the paper's "standard CNN"). conditional: the pr
 discriminator and conditional batch norm in G (Miyato & Koyama 2018), for labelled data.
 Options: runlocal, conv, resnet, conditional.
 
-Result: not measured here. CIFAR-10 cannot be downloaded on this project's machines, and the
-ResNet at 50k iterations is days on a CPU; the paper reports an Inception Score of 8.22 and FID
-21.7 on CIFAR-10 (unconditional). The Fashion-MNIST table of what each technique does is in
-the README (experiments/toolkit_table.py).
+Result on CIFAR-10: not measured here. CIFAR-10 cannot be downloaded on this project's
+machines, and the ResNet at 50k iterations is days on a CPU; the paper reports an Inception
+Score of 8.22 and FID 21.7 on CIFAR-10 (unconditional).
+
+Result on Fashion-MNIST, cut to 400 iterations (so the learning rate decays to 0 over them):
+domain FID 196.2 +- 14.2 and classifier score 2.15 +- 0.19 over seeds 0-2 (5,000 samples each,
+against the training images), worse than DCGAN (119.7) and WGAN-GP (149.4) at the same budget;
+186.6 +- 14.3 on 10 % of the data. The README's toolkit table has every row:
+
+  python experiments/toolkit_table.py --out=/tmp/toolkit --only=sngan/base/all
 """
 
 from configs import common
