@@ -1,20 +1,22 @@
-"""gan_jax: train or sample WGAN, WGAN-GP, DCGAN and ACGAN.
+"""gan_jax: train, sample, evaluate, or compile for a TPU slice, the GANs of configs/.
 
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run
   python main.py --config=configs/wgan_gp.py:mnist --workdir=/tmp/run --mode=sample \
       --num_samples=1000 --out=/tmp/run/samples.npz
   python main.py --workdir=/tmp/run --mode=eval --config.eval.classifier=classifiers/mnist
+  python main.py --mode=compile --config=configs/dcgan.py:cifar10 --target=v5e-8 [--workdir=DIR]
 sample and eval without --config use the workdir's config.json (overrides still apply).
 """
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from gan_jax import cli, modes, platforms
+from gan_jax import aot, cli, modes, platforms
 from gan_jax.errors import ConfigError
 
 # sample and eval without --config load the workdir's config.json through this config file.
@@ -26,7 +28,12 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/wgan_
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and samples '
                     '(local or gs://).')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval', 'compile'],
+                  'What to do (compile: the training call for a TPU slice, --target).')
+flags.DEFINE_string('target', None, 'compile: the TPU slice, as an accelerator type (v4-8, '
+                    'v5litepod-8, v5e-8, v5p-8, v6e-8, ...) or a topology (v5e:2x4, v4:2x2x2).')
+flags.DEFINE_bool('fit_batch', False, 'compile: also find the largest global batch that fits '
+                  '(a compile per candidate).')
 flags.DEFINE_integer('num_samples', 100, 'sample: number of images to write (>= 1).',
                      lower_bound=1)
 flags.DEFINE_string('out', None, 'sample: output .npz, local or gs:// (default: '
@@ -44,7 +51,6 @@ flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
 flags.DEFINE_integer('num_processes', None, '--distributed: number of processes.')
 flags.DEFINE_integer('process_id', None, '--distributed: this process\'s index.')
 flags.DEFINE_bool('verbose', False, 'Show full tracebacks for configuration and data errors.')
-flags.mark_flags_as_required(['workdir'])
 
 
 def _report(result) -> None:
@@ -52,11 +58,30 @@ def _report(result) -> None:
     print(json.dumps(result))
 
 
+def compile_for_target(config) -> None:
+  """--mode=compile: the report as one JSON line (and WORKDIR/compile_TARGET.json); exit 3 when
+  the call does not fit."""
+  if not FLAGS.target:
+    raise ConfigError('--mode=compile needs --target, e.g. --target=v5e-8 or --target=v4:2x2x2')
+  result = aot.report(config, FLAGS.target, FLAGS.fit_batch)
+  if FLAGS.workdir:
+    result['report'] = aot.write(result, FLAGS.workdir)
+  print(json.dumps(result), flush=True)
+  if not result['fits']:
+    print(f'error: {aot.refusal(result)}', file=sys.stderr, flush=True)
+    sys.exit(3)
+
+
 def run(config) -> None:
   """The mode's function, on the parsed flags."""
   workdir = FLAGS.workdir
   if config is None:
     raise ConfigError('--config is required to train, e.g. --config=configs/wgan_gp.py:mnist')
+  if FLAGS.mode == 'compile':
+    compile_for_target(config)
+    return
+  if not workdir:
+    raise ConfigError(f'--workdir is required to {FLAGS.mode}')
   if FLAGS.distributed:
     jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   platforms.log_backend()

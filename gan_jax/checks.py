@@ -8,7 +8,7 @@ the training data or write (gan_jax/modes.py).
 """
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 
@@ -112,9 +112,10 @@ def _in_range(field: str, value, lo, hi) -> bool:
           (value < hi if _open_above(field) else value <= hi))
 
 
-def check_config(config, num_devices: int) -> None:
-  """Every check of the config alone (the eval settings: evaluator.Evaluator); raises
-  ConfigError."""
+def check_config(config, num_devices: int, num_processes: Optional[int] = None) -> None:
+  """Every check of the config alone (the eval settings: evaluator.Evaluator) for a run on
+  `num_devices` devices of `num_processes` hosts (default: this run's); raises ConfigError."""
+  num_processes = jax.process_count() if num_processes is None else num_processes
   for field, (lo, hi, meaning) in RANGES.items():
     value = _get(config, field)
     if not _in_range(field, value, lo, hi):
@@ -134,12 +135,12 @@ def check_config(config, num_devices: int) -> None:
                                  num_devices % config.seed_shards):
     raise ConfigError(f'seed_shards {config.seed_shards} must divide num_seeds '
                       f'({config.num_seeds}) and the device count ({num_devices}); 0 chooses')
-  if config.seed_shards > 1 and jax.process_count() > 1:
+  if config.seed_shards > 1 and num_processes > 1:
     raise ConfigError('seed_shards > 1 runs on one host; on several, members are replicated '
                       '(seed_shards 0 or 1)')
   if config.parallelism == 'pmap' and config.num_seeds > 1:
     raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
-  if config.parallelism == 'pmap' and jax.process_count() > 1:
+  if config.parallelism == 'pmap' and num_processes > 1:
     raise ConfigError("parallelism 'pmap' runs on one host (its state is host-local); on "
                       "several hosts use 'jit', the default")
   if config.batch_size % num_devices:

@@ -50,6 +50,7 @@ class DataSpec:
   image_shape: Tuple[int, int, int]  # [H, W, C]
   num_classes: int                   # max label + 1; 0 when there are no labels
   class_names: Tuple[str, ...] = ()  # the classes' names where the source has them (folders)
+  image_dtype: str = 'uint8'         # of the batches training sends: 'uint8', or 'float32'
 
 
 def _spec(shape, dtype, labels, source: str) -> DataSpec:
@@ -69,7 +70,8 @@ def _spec(shape, dtype, labels, source: str) -> DataSpec:
       raise DataError(f'{source}: labels must be integers >= 0')
     num_classes = int(labels.max()) + 1
   image_shape = tuple(int(d) for d in shape[1:]) + ((1,) if len(shape) == 3 else ())
-  return DataSpec(image_shape, num_classes)
+  image_dtype = 'uint8' if np.dtype(dtype) == np.uint8 else 'float32'  # as _as_dataset makes them
+  return DataSpec(image_shape, num_classes, image_dtype=image_dtype)
 
 
 def check_float_range(float_range: str) -> None:

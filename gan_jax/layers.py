@@ -31,7 +31,7 @@ same function and derivatives (tests/test_layers.py). `impl='auto'` is 'hybrid' 
 
 import dataclasses
 import functools
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -43,13 +43,18 @@ DIMS = ('NHWC', 'HWIO', 'NHWC')
 IMPLS = ('auto', 'hybrid', 'fast', 'xla')
 
 
-def resolve(impl: str) -> str:
-  """'auto' -> 'hybrid' on CPU, 'xla' elsewhere; the other names stand for themselves."""
+def resolve(impl: str, platform: Optional[str] = None) -> str:
+  """'auto' -> 'hybrid' on a CPU, 'xla' on anything else; the other names stand for themselves.
+
+  `platform` is where the layer will run ('cpu', 'gpu', 'tpu'): the devices a program is
+  compiled for, which need not be this host's (a TPU compiled for on a CPU machine). None: the
+  host's default backend.
+  """
   if impl not in IMPLS:
     raise ValueError(f"model.conv_impl must be one of {', '.join(map(repr, IMPLS))}, "
                      f"got {impl!r}")
   if impl == 'auto':
-    return 'hybrid' if jax.default_backend() == 'cpu' else 'xla'
+    return 'hybrid' if (platform or jax.default_backend()) == 'cpu' else 'xla'
   return impl
 
 

@@ -471,37 +471,39 @@ def _critic_width(m) -> int:
   return m.critic_width or m.width
 
 
-def _conv(m, image_shape, common):
-  conv = dict(kernel_size=m.kernel_size, conv_impl=m.conv_impl)
+def _conv(m, image_shape, common, conv_impl):
+  conv = dict(kernel_size=m.kernel_size, conv_impl=conv_impl)
   return (ConvGenerator(image_shape, width=m.width, norm=m.gen_norm, **conv, **common),
           ConvCritic(width=_critic_width(m), norm=m.critic_norm, **conv, **common))
 
 
-def _resnet(m, image_shape, common):
-  return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, conv_impl=m.conv_impl,
+def _resnet(m, image_shape, common, conv_impl):
+  return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, conv_impl=conv_impl,
                           **common),
           ResNetCritic(width=_critic_width(m), norm=m.critic_norm, pool=m.critic_pool,
-                       conv_impl=m.conv_impl, **common))
+                       conv_impl=conv_impl, **common))
 
 
-def _mlp(m, image_shape, common):
+def _mlp(m, image_shape, common, _):
   return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
           MLPCritic(width=_critic_width(m), depth=m.depth, norm=m.critic_norm, **common))
 
 
-# model.arch -> (model config, image shape, shared fields) -> (generator, critic)
+# model.arch -> (model config, image shape, shared fields, conv layers' impl) -> (generator, critic)
 ARCHITECTURES = {'conv': _conv, 'resnet': _resnet, 'mlp': _mlp}
 ARCHS = tuple(ARCHITECTURES)
 
 
 def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None,
-          dtype: Any = jnp.float32, conditioning: str = 'acgan'):
+          dtype: Any = jnp.float32, conditioning: str = 'acgan', platform: Optional[str] = None):
   """Returns (generator, critic) modules for `model_config` and the data's image shape
   (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype;
-  `conditioning`: how num_classes > 0 is used, 'acgan' or 'projection')."""
+  `conditioning`: how num_classes > 0 is used, 'acgan' or 'projection'; `platform`: where
+  they will run, which picks conv_impl 'auto''s layers, default this host's backend)."""
   check_image_shape(model_config.arch, image_shape)
   check_conditioning(conditioning)
+  conv_impl = layers.resolve(model_config.conv_impl, platform)
   common = dict(init_std=model_config.init_std, num_classes=num_classes,
                 conditioning=conditioning, axis_name=axis_name, dtype=dtype)
   image_shape = tuple(int(s) for s in image_shape)
-  return ARCHITECTURES[model_config.arch](model_config, image_shape, common)
+  return ARCHITECTURES[model_config.arch](model_config, image_shape, common, conv_impl)

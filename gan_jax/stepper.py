@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import seeds, sharding, steps
+from gan_jax import flops, seeds, sharding, steps
 from gan_jax.steps import TrainState
 
 
@@ -33,12 +33,16 @@ class Stepper:
 
   def __init__(self, config, image_shape: Sequence[int], num_classes: int, devices=None,
                raw_generator: bool = False):
-    num_devices = jax.device_count() if devices is None else len(devices)
+    """`devices`: every device of the run (default: jax.devices()); a TPU slice's devices from
+    gan_jax/targets.py compile this host's programs for that slice instead (`lower`)."""
+    devices = list(jax.devices() if devices is None else devices)
+    self.platform = devices[0].platform   # 'cpu', 'gpu', 'tpu': picks conv_impl 'auto'
+    self.num_processes = len({d.process_index for d in devices})
     # num_seeds > 1: the members split over a 'seeds' mesh axis, or replicated (1).
-    self.seed_shards = seeds.seed_shards(config, num_devices, jax.process_count())
+    self.seed_shards = seeds.seed_shards(config, len(devices), self.num_processes)
     self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
-    self.gan = steps.build_gan(config, self.image_shape, num_classes)
+    self.gan = steps.build_gan(config, self.image_shape, num_classes, platform=self.platform)
     self.pmap = config.parallelism == 'pmap'
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
@@ -51,10 +55,11 @@ class Stepper:
       self._state_sharding = repl
     else:  # a member axis before n_critic: [N, n_critic, B, ...], [K, N, n_critic, B, ...]
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
-      self.mapping = seeds.mapping(config, self.seed_shards, jax.default_backend())
+      self.mapping = seeds.mapping(config, self.seed_shards, self.platform)
       calls = tuple((k + 1, seeds.over_members(fn, k - 1, self.mapping)) for k, fn in calls)
       self._state_sharding = seeds.state_shardings(
           jax.eval_shape(init), sharding.member_sharding(self.mesh), repl)
+    self._flops = {}  # call shape -> FLOPs per device (call_flops)
     self._init = jax.jit(init, out_shardings=self._state_sharding)
     self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
                             in_shardings=(self._state_sharding,
@@ -66,15 +71,18 @@ class Stepper:
     self._generate = jax.jit(functools.partial(steps.generate, self.gan,
                                                use_ema=self.uses_ema))
     if self.pmap:
-      pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data')
+      pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data',
+                                 platform=self.platform)
       # Metrics and health are pmean'd or computed from the synced state, equal on every
       # device: one copy comes back (out_axes None), with no device axis to drop afterwards.
+      # This process's devices (one host: checks refuse pmap on several).
+      local = [d for d in devices if d.process_index == jax.process_index()]
       self._pmap = {k: jax.pmap(functools.partial(fn, gan=pmap_gan), axis_name='data',
-                                donate_argnums=0, out_axes=(0, None, None))
+                                donate_argnums=0, out_axes=(0, None, None), devices=local)
                     for k, fn in ((1, _one_train_step), (2, steps.train_steps))}
-      self.local_devices = jax.local_device_count()
+      self.local_devices = len(local)
       # A batch with a leading device axis, one slice per local device: what pmap takes.
-      self._local_split = sharding.batch_sharding(sharding.make_mesh(jax.local_devices()), 0)
+      self._local_split = sharding.batch_sharding(sharding.make_mesh(local), 0)
 
   @property
   def latent_dim(self) -> int:
@@ -123,6 +131,56 @@ class Stepper:
       # One process (checks refuse pmap on several): sent now, not when the call starts.
       return jax.device_put(jax.tree.map(split, batch), self._local_split)
     return sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
+
+  def abstract_batch(self, length: int, n_critic: int, batch_size: int,
+                     image_dtype: str = 'uint8', labels: bool = False):
+    """The device batch `put` makes of `length` iterations' host batches (global batch
+    `batch_size`, n_critic critic batches each), as ShapeDtypeStructs: shapes, dtypes and
+    shardings only."""
+    lead = ((length,) if length > 1 else ()) + ((self.num_seeds,) if self.num_seeds > 1 else ())
+    lead += (n_critic, batch_size)
+    split = sharding.batch_sharding(self.mesh, len(lead) - 1)
+    batch = {'image': jax.ShapeDtypeStruct(lead + self.image_shape, np.dtype(image_dtype),
+                                           sharding=split)}
+    if labels:
+      batch['label'] = jax.ShapeDtypeStruct(lead, np.int32, sharding=split)
+    return batch
+
+  def trace(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
+            labels: bool = False) -> jax.stages.Traced:
+    """The training call of `length` iterations (the jit one, whatever the parallelism), traced
+    for the abstract state and batch: `.lower().compile()` compiles it for this Stepper's
+    devices, which need not be this host's (gan_jax/targets.py); `.jaxpr` gives its FLOPs."""
+    leading = (1 if length == 1 else 2) + (self.num_seeds > 1)
+    return self._jit[leading].trace(
+        self.abstract_state(),
+        self.abstract_batch(length, n_critic, batch_size, image_dtype, labels))
+
+  def lower(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
+            labels: bool = False) -> jax.stages.Lowered:
+    """The training call of `length` iterations as `step` runs it (jit, or pmap), lowered for
+    abstract inputs: `.compile()` compiles it for this Stepper's devices."""
+    if not self.pmap:
+      return self.trace(length, n_critic, batch_size, image_dtype, labels).lower()
+    devices = self.local_devices
+    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct((devices,) + s.shape, s.dtype),
+                         jax.eval_shape(self._init))
+    lead = 1 if length == 1 else 2
+    split = lambda s: jax.ShapeDtypeStruct(  # as `put` splits a batch: [D, ..., B / D, ...]
+        (devices,) + s.shape[:lead] + (s.shape[lead] // devices,) + s.shape[lead + 1:], s.dtype)
+    batch = jax.tree.map(split, self.abstract_batch(length, n_critic, batch_size, image_dtype,
+                                                    labels))
+    return self._pmap[lead].lower(state, batch)
+
+  def call_flops(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
+                 labels: bool = False) -> float:
+    """FLOPs per device of one training call of `length` iterations (gan_jax/flops.py: matrix
+    products and convolutions); traced once per call shape. The devices share the global
+    batch's work evenly, with jit or pmap alike."""
+    key = (length, n_critic, batch_size, image_dtype, labels)
+    if key not in self._flops:
+      self._flops[key] = flops.count(self.trace(*key).jaxpr) / self.mesh.size
+    return self._flops[key]
 
   def step(self, state: TrainState, batch):
     """One compiled call on a `put` batch.

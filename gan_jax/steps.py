@@ -68,13 +68,15 @@ class GAN:
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None) -> GAN:
-  """The static GAN of a checked config (gan_jax/checks.py) and the data spec."""
+def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None,
+              platform: Optional[str] = None) -> GAN:
+  """The static GAN of a checked config (gan_jax/checks.py) and the data spec, for devices of
+  `platform` ('cpu', 'gpu', 'tpu'; default: this host's backend)."""
   spec = gans.resolve(config)
   num_classes = num_classes if spec.is_conditional else 0
   generator, critic = models.build(
       config.model, image_shape, num_classes, axis_name, DTYPES[config.dtype],
-      conditioning='projection' if spec.projection else 'acgan')
+      conditioning='projection' if spec.projection else 'acgan', platform=platform)
   return GAN(generator, critic, optimizers.make_optimizer(config.gen_optimizer),
              optimizers.make_optimizer(config.critic_optimizer), spec, config.latent_dim,
              num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,

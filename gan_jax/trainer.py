@@ -15,8 +15,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import (checkpoints, files, gans, input_pipeline, platforms, prefetch, rundir,
-                     sampling, seeds)
+from gan_jax import (checkpoints, files, gans, hardware, input_pipeline, platforms, prefetch,
+                     rundir, sampling, seeds)
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -253,6 +253,31 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
     return _loop(config, workdir, stepper, data, evaluation, state, data_state, stop)
 
 
+class _Throughput:
+  """The FLOPs of the calls dispatched since the last log step (Stepper.call_flops, per device)
+  and what they make per second: train/tflops_per_second and, where the device's peak is known
+  (gan_jax/hardware.py), train/mfu."""
+
+  def __init__(self, stepper: Stepper, config, data):
+    self.stepper, self.batch_size = stepper, config.batch_size
+    self.image_dtype = str(getattr(data.images, 'dtype', 'uint8'))
+    self.labels = data.labels is not None
+    self.peak = hardware.peak_flops(jax.devices()[0].device_kind, config.dtype)
+    self.flops = 0.0
+
+  def add(self, call) -> None:
+    self.flops += self.stepper.call_flops(call.length, call.n_critic, self.batch_size,
+                                          self.image_dtype, self.labels)
+
+  def scalars(self, seconds: float) -> Dict[str, float]:
+    rate = self.flops / seconds if seconds > 0 else 0.0
+    self.flops = 0.0
+    out = {'train/tflops_per_second': rate / 1e12}
+    if self.peak:
+      out['train/mfu'] = rate / self.peak
+    return out
+
+
 def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state, stop):
   initial_step = int(state.step)
   if initial_step:
@@ -289,6 +314,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     # The next calls' batches are assembled and sent to the devices on a thread while the
     # current call runs; checkpoints save the position after the batches of the steps done.
     calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
+    throughput = _Throughput(stepper, config, data)
     data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
     done, position = initial_step, data_state['position']
     num_calls = 0  # the preemption sync's step ids (1, 2, ...)
@@ -300,6 +326,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       assert call.step == done, (call.step, done)
       real_images += call.length * call.n_critic * config.batch_size * config.num_seeds
       state, metrics, flags = stepper.step(state, call.batch)
+      throughput.add(call)
       if log:  # the last log step's, written while the device runs this call
         _write_log(writer, members, health, *log)
         log = None
@@ -312,7 +339,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       if is_time(config.log_every, done, config):
         t_now = time.time()
         log = (done, metrics, {'train/data_seconds_per_step': data_seconds / (done - last_log),
-                               'train/images_per_sec': real_images / (t_now - t_log)})
+                               'train/images_per_sec': real_images / (t_now - t_log),
+                               **throughput.scalars(t_now - t_log)})
         data_seconds, real_images, t_log, last_log = 0.0, 0, t_now, done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
       if (stopping or is_time(config.checkpoint_every, done, config) or

@@ -92,3 +92,21 @@ def restore_state(workdir, spec: str, step=None):
 @pytest.fixture
 def config_factory():
   return load_config
+
+
+TPU_VENV_PYTHON = os.path.join(ROOT, '.venv-tpu', 'bin', 'python')
+
+
+def tpu_python():
+  """A Python with libtpu (requirements-tpu.txt) for the TPU compile tests: GAN_JAX_TPU_PYTHON,
+  else the repository's .venv-tpu (.ci/run makes it), else this one if it has libtpu. None
+  where there is none: the tests skip, except under CI, where they fail."""
+  for python in (os.environ.get('GAN_JAX_TPU_PYTHON'), TPU_VENV_PYTHON, sys.executable):
+    if python and os.path.exists(python) and subprocess.run(
+        [python, '-c', 'import libtpu'], capture_output=True).returncode == 0:
+      return python
+  if os.environ.get('CI'):
+    pytest.fail('libtpu is missing: .ci/run installs requirements-tpu.txt in .venv-tpu')
+  pytest.skip('needs libtpu: python3 -m venv --system-site-packages .venv-tpu && '
+              '.venv-tpu/bin/pip install -r requirements-tpu.txt')
+  return None
