@@ -56,6 +56,9 @@ flags.DEFINE_bool('loop', False, 'Also time the training loop (trainer.train) fo
                   'steps and print its iterations/s and loop_vs_bare.')
 flags.DEFINE_integer('repeats', 2, '--loop: times the loop and the bare step are each timed, '
                      'alternating; the best of each counts.', lower_bound=1)
+flags.DEFINE_bool('gemm_peak', False, 'Also measure the device\'s float32 matrix-product peak '
+                  '(the best of 2048 to 4096 square products) and print the step\'s FLOP/s as '
+                  'a fraction of it.')
 flags.mark_flags_as_required(['config'])
 
 
@@ -96,6 +99,20 @@ class _Bare:
     return (time.perf_counter() - t0) / (calls * self.k)
 
 
+def gemm_peak(dtype=np.float32, repeats: int = 5) -> float:
+  """The best FLOP/s of one device's jitted square matrix products (2048, 3072, 4096)."""
+  best = 0.0
+  for n in (2048, 3072, 4096):
+    a = jax.device_put(np.ones((n, n), dtype))
+    product = jax.jit(lambda a, b: a @ b)
+    product(a, a).block_until_ready()
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      product(a, a).block_until_ready()
+      best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+  return best
+
+
 def benchmark(config, steps: int, bare=None) -> dict:
   """The bare compiled call's timing (`bare`: an already compiled _Bare)."""
   bare = bare or _Bare(config)
@@ -104,6 +121,8 @@ def benchmark(config, steps: int, bare=None) -> dict:
   device = jax.devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   peak = (stats or {}).get('peak_bytes_in_use')
+  # FLOPs per device of one iteration (gan_jax/flops.py: matrix products and convolutions)
+  flops = bare.stepper.call_flops(bare.k, n, b, 'uint8', True) / bare.k
   return {
       'config': f'{config.gan}:{config.dataset.name}', 'arch': config.model.arch,
       'width': config.model.width, 'device_kind': device.device_kind,
@@ -112,6 +131,8 @@ def benchmark(config, steps: int, bare=None) -> dict:
       'compile_s': round(bare.compile_s, 2), 'seconds_per_iter': _sig(seconds),
       'iters_per_s': _sig(1 / seconds),
       'images_per_s': _sig(n * b * config.num_seeds / seconds),   # every member's images
+      'gflop_per_iter_per_device': _sig(flops / 1e9),
+      'tflops_per_s_per_device': _sig(flops / seconds / 1e12),
       'peak_device_bytes': peak,
       'peak_host_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
   }
@@ -207,6 +228,10 @@ def main(_):
                                             FLAGS.torch_device, FLAGS.torch_compile))
     result['speedup_vs_torch'] = round(
         result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)
+  if FLAGS.gemm_peak:
+    peak = gemm_peak()
+    result.update(gemm_tflops_per_s=_sig(peak / 1e12),
+                  fraction_of_gemm_peak=_sig(result['tflops_per_s_per_device'] * 1e12 / peak, 3))
   print(json.dumps(result))
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, ROOT)
 
 PRESETS = ['wgan.py:cifar10', 'wgan_gp.py:mnist', 'wgan_gp.py:cifar10', 'dcgan.py:cifar10',
            'dcgan.py:celeb_a', 'acgan.py:cifar10', 'sngan.py:cifar10']
-TARGETS = ['v4-8', 'v5e-8', 'v5p-8']
+TARGETS = ['v5e-8', 'v4-8', 'v5p-8']
 
 
 def _rows(path):
@@ -61,8 +61,8 @@ def main():
   os.makedirs(args.out, exist_ok=True)
   done = {(r['preset'], r['target']) for r in _rows(results)}
   only = set(filter(None, args.only.split(',')))
-  for preset in PRESETS:
-    for target in TARGETS:
+  for target in TARGETS:
+    for preset in PRESETS:
       if (preset, target) in done or (only and f'{preset}@{target}' not in only):
         continue
       module, arg = preset.split(':')

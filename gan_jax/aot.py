@@ -105,6 +105,13 @@ def _next_candidate(results: Dict[int, Dict[str, Any]], good: int, bad: Optional
     return good * 2
   if good == 0:
     return max(1, bad // 2)
+  # Bracketed: where the line between the two ends reaches the capacity (regula falsi), on
+  # every other compile; the midpoint on the others, so that one end cannot stall the search.
+  h_good, h_bad = (results[b]['hbm_bytes_per_device'] for b in (good, bad))
+  inside = sum(good < b < bad or b in (good, bad) for b in results)
+  if capacity and h_bad > h_good and inside % 2 == 0:
+    guess = good + int((capacity - h_good) * (bad - good) / (h_bad - h_good))
+    return min(max(guess, good + _tolerance(good)), bad - 1)
   return (good + bad) // 2
 
 

@@ -105,6 +105,9 @@ def devices(target: str) -> List:
   for compiling only; a ConfigError when libtpu is missing or does not know the target."""
   topology, kwargs = parse(target)
   os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')  # no GCE metadata server to ask
+  # Compiling holds no TPU: let several such processes load libtpu at once (its lockfile is for
+  # processes that share a TPU VM's chips).
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   try:
     import libtpu  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
