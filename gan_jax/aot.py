@@ -15,22 +15,11 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import logging
 
-from gan_jax import checks, files, flops, gans, hardware, input_pipeline, targets, trainer
+from gan_jax import checks, files, flops, hardware, input_pipeline, schedule, targets
 from gan_jax.stepper import Stepper
 
 _REQUIRED = re.compile(r'(?:required|Used) [^(]*?\(?([\d.]+)([KMGT])\)?')
 _UNITS = {'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}
-
-
-def largest_call(config) -> Tuple[int, int]:
-  """(iterations, n_critic) of the training call that holds the most critic batches (what
-  fills HBM) among the calls the run's schedule makes (trainer.call_length)."""
-  kinds, step = set(), 0
-  while step < config.num_steps:
-    length = trainer.call_length(step, config)
-    kinds.add((length, gans.n_critic_at(step, config)))
-    step += length
-  return max(kinds, key=lambda kind: (kind[0] * kind[1], kind[0]))
 
 
 def _out_of_memory(error: Exception) -> Optional[float]:
@@ -52,7 +41,7 @@ def compile_call(config, spec: input_pipeline.DataSpec, devices, batch_size: int
   with config.unlocked():
     config.batch_size = batch_size
   stepper = Stepper(config, spec.image_shape, spec.num_classes, devices=devices)
-  length, n_critic = largest_call(config)
+  length, n_critic = schedule.largest_call(config)
   start = time.time()
   call = (length, n_critic, batch_size, spec.image_dtype, spec.num_classes > 0)
   result = {'batch_size': batch_size, 'batch_per_device': batch_size // len(devices),
@@ -108,8 +97,7 @@ def _next_candidate(results: Dict[int, Dict[str, Any]], good: int, bad: Optional
   # Bracketed: where the line between the two ends reaches the capacity (regula falsi), on
   # every other compile; the midpoint on the others, so that one end cannot stall the search.
   h_good, h_bad = (results[b]['hbm_bytes_per_device'] for b in (good, bad))
-  inside = sum(good < b < bad or b in (good, bad) for b in results)
-  if capacity and h_bad > h_good and inside % 2 == 0:
+  if capacity and h_bad > h_good and len(results) % 2 == 0:
     guess = good + int((capacity - h_good) * (bad - good) / (h_bad - h_good))
     return min(max(guess, good + _tolerance(good)), bad - 1)
   return (good + bad) // 2

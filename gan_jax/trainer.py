@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from gan_jax import (checkpoints, files, gans, hardware, input_pipeline, platforms, prefetch,
-                     rundir, sampling, seeds)
+                     rundir, sampling, schedule, seeds)
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
 from gan_jax.steps import TrainState
@@ -67,51 +67,6 @@ class StopSignals:
   def __exit__(self, *_):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
-
-
-def is_time(every: int, step: int, config) -> bool:
-  """Whether a periodic action (every `every` steps, 0 = never) is due after `step` steps."""
-  return every > 0 and (step % every == 0 or step == config.num_steps)
-
-
-def _periodic(config):
-  return (config.log_every, config.sample_every, config.checkpoint_every, config.eval_every)
-
-
-def call_length(step: int, config) -> int:
-  """Iterations in the compiled call that starts at `step`; a call never spans a log, sample,
-  eval or checkpoint step, nor a change of n_critic.
-
-  config.steps_per_call = K > 0: K when that holds for all K iterations, otherwise 1.
-  0 (auto): config.max_steps_per_call when that many fit before the next periodic action (or
-  n_critic change, or the end), else the largest power of two that fits; so a run compiles at
-  most a few lengths (default periods 100/500/1000, max 25: only 25). A call holds at most the
-  critic batches of max_steps_per_call iterations at config.n_critic, so WGAN's boosted steps
-  (100 critic updates) run one per call and the batches in flight stay that size.
-  """
-  if config.steps_per_call:
-    k = config.steps_per_call
-    if k <= 1 or step + k > config.num_steps:
-      return 1
-    n_critic = gans.n_critic_at(step, config)
-    for j in range(1, k):
-      if gans.n_critic_at(step + j, config) != n_critic or any(
-          is_time(every, step + j, config) for every in _periodic(config)):
-        return 1
-    return k
-  n_critic = gans.n_critic_at(step, config)
-  batches = config.max_steps_per_call * config.n_critic  # critic batches a call may hold
-  fits = min(config.max_steps_per_call, config.num_steps - step, max(1, batches // n_critic))
-  for every in _periodic(config):
-    if every > 0:
-      fits = min(fits, every - step % every)  # the call may end at the action's step
-  for j in range(1, fits):
-    if gans.n_critic_at(step + j, config) != n_critic:
-      fits = j
-      break
-  if fits >= config.max_steps_per_call:
-    return config.max_steps_per_call
-  return 1 << (max(fits, 1).bit_length() - 1)
 
 
 def restore_or_init(stepper: Stepper, workdir: str):
@@ -197,7 +152,7 @@ class _Call:
 def _calls(stepper: Stepper, stream, config, step: int):
   """The calls from `step` to the end, in order (the schedule depends on the step alone)."""
   while step < config.num_steps:
-    k, n_critic = call_length(step, config), gans.n_critic_at(step, config)
+    k, n_critic = schedule.call_length(step, config), gans.n_critic_at(step, config)
     batch = stepper.put([stream.next(n_critic) for _ in range(k)])
     yield _Call(step, k, n_critic, batch, stream.position)
     step += k
@@ -336,14 +291,14 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       num_calls += 1
       stopping = stop.stop_now(mngr, num_calls)
       health.add(done, metrics, flags)  # checks a call dispatched earlier: no wait for this one
-      if is_time(config.log_every, done, config):
+      if schedule.is_time(config.log_every, done, config):
         t_now = time.time()
         log = (done, metrics, {'train/data_seconds_per_step': data_seconds / (done - last_log),
                                'train/images_per_sec': real_images / (t_now - t_log),
                                **throughput.scalars(t_now - t_log)})
         data_seconds, real_images, t_log, last_log = 0.0, 0, t_now, done
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
-      if (stopping or is_time(config.checkpoint_every, done, config) or
+      if (stopping or schedule.is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
         checkpoints.save(mngr, done, stepper.unplace(state), {'position': position})
@@ -351,14 +306,14 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
         break
-      if is_time(config.sample_every, done, config):
+      if schedule.is_time(config.sample_every, done, config):
         if member_seeds is None:
           picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs[0],
                                   data.class_names)
         else:
           picture = sampling.member_grids(stepper, state, grid_inputs, data.class_names)
         writer.write_images(done, {'samples': picture[None]})
-      if evaluation and is_time(config.eval_every, done, config):
+      if evaluation and schedule.is_time(config.eval_every, done, config):
         health.flush()
         result = evaluation.run(stepper.unplace(state))  # members: seeds.combine's mean
         writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()

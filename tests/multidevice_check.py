@@ -16,18 +16,18 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from conftest import load_config  # pylint: disable=g-import-not-at-top
-from gan_jax import gans, input_pipeline, seeds, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import gans, input_pipeline, schedule, seeds  # pylint: disable=g-import-not-at-top
 from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 
 def train_on(devices, config, steps):
-  """`steps` iterations the way the training loop runs them (trainer.call_length)."""
+  """`steps` iterations the way the training loop runs them (schedule.call_length)."""
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes, devices=devices)
   stream = seeds.stream(data, config)
   state, done = stepper.place(stepper.init()), 0
   while done < steps:
-    k = trainer.call_length(done, config)
+    k = schedule.call_length(done, config)
     n = gans.n_critic_at(done, config)
     state, metrics, _ = stepper.train(state, [stream.next(n) for _ in range(k)])
     assert metrics['critic_loss'].shape == (k,) + ((config.num_seeds,) if config.num_seeds > 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import aot, flops, hardware, layers, models, targets
+from gan_jax import aot, flops, hardware, layers, models, schedule, targets
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -112,9 +112,9 @@ def test_out_of_memory_messages():
 
 def test_largest_call_is_the_one_with_most_critic_batches():
   wgan = load_config('wgan.py:mnist')  # 100 critic updates for the first 25 steps, then 5
-  assert aot.largest_call(wgan) == (wgan.max_steps_per_call, 5)
+  assert schedule.largest_call(wgan) == (wgan.max_steps_per_call, 5)
   config = load_config('wgan_gp.py:digits,runlocal')  # 4 steps, logs every 2
-  assert aot.largest_call(config) == (2, config.n_critic)
+  assert schedule.largest_call(config) == (2, config.n_critic)
 
 
 def test_batch_search_predicts_from_the_line_and_brackets():
@@ -126,8 +126,11 @@ def test_batch_search_predicts_from_the_line_and_brackets():
   results = {400: line(400), 1000: line(1000)}  # 1 % above the largest that fits
   assert aot._next_candidate(results, 1000, None, 5000.0) == 1010
   assert aot._next_candidate({4: line(4)}, 4, None, 1000.0) == 8      # no line yet: double
-  assert aot._next_candidate({4: line(4)}, 4, 10, 1000.0) == 7        # between: bisect
   assert aot._next_candidate({}, 0, 16, 1000.0) == 8                  # nothing fits: halve
+  # bracketed: where the line between the ends meets the capacity, then the midpoint
+  over = {'fits': False, 'hbm_bytes_per_device': 1300.0}
+  assert aot._next_candidate({50: line(50), 120: over}, 50, 120, 1000.0) == 90
+  assert aot._next_candidate({50: line(50), 70: line(70), 120: over}, 70, 120, 1000.0) == 95
 
 
 def test_abstract_batch_is_what_put_makes():

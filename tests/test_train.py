@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import checkpoints, gans, input_pipeline, losses, modes, steps, trainer
+from gan_jax import checkpoints, gans, input_pipeline, losses, modes, schedule, steps, trainer
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -265,7 +265,7 @@ def test_a_compiled_call_never_spans_a_periodic_action():
                        log_every=8, sample_every=0, checkpoint_every=0, eval_every=6)
   lengths, done = [], 0
   while done < config.num_steps:
-    lengths.append(trainer.call_length(done, config))
+    lengths.append(schedule.call_length(done, config))
     done += lengths[-1]
   ends = np.cumsum(lengths)
   for every in (8, 6):  # each log and eval step ends a call
@@ -356,7 +356,7 @@ def test_sampling_streams_are_named_and_never_another_seeds():
 def _lengths(config, start=0):
   lengths, done = [], start
   while done < config.num_steps:
-    lengths.append(trainer.call_length(done, config))
+    lengths.append(schedule.call_length(done, config))
     done += lengths[-1]
   return lengths
 
