@@ -157,10 +157,11 @@ def test_stream_is_deterministic_and_resumable():
 
 
 def _same_spec(config):
-  """spec(config) equals the shape and classes of load(config); returns it."""
+  """spec(config) equals the shape, classes and dtype of load(config); returns it."""
   spec = ip.spec(config)
   data = ip.load(config)
-  assert spec == ip.DataSpec(tuple(data.image_shape), data.num_classes, data.class_names)
+  assert spec == ip.DataSpec(tuple(data.image_shape), data.num_classes, data.class_names,
+                             str(data.images.dtype))
   return spec
 
 
@@ -207,7 +208,8 @@ def test_spec_of_npz_with_and_without_labels(tmp_path, save):
   save(tmp_path / 'l.npz', images=np.zeros((6, 8, 10, 3), np.uint8), labels=[0, 4, 1, 1, 2, 0])
   assert _same_spec(_config(path=str(tmp_path / 'l.npz'))) == ip.DataSpec((8, 10, 3), 5)
   save(tmp_path / 'u.npz', images=np.linspace(0, 1, 4 * 6 * 6).reshape(4, 6, 6))
-  assert _same_spec(_config(path=str(tmp_path / 'u.npz'))) == ip.DataSpec((6, 6, 1), 0)
+  assert _same_spec(_config(path=str(tmp_path / 'u.npz'))) == ip.DataSpec((6, 6, 1), 0,
+                                                                       image_dtype='float32')
 
 
 @pytest.mark.parametrize('arrays,message', [
