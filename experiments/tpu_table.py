@@ -4,8 +4,10 @@ and v5p-8 by `--mode=compile` (gan_jax/aot.py), with the largest batch per chip 
   .venv-tpu/bin/python experiments/tpu_table.py --out=/tmp/tpu_table          # resumable
   .venv-tpu/bin/python experiments/tpu_table.py --out=/tmp/tpu_table --table  # the markdown
 
-Each row is one aot.report (with find_batch), appended to OUT/results.jsonl as it finishes.
-Needs libtpu (requirements-tpu.txt); no TPU.
+Each row is one aot.report, appended to OUT/results.jsonl as it finishes (the last row of a
+preset and target counts); --fit=TARGETS searches the largest batch on those targets (a
+compile per candidate, 5-10 per row: --fit=v5e-8,v4-8,v5p-8 for every row). Needs libtpu
+(requirements-tpu.txt); no TPU.
 """
 
 import argparse
@@ -28,15 +30,24 @@ def _rows(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _last(rows):
+  """The last row of each (preset, target), in the order they first appear."""
+  last = {}
+  for r in rows:
+    last[(r['preset'], r['target'])] = r
+  return list(last.values())
+
+
 def table(rows) -> str:
   lines = ['| preset | TPU | batch (per chip) | HBM per chip | largest batch per chip | '
            'GFLOP per iteration | roofline bound per iteration | compile |',
            '|---|---|---|---|---|---|---|---|']
-  for r in rows:
+  for r in _last(rows):
     bound = r.get('roofline_seconds_per_iteration')
+    largest = r.get('largest_batch_per_device', 'not searched')
     lines.append(
         f"| {r['preset']} | {r['target']} | {r['batch_size']} ({r['batch_per_device']}) | "
-        f"{r['hbm_bytes_per_device'] / 2 ** 20:.0f} MiB | {r['largest_batch_per_device']} | "
+        f"{r['hbm_bytes_per_device'] / 2 ** 20:.0f} MiB | {largest} | "
         f"{r['flops_per_iteration'] / 1e9:.1f} | "
         f"{'%.2f ms' % (bound * 1e3) if bound else 'n/a'} | {r['compile_seconds']:.0f} s |")
   return '\n'.join(lines)
@@ -47,7 +58,8 @@ def main():
   parser.add_argument('--out', required=True)
   parser.add_argument('--table', action='store_true', help='print the table of OUT and stop')
   parser.add_argument('--only', default='', help='comma-separated preset@target rows')
-  parser.add_argument('--no_fit', action='store_true', help='skip the largest-batch search')
+  parser.add_argument('--fit', default='v5e-8',
+                      help='comma-separated targets whose rows search the largest batch')
   args = parser.parse_args()
   results = os.path.join(args.out, 'results.jsonl')
   if args.table:
@@ -59,7 +71,9 @@ def main():
   import importlib  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.INFO)
   os.makedirs(args.out, exist_ok=True)
-  done = {(r['preset'], r['target']) for r in _rows(results)}
+  fit = set(filter(None, args.fit.split(',')))
+  done = {(r['preset'], r['target']) for r in _rows(results)
+          if r['target'] not in fit or 'largest_batch' in r}
   only = set(filter(None, args.only.split(',')))
   for target in TARGETS:
     for preset in PRESETS:
@@ -67,7 +81,7 @@ def main():
         continue
       module, arg = preset.split(':')
       config = importlib.import_module(f'configs.{module[:-3]}').get_config(arg)
-      row = aot.report(config, target, find_batch=not args.no_fit)
+      row = aot.report(config, target, find_batch=target in fit)
       row['preset'] = preset
       with open(results, 'a') as f:
         f.write(json.dumps(row) + '\n')

@@ -11,6 +11,7 @@ from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
 from absl import logging as absl_logging
 
+from gan_jax import platforms
 from gan_jax.errors import ConfigError, DataError, NonFiniteError
 
 USER_ERRORS = (ConfigError, DataError)  # exit 2: fix the input (NonFiniteError: exit 1)
@@ -48,8 +49,10 @@ def _quiet_closed_loop(unraisable, default=sys.unraisablehook) -> None:
 
 
 def quiet_console() -> None:
-  """Filters absl's console handler with keep_record; drops the closed-event-loop noise."""
+  """Filters absl's console handler with keep_record; native libraries' start-up lines go to
+  the log (platforms.QUIET_NATIVE_LOGS); drops the closed-event-loop noise."""
   absl_logging.get_absl_handler().addFilter(OwnInfoOnly())
+  platforms.QUIET_NATIVE_LOGS = True
   sys.unraisablehook = _quiet_closed_loop
 
 
@@ -63,7 +66,10 @@ def error_line(error: BaseException, prefix: str = '') -> str:
   text = str(error).replace('\\n', '\n').replace("\\'", "'")
   lines = [l.strip().strip("'") for l in text.splitlines() if l.strip().strip("'")]
   if lines and lines[-1].startswith(('Did you mean', '[Errno')):
-    detail = ' '.join(lines[-2:])
+    first = lines[-2] if len(lines) > 1 else ''
+    mark = '.' if lines[-1].startswith('Did') else ':'  # two sentences, or what failed: why
+    detail = ' '.join([first + ('' if first.endswith(('.', ':', '?', '!')) or not first
+                                else mark), lines[-1]]).strip()
   else:
     detail = lines[-1] if lines else type(error).__name__
   detail = re.sub(r'^([\w.]*Error): ', '', detail)

@@ -20,7 +20,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from gan_jax import files, hosts, image_files, images as images_lib, streaming, tfds_data
+from gan_jax import (files, hosts, image_files, images as images_lib, platforms, streaming,
+                     tfds_data)
 from gan_jax.errors import ConfigError, DataError
 
 # dataset.float_range: the declared range of float image data (uint8 data is always [0, 255]).
@@ -359,6 +360,7 @@ def default_shape(name: str) -> Tuple[int, int, int]:
   info = _info(name)
   if name in DATASETS:
     return info.image_shape
+  platforms.keep_tf_off_accelerators()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   shape = tfds_data.default_image_shape(tfds, name) or (None, None, 3)
   height, width, channels = shape

@@ -1,9 +1,12 @@
 """The machine a run gets: the JAX backend and its devices, accelerator plugins that did not
 load, TensorFlow kept off the accelerators, and where compiled programs are cached."""
 
+import contextlib
 import importlib.metadata
 import os
-from typing import List, Optional
+import sys
+import tempfile
+from typing import Iterator, List, Optional
 
 from absl import logging
 import jax
@@ -44,10 +47,41 @@ def log_backend() -> None:
                     ', '.join(plugins))
 
 
+# Whether native libraries' start-up lines (TensorFlow's oneDNN and absl notices, libtpu's
+# missing TPU metadata) go to the log instead of the console: main.py turns it on unless
+# --verbose (cli.quiet_console).
+QUIET_NATIVE_LOGS = False
+
+
+@contextlib.contextmanager
+def native_logs_to_log() -> Iterator[None]:
+  """With QUIET_NATIVE_LOGS, what C++ code writes to the standard error inside the block goes
+  to the log at debug level (it bypasses Python, so file descriptor 2 itself is redirected)."""
+  if not QUIET_NATIVE_LOGS:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode='w+b') as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      text = captured.read().decode(errors='replace').strip()
+      if text:
+        logging.debug('native libraries said:\n%s', text)
+
+
 def keep_tf_off_accelerators() -> None:
-  """TensorFlow (imported by TFDS and CLU's writers) sees no GPU or TPU, so it never takes the
-  memory JAX needs. Call it right after importing a library that imports TensorFlow."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  """Imports TensorFlow (for TFDS and CLU's writers: call it before importing them), its
+  start-up notices kept off the console, and hides every GPU and TPU from it, so that it never
+  takes the memory JAX needs."""
+  with native_logs_to_log():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for kind in ('GPU', 'TPU'):
     try:
       tf.config.set_visible_devices([], kind)

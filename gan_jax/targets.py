@@ -8,15 +8,11 @@ host (as `v5litepod-8` and `v6e-8` VMs are), larger ones 4 chips per host; v2 an
 lays them out (a device per core, 4 chips per host).
 """
 
-import contextlib
 import os
 import re
-import sys
-import tempfile
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from absl import logging
-
+from gan_jax import platforms
 from gan_jax.errors import ConfigError
 
 INSTALL = 'pip install "jax[tpu]==0.10.2"'  # libtpu for the pinned JAX (requirements.txt)
@@ -79,27 +75,6 @@ def parse(target: str) -> Tuple[str, dict]:
   return topology, kwargs
 
 
-@contextlib.contextmanager
-def _stderr_to_log() -> Iterator[None]:
-  """libtpu's start-up lines (no metadata server, no worker hostnames: expected without a TPU)
-  go to the log at debug level, not to the console: they are written by C++ to file descriptor
-  2, so the descriptor itself is redirected."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile(mode='w+b') as captured:
-    os.dup2(captured.fileno(), 2)
-    try:
-      yield
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      captured.seek(0)
-      text = captured.read().decode(errors='replace').strip()
-      if text:
-        logging.debug('libtpu said at start-up:\n%s', text)
-
-
 def devices(target: str) -> List:
   """Every device of the slice `target` (TPU devices of several hosts: process_index tells which),
   for compiling only; a ConfigError when libtpu is missing or does not know the target."""
@@ -115,7 +90,7 @@ def devices(target: str) -> List:
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   try:
-    with _stderr_to_log():
+    with platforms.native_logs_to_log():
       jax.devices()  # this host's backends first: libtpu looks for a local TPU, quietly here
       return list(topologies.get_topology_desc(platform='tpu', topology_name=topology,
                                                **kwargs).devices)

@@ -132,6 +132,7 @@ def default_image_shape(tfds, name: str) -> Optional[Tuple]:
 
 def num_classes(config) -> int:
   """The classes of the dataset's label feature (0: unlabelled), from its info alone."""
+  platforms.keep_tf_off_accelerators()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return features(tfds, config)[2]
 
@@ -286,8 +287,8 @@ def read(config):
   data_dir. 'memory' reads the TFRecord files through tf.data (the ArrayRecord ones where
   the dataset has no others).
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   image_key, label_key, classes, _ = features(tfds, config)
   prepare_tfds(tfds, config)
   try:

@@ -112,8 +112,10 @@ class _HealthCheck:
   calls at most); where it checks depends on the steps alone, the same on every host.
   """
 
-  def __init__(self, mngr, skip: bool, member_seeds=None):
+  def __init__(self, mngr, skip: bool, member_seeds=None,
+               on_finished: Optional[Callable[[int], None]] = None):
     self.mngr, self.skip, self.member_seeds = mngr, skip, member_seeds
+    self.on_finished = on_finished  # called with a checked call's last step: it has finished
     self.pending = collections.deque()  # (last_step, metrics, health) of unchecked calls
 
   def add(self, last_step: int, metrics, health) -> None:
@@ -137,6 +139,8 @@ class _HealthCheck:
       kept = f'the last checkpoint (step {last}) is intact' if last else 'no checkpoint was written'
       raise NonFiniteError(f'step {step}: non-finite {what}; {kept}. Lower the learning rates, '
                            f'or set --config.skip_nonfinite=True to skip such iterations')
+    if self.on_finished:
+      self.on_finished(pending[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +212,32 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
     return _loop(config, workdir, stepper, data, evaluation, state, data_state, stop)
 
 
+class _Progress:
+  """The progress line and steps_per_sec, at log steps, from the iterations that have finished
+  (a call's health flags were read), never from those dispatched: the first finished call
+  (compile included) only starts the clock, so the first line measures a real interval; the
+  ETA is the rest of the run at that rate, periodic work included."""
+
+  def __init__(self, config, writer):
+    self.config, self.writer = config, writer
+    self.since = None  # (step, time) the rate is measured from
+
+  def __call__(self, step: int) -> None:
+    now = time.monotonic()
+    if self.since is None:
+      self.since = (step, now)
+      return
+    if not schedule.is_time(self.config.log_every, step, self.config):
+      return
+    rate = (step - self.since[0]) / max(now - self.since[1], 1e-9)
+    left = (self.config.num_steps - step) / rate
+    logging.info('step %d of %d (%.1f%%), %.3g steps/s, ETA %dm%02ds', step,
+                 self.config.num_steps, 100 * step / self.config.num_steps, rate,
+                 left // 60, left % 60)
+    self.writer.write_scalars(step, {'steps_per_sec': rate})
+    self.since = (step, now)
+
+
 class _Throughput:
   """The FLOPs of the calls dispatched since the last log step (Stepper.call_flops, per device)
   and what they make per second: train/tflops_per_second and, where the device's peak is known
@@ -238,8 +268,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
   if initial_step:
     logging.info('Resumed from step %d in %s', initial_step, workdir)
   # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
-  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   platforms.keep_tf_off_accelerators()
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
   files.path(workdir).mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     rundir.write_config(config, workdir)
@@ -260,8 +290,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     members = _member_writers(workdir, config, metric_writers)
     if initial_step == 0:
       writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
-    report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
-                                             every_steps=config.log_every or None)
+    health.on_finished = _Progress(config, writer)
     # num_seeds > 1: member 0's grid (a run of config.seed's), or every member's (its seed's z)
     grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
     grid_inputs = [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
@@ -285,8 +314,6 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       if log:  # the last log step's, written while the device runs this call
         _write_log(writer, members, health, *log)
         log = None
-      for s in range(done + 1, done + call.length + 1):  # ReportProgress wants every step
-        report(s)
       done, position = done + call.length, call.position
       num_calls += 1
       stopping = stop.stop_now(mngr, num_calls)
@@ -301,6 +328,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       if (stopping or schedule.is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
+        if done == config.num_steps or stopping:
+          logging.info('Saving the checkpoint of step %d.', done)
         checkpoints.save(mngr, done, stepper.unplace(state), {'position': position})
       if stopping:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
@@ -315,6 +344,8 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         writer.write_images(done, {'samples': picture[None]})
       if evaluation and schedule.is_time(config.eval_every, done, config):
         health.flush()
+        logging.info('Evaluating step %d on %d samples%s.', done, config.eval.num_samples,
+                     f' of each of {config.num_seeds} members' if config.num_seeds > 1 else '')
         result = evaluation.run(stepper.unplace(state))  # members: seeds.combine's mean
         writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()
                                     if isinstance(v, (int, float)) and
@@ -344,4 +375,6 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     if writer is not None:
       writer.flush()
       writer.close()
+  if done == config.num_steps and done > initial_step:
+    logging.info('Trained to step %d in %s.', done, workdir)
   return stepper.unplace(state)

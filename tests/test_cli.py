@@ -92,7 +92,7 @@ def test_console_filter(level, pathname, message, kept):
      'error: unknown config field: Could not find batch_sizee. Did you mean "batch_size" '
      'instead?'),
     (OSError("Error loading configs/nothere.py\n[Errno 2] No such file or directory"), '',
-     'error: Error loading configs/nothere.py [Errno 2] No such file or directory'),
+     'error: Error loading configs/nothere.py: [Errno 2] No such file or directory'),
     (ValueError("unknown dataset 'imagenet'; choose one of mnist"), 'cannot load --config: ',
      "error: cannot load --config: unknown dataset 'imagenet'; choose one of mnist"),
     (KeyError(), '', 'error: KeyError'),

@@ -471,3 +471,26 @@ def test_a_stop_saves_the_position_of_the_steps_done_not_of_the_batches_made_ahe
   _, data_state = checkpoints.restore(mngr, run.stepper.abstract_state())
   mngr.close()
   assert data_state['position'] == 5 * config.batch_size
+
+
+def test_progress_counts_finished_iterations_from_the_second_finished_call():
+  """The first finished call (compile included) starts the clock; later log steps give the
+  rate over finished iterations and the ETA of the rest."""
+  config = load_config('wgan_gp.py:digits,runlocal', num_steps=10, log_every=2)
+  written = []
+
+  class Writer:
+    def write_scalars(self, step, scalars):
+      written.append((step, scalars))
+
+  progress = trainer._Progress(config, Writer())
+  times = iter([100.0, 104.0, 106.0, 108.0])  # the first call took 100 s to compile
+  with mock.patch.object(trainer.time, 'monotonic', lambda: next(times)), \
+       mock.patch.object(trainer.logging, 'info') as info:
+    for step in (2, 4, 5, 6):  # calls finishing at these steps (5 is not a log step)
+      progress(step)
+  assert [step for step, _ in written] == [4, 6]
+  assert written[0][1]['steps_per_sec'] == pytest.approx(2 / 4.0)  # steps 2 -> 4 in 4 s
+  assert written[1][1]['steps_per_sec'] == pytest.approx(2 / 4.0)  # 4 -> 6 in 4 s
+  first = info.call_args_list[0][0]
+  assert first[1:4] == (4, 10, 40.0) and first[-2:] == (0, 12)  # 6 steps left at 0.5/s
