@@ -65,6 +65,12 @@ def _spec(shape, dtype, labels, source: str) -> DataSpec:
   num_classes = 0
   if labels is not None:
     labels = np.asarray(labels).reshape(-1)
+    whole = labels.dtype.kind in 'iub' or (labels.dtype.kind == 'f' and
+                                           np.array_equal(labels, np.round(labels)))
+    if not whole:
+      bad = labels[labels != np.round(labels)][:3] if labels.dtype.kind == 'f' else labels[:3]
+      raise DataError(f'{source}: labels must be whole numbers (class indices 0, 1, ...), got '
+                      f'{", ".join(map(str, bad))} ({labels.dtype})')
     if labels.shape[0] != shape[0]:
       raise DataError(f'{source}: {labels.shape[0]} labels for {shape[0]} images')
     if labels.min() < 0:

@@ -81,8 +81,10 @@ def check_resume_config(config, workdir: str) -> None:
                         for c in (old, new))
   except ConfigError:
     old_gan = new_gan = None  # an unknown gan: named by the 'gan' field's difference, or refused
-  if old_gan != new_gan:
-    differ.append(f'the GAN ({old_gan} -> {new_gan})')
+  if old_gan != new_gan:  # named by the fields as the user writes them, not the resolved spec
+    fields = [f'{k} {old.get(k, "")!r} -> {new.get(k, "")!r}' for k in ('gan', *GRID_FIELDS)
+              if old.get(k, '') != new.get(k, '')]
+    differ.append(f'the GAN ({"; ".join(fields)})')
   if differ:
     shown = ', '.join(k if k.startswith('the GAN') else f'{k} ({old.get(k)!r} -> {new.get(k)!r})'
                       for k in differ[:6])

@@ -24,6 +24,15 @@ def test_resumable_fields_may_change_others_are_named(tmp_path):
                                 str(tmp_path))
 
 
+def test_another_gan_is_named_in_the_users_fields(tmp_path):
+  _write(tmp_path, load_config('wgan_gp.py:digits,runlocal'))
+  with pytest.raises(ConfigError) as refused:
+    workdir.check_resume_config(load_config('wgan_gp.py:digits,runlocal',
+                                            loss__lipschitz='r1'), str(tmp_path))
+  assert "the GAN (loss.lipschitz '' -> 'r1')" in str(refused.value)
+  assert 'GanSpec' not in str(refused.value)
+
+
 def test_a_field_newer_than_the_run_is_not_a_difference(tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal')
   old = json.loads(config.to_json_best_effort())
