@@ -171,3 +171,24 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   assert not os.listdir(cwd) and not os.listdir(cache)
   assert not os.path.exists(os.path.join(ROOT, 'gs:'))
   assert not gcs.refused   # no client asked for any other host
+
+
+def test_compile_report_in_a_bucket(gcs, tmp_path):
+  """--mode=compile with a gs:// workdir writes its report there, and nothing else."""
+  from conftest import tpu_python  # pylint: disable=g-import-not-at-top
+  cwd = tmp_path / 'cwd'
+  cwd.mkdir()
+  env = {**gcs.env(), 'JAX_COMPILATION_CACHE_DIR': None,
+         'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': None}
+  result = _ok(subprocess.run(
+      [tpu_python(), os.path.join(ROOT, 'main.py'), '--mode=compile', CONFIG, '--target=v5e-4',
+       '--config.batch_size=8', '--workdir=gs://bucket/compiled'],
+      cwd=cwd, capture_output=True, text=True, timeout=600, env=subprocess_env(env)), gcs)
+  report = json.loads(result.stdout)
+  assert report['report'] == 'gs://bucket/compiled/compile_v5e-4.json' and report['fits']
+  # (the directory's own marker, which a gs:// mkdir writes, aside)
+  assert [n for n in gcs.list('compiled/') if not n.endswith('/')] == [
+      'compiled/compile_v5e-4.json']
+  saved = json.loads(gcs.download('compiled/compile_v5e-4.json'))
+  assert saved == {k: v for k, v in report.items() if k != 'report'}
+  assert os.listdir(cwd) == []
