@@ -16,7 +16,7 @@ and an EMA of the generator (decay 0.999 from step 1000), which samples and eval
 Result, Fashion-MNIST, 400 iterations, seeds 0-2, EMA at 0.99 from step 100 for the short
 budget (`python experiments/toolkit_table.py --only=dcgan/modern/all,dcgan/base/all`): domain
 FID 153.9 +- 7.1, classifier score 2.50 +- 0.09, worse than the plain preset's 119.7 +- 6.6 and
-2.98 +- 0.15 (the README's toolkit table; longer runs were not measured).
+2.98 +- 0.15 (docs/toolkit.md's table; longer runs were not measured).
 Options: runlocal, mlp, size64, size128, modern.
 """
 

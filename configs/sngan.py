@@ -21,7 +21,7 @@ Score of 8.22 and FID 21.7 on CIFAR-10 (unconditional).
 Result on Fashion-MNIST, cut to 400 iterations (so the learning rate decays to 0 over them):
 domain FID 196.2 +- 14.2 and classifier score 2.15 +- 0.19 over seeds 0-2 (5,000 samples each,
 against the training images), worse than DCGAN (119.7) and WGAN-GP (149.4) at the same budget;
-186.6 +- 14.3 on 10 % of the data. The README's toolkit table has every row:
+186.6 +- 14.3 on 10 % of the data. docs/toolkit.md's table has every row:
 
   python experiments/toolkit_table.py --out=/tmp/toolkit --only=sngan/base/all
 """

@@ -6,7 +6,7 @@ by --mode=eval (each member: domain FID and classifier score against the 60,000 
 images, with the domain classifier of experiments/train_classifier.py).
 
   python experiments/toolkit_table.py --out=/tmp/toolkit [--steps=400 --seeds=3 --samples=5000]
-  python experiments/toolkit_table.py --out=/tmp/toolkit --table     # the README's table
+  python experiments/toolkit_table.py --out=/tmp/toolkit --table     # docs/toolkit.md's table
 
 Each finished run is a line of OUT/results.jsonl, and a run already there is not run again, so
 the command resumes an interrupted grid (a half-trained workdir resumes too). --only=NAME,...

@@ -55,3 +55,39 @@ def test_evaluation_and_sampling_sit_beside_the_loop():
   # Only the modes assemble the trainer, and nothing below main.py imports the modes.
   assert [m for m in graph if 'trainer' in graph[m]] == ['modes']
   assert not [m for m in graph if 'modes' in graph[m]]
+
+
+def _listed(page: str):
+  """The modules and scripts docs/layout.md names: gan_jax/NAME.py, and NAME.py / NAME.sh in
+  its experiments/ entry."""
+  import re  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(ROOT, 'docs', page)) as f:
+    text = f.read()
+  modules = set(re.findall(r'gan_jax/(\w+\.py)', text))
+  block = text[text.index('experiments/ '):text.index('tests/ ')]
+  scripts = set(re.findall(r'(\w+\.(?:py|sh))', block))
+  return modules, scripts
+
+
+def test_the_layout_page_lists_every_module_and_script_and_nothing_else():
+  modules, scripts = _listed('layout.md')
+  present = {n for n in os.listdir(PACKAGE) if n.endswith('.py') and n != '__init__.py'}
+  experiments = {n for n in os.listdir(os.path.join(ROOT, 'experiments'))
+                 if n.endswith(('.py', '.sh')) and n != '__init__.py'}
+  assert modules == present, (sorted(present - modules), sorted(modules - present))
+  assert scripts == experiments, (sorted(experiments - scripts), sorted(scripts - experiments))
+
+
+def test_links_between_the_docs_resolve():
+  """Every relative link of the README and docs/ points at a file that exists."""
+  import re  # pylint: disable=g-import-not-at-top
+  pages = ['README.md'] + [os.path.join('docs', n) for n in os.listdir(os.path.join(ROOT, 'docs'))
+                           if n.endswith('.md')]
+  broken = []
+  for page in pages:
+    with open(os.path.join(ROOT, page)) as f:
+      for target in re.findall(r'\]\(([^)#\s]+)(?:#[^)]*)?\)', f.read()):
+        if not target.startswith(('http://', 'https://')) and not os.path.exists(
+            os.path.join(ROOT, os.path.dirname(page), target)):
+          broken.append(f'{page}: {target}')
+  assert not broken, broken
