@@ -43,6 +43,9 @@ def table(rows) -> str:
            'GFLOP per iteration | roofline bound per iteration | compile |',
            '|---|---|---|---|---|---|---|---|']
   for r in _last(rows):
+    if 'refused' in r:
+      lines.append(f"| {r['preset']} | {r['target']} | refused: {r['refused']} |||||| ")
+      continue
     bound = r.get('roofline_seconds_per_iteration')
     largest = r.get('largest_batch_per_device', 'not searched')
     lines.append(
@@ -67,6 +70,7 @@ def main():
     return
   from absl import logging  # pylint: disable=g-import-not-at-top
   from gan_jax import aot  # pylint: disable=g-import-not-at-top
+  from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from configs import common  # pylint: disable=g-import-not-at-top,unused-import
   import importlib  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.INFO)
@@ -81,7 +85,10 @@ def main():
         continue
       module, arg = preset.split(':')
       config = importlib.import_module(f'configs.{module[:-3]}').get_config(arg)
-      row = aot.report(config, target, find_batch=target in fit)
+      try:
+        row = aot.report(config, target, find_batch=target in fit)
+      except ConfigError as e:  # e.g. a batch that does not split over the slice's devices
+        row = {'target': target, 'refused': str(e)}
       row['preset'] = preset
       with open(results, 'a') as f:
         f.write(json.dumps(row) + '\n')

@@ -72,6 +72,9 @@ def _fits(result: Dict[str, Any], capacity: Optional[float]) -> bool:
   return result['fits'] and (capacity is None or result['hbm_bytes_per_device'] <= capacity)
 
 
+MAX_BATCH_PER_DEVICE = 2 ** 20  # the search stops there: larger batches fit too (a lower bound)
+
+
 def _tolerance(good: int) -> int:
   """How close the search gets: within 1 % of the largest batch that fits (exact below 200)."""
   return max(1, good // 100)
@@ -126,7 +129,7 @@ def fit_batch(config, spec, devices, capacity: Optional[float],
       good = max(good, per_device)
     else:
       bad = per_device if bad is None else min(bad, per_device)
-    if (bad is not None and bad - good <= _tolerance(good)) or good >= 2 ** 20:
+    if (bad is not None and bad - good <= _tolerance(good)) or good >= MAX_BATCH_PER_DEVICE:
       break
     per_device = _next_candidate(results, good, bad, capacity)
   return good * count, results[good] if good else results[min(results)]
@@ -175,6 +178,8 @@ def report(config, target: str, find_batch: bool = False) -> Dict[str, Any]:
     out['largest_batch'] = batch
     out['largest_batch_per_device'] = batch // len(devices)
     out['largest_batch_hbm_bytes_per_device'] = best['hbm_bytes_per_device']
+    if batch // len(devices) >= MAX_BATCH_PER_DEVICE:  # the search stopped: more fits
+      out['largest_batch_is_a_lower_bound'] = True
   return out
 
 

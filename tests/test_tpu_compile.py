@@ -134,3 +134,14 @@ def test_refusals_are_one_line():
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith('error:'), result.stderr
     assert words in result.stderr
+
+
+def test_fit_batch_reports_a_batch_that_compiled_and_fits():
+  """An MLP fits batches beyond the search's end: the answer says it is a lower bound."""
+  report = _report(_compile('--config=configs/dcgan.py:digits,runlocal,mlp', '--target=v5e-4',
+                            '--fit_batch'))
+  assert report['largest_batch'] == 4 * report['largest_batch_per_device']
+  assert report['largest_batch_per_device'] >= 2 ** 20
+  assert report['largest_batch_is_a_lower_bound'] is True
+  assert (report['batch_size'] < report['largest_batch'] and
+          report['largest_batch_hbm_bytes_per_device'] <= report['hbm_capacity_bytes_per_device'])
