@@ -225,17 +225,6 @@ def test_spec_of_npz_with_and_without_labels(tmp_path, save):
                                                                        image_dtype='float32')
 
 
-def test_labels_are_whole_numbers(tmp_path):
-  """Float labels that are whole numbers are class indices; fractions are refused by load as
-  by spec, never truncated."""
-  np.savez(tmp_path / 'whole.npz', images=np.zeros((3, 8, 8), np.uint8), labels=[0.0, 2.0, 1.0])
-  assert list(ip.load(_config(path=str(tmp_path / 'whole.npz'))).labels) == [0, 2, 1]
-  np.savez(tmp_path / 'fractions.npz', images=np.zeros((3, 8, 8), np.uint8),
-           labels=[0.0, 0.25, 1.0])
-  with pytest.raises(ip.DataError, match='whole numbers'):
-    ip.load(_config(path=str(tmp_path / 'fractions.npz')))
-
-
 @pytest.mark.parametrize('arrays,message', [
     (dict(images=np.zeros((3, 8, 8), np.uint8), labels=np.array([0.0, 0.5, 1.0])),
      r'labels must be whole numbers .* got 0.5 \(float64\)'),
