@@ -226,3 +226,15 @@ def test_a_folder_of_classes_trains_and_its_samples_are_named(tmp_path):
     assert f['images'].shape == (4, 8, 8, 3) and f['class_names'].tolist() == ['apple', 'pear']
   with Image.open(tmp_path / 's.png') as grid:  # names in a margin left of the 2 x 2 grid
     assert grid.width > grid.height == 2 * (2 * 9 + 1)
+
+
+def test_compile_without_libtpu_names_the_install_line():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('libtpu') is not None:
+    pytest.skip('libtpu is installed here (tests/test_tpu_compile.py compiles with it)')
+  result = run_main('--mode=compile', '--config=configs/dcgan.py:cifar10', '--target=v5e-8')
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: --mode=compile needs libtpu, which is not installed: '
+      'pip install "jax[tpu]==0.10.2"')
+  assert result.stdout == ''
