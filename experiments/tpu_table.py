@@ -42,7 +42,9 @@ def table(rows) -> str:
   lines = ['| preset | TPU | batch (per chip) | HBM per chip | largest batch per chip | '
            'GFLOP per iteration | roofline bound per iteration | compile |',
            '|---|---|---|---|---|---|---|---|']
-  for r in _last(rows):
+  order = lambda r: (PRESETS.index(r['preset']) if r['preset'] in PRESETS else len(PRESETS),
+                     TARGETS.index(r['target']) if r['target'] in TARGETS else len(TARGETS))
+  for r in sorted(_last(rows), key=order):
     if 'refused' in r:
       lines.append(f"| {r['preset']} | {r['target']} | refused: {r['refused']} |||||| ")
       continue
