@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 from absl import logging
 
 from gan_jax import checks, files, flops, hardware, input_pipeline, schedule, targets
+from gan_jax.errors import CompileError
 from gan_jax.stepper import Stepper
 
 _REQUIRED = re.compile(r'(?:required|Used) [^(]*?\(?([\d.]+)([KMGT])\)?')
@@ -52,7 +53,9 @@ def compile_call(config, spec: input_pipeline.DataSpec, devices, batch_size: int
   except Exception as e:  # pylint: disable=broad-except  (XLA's errors are plain runtime errors)
     needed = _out_of_memory(e)
     if needed is None:
-      raise
+      detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise CompileError(f'the training call does not compile for {len(devices)} x '
+                         f'{devices[0].device_kind}: {detail}') from e
     return {**result, 'fits': False, 'hbm_bytes_per_device': needed,
             'compile_seconds': round(time.time() - start, 1)}
   memory = compiled.memory_analysis()

@@ -12,9 +12,9 @@ from typing import Any, Callable, List, NoReturn, Optional, Sequence
 from absl import logging as absl_logging
 
 from gan_jax import platforms
-from gan_jax.errors import ConfigError, DataError, NonFiniteError
+from gan_jax.errors import CompileError, ConfigError, DataError, NonFiniteError
 
-USER_ERRORS = (ConfigError, DataError)  # exit 2: fix the input (NonFiniteError: exit 1)
+USER_ERRORS = (ConfigError, DataError)  # exit 2: fix the input (the run's own errors: exit 1)
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -134,14 +134,15 @@ def load_config(get_config: Callable[[], Any], verbose: bool) -> Any:
 
 
 def run_reporting_errors(fn: Callable[[], Any], verbose: bool) -> Any:
-  """fn(); a user error (exit 2) or a non-finite run (exit 1) as one line, unless `verbose`."""
+  """fn(); a user error (exit 2), or the run's own failure (non-finite values, a call that does
+not compile for a target: exit 1), as one line, unless `verbose`."""
   try:
     return fn()
-  except (*USER_ERRORS, NonFiniteError) as e:
+  except (*USER_ERRORS, NonFiniteError, CompileError) as e:
     if verbose:
       raise
     print(f'error: {e}', file=sys.stderr, flush=True)
     # Exit at once: a failed Orbax restore leaves tasks whose complaints at garbage collection
     # would bury the one line. Nothing is left to flush: these errors come before the first
     # write, or after the writers were closed (non-finite).
-    os._exit(1 if isinstance(e, NonFiniteError) else 2)  # 1: the run itself went wrong
+    os._exit(2 if isinstance(e, USER_ERRORS) else 1)  # 1: the run itself went wrong

@@ -11,3 +11,8 @@ class DataError(ValueError):
 
 class NonFiniteError(RuntimeError):
   """Training produced a non-finite loss or parameter; the message names the step and metric."""
+
+
+class CompileError(RuntimeError):
+  """XLA could not compile the training call for a target (--mode=compile); the message names
+  the target and XLA's first line (--verbose: the whole error)."""

@@ -143,3 +143,19 @@ def test_abstract_batch_is_what_put_makes():
   for name in ('image', 'label'):
     assert (real[name].shape, real[name].dtype, real[name].sharding) == (
         abstract[name].shape, abstract[name].dtype, abstract[name].sharding)
+
+
+def test_a_call_that_does_not_compile_is_one_line(monkeypatch):
+  """XLA's other errors (not out of memory) become a CompileError: main.py prints one line."""
+  from gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from gan_jax.errors import CompileError  # pylint: disable=g-import-not-at-top
+
+  class Refused:
+    def compile(self):
+      raise RuntimeError('INTERNAL: no lowering for this op\nmore lines')
+  monkeypatch.setattr(Stepper, 'lower', lambda self, *args: Refused())
+  config = load_config('wgan_gp.py:digits,runlocal')
+  spec = input_pipeline.spec(config.dataset)
+  with pytest.raises(CompileError, match=r'does not compile for 1 x cpu: INTERNAL: no lowering '
+                                         r'for this op$'):
+    aot.compile_call(config, spec, jax.devices(), 8)
