@@ -20,7 +20,6 @@ from gan_jax.errors import CompileError
 from gan_jax.stepper import Stepper
 
 _REQUIRED = re.compile(r'(?:required|Used) [^(]*?\(?([\d.]+)([KMGT])\)?')
-_UNITS = {'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}
 
 
 def _out_of_memory(error: Exception) -> Optional[float]:
@@ -30,7 +29,7 @@ def _out_of_memory(error: Exception) -> Optional[float]:
   if 'RESOURCE_EXHAUSTED' not in text:
     return None
   match = _REQUIRED.search(text)
-  return float(match.group(1)) * _UNITS[match.group(2)] if match else math.nan
+  return float(match.group(1)) * targets.UNITS[match.group(2)] if match else math.nan
 
 
 def compile_call(config, spec: input_pipeline.DataSpec, devices, batch_size: int

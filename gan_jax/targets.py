@@ -105,13 +105,13 @@ def hosts(devs) -> int:
 
 
 _AVAILABLE = re.compile(r'available HBM \(([\d.]+)([KMGT])\)')
-_UNITS = {'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}
+UNITS = {'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}  # XLA's sizes: 15.75G
 
 
 def hbm_in_message(message: str) -> Optional[float]:
   """The usable HBM bytes that XLA:TPU's out-of-memory message states, or None."""
   match = _AVAILABLE.search(message)
-  return float(match.group(1)) * _UNITS[match.group(2)] if match else None
+  return float(match.group(1)) * UNITS[match.group(2)] if match else None
 
 
 def usable_hbm(device) -> Optional[float]:
