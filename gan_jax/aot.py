@@ -15,7 +15,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from absl import logging
 
-from gan_jax import checks, files, flops, hardware, input_pipeline, schedule, targets
+from gan_jax import (checks, files, flops, hardware, input_pipeline, schedule, sharding,
+                     targets)
 from gan_jax.errors import CompileError
 from gan_jax.stepper import Stepper
 
@@ -154,7 +155,7 @@ def report(config, target: str, find_batch: bool = False) -> Dict[str, Any]:
   """The compile report of `config` for the TPU slice `target` (gan_jax/targets.py); with
   `find_batch`, also the largest global batch that fits."""
   devices = targets.devices(target)
-  hosts = targets.hosts(devices)
+  hosts = sharding.process_count(devices)
   checks.check_config(config, len(devices), hosts)
   spec = input_pipeline.spec(config.dataset)
   checks.check_data(config, spec.image_shape, spec.num_classes)

@@ -16,6 +16,11 @@ def make_mesh(devices=None, seed_shards: int = 1) -> Mesh:
   return Mesh(devices.reshape(seed_shards, -1), ('seeds', 'data'))
 
 
+def process_count(devices) -> int:
+  """How many processes (hosts) `devices` belong to."""
+  return len({d.process_index for d in devices})
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -37,7 +37,7 @@ class Stepper:
     gan_jax/targets.py compile this host's programs for that slice instead (`lower`)."""
     devices = list(jax.devices() if devices is None else devices)
     self.platform = devices[0].platform   # 'cpu', 'gpu', 'tpu': picks conv_impl 'auto'
-    self.num_processes = len({d.process_index for d in devices})
+    self.num_processes = sharding.process_count(devices)
     # num_seeds > 1: the members split over a 'seeds' mesh axis, or replicated (1).
     self.seed_shards = seeds.seed_shards(config, len(devices), self.num_processes)
     self.mesh = sharding.make_mesh(devices, self.seed_shards)

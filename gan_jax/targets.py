@@ -100,10 +100,6 @@ def devices(target: str) -> List:
                       f'({detail})') from None
 
 
-def hosts(devs) -> int:
-  return len({d.process_index for d in devs})
-
-
 _AVAILABLE = re.compile(r'available HBM \(([\d.]+)([KMGT])\)')
 UNITS = {'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}  # XLA's sizes: 15.75G
 
