@@ -84,7 +84,7 @@ class _Bare:
              'label': rng.integers(0, max(spec.num_classes, 1), (*lead, n, b)).astype(np.int32)}
             for _ in range(self.k)]
     self.batch = self.stepper.put(host)
-    self.state = self.stepper.place(self.stepper.init())
+    self.state = self.stepper.init()
     t0 = time.perf_counter()
     self.state, metrics, _ = self.stepper.step(self.state, self.batch)
     jax.block_until_ready(metrics)

@@ -140,9 +140,6 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
                       '(seed_shards 0 or 1)')
   if config.parallelism == 'pmap' and config.num_seeds > 1:
     raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
-  if config.parallelism == 'pmap' and num_processes > 1:
-    raise ConfigError("parallelism 'pmap' runs on one host (its state is host-local); on "
-                      "several hosts use 'jit', the default")
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
                       f'devices; use a multiple of {num_devices}')

@@ -51,6 +51,8 @@ def count(jaxpr) -> float:
     inner = [count(sub) for sub in jex.core.jaxprs_in_params(eqn.params)]
     if name == 'scan':
       total += eqn.params['length'] * sum(inner)
+    elif name == 'shard_map':  # its body is one device's program: every device runs it
+      total += eqn.params['mesh'].size * sum(inner)
     elif name == 'cond':
       total += max(inner, default=0.0)
     else:

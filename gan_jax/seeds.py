@@ -5,8 +5,8 @@ A stacked state is a TrainState whose leaves carry a leading member axis [N, ...
 `step`: every member takes every step, so one step counts them all. The pure step of one run
 (gan_jax/steps.py) is vmapped over that axis, so member k's parameters (from PRNGKey(seed + k)),
 noise (its own state key) and real batches (a BatchStream of seed + k, `Streams`) are those of
-a separate run with seed + k. num_seeds = 1 never comes here: it keeps the unstacked state and
-today's compiled calls, bitwise.
+a separate run with seed + k. num_seeds = 1 never comes here: its state is the one run's,
+unstacked.
 """
 
 import functools
@@ -51,25 +51,23 @@ def mapping(config, seed_shards: int, backend: str) -> str:
   return 'loop' if loop else 'vmap'
 
 
-def over_members(fn, batch_axis: int, how: str = 'vmap'):
-  """A call of one run, `fn(state, batch, *, gan) -> (state, metrics, health)` with metrics
-  and health [K], as the call of a stacked state on batches with a member axis at `batch_axis`
-  ([N, n_critic, B, ...]: 0; [K, N, n_critic, B, ...]: 1); metrics and health come back
-  [K, N]. `how`: 'vmap' or 'loop' (see `mapping`); both give each member the computation of a
+def over_members(fn, how: str = 'vmap'):
+  """The training call of one run, `fn(state, batches) -> (state, metrics, health)` on batches
+  [K, n_critic, B, ...] with metrics and health [K], as the call of a stacked state on batches
+  with a member axis after K ([K, N, n_critic, B, ...]); metrics and health come back [K, N].
+  `how`: 'vmap' or 'loop' (see `mapping`); both give each member the computation of a
   separate run."""
-  def call(state, batch, *, gan):
-    one = functools.partial(fn, gan=gan)
+  def call(state, batch):
     if how == 'vmap':
-      return jax.vmap(one, in_axes=(STATE_AXES, batch_axis), out_axes=(STATE_AXES, 1, 1))(
-          state, batch)
+      return jax.vmap(fn, in_axes=(STATE_AXES, 1), out_axes=(STATE_AXES, 1, 1))(state, batch)
 
     def one_member(inputs):
       parts, member_batch = inputs
-      new, metrics, health = one(state.replace(**parts), member_batch)
+      new, metrics, health = fn(state.replace(**parts), member_batch)
       return new.step, {name: getattr(new, name) for name in _STACKED}, metrics, health
 
     parts = {name: getattr(state, name) for name in _STACKED}
-    batch = jax.tree.map(lambda x: jnp.moveaxis(x, batch_axis, 0), batch)
+    batch = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), batch)
     step, parts, metrics, health = jax.lax.map(one_member, (parts, batch))
     to_k_n = lambda tree: jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), tree)  # [N, K] -> [K, N]
     # Every member takes the same steps: step[k] is the same for all k.

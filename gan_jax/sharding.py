@@ -26,10 +26,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh, leading: int = 1) -> NamedSharding:
-  """Iteration batches are [n_critic, B, ...] (leading=1), or [K, n_critic, B, ...] for K
-  iterations per call (leading=2): the batch axis B is split over 'data' (leading=0: the first
-  axis, pmap's device axis). Members' batches ([N, n_critic, B, ...], [K, N, n_critic, B,
-  ...]) on a mesh with a 'seeds' axis are split on N over it too."""
+  """A batch with `leading` axes before its batch axis B, B split over 'data': a call's
+  [K, n_critic, B, ...] (leading=2), a batch of images [B, ...] (0). Members' batches
+  ([K, N, n_critic, B, ...], leading=3) on a mesh with a 'seeds' axis are split on N over it
+  too."""
   spec = [None] * leading + ['data']
   if 'seeds' in mesh.axis_names:
     spec[leading - 2] = 'seeds'

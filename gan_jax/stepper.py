@@ -1,31 +1,29 @@
-"""The one way a GAN runs on devices: the mesh, jit or pmap, where state and batches live, and
-one compiled call per group of iterations. Training, sampling, evaluation and
+"""The one way a GAN runs on devices: the mesh, where state and batches live, and one compiled
+call per group of iterations. Training, sampling, evaluation, --mode=compile and
 experiments/benchmark.py all go through a Stepper.
 
-jit (default): a 1-D mesh 'data' over every device, state replicated, batches split on their
-batch axis, the state donated. With num_seeds N > 1 the state is seed-stacked (gan_jax/seeds.py)
-and each call vmaps the one-run step over its members; batches gain a member axis before
-n_critic. pmap: the same step with gradients and metrics averaged by
-lax.pmean over the local devices (synced batch norm); its state is one copy per local device.
+The training call is one function of (state, batch), whatever the parallelism, seed count or
+iterations per call: K iterations of the one-run step (steps.train_steps), jitted over a mesh
+('data' over every device), the state replicated and donated, the batch [K, n_critic, B, ...]
+split on B. Two seams wrap the step, each chosen once from the config:
+- num_seeds N > 1: the state is seed-stacked (gan_jax/seeds.py) and the call maps the step over
+  its members; batches gain a member axis after K: [K, N, n_critic, B, ...].
+- parallelism 'pmap': the per-device SPMD mode. The step runs under shard_map on each device's
+  rows, gradients and metrics averaged with lax.pmean over 'data' and batch norm synced, with
+  the state and batch layouts of the jit mode.
 """
 
 import functools
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence
 
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from gan_jax import flops, seeds, sharding, steps
 from gan_jax.steps import TrainState
-
-
-def _one_train_step(state, batch, *, gan):
-  """steps.train_step with its metrics and health shaped as a call's ([1] each): reshaped
-  inside the compiled call, so the loop dispatches nothing for them."""
-  state, metrics, health = steps.train_step(state, batch, gan=gan)
-  return (state, *jax.tree.map(lambda m: m[None], (metrics, health)))
 
 
 class Stepper:
@@ -42,47 +40,42 @@ class Stepper:
     self.seed_shards = seeds.seed_shards(config, len(devices), self.num_processes)
     self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
-    self.gan = steps.build_gan(config, self.image_shape, num_classes, platform=self.platform)
     self.pmap = config.parallelism == 'pmap'
+    self.gan = steps.build_gan(config, self.image_shape, num_classes, platform=self.platform,
+                               axis_name='data' if self.pmap else None)
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
     self.mapping = None  # num_seeds > 1: 'vmap' or 'loop' (seeds.mapping)
-    repl = sharding.replicated(self.mesh)
-    self._repl = repl
-    calls = ((1, _one_train_step), (2, steps.train_steps))  # leading batch axes -> call
+    self._repl = sharding.replicated(self.mesh)
+    call = functools.partial(steps.train_steps, gan=self.gan)
+    # Axes before n_critic in a call's batch: K, then the members' N.
+    self._leading = 1
     if self.num_seeds == 1:
       init = functools.partial(steps.init_state, self.gan, config.seed, self.image_shape)
-      self._state_sharding = repl
-    else:  # a member axis before n_critic: [N, n_critic, B, ...], [K, N, n_critic, B, ...]
+      self._state_sharding = self._repl
+    else:
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
       self.mapping = seeds.mapping(config, self.seed_shards, self.platform)
-      calls = tuple((k + 1, seeds.over_members(fn, k - 1, self.mapping)) for k, fn in calls)
+      call = seeds.over_members(call, self.mapping)
+      self._leading = 2
       self._state_sharding = seeds.state_shardings(
-          jax.eval_shape(init), sharding.member_sharding(self.mesh), repl)
+          jax.eval_shape(init), sharding.member_sharding(self.mesh), self._repl)
+    self._batch_sharding = sharding.batch_sharding(self.mesh, self._leading + 1)
+    if self.pmap:  # checks: one seed; each device steps on its rows of the batch
+      # pmap's semantics: each device's gradients are its own until the step's pmean (with
+      # check_vma, JAX would sum the gradients of replicated parameters itself), and the
+      # pmean'd state leaves every device equal, returned once (out_specs P()).
+      call = jax.shard_map(call, mesh=self.mesh, in_specs=(P(), self._batch_sharding.spec),
+                           out_specs=(P(), P(), P()), check_vma=False)
     self._flops = {}  # call shape -> FLOPs per device (call_flops)
     self._init = jax.jit(init, out_shardings=self._state_sharding)
-    self._jit = {k: jax.jit(functools.partial(fn, gan=self.gan),
-                            in_shardings=(self._state_sharding,
-                                          sharding.batch_sharding(self.mesh, k)),
-                            out_shardings=(self._state_sharding, repl, repl), donate_argnums=0)
-                 for k, fn in calls}
+    self._call = jax.jit(call, in_shardings=(self._state_sharding, self._batch_sharding),
+                         out_shardings=(self._state_sharding, self._repl, self._repl),
+                         donate_argnums=0)
     # Samples come from the generator's EMA when the run keeps one, unless `raw_generator`.
     self.uses_ema = config.ema.decay > 0 and not raw_generator
     self._generate = jax.jit(functools.partial(steps.generate, self.gan,
                                                use_ema=self.uses_ema))
-    if self.pmap:
-      pmap_gan = steps.build_gan(config, self.image_shape, num_classes, axis_name='data',
-                                 platform=self.platform)
-      # Metrics and health are pmean'd or computed from the synced state, equal on every
-      # device: one copy comes back (out_axes None), with no device axis to drop afterwards.
-      # This process's devices (one host: checks refuse pmap on several).
-      local = [d for d in devices if d.process_index == jax.process_index()]
-      self._pmap = {k: jax.pmap(functools.partial(fn, gan=pmap_gan), axis_name='data',
-                                donate_argnums=0, out_axes=(0, None, None), devices=local)
-                    for k, fn in ((1, _one_train_step), (2, steps.train_steps))}
-      self.local_devices = len(local)
-      # A batch with a leading device axis, one slice per local device: what pmap takes.
-      self._local_split = sharding.batch_sharding(sharding.make_mesh(local), 0)
 
   @property
   def latent_dim(self) -> int:
@@ -106,77 +99,48 @@ class Stepper:
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, self._state_sharding)
 
-  def place(self, state: TrainState) -> TrainState:
-    """One copy -> the layout `train` takes (pmap: one copy per local device)."""
-    if not self.pmap:
-      return state
-    return jax.tree.map(lambda x: np.broadcast_to(x, (self.local_devices,) + x.shape),
-                        jax.device_get(state))
-
-  def unplace(self, state: TrainState) -> TrainState:
-    """`train`'s layout -> one copy (to save, sample or evaluate)."""
-    return jax.tree.map(lambda x: x[0], state) if self.pmap else state
-
   def put(self, host_batches: Sequence[Dict[str, np.ndarray]]):
-    """This process's batches for one call, each {'image': [n_critic, B_local, ...], ...}, as the
-    call's device input: [n_critic, B, ...] for one iteration, [K, n_critic, B, ...] for K, the
-    batch axis split over the devices (pmap: a leading device axis). With num_seeds > 1 each
-    has a member axis first ([N, n_critic, B_local, ...]), kept after K."""
-    k = len(host_batches)
-    batch = host_batches[0] if k == 1 else jax.tree.map(lambda *xs: np.stack(xs), *host_batches)
-    leading = (1 if k == 1 else 2) + (self.num_seeds > 1)
-    if self.pmap:
-      split = lambda x: np.moveaxis(x.reshape(
-          x.shape[:leading] + (self.local_devices, -1) + x.shape[leading + 1:]), leading, 0)
-      # One process (checks refuse pmap on several): sent now, not when the call starts.
-      return jax.device_put(jax.tree.map(split, batch), self._local_split)
-    return sharding.to_global(batch, sharding.batch_sharding(self.mesh, leading))
+    """This process's batches of one call's K iterations, each {'image': [n_critic, B_local,
+    ...], ...} ([N, n_critic, B_local, ...] with num_seeds N > 1), as the call's device input
+    [K, n_critic, B, ...] ([K, N, ...]), the batch axis split over the devices."""
+    if len(host_batches) == 1:
+      batch = jax.tree.map(lambda x: x[None], host_batches[0])
+    else:
+      batch = jax.tree.map(lambda *xs: np.stack(xs), *host_batches)
+    return sharding.to_global(batch, self._batch_sharding)
 
   def abstract_batch(self, length: int, n_critic: int, batch_size: int,
                      image_dtype: str = 'uint8', labels: bool = False):
     """The device batch `put` makes of `length` iterations' host batches (global batch
     `batch_size`, n_critic critic batches each), as ShapeDtypeStructs: shapes, dtypes and
     shardings only."""
-    lead = ((length,) if length > 1 else ()) + ((self.num_seeds,) if self.num_seeds > 1 else ())
-    lead += (n_critic, batch_size)
-    split = sharding.batch_sharding(self.mesh, len(lead) - 1)
+    lead = (length,) + ((self.num_seeds,) if self.num_seeds > 1 else ()) + (n_critic, batch_size)
     batch = {'image': jax.ShapeDtypeStruct(lead + self.image_shape, np.dtype(image_dtype),
-                                           sharding=split)}
+                                           sharding=self._batch_sharding)}
     if labels:
-      batch['label'] = jax.ShapeDtypeStruct(lead, np.int32, sharding=split)
+      batch['label'] = jax.ShapeDtypeStruct(lead, np.int32, sharding=self._batch_sharding)
     return batch
 
   def trace(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
             labels: bool = False) -> jax.stages.Traced:
-    """The training call of `length` iterations (the jit one, whatever the parallelism), traced
-    for the abstract state and batch: `.lower().compile()` compiles it for this Stepper's
-    devices, which need not be this host's (gan_jax/targets.py); `.jaxpr` gives its FLOPs."""
-    leading = (1 if length == 1 else 2) + (self.num_seeds > 1)
-    return self._jit[leading].trace(
+    """The training call of `length` iterations, traced for the abstract state and batch:
+    `.lower().compile()` compiles it for this Stepper's devices, which need not be this
+    host's (gan_jax/targets.py); `.jaxpr` gives its FLOPs."""
+    return self._call.trace(
         self.abstract_state(),
         self.abstract_batch(length, n_critic, batch_size, image_dtype, labels))
 
   def lower(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
             labels: bool = False) -> jax.stages.Lowered:
-    """The training call of `length` iterations as `step` runs it (jit, or pmap), lowered for
-    abstract inputs: `.compile()` compiles it for this Stepper's devices."""
-    if not self.pmap:
-      return self.trace(length, n_critic, batch_size, image_dtype, labels).lower()
-    devices = self.local_devices
-    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct((devices,) + s.shape, s.dtype),
-                         jax.eval_shape(self._init))
-    lead = 1 if length == 1 else 2
-    split = lambda s: jax.ShapeDtypeStruct(  # as `put` splits a batch: [D, ..., B / D, ...]
-        (devices,) + s.shape[:lead] + (s.shape[lead] // devices,) + s.shape[lead + 1:], s.dtype)
-    batch = jax.tree.map(split, self.abstract_batch(length, n_critic, batch_size, image_dtype,
-                                                    labels))
-    return self._pmap[lead].lower(state, batch)
+    """The training call of `length` iterations lowered for abstract inputs: `.compile()`
+    compiles it for this Stepper's devices."""
+    return self.trace(length, n_critic, batch_size, image_dtype, labels).lower()
 
   def call_flops(self, length: int, n_critic: int, batch_size: int, image_dtype: str = 'uint8',
                  labels: bool = False) -> float:
     """FLOPs per device of one training call of `length` iterations (gan_jax/flops.py: matrix
     products and convolutions); traced once per call shape. The devices share the global
-    batch's work evenly, with jit or pmap alike."""
+    batch's work evenly."""
     key = (length, n_critic, batch_size, image_dtype, labels)
     if key not in self._flops:
       self._flops[key] = flops.count(self.trace(*key).jaxpr) / self.mesh.size
@@ -186,17 +150,14 @@ class Stepper:
     """One compiled call on a `put` batch.
 
     Args:
-      state: in `place`'s layout (donated).
+      state: from `init` or a restore (donated).
       batch: from `put`.
 
     Returns:
       (state, metrics, health): each metric and health flag [K], one value per iteration
       ([K, N] with num_seeds N > 1: one per iteration and member); left on the device.
     """
-    # 1: [n_critic, B]; 2: [K, n_critic, B]; with members [N, n_critic, B] 2, [K, N, ...] 3
-    leading = batch['image'].ndim - len(self.image_shape) - 1 - self.pmap
-    compiled = self._pmap if self.pmap else self._jit
-    return compiled[leading](state, batch)
+    return self._call(state, batch)
 
   def train(self, state: TrainState, host_batches: Sequence[Dict[str, np.ndarray]]):
     """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""

@@ -294,7 +294,6 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
     # num_seeds > 1: member 0's grid (a run of config.seed's), or every member's (its seed's z)
     grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
     grid_inputs = [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
-    state = stepper.place(state)
     # The next calls' batches are assembled and sent to the devices on a thread while the
     # current call runs; checkpoints save the position after the batches of the steps done.
     calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
@@ -330,14 +329,14 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         health.flush()  # never save a non-finite state
         if done == config.num_steps or stopping:
           logging.info('Saving the checkpoint of step %d.', done)
-        checkpoints.save(mngr, done, stepper.unplace(state), {'position': position})
+        checkpoints.save(mngr, done, state, {'position': position})
       if stopping:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
         break
       if schedule.is_time(config.sample_every, done, config):
         if member_seeds is None:
-          picture = sampling.grid(stepper, stepper.unplace(state), grid_inputs[0],
+          picture = sampling.grid(stepper, state, grid_inputs[0],
                                   data.class_names)
         else:
           picture = sampling.member_grids(stepper, state, grid_inputs, data.class_names)
@@ -346,7 +345,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         health.flush()
         logging.info('Evaluating step %d on %d samples%s.', done, config.eval.num_samples,
                      f' of each of {config.num_seeds} members' if config.num_seeds > 1 else '')
-        result = evaluation.run(stepper.unplace(state))  # members: seeds.combine's mean
+        result = evaluation.run(state)  # members: seeds.combine's mean
         writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()
                                     if isinstance(v, (int, float)) and
                                     k not in ('step', 'num_samples')})
@@ -357,7 +356,7 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
         if 'best' not in managers:
           managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
                                                  best_mode=evaluation.best_mode)
-        checkpoints.save(managers['best'], done, stepper.unplace(state),
+        checkpoints.save(managers['best'], done, state,
                          {'position': position},
                          metrics={evaluation.best_metric: result[evaluation.best_metric]})
     if log:
@@ -377,4 +376,4 @@ def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state
       writer.close()
   if done == config.num_steps and done > initial_step:
     logging.info('Trained to step %d in %s.', done, workdir)
-  return stepper.unplace(state)
+  return state

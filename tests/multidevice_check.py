@@ -25,7 +25,7 @@ def train_on(devices, config, steps):
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes, devices=devices)
   stream = seeds.stream(data, config)
-  state, done = stepper.place(stepper.init()), 0
+  state, done = stepper.init(), 0
   while done < steps:
     k = schedule.call_length(done, config)
     n = gans.n_critic_at(done, config)
@@ -33,7 +33,7 @@ def train_on(devices, config, steps):
     assert metrics['critic_loss'].shape == (k,) + ((config.num_seeds,) if config.num_seeds > 1
                                                    else ())
     done += k
-  return stepper.unplace(state)
+  return state
 
 
 MODES = {  # name -> config overrides, on all 8 devices

@@ -102,6 +102,16 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(tmp_p
   _assert_same(restore_state(one, SPEC), restore_state(uninterrupted, SPEC), exact=False)
 
 
+def test_pmap_on_two_processes_trains_what_one_process_trains(tmp_path):
+  """parallelism 'pmap' (shard_map over every device of every host, batch norm synced over
+  all of them) on 2 processes x 2 devices against 1 process x 4 devices."""
+  pmap = ('--config.parallelism=pmap', '--config.num_steps=3')
+  _finish(_launch(tmp_path / 'two', *pmap))
+  _finish(_launch(tmp_path / 'one', *pmap, processes=1))
+  _assert_same(restore_state(tmp_path / 'two', SPEC), restore_state(tmp_path / 'one', SPEC),
+               exact=False)
+
+
 def test_two_processes_sample_and_evaluate_into_one_set_of_files(tmp_path):
   from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / 'run'

@@ -83,10 +83,12 @@ def test_flops_are_the_training_calls_and_convolutions_follow_the_target():
       stepper.call_flops(1, 1, 8, 'uint8', True), rel=1e-3)
 
 
-def test_several_hosts():
+@pytest.mark.parametrize('parallelism', ['jit', 'pmap'])
+def test_several_hosts(parallelism):
   report = _report(_compile('--config=configs/wgan_gp.py:mnist', '--target=v4-16',
-                            '--config.batch_size=16'))
+                            '--config.batch_size=16', f'--config.parallelism={parallelism}'))
   assert (report['devices'], report['hosts'], report['fits']) == (8, 2, True)
+  assert report['parallelism'] == parallelism
   assert report['n_critic'] == 5
 
 
