@@ -5,7 +5,7 @@ the real training data gives a domain FID (its penultimate layer as features), a
 score (the Inception Score formula on its class probabilities) and ACGAN's label accuracy.
 Scores from it compare runs with each other, not with published Inception numbers.
 
-  python experiments/train_classifier.py --dataset=fashion_mnist \
+  python -m gan_jax.tools.train_classifier --dataset=fashion_mnist \
       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
 """
 
@@ -115,7 +115,7 @@ def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
   meta_path = directory / 'meta.json'
   if not meta_path.exists():
     raise ConfigError(f'no classifier in {directory}: train one with '
-                      f'experiments/train_classifier.py, or set eval.classifier')
+                      f'python -m gan_jax.tools.train_classifier, or set eval.classifier')
   meta = json.loads(meta_path.read_text())
   target = jax.eval_shape(lambda: Classifier(meta['num_classes']).init(
       jax.random.PRNGKey(0), jnp.zeros((1, *meta['image_shape']), jnp.float32))['params'])

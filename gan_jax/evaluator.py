@@ -158,9 +158,9 @@ def check(config) -> None:
   settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
   ev = config.eval
   if not ev.inception_weights and not ev.classifier:
-    raise ConfigError('set --config.eval.classifier to a directory written by '
-                      'experiments/train_classifier.py, or --config.eval.inception_weights to '
-                      'an .npz written by experiments/convert_inception.py')
+    raise ConfigError('set --config.eval.classifier to a directory written by python -m '
+                      'gan_jax.tools.train_classifier, or --config.eval.inception_weights to '
+                      'an .npz written by python -m gan_jax.tools.convert_inception')
   for field, (least, why) in MINIMUMS.items():
     if ev[field] < least:
       raise ConfigError(f'eval.{field} must be >= {least} ({why}), got {ev[field]}')

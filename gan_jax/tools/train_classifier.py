@@ -1,25 +1,24 @@
 r"""Trains the domain classifier that evaluation uses offline, and reports its test accuracy.
 
-  python experiments/train_classifier.py --dataset=fashion_mnist \
+  python -m gan_jax.tools.train_classifier --dataset=fashion_mnist \
       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
-  python experiments/train_classifier.py --dataset=digits --out=classifiers/digits --epochs=20
+  python -m gan_jax.tools.train_classifier --dataset=digits --out=classifiers/digits --epochs=20
 
 Prints one JSON line (test accuracy, examples, seconds) and writes OUT/params (Orbax) and
 OUT/meta.json. Datasets without a test split (digits) hold out every 5th example.
 """
 
 import json
-import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import ml_collections
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import common  # pylint: disable=g-import-not-at-top
-from gan_jax import classifier, input_pipeline  # pylint: disable=g-import-not-at-top
+from configs import common
+from gan_jax import classifier, cli, input_pipeline
+from gan_jax.errors import DataError
 
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (input_pipeline.DATASETS).')
 flags.DEFINE_string('path', '', 'IDX directory or .npz, local or gs:// (as config.dataset.path).')
@@ -41,21 +40,18 @@ def _load(split: str):
   return input_pipeline.load(config)
 
 
-def main(_):
+def main() -> None:
   start = time.time()
-  try:
-    train = _load('train')
-    if FLAGS.dataset == 'digits':  # no test split: hold out every 5th example
-      held = np.arange(len(train.images)) % 5 == 0
-      test = input_pipeline.Dataset(train.images[held], train.labels[held], train.num_classes)
-      train = input_pipeline.Dataset(train.images[~held], train.labels[~held],
-                                     train.num_classes)
-    else:
-      test = _load('test')
-  except input_pipeline.DataError as e:
-    sys.exit(f'error: {e}')
+  train = _load('train')
+  if FLAGS.dataset == 'digits':  # no test split: hold out every 5th example
+    held = np.arange(len(train.images)) % 5 == 0
+    test = input_pipeline.Dataset(train.images[held], train.labels[held], train.num_classes)
+    train = input_pipeline.Dataset(train.images[~held], train.labels[~held],
+                                   train.num_classes)
+  else:
+    test = _load('test')
   if train.labels is None:
-    sys.exit('error: the classifier needs labelled data')
+    raise DataError('the classifier needs labelled data')
   params = classifier.train(train.images, train.labels, train.num_classes, FLAGS.epochs,
                             seed=FLAGS.seed, log=lambda m: print(m, file=sys.stderr))
   probs, _ = classifier.predict(params, train.num_classes, test.images)
@@ -69,4 +65,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)
