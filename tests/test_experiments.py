@@ -52,7 +52,7 @@ def test_idx_to_folder_writes_a_folder_that_loads_the_same_images(tmp_path):
   write_idx(str(idx / 'train-images-idx3-ubyte.gz'), images)
   write_idx(str(idx / 'train-labels-idx1-ubyte.gz'), labels)
   result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'experiments', 'idx_to_folder.py'),
+      [sys.executable, '-m', 'gan_jax.tools.idx_to_folder',
        f'--idx_dir={idx}', f'--out={tmp_path / "png"}', '--splits=train',
        '--class_names=T-shirt/top,Trouser,Ankle boot'],
       cwd=ROOT, capture_output=True, text=True, timeout=300,
