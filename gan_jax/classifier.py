@@ -7,11 +7,13 @@ Scores from it compare runs with each other, not with published Inception number
 
   python -m gan_jax.tools.train_classifier --dataset=fashion_mnist \
       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
+
+Where the data has no test split, `held_out_rows` picks the rows its test accuracy is measured on.
 """
 
 import functools
 import json
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -69,6 +71,22 @@ def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 1
       losses.append(loss)
     log(f'epoch {epoch + 1}: train loss {float(np.mean(jax.device_get(losses))):.4f}')
   return params
+
+
+def held_out_rows(labels: Optional[np.ndarray], count: int, fraction: float,
+                  seed: int) -> np.ndarray:
+  """The rows (sorted) of a split of `count` images held out for the test: per class, a seeded
+  random round(fraction * its size) of its rows (at least one, and never all of a class);
+  without labels, round(fraction * count) rows drawn from all of them."""
+  rng = np.random.default_rng(seed)
+  if labels is None:
+    return np.sort(rng.permutation(count)[:min(count - 1, max(1, round(fraction * count)))])
+  rows = []
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    take = min(len(members) - 1, max(1, round(fraction * len(members))))
+    rows.append(rng.permutation(members)[:take])
+  return np.sort(np.concatenate(rows))
 
 
 @functools.lru_cache()
