@@ -122,8 +122,8 @@ def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   c.compilation_cache = ''     # compiled-program cache: '' = WORKDIR/compilation_cache on GPU/TPU, none on CPU; 'none'; or a dir
 
   c.eval = ml_collections.ConfigDict(dict(
-      inception_weights='',    # FID Inception .npz (experiments/convert_inception.py)
-      classifier='',           # domain classifier dir (experiments/train_classifier.py)
+      inception_weights='',    # FID Inception .npz (python -m gan_jax.tools.convert_inception)
+      classifier='',           # domain classifier dir (python -m gan_jax.tools.train_classifier)
       num_samples=10_000,      # generated samples per evaluation
       reference_split='train', # real split the statistics come from: 'train' | 'test'
       reference_samples=0,     # a seeded random N images of that split (0: all of them)

@@ -2,7 +2,7 @@
 # Trains each GAN for a fixed wall-clock budget on the Fashion-MNIST IDX files (Debian's
 # dataset-fashion-mnist package), evaluates the last checkpoint with the domain classifier,
 # and writes a sample grid and an FID curve per GAN into docs/samples/.
-#   python experiments/train_classifier.py --dataset=fashion_mnist \
+#   python -m gan_jax.tools.train_classifier --dataset=fashion_mnist \
 #       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
 #   bash experiments/fashion_mnist_runs.sh [MINUTES] [WORKROOT]
 # The budget ends with SIGTERM (`timeout`), which main.py treats as a preemption: it stops
@@ -34,7 +34,7 @@ for spec in "wgan_gp 100" "wgan 100" "dcgan 250" "acgan 300"; do
   fi
   python main.py "${common[@]}" --mode=sample --num_samples=100 --out="$root/$gan/samples.npz"
   cp "$root/$gan/samples.png" "docs/samples/${gan}_fashion_mnist_${minutes}min.png"
-  python experiments/plot_fid.py --workdir="$root/$gan" \
+  python -m gan_jax.tools.plot_fid --workdir="$root/$gan" \
     --out="docs/samples/${gan}_fashion_mnist_${minutes}min_fid.png" ||
     echo "no FID curve for $gan: no evaluation within the budget"
   echo "RESULT $gan minutes=$minutes wall_seconds=$(cat "$root/$gan/seconds")"

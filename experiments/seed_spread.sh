@@ -2,7 +2,7 @@
 # How much does the seed matter (issue 15, part 7): DCGAN and WGAN-GP on the Fashion-MNIST IDX
 # files, SEEDS seeds each trained at once (--config.num_seeds, one compiled call for all), for
 # STEPS iterations; then --mode=eval, which scores every member (SAMPLES samples each against the
-# 60,000 training images, with the domain classifier of experiments/train_classifier.py) and
+# 60,000 training images, with the domain classifier of gan_jax/tools/train_classifier.py) and
 # prints each score's mean, standard deviation and per-member values.
 #
 #   bash experiments/seed_spread.sh [STEPS=400] [SEEDS=5] [SAMPLES=5000] [OUT=/tmp/seed_spread]
@@ -15,7 +15,7 @@ out=${4:-/tmp/seed_spread}
 idx=/usr/share/datasets/fashion-mnist   # apt-get install dataset-fashion-mnist
 export TF_CPP_MIN_LOG_LEVEL=3
 mkdir -p "$out"
-[ -f "$out/classifier/meta.json" ] || python experiments/train_classifier.py \
+[ -f "$out/classifier/meta.json" ] || python -m gan_jax.tools.train_classifier \
     --dataset=fashion_mnist --path="$idx" --out="$out/classifier" > "$out/classifier.log" 2>&1
 for gan in dcgan wgan_gp; do
   run=$out/$gan

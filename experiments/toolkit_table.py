@@ -3,7 +3,7 @@ technique added alone to each base GAN, the modern DCGAN combination and the SNG
 conv model at 28x28), on the whole training set and on a fixed 10 % of it (dataset.subset);
 SEEDS seeds of each trained at once (num_seeds), for a fixed number of iterations, then scored
 by --mode=eval (each member: domain FID and classifier score against the 60,000 training
-images, with the domain classifier of experiments/train_classifier.py).
+images, with the domain classifier of gan_jax/tools/train_classifier.py).
 
   python experiments/toolkit_table.py --out=/tmp/toolkit [--steps=400 --seeds=3 --samples=5000]
   python experiments/toolkit_table.py --out=/tmp/toolkit --table     # docs/toolkit.md's table
@@ -133,7 +133,7 @@ def main(_):
   classifier = os.path.join(FLAGS.out, 'classifier')
   if not os.path.exists(os.path.join(classifier, 'meta.json')):
     with open(classifier + '.log', 'w') as f:
-      subprocess.run([sys.executable, os.path.join(ROOT, 'experiments/train_classifier.py'),
+      subprocess.run([sys.executable, '-m', 'gan_jax.tools.train_classifier',
                       '--dataset=fashion_mnist', f'--path={FLAGS.idx}', f'--out={classifier}'],
                      cwd=ROOT, stdout=f, stderr=f, check=True)
   done = _results(path)

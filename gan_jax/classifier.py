@@ -5,13 +5,15 @@ the real training data gives a domain FID (its penultimate layer as features), a
 score (the Inception Score formula on its class probabilities) and ACGAN's label accuracy.
 Scores from it compare runs with each other, not with published Inception numbers.
 
-  python experiments/train_classifier.py --dataset=fashion_mnist \
+  python -m gan_jax.tools.train_classifier --dataset=fashion_mnist \
       --path=/usr/share/datasets/fashion-mnist --out=classifiers/fashion_mnist
+
+Where the data has no test split, `held_out_rows` picks the rows its test accuracy is measured on.
 """
 
 import functools
 import json
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -71,6 +73,22 @@ def train(images, labels, num_classes: int, epochs: int = 3, batch_size: int = 1
   return params
 
 
+def held_out_rows(labels: Optional[np.ndarray], count: int, fraction: float,
+                  seed: int) -> np.ndarray:
+  """The rows (sorted) of a split of `count` images held out for the test: per class, a seeded
+  random round(fraction * its size) of its rows (at least one, and never all of a class);
+  without labels, round(fraction * count) rows drawn from all of them."""
+  rng = np.random.default_rng(seed)
+  if labels is None:
+    return np.sort(rng.permutation(count)[:min(count - 1, max(1, round(fraction * count)))])
+  rows = []
+  for label in np.unique(labels):
+    members = np.flatnonzero(labels == label)
+    take = min(len(members) - 1, max(1, round(fraction * len(members))))
+    rows.append(rng.permutation(members)[:take])
+  return np.sort(np.concatenate(rows))
+
+
 @functools.lru_cache()
 def make_apply(num_classes: int):
   """jit-compiled (params, images in [-1, 1] or uint8) -> (class probabilities, features); one
@@ -115,7 +133,7 @@ def load(directory: str) -> Tuple[Any, Dict[str, Any]]:
   meta_path = directory / 'meta.json'
   if not meta_path.exists():
     raise ConfigError(f'no classifier in {directory}: train one with '
-                      f'experiments/train_classifier.py, or set eval.classifier')
+                      f'python -m gan_jax.tools.train_classifier, or set eval.classifier')
   meta = json.loads(meta_path.read_text())
   target = jax.eval_shape(lambda: Classifier(meta['num_classes']).init(
       jax.random.PRNGKey(0), jnp.zeros((1, *meta['image_shape']), jnp.float32))['params'])

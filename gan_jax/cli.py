@@ -1,6 +1,6 @@
 """The command line's plumbing, apart from main.py's flags and dispatch: which log lines reach the
-console, a user's error as one line, and the argv rewriting that lets sample and eval run on a
-workdir's own config.json.
+console, a user's error as one line, the argv rewriting that lets sample and eval run on a
+workdir's own config.json, and `run_tool`, which runs the tools of gan_jax/tools/ the same way.
 """
 
 import logging
@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any, Callable, List, NoReturn, Optional, Sequence
 
-from absl import logging as absl_logging
+from absl import app, flags, logging as absl_logging
 
 from gan_jax import platforms
 from gan_jax.errors import CompileError, ConfigError, DataError, NonFiniteError
@@ -146,3 +146,30 @@ not compile for a target: exit 1), as one line, unless `verbose`."""
     # would bury the one line. Nothing is left to flush: these errors come before the first
     # write, or after the writers were closed (non-finite).
     os._exit(2 if isinstance(e, USER_ERRORS) else 1)  # 1: the run itself went wrong
+
+
+def run_tool(main: Callable[[], Any]) -> None:
+  """absl's app.run for a tool (`python -m gan_jax.tools.NAME`), as main.py runs: a bad or
+  missing flag, an argument left over, or a user error (ConfigError, DataError) from `main` is
+  one line and exit 2; --verbose shows tracebacks and every log line."""
+  flags.DEFINE_bool('verbose', False, 'Show full tracebacks for flag, configuration and data '
+                    'errors.')
+
+  def parse(argv: List[str]) -> List[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      if '--verbose' in argv:
+        raise
+      exit_with(e)
+
+  def run(argv: Sequence[str]) -> None:
+    verbose = flags.FLAGS.verbose
+    if not verbose:
+      quiet_console()
+    if len(argv) > 1:
+      exit_with(ConfigError(f'unexpected arguments {" ".join(argv[1:])}: give flags only '
+                            f'(--name=value)'))
+    run_reporting_errors(main, verbose)
+
+  app.run(run, flags_parser=parse)

@@ -62,6 +62,18 @@ def _write_atomically(path: str, stats: feature_metrics.FeatureStats, **arrays) 
   files.write_bytes(path, data.getvalue())
 
 
+def reference(config, count: int) -> Dict[str, Any]:
+  """What the eval JSON says the reference images are: the files' path (absolute) or the named
+  dataset (and its TFDS data_dir), the split, and the number of images."""
+  data = config.dataset
+  if data.path:
+    where = {'path': files.absolute(data.path)}
+  else:
+    where = {'dataset': data.name,
+             **({'data_dir': files.absolute(data.data_dir)} if data.data_dir else {})}
+  return {**where, 'split': config.eval.reference_split, 'count': count}
+
+
 def reference_data(config):
   """The `dataset` config of the reference images: the run's data, eval.reference_split (all
   of it: a run on a dataset.subset is scored against the whole split)."""
@@ -158,9 +170,9 @@ def check(config) -> None:
   settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
   ev = config.eval
   if not ev.inception_weights and not ev.classifier:
-    raise ConfigError('set --config.eval.classifier to a directory written by '
-                      'experiments/train_classifier.py, or --config.eval.inception_weights to '
-                      'an .npz written by experiments/convert_inception.py')
+    raise ConfigError('set --config.eval.classifier to a directory written by python -m '
+                      'gan_jax.tools.train_classifier, or --config.eval.inception_weights to '
+                      'an .npz written by python -m gan_jax.tools.convert_inception')
   for field, (least, why) in MINIMUMS.items():
     if ev[field] < least:
       raise ConfigError(f'eval.{field} must be >= {least} ({why}), got {ev[field]}')
@@ -188,11 +200,12 @@ class Evaluator:
     self.extractors = extractors_lib.load_extractors(config, image_shape)
     # What the first evaluation would otherwise find out mid-run: the reference images (their
     # headers only) and a cache that takes files.
-    reference = input_pipeline.spec(reference_data(config))
-    if tuple(reference.image_shape) != tuple(image_shape):
+    reference_spec = input_pipeline.spec(reference_data(config))
+    if tuple(reference_spec.image_shape) != tuple(image_shape):
       raise ConfigError(f'the reference images (eval.reference_split '
                         f'{config.eval.reference_split!r}) have shape '
-                        f'{tuple(reference.image_shape)}, the generator makes {tuple(image_shape)}')
+                        f'{tuple(reference_spec.image_shape)}, the generator makes '
+                        f'{tuple(image_shape)}')
     if not all(files.path(cache_path(config, ext)).exists() for ext in self.extractors):
       rundir.check_writable(stats_dir(config.eval), 'the statistics cache', 'eval.stats_dir')
     self.metric = extractors_lib.best_metric(config.eval)   # the best checkpoint's metric
@@ -205,7 +218,8 @@ class Evaluator:
     Labels, when given, are checked by the domain classifier (`label_key`).
 
     Returns:
-      {'num_samples', 'reference': {dataset, split, count}, 'extractors': {kind: info}, and
+      {'num_samples', 'reference': {dataset or path, split, count} (see `reference`),
+      'extractors': {kind: info}, and
       each extractor's metrics (see extractors.NAMES), plus `label_key` for labelled images}.
     """
     config, ev = self.config, self.config.eval
@@ -225,8 +239,7 @@ class Evaluator:
           requested.append(np.asarray(labels))
     result = {
         'num_samples': total,
-        'reference': {'dataset': config.dataset.name, 'split': ev.reference_split,
-                      'count': refs[0][0].count},
+        'reference': reference(config, refs[0][0].count),
         'extractors': {ext.kind: {**ext.info, 'stats': path}
                        for ext, (_, _, path) in zip(self.extractors, refs)},
     }

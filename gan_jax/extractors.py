@@ -91,13 +91,21 @@ def domain_extractor(config, image_shape) -> Extractor:
   if tuple(meta['image_shape']) != tuple(image_shape):
     raise ConfigError(f'the classifier in {directory} takes images of shape '
                       f'{tuple(meta["image_shape"])}, the data has {tuple(image_shape)}')
-  if meta['dataset'] != config.dataset.name:
+  # A run on files (dataset.path) has a name only for its defaults: the shape decides.
+  if meta['dataset'] != config.dataset.name and not config.dataset.path:
     raise ConfigError(f'the classifier in {directory} was trained on '
                       f'{meta["dataset"]}, the run uses {config.dataset.name}')
+  # What its test accuracy was measured on: a test split, or rows held out of the training
+  # split (listed in a file beside it). Older classifiers do not say.
+  path, test = files.absolute(directory), {}
+  if 'test' in meta:
+    rows = meta['test'].get('held_out_rows')   # only a held-out test has the file
+    test = {'test': {**meta['test'], **({'held_out_rows': str(files.path(path) / rows)}
+                                         if rows else {})}}
   return Extractor(
       'domain', classifier.predictor(params, meta['num_classes']),
       meta['feature_dim'], meta['num_classes'], weights_hash(params),
-      {'path': files.absolute(directory), 'test_accuracy': meta['test_accuracy']})
+      {'path': path, 'test_accuracy': meta['test_accuracy'], **test})
 
 
 def inception_extractor(config, image_shape) -> Extractor:

@@ -11,8 +11,8 @@ network of the original FID and Inception Score code), not torchvision's ImageNe
 Features are the 2048-d output of the final average pool ("pool3"), the FID features.
 
 Weights cannot be downloaded here: convert pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
-once with `experiments/convert_inception.py` and point `config.eval.inception_weights` at the
-`.npz` it writes. Module and parameter names follow the PyTorch ones, so the conversion is a
+once with `python -m gan_jax.tools.convert_inception` and point `config.eval.inception_weights`
+at the `.npz` it writes. Module and parameter names follow the PyTorch ones, so the conversion is a
 rename and a transpose (`from_torch`).
 """
 
@@ -230,10 +230,11 @@ def load(path: str) -> Tuple[Dict[str, Any], str]:
   """(variables, short content hash) of an npz from `save`; ConfigError when unusable."""
   if not path or not files.path(path).exists():
     raise ConfigError(f'eval.inception_weights {path!r} does not exist; convert pytorch-fid\'s '
-                      f'pt_inception-2015-12-05-6726825d.pth with experiments/convert_inception.py')
+                      f'pt_inception-2015-12-05-6726825d.pth with '
+                      f'python -m gan_jax.tools.convert_inception')
   if path.endswith('.pth'):
-    raise ConfigError(f'{path} is a PyTorch file; convert it first: python '
-                      f'experiments/convert_inception.py --pth={path} --out=inception_fid.npz')
+    raise ConfigError(f'{path} is a PyTorch file; convert it first: python -m '
+                      f'gan_jax.tools.convert_inception --pth={path} --out=inception_fid.npz')
   data = files.path(path).read_bytes()   # ~95 MB: read once, for the hash and the arrays
   digest = hashlib.sha1(data)
   try:

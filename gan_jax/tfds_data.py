@@ -130,6 +130,13 @@ def default_image_shape(tfds, name: str) -> Optional[Tuple]:
   return None if image is None else tuple(image.shape)
 
 
+def has_split(config, split: str) -> bool:
+  """Whether the TFDS dataset has a split named `split`, from its info alone."""
+  platforms.keep_tf_off_accelerators()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return split in _builder(tfds, config).info.splits
+
+
 def num_classes(config) -> int:
   """The classes of the dataset's label feature (0: unlabelled), from its info alone."""
   platforms.keep_tf_off_accelerators()

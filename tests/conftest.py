@@ -79,6 +79,15 @@ def run_main(*args, timeout=300, env=None, cwd=ROOT):
                         env=subprocess_env(env))
 
 
+def run_tool(name: str, *args, timeout=300, env=None, cwd=ROOT):
+  """Runs `python -m gan_jax.tools.NAME` in a subprocess (in `cwd`, with the repository on
+  PYTHONPATH and subprocess_env(env)); returns the CompletedProcess (text)."""
+  path = os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p)
+  return subprocess.run([sys.executable, '-m', f'gan_jax.tools.{name}', *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout,
+                        env=subprocess_env({'PYTHONPATH': path, **(env or {})}))
+
+
 def restore_state(workdir, spec: str, step=None):
   """The TrainState saved in `workdir` at `step` (default: latest) by a run of config `spec`."""
   from gan_jax import checkpoints, input_pipeline  # pylint: disable=g-import-not-at-top

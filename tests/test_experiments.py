@@ -39,37 +39,6 @@ def test_benchmark_loop_times_the_training_loop_beside_the_bare_step():
   assert line['loop_vs_bare'] == round(line['loop_iters_per_s'] / line['iters_per_s'], 3)
 
 
-def test_idx_to_folder_writes_a_folder_that_loads_the_same_images(tmp_path):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from test_input_pipeline import write_idx  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
-  labels = np.array([2, 0, 1, 2, 2, 0, 1, 1, 0, 2, 0, 1], np.uint8)
-  idx = tmp_path / 'idx'
-  idx.mkdir()
-  write_idx(str(idx / 'train-images-idx3-ubyte.gz'), images)
-  write_idx(str(idx / 'train-labels-idx1-ubyte.gz'), labels)
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'experiments', 'idx_to_folder.py'),
-       f'--idx_dir={idx}', f'--out={tmp_path / "png"}', '--splits=train',
-       '--class_names=T-shirt/top,Trouser,Ankle boot'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300,
-      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
-  assert result.returncode == 0, result.stderr[-2000:]
-  line = json.loads(result.stdout.strip().splitlines()[-1])
-  folder = str(tmp_path / 'png' / 'train')
-  assert line['splits'] == {folder: {'0_t_shirt_top': 4, '1_trouser': 4, '2_ankle_boot': 4}}
-  data = input_pipeline.load(ml_collections.ConfigDict(dict(
-      name='fashion_mnist', path=folder, data_dir='', split='train', image_size=28, channels=1,
-      download=False, float_range='unit', image_key='', label_key='', storage='auto')))
-  order = np.argsort(labels, kind='stable')  # class by class, each in IDX order
-  np.testing.assert_array_equal(data.images[..., 0], images[order])
-  np.testing.assert_array_equal(data.labels, labels[order])
-  assert data.class_names == ('0_t_shirt_top', '1_trouser', '2_ankle_boot')
-
-
 def test_input_speed_reads_the_same_images_five_ways(tmp_path):
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'input_speed.py'), '--make=30',
@@ -92,16 +61,3 @@ def test_input_speed_reads_the_same_images_five_ways(tmp_path):
   assert list((tmp_path / 'tfds_array_record_only').rglob('*.array_record-*'))
   assert not list((tmp_path / 'tfds_array_record_only').rglob('*.tfrecord-*'))
 
-
-def test_reduction_order_splits_a_batch_without_changing_its_gradient_beyond_rounding():
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'experiments', 'reduction_order.py'),
-       '--config=configs/dcgan.py:digits,runlocal'], cwd=ROOT, capture_output=True, text=True,
-      timeout=300, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
-  assert result.returncode == 0, result.stderr[-2000:]
-  line = json.loads(result.stdout.strip().splitlines()[-1])
-  # Batch norm pools its statistics over the 8 splits, so whole and split are the same sum.
-  for key in ('hybrid_whole_vs_split', 'xla_whole_vs_split', 'hybrid_vs_xla'):
-    assert 0 <= line[key]['relative'] < 1e-4, (key, line[key])
-    assert line[key]['leaf'].startswith('[')
-  assert line['hybrid_whole_vs_split']['real_term_max'] > 0

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import ROOT, load_config, run_main, subprocess_env
+from conftest import ROOT, load_config, run_main, run_tool, subprocess_env
 import gcs_emulator
 
 pytestmark = pytest.mark.slow
@@ -137,9 +137,7 @@ def test_train_resume_sample_eval_in_a_bucket_write_nothing_locally(gcs, tmp_pat
   again = json.loads(_ok(run_main(*evaluate, env=env, cwd=cwd), gcs).stdout.strip()
                      .splitlines()[-1])   # from the cached statistics in the bucket
 
-  gif = _ok(subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'make_gif.py'),
-                            '--workdir=gs://bucket/run'], cwd=cwd, capture_output=True, text=True,
-                           timeout=300, env=subprocess_env(env)), gcs)
+  gif = _ok(run_tool('make_gif', '--workdir=gs://bucket/run', cwd=cwd, env=env), gcs)
   animation = json.loads(gif.stdout.strip().splitlines()[-1])
   assert animation['out'] == 'gs://bucket/run/samples.gif' and animation['steps'] == [2, 4, 6]
 

@@ -9,12 +9,16 @@ from conftest import ROOT
 PACKAGE = os.path.join(ROOT, 'gan_jax')
 
 
+def _modules():
+  """gan_jax's modules as paths under it: 'cli.py', ..., and the tools' 'tools/make_gif.py'."""
+  names = os.listdir(PACKAGE) + ['tools/' + n for n in os.listdir(os.path.join(PACKAGE, 'tools'))]
+  return sorted(n for n in names if n.endswith('.py') and not n.endswith('__init__.py'))
+
+
 def _imports():
-  """module -> the gan_jax modules it imports (anywhere in the file)."""
+  """module -> the gan_jax modules it imports (anywhere in the file); a tool is 'tools.NAME'."""
   graph = {}
-  for name in sorted(os.listdir(PACKAGE)):
-    if not name.endswith('.py') or name == '__init__.py':
-      continue
+  for name in _modules():
     with open(os.path.join(PACKAGE, name)) as f:
       tree = ast.parse(f.read())
     deps = set()
@@ -25,7 +29,7 @@ def _imports():
         deps.add(node.module.split('.')[1])
       elif isinstance(node, ast.Import):
         deps |= {a.name.split('.')[1] for a in node.names if a.name.startswith('gan_jax.')}
-    graph[name[:-3]] = deps
+    graph[name[:-3].replace('/', '.')] = deps
   return graph
 
 
@@ -58,12 +62,12 @@ def test_evaluation_and_sampling_sit_beside_the_loop():
 
 
 def _listed(page: str):
-  """The modules and scripts docs/layout.md names: gan_jax/NAME.py, and NAME.py / NAME.sh in
-  its experiments/ entry."""
+  """The modules and scripts docs/layout.md names: gan_jax/NAME.py, gan_jax/tools/NAME.py, and
+  NAME.py / NAME.sh in its experiments/ entry."""
   import re  # pylint: disable=g-import-not-at-top
   with open(os.path.join(ROOT, 'docs', page)) as f:
     text = f.read()
-  modules = set(re.findall(r'gan_jax/(\w+\.py)', text))
+  modules = set(re.findall(r'gan_jax/((?:tools/)?\w+\.py)', text))
   block = text[text.index('experiments/ '):text.index('tests/ ')]
   scripts = set(re.findall(r'(\w+\.(?:py|sh))', block))
   return modules, scripts
@@ -71,7 +75,7 @@ def _listed(page: str):
 
 def test_the_layout_page_lists_every_module_and_script_and_nothing_else():
   modules, scripts = _listed('layout.md')
-  present = {n for n in os.listdir(PACKAGE) if n.endswith('.py') and n != '__init__.py'}
+  present = set(_modules())
   experiments = {n for n in os.listdir(os.path.join(ROOT, 'experiments'))
                  if n.endswith(('.py', '.sh')) and n != '__init__.py'}
   assert modules == present, (sorted(present - modules), sorted(modules - present))

@@ -4,8 +4,6 @@ import glob
 import json
 import os
 import struct
-import subprocess
-import sys
 
 import jax
 
@@ -14,7 +12,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from conftest import ROOT, restore_state, run_main, simulated_devices
+from conftest import restore_state, run_main, run_tool, simulated_devices
 
 
 def _events(workdir):
@@ -42,8 +40,7 @@ def test_train_then_sample_acgan(tmp_path):
   assert any('samples' in t for t in tags['images'] + tags['tensors']), tags
 
   # The fixed-z grids as an animated GIF, one frame per logged step.
-  gif = subprocess.run([sys.executable, 'experiments/make_gif.py', f'--workdir={workdir}'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  gif = run_tool('make_gif', f'--workdir={workdir}', timeout=120)
   assert gif.returncode == 0, gif.stderr[-2000:]
   assert json.loads(gif.stdout.splitlines()[-1])['steps'] == [2, 4]
   with Image.open(workdir / 'samples.gif') as image:

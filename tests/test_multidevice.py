@@ -37,7 +37,7 @@ def test_64_and_128_px_models_train_on_one_and_eight_devices():
           'wgan_gp.py:digits,runlocal,size128': 'jit@tiny_lr'}  # multidevice_check.BOTH
   # The 128 px run differs by up to 5.6e-4 of a leaf's scale between 1 and 8 devices. That is
   # float32 rounding: on ONE device, the same batch's critic gradient taken whole and as the
-  # mean of 8 sub-batch means (the same sum; experiments/reduction_order.py) differs by 3.6e-4
+  # mean of 8 sub-batch means (the same sum; docs/scaling.md) differs by 3.6e-4
   # in a LayerNorm bias at 128 px, and at 64 px swapping the conv form alone ('hybrid' for
   # 'xla') moves a LayerNorm bias by 3.3e-4. With the presets' learning rates (no tiny_lr) the
   # 1- and 8-device runs differ by 6.2e-3, over its tolerance.

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
-from conftest import ROOT, load_config, run_main
+from conftest import load_config, run_main, run_tool
 from gan_jax import classifier, evaluator, extractors, inception, input_pipeline, modes
 from gan_jax.errors import ConfigError
 
@@ -55,8 +53,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert sorted(fids) == [1, 2] and 'eval/classifier_score' in acc.Tags()['tensors']
   best_step = min(fids, key=fids.get)
   assert os.listdir(workdir / 'best_checkpoint') == [str(best_step)]
-  plot = subprocess.run([sys.executable, 'experiments/plot_fid.py', f'--workdir={workdir}'],
-                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  plot = run_tool('plot_fid', f'--workdir={workdir}', timeout=120)
   assert plot.returncode == 0, plot.stderr[-2000:]
   plotted = json.loads(plot.stdout.strip().splitlines()[-1])
   assert plotted['steps'] == [1, 2] and plotted['values'] == pytest.approx([fids[1], fids[2]])

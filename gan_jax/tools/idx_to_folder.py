@@ -1,7 +1,7 @@
-r"""Writes IDX files (MNIST-style) out as folders of PNG files, one subfolder per class, so that
-training on the folder can be compared with training on the IDX files (issue 14, part 6):
+r"""Writes IDX files (MNIST-style) out as folders of PNG files, one subfolder per class (to train
+on a folder, or to check that a folder gives what its IDX files give):
 
-  python experiments/idx_to_folder.py --out=/tmp/fashion_png   # Fashion-MNIST, train and test
+  python -m gan_jax.tools.idx_to_folder --out=/tmp/fashion_png   # Fashion-MNIST, train and test
   python main.py --config=configs/wgan_gp.py:fashion_mnist \
       --config.dataset.path=/tmp/fashion_png/train --workdir=/tmp/wgan_gp_fmnist_png
 
@@ -15,15 +15,13 @@ and their image counts. --idx_dir and --out may be gs:// paths.
 import concurrent.futures
 import io
 import json
-import os
 import re
-import sys
 
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import files, input_pipeline  # pylint: disable=g-import-not-at-top
+from gan_jax import cli, files, input_pipeline
+from gan_jax.errors import ConfigError, DataError
 
 FASHION_MNIST = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                  'Sneaker', 'Bag', 'Ankle boot')
@@ -53,9 +51,9 @@ def write_split(idx_dir: str, split: str, out: str, class_names) -> dict:
   """Writes one split's images under `out`; returns {folder: image count}."""
   data = input_pipeline.load_idx_dir(idx_dir, split)
   if data.labels is None:
-    raise ValueError(f'{idx_dir}: no labels file for split {split!r}')
+    raise DataError(f'{idx_dir}: no labels file for split {split!r}')
   if data.num_classes > len(class_names):
-    raise ValueError(f'{data.num_classes} classes but {len(class_names)} --class_names')
+    raise ConfigError(f'{data.num_classes} classes but {len(class_names)} --class_names')
   names = [folder_name(i, class_names[i], data.num_classes) for i in range(data.num_classes)]
   width = len(str(len(data.images) - 1))
   paths = [str(files.path(out) / names[label] / f'{i:0{width}d}.png')
@@ -69,8 +67,7 @@ def write_split(idx_dir: str, split: str, out: str, class_names) -> dict:
   return dict(zip(names, counts))
 
 
-def main(argv):
-  del argv
+def main() -> None:
   result = {'idx_dir': FLAGS.idx_dir, 'out': FLAGS.out, 'splits': {}}
   for split in FLAGS.splits:
     target = str(files.path(FLAGS.out) / split)
@@ -79,4 +76,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)

@@ -1,17 +1,15 @@
 """Animated GIF of training: the fixed-z sample grids a run wrote to TensorBoard, in step order.
 
-  python experiments/make_gif.py --workdir=runs/fashion_mnist/dcgan
+  python -m gan_jax.tools.make_gif --workdir=runs/fashion_mnist/dcgan
   # -> runs/fashion_mnist/dcgan/samples.gif, one frame per sample_every steps, captioned by step
 """
 
 import json
-import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import files, images  # pylint: disable=g-import-not-at-top
+from gan_jax import cli, files, images
+from gan_jax.errors import DataError
 
 flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files (local or '
                     'gs://).')
@@ -23,11 +21,13 @@ flags.mark_flags_as_required(['workdir'])
 FLAGS = flags.FLAGS
 
 
-def main(_):
+def main() -> None:
+  if not files.path(FLAGS.workdir).exists():
+    raise DataError(f'--workdir {FLAGS.workdir} does not exist')
   try:
     grids = images.read_grids(FLAGS.workdir, FLAGS.tag)
   except ValueError as e:
-    sys.exit(f'error: {e}')
+    raise DataError(str(e)) from None
   out = FLAGS.out or str(files.path(FLAGS.workdir) / f'{FLAGS.tag}.gif')
   images.save_gif([g for _, g in grids], out, FLAGS.seconds_per_frame, FLAGS.scale,
                   captions=[f'step {s}' for s, _ in grids])
@@ -35,4 +35,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)

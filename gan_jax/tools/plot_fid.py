@@ -1,23 +1,21 @@
 """Plot of an eval metric (default: domain FID) against steps and wall-clock time, from a run's
 TensorBoard event files (written when the run trains with eval_every > 0).
 
-  python experiments/plot_fid.py --workdir=runs/fashion_mnist/dcgan   # -> WORKDIR/eval_domain_fid.png
+  python -m gan_jax.tools.plot_fid --workdir=runs/fashion_mnist/dcgan   # -> WORKDIR/eval_domain_fid.png
 """
 
 import io
 import json
-import os
-import sys
 
-from absl import app, flags
+from absl import flags
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
 from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import files  # pylint: disable=g-import-not-at-top
+from gan_jax import cli, files  # pylint: disable=g-import-not-at-top
+from gan_jax.errors import DataError  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string('workdir', None, 'Run directory with TensorBoard event files (local or '
                     'gs://).')
@@ -29,6 +27,8 @@ FLAGS = flags.FLAGS
 
 def read_scalar(workdir: str, tag: str):
   """[(step, wall_time, value)] by step (the latest write of a step wins)."""
+  if not files.path(workdir).exists():
+    raise DataError(f'--workdir {workdir} does not exist')
   acc = event_accumulator.EventAccumulator(workdir, size_guidance={'tensors': 0, 'scalars': 0})
   acc.Reload()
   tags = acc.Tags()
@@ -38,7 +38,7 @@ def read_scalar(workdir: str, tag: str):
   elif tag in tags['scalars']:
     events = [(e.step, e.wall_time, e.value) for e in acc.Scalars(tag)]
   else:
-    raise ValueError(f'no scalar {tag!r} in {workdir}; train with --config.eval_every=N '
+    raise DataError(f'no scalar {tag!r} in {workdir}; train with --config.eval_every=N '
                      f'and --config.eval.classifier=DIR')
   by_step = {}
   for step, wall, value in sorted(events, key=lambda e: e[1]):
@@ -46,11 +46,8 @@ def read_scalar(workdir: str, tag: str):
   return [by_step[s] for s in sorted(by_step)]
 
 
-def main(_):
-  try:
-    points = read_scalar(FLAGS.workdir, FLAGS.metric)
-  except ValueError as e:
-    sys.exit(f'error: {e}')
+def main() -> None:
+  points = read_scalar(FLAGS.workdir, FLAGS.metric)
   steps, walls, values = zip(*points)
   minutes = [(w - walls[0]) / 60 for w in walls]
   fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -71,4 +68,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)

@@ -4,21 +4,19 @@ The standard FID network's weights (TensorFlow's 2015-12-05 Inception graph, as 
 ports it) cannot be downloaded at run time; fetch them once where there is a network:
   https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
 then, where torch is installed (requirements-inception-test.txt):
-  python experiments/convert_inception.py --pth=pt_inception-2015-12-05-6726825d.pth \
+  python -m gan_jax.tools.convert_inception --pth=pt_inception-2015-12-05-6726825d.pth \
       --out=weights/inception_fid.npz
   python main.py --workdir=DIR --mode=eval --config.eval.inception_weights=weights/inception_fid.npz
 Prints one JSON line: the output path, its parameter count and content hash.
 """
 
 import json
-import os
-import sys
 
-from absl import app, flags
+from absl import flags
 from flax import traverse_util
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import files, inception  # pylint: disable=g-import-not-at-top
+from gan_jax import cli, files, inception
+from gan_jax.errors import ConfigError, DataError
 
 flags.DEFINE_string('pth', None, "pytorch-fid's state dict (.pth; local or gs://).")
 flags.DEFINE_string('out', None, 'Output .npz (local or gs://).')
@@ -26,8 +24,15 @@ flags.mark_flags_as_required(['pth', 'out'])
 FLAGS = flags.FLAGS
 
 
-def main(_):
-  import torch  # pylint: disable=g-import-not-at-top
+def main() -> None:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ConfigError('converting the weights needs torch: pip install -r '
+                      'requirements-inception-test.txt') from None
+  if not files.path(FLAGS.pth).exists():
+    raise DataError(f'--pth {FLAGS.pth} does not exist; fetch pytorch-fid\'s '
+                    f'pt_inception-2015-12-05-6726825d.pth (see this tool\'s docstring)')
   with files.open_seekable(FLAGS.pth) as f:
     state = torch.load(f, map_location='cpu', weights_only=True)
   variables = inception.from_torch({k: v.numpy() for k, v in state.items()})
@@ -38,4 +43,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)
