@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 import jax
 import numpy as np
 
-from gan_jax import (extractors as extractors_lib, feature_metrics, files, gans, input_pipeline,
-                     rundir)
+from gan_jax import (extractors as extractors_lib, feature_metrics, fields, files, gans,
+                     input_pipeline, rundir)
 from gan_jax.errors import ConfigError
 from gan_jax.extractors import Extractor
 
@@ -157,14 +157,6 @@ def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
 
 K_NEAREST = 3   # precision/recall's k: each side needs k + 1 samples
 # eval field -> its least valid value, and why.
-MINIMUMS = {
-    'num_samples': (10, "the Inception Score's 10 splits"),
-    'kid_subsets': (1, 'KID averages over subsets'),
-    'kid_subset_size': (2, "KID's unbiased estimate"),
-    'pr_samples': (K_NEAREST + 1, 'precision/recall: k = 3 nearest neighbours and the sample'),
-}
-
-
 def check(config) -> None:
   """Raises ConfigError (DataError for a reference split the data source lacks) for eval
   settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
@@ -173,9 +165,9 @@ def check(config) -> None:
     raise ConfigError('set --config.eval.classifier to a directory written by python -m '
                       'gan_jax.tools.train_classifier, or --config.eval.inception_weights to '
                       'an .npz written by python -m gan_jax.tools.convert_inception')
-  for field, (least, why) in MINIMUMS.items():
-    if ev[field] < least:
-      raise ConfigError(f'eval.{field} must be >= {least} ({why}), got {ev[field]}')
+  refusal = fields.refusal(config, prefix='eval.')
+  if refusal:
+    raise ConfigError(refusal)
   if ev.reference_samples < 0 or 0 < ev.reference_samples <= K_NEAREST:
     raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
                       f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')

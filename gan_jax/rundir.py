@@ -11,29 +11,9 @@ from typing import Optional
 
 import ml_collections
 
-from gan_jax import files, gans
+from gan_jax import fields, files, gans
 from gan_jax.errors import ConfigError
 from gan_jax.input_pipeline import DataSpec
-
-# Fields that may change when a run resumes (and every eval.* field); any other difference
-# stops it. Learning rates are
-# among them: resuming from the last good checkpoint with a lower one is the usual cure for a
-# run that went non-finite.
-RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint_every', 'sample_every',
-                    'keep_checkpoints', 'num_grid', 'grid_members', 'skip_nonfinite',
-                    'parallelism', 'steps_per_call', 'max_steps_per_call', 'compilation_cache',
-                    'seed_shards', 'seed_mapping',
-                    'gen_optimizer.learning_rate', 'critic_optimizer.learning_rate',
-                    'dataset.path', 'dataset.data_dir', 'dataset.download', 'dataset.storage')
-
-
-# Fields added since runs began, with what their absence from a config.json means: a run from
-# before num_seeds trained one seed, one from before the modern toolkit had no EMA, spectral norm,
-# R1 or augmentation. So resuming such a run with any of them set is refused like any change.
-ABSENT_MEANS = {'num_seeds': 1, 'ema.decay': 0.0, 'ema.start_step': 0,
-                'model.spectral_norm': False, 'model.gen_spectral_norm': False,
-                'loss.r1_weight': 10.0, 'loss.r1_every': 1, 'augment.policy': '',
-                'model.critic_width': 0, 'model.critic_pool': 'mean', 'dataset.subset': 1.0}
 
 # How the GAN is chosen: compared by meaning (gans.resolve_fields), in this order.
 GRID_FIELDS = ('loss.adversarial', 'loss.lipschitz', 'model.conditional', 'acgan_adversarial')
@@ -68,12 +48,12 @@ def check_resume_config(config, workdir: str) -> None:
   """Raises ConfigError naming the fields where `config` differs from the workdir's run."""
   if not files.path(config_path(workdir)).exists():
     return
-  old = {**ABSENT_MEANS, **_flatten(load_config(workdir).to_dict())}
+  old = {**fields.absent_means(), **_flatten(load_config(workdir).to_dict())}
   new = _flatten(json.loads(config.to_json_best_effort()))
-  # A field missing from the old config.json was added to gan_jax after that run started; the
-  # run behaved as its default does, so it is not a difference.
+  # Which fields a resume may change, and what a field missing from an old config.json means:
+  # gan_jax/fields.py. Other missing fields are not compared.
   differ = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_FIELDS + GRID_FIELDS and not k.startswith('eval.')
+                  if not fields.resumable(k) and k not in GRID_FIELDS
                   and k in old and old.get(k) != new.get(k))
   # The GAN's grid point may be written in its newer or older fields: compare what they mean.
   try:
@@ -82,9 +62,9 @@ def check_resume_config(config, workdir: str) -> None:
   except ConfigError:
     old_gan = new_gan = None  # an unknown gan: named by the 'gan' field's difference, or refused
   if old_gan != new_gan:  # named by the fields as the user writes them, not the resolved spec
-    fields = [f'{k} {old.get(k, "")!r} -> {new.get(k, "")!r}' for k in ('gan', *GRID_FIELDS)
-              if old.get(k, '') != new.get(k, '')]
-    differ.append(f'the GAN ({"; ".join(fields)})')
+    changed = [f'{k} {old.get(k, "")!r} -> {new.get(k, "")!r}' for k in ('gan', *GRID_FIELDS)
+               if old.get(k, '') != new.get(k, '')]
+    differ.append(f'the GAN ({"; ".join(changed)})')
   if differ:
     shown = ', '.join(k if k.startswith('the GAN') else f'{k} ({old.get(k)!r} -> {new.get(k)!r})'
                       for k in differ[:6])

@@ -36,9 +36,6 @@ def init(gan: steps.GAN, seeds: Sequence[int], image_shape) -> TrainState:
   return jax.vmap(init_one, out_axes=STATE_AXES)(keys)
 
 
-MAPPINGS = ('auto', 'vmap', 'loop')  # config.seed_mapping
-
-
 def mapping(config, seed_shards: int, backend: str) -> str:
   """How a call runs its members: 'vmap' (one batched program) or 'loop' (one member after
   another inside the call, lax.map). config.seed_mapping, or for 'auto' a loop where vmap is

@@ -1,6 +1,6 @@
 """The train state and the pure updates: n_critic critic updates and one generator update as one
-function of (state, batch) -> (state, metrics, health), for jit over a mesh or pmap
-(`GAN.axis_name`)."""
+function of (state, batch) -> (state, metrics, health), for jit over a mesh, or per device
+under shard_map (parallelism 'pmap': `GAN.axis_name`)."""
 
 import dataclasses
 import functools
@@ -77,16 +77,18 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
   generator, critic = models.build(
       config.model, image_shape, num_classes, axis_name, DTYPES[config.dtype],
       conditioning='projection' if spec.projection else 'acgan', platform=platform)
-  return GAN(generator, critic, optimizers.make_optimizer(config.gen_optimizer),
-             optimizers.make_optimizer(config.critic_optimizer), spec, config.latent_dim,
-             num_classes, config.loss.gp_weight, config.loss.clip_value, config.loss.aux_weight,
-             config.skip_nonfinite,
-             optimizers.lr_schedule(config.gen_optimizer, config.num_steps),
-             optimizers.lr_schedule(config.critic_optimizer, config.num_steps), axis_name,
-             ema_decay=config.ema.decay, ema_start=config.ema.start_step,
-             gen_spectral=config.model.gen_spectral_norm,
-             critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
-             r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy))
+  return GAN(
+      generator=generator, critic=critic, spec=spec, num_classes=num_classes,
+      gen_tx=optimizers.make_optimizer(config.gen_optimizer),
+      critic_tx=optimizers.make_optimizer(config.critic_optimizer),
+      gen_lr=optimizers.lr_schedule(config.gen_optimizer, config.num_steps),
+      critic_lr=optimizers.lr_schedule(config.critic_optimizer, config.num_steps),
+      latent_dim=config.latent_dim, gp_weight=config.loss.gp_weight,
+      clip_value=config.loss.clip_value, aux_weight=config.loss.aux_weight,
+      skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, ema_decay=config.ema.decay,
+      ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
+      critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
+      r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy))
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:

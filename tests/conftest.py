@@ -49,10 +49,13 @@ def load_config(spec: str, **overrides):
 
 
 def model_config(arch: str, **overrides):
-  """A config.model of tiny models for module tests (width 8, depth 2, kernel 5)."""
+  """A config.model of tiny models for module tests (width 8, depth 2, kernel 5, batch norm in
+  G, layer norm in D), every other field at its default (gan_jax/fields.py)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  c = dict(arch=arch, width=8, critic_width=0, critic_pool='mean', depth=2, kernel_size=5,
-           gen_norm='batch', critic_norm='layer', init_std=0.0, conv_impl='auto')
+  from gan_jax import fields  # pylint: disable=g-import-not-at-top
+  c = fields.defaults(gan='', dataset__name='', dataset__image_size=0,
+                      dataset__channels=0)['model']
+  c.update(arch=arch, width=8, depth=2, kernel_size=5, gen_norm='batch', critic_norm='layer')
   c.update(overrides)
   return ml_collections.ConfigDict(c)
 

@@ -4,7 +4,7 @@ naming the field, the value and what is allowed; the GAN grid's combinations."""
 import pytest
 
 from conftest import load_config
-from gan_jax import checks, gans
+from gan_jax import checks, evaluator, fields, gans
 from gan_jax.errors import ConfigError
 
 SPEC = 'wgan_gp.py:digits,runlocal'
@@ -26,24 +26,31 @@ def _set(config, field: str, value):
 
 
 def _bad_values(field):
-  lo, hi, _ = checks.RANGES[field]
+  lo, hi, low_open, high_open = fields.BY_NAME[field].limits
   default = _get(load_config(SPEC), field)
   is_int = isinstance(default, int) and not isinstance(default, bool)
   bad = [lo - 1] if is_int else [lo - 0.5, float('nan')]
-  if field in checks.POSITIVE:
-    bad.append(0.0)
-  if hi != checks.INF:
-    bad.append(hi if any(field.endswith(s) for s in checks.OPEN_ABOVE) else hi + 1)
-  return [type(v)(v) if is_int else float(v) for v in bad]
+  if low_open:
+    bad.append(lo)
+  if hi != fields.INF:
+    bad.append(hi if high_open else hi + 1)
+  return [int(v) if is_int else float(v) for v in bad]
 
 
-@pytest.mark.parametrize('field', sorted(checks.RANGES))
+def _check(config):
+  """The checks that read fields.py's table: check_config, and the evaluator's for eval.*."""
+  checks.check_config(config, 1)
+  evaluator.check(config)
+
+
+@pytest.mark.parametrize('field', sorted(f.name for f in fields.FIELDS if f.interval))
 def test_each_range_is_checked(field):
   for value in _bad_values(field):
     config = load_config(SPEC)
+    config.eval.classifier = 'a_classifier'  # the evaluator's checks start with an extractor
     _set(config, field, value)
     with pytest.raises(ConfigError) as error:
-      checks.check_config(config, 1)
+      _check(config)
     assert str(error.value).startswith(f'{field} must be '), str(error.value)
     assert str(error.value).endswith(f'got {value!r}'), str(error.value)
 

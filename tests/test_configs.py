@@ -28,3 +28,35 @@ def test_size_options_set_the_image_size_of_any_named_dataset():
   assert load_config('dcgan.py:celeb_a').dataset.image_size == 64
   config = load_config('wgan_gp.py:cifar10,size128')
   assert config.dataset.image_size == 128 and config.model.arch == 'resnet'
+
+
+def _leaves(tree, prefix=''):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _leaves(value, f'{prefix}{key}.')
+    else:
+      yield f'{prefix}{key}'
+
+
+def test_every_field_of_every_preset_is_declared_once_in_the_table():
+  """A config holds exactly the fields of gan_jax/fields.py (presets override values, never
+  add a field), and docs/config.md is the table's print-out."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from conftest import ROOT  # pylint: disable=g-import-not-at-top
+  from gan_jax import fields  # pylint: disable=g-import-not-at-top
+  declared = [f.name for f in fields.FIELDS]
+  assert len(set(declared)) == len(declared)
+  presets = [os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
+             if os.path.basename(p) not in ('common.py', 'workdir.py', '__init__.py')]
+  assert len(presets) >= 5
+  for name in presets:
+    module = importlib.import_module(f'configs.{name}')
+    for option in ('', *getattr(module, 'OPTIONS', ())):
+      if option in ('size128',):
+        continue  # the same fields as size64
+      config = module.get_config(f'digits,{option}' if option else 'digits')
+      assert sorted(_leaves(config.to_dict())) == sorted(declared), (name, option)
+  with open(os.path.join(ROOT, 'docs', 'config.md')) as f:
+    assert f.read() == fields.markdown(), 'run: python -m gan_jax.fields > docs/config.md'
