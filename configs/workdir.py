@@ -11,7 +11,7 @@ GAN's config file for its dataset.
 import importlib
 import os
 
-from gan_jax import input_pipeline, rundir as workdir
+from gan_jax import input_pipeline, migration, rundir as workdir
 from gan_jax.errors import ConfigError
 
 # The GANs with a config file here (configs/<gan>.py): every file but the shared ones.
@@ -45,7 +45,5 @@ def get_config(path):
   config = importlib.import_module(f'configs.{gan}').get_config(dataset)
   with config.unlocked():
     _merge(config, saved)
-  if 'adversarial' not in saved.loss:
-    # A run from before the GAN grid: its GAN was `gan` (and ACGAN's acgan_adversarial) alone.
-    config.loss.adversarial = config.loss.lipschitz = config.model.conditional = ''
+  migration.upgrade_config(config, saved)
   return config

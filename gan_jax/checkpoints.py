@@ -1,9 +1,6 @@
-"""Orbax checkpoints of the train state plus the data stream position.
+"""Orbax checkpoints of the train state plus the data stream position and the state's format.
 
-Workdirs of earlier versions restore into today's TrainState: `restore` reads them through their
-layout and regroups it. Two older layouts: before the modern toolkit (no `ema` in the state, no
-`spectral` in a player's), and before the per-player state (gen_params, gen_stats, ... as one
-flat record).
+Checkpoints of earlier formats restore into today's TrainState through gan_jax/migration.py.
 """
 
 from typing import Any, Optional, Tuple
@@ -11,9 +8,9 @@ from typing import Any, Optional, Tuple
 import jax
 import orbax.checkpoint as ocp
 
-from gan_jax import files
+from gan_jax import files, migration
 from gan_jax.errors import ConfigError
-from gan_jax.steps import PlayerState, TrainState
+from gan_jax.steps import TrainState
 
 LATEST, BEST = 'checkpoints', 'best_checkpoint'
 
@@ -50,45 +47,9 @@ def manager(workdir: str, keep: int, read_only: bool = False,
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_state: dict,
          metrics: Optional[dict] = None) -> None:
-  args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                            data=ocp.args.JsonSave(data_state))
+  args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(
+      {**data_state, 'format': migration.FORMAT}))
   mngr.save(step, args=args, metrics=metrics)
-
-
-_PARTS = ('params', 'stats', 'opt_state')
-
-
-def _flat(state: TrainState) -> dict:
-  """The layout of checkpoints written before per-player state (gan_jax 38d564f and older)."""
-  flat = {'step': state.step, 'key': state.key, 'skipped': state.skipped}
-  for player in ('gen', 'critic'):
-    for part in _PARTS:
-      flat[f'{player}_{part}'] = getattr(getattr(state, player), part)
-  return flat
-
-
-def _grouped(flat: dict) -> TrainState:
-  player = lambda name: PlayerState(*(flat[f'{name}_{part}'] for part in _PARTS))
-  return TrainState(step=flat['step'], key=flat['key'], gen=player('gen'),
-                    critic=player('critic'), skipped=flat['skipped'])
-
-
-def _pre_toolkit(state: TrainState) -> dict:
-  """The layout before the generator's EMA and spectral norm (gan_jax 39feedf and older)."""
-  player = lambda p: {part: getattr(p, part) for part in _PARTS}
-  return {'step': state.step, 'key': state.key, 'gen': player(state.gen),
-          'critic': player(state.critic), 'skipped': state.skipped}
-
-
-def _from_pre_toolkit(tree: dict) -> TrainState:
-  player = lambda p: PlayerState(*(p[part] for part in _PARTS))
-  return TrainState(step=tree['step'], key=tree['key'], gen=player(tree['gen']),
-                    critic=player(tree['critic']), skipped=tree['skipped'])
-
-
-# Older layouts, newest first: (today's state -> that layout, that layout -> today's state).
-# They hold no EMA and no spectral norm vectors, so only a target without them reads them.
-_OLDER = ((_pre_toolkit, _from_pre_toolkit), (_flat, _grouped))
 
 
 def _mismatch(e: Exception) -> bool:
@@ -100,25 +61,33 @@ def _restore(mngr, step: int, abstract):
       state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
 
 
+def _state_format(mngr: ocp.CheckpointManager, step: int) -> int:
+  """The format of the state saved at `step`: recorded beside the data position, or (for
+  checkpoints from before formats were recorded) known by the saved tree's names."""
+  data = mngr.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore())).data or {}
+  if 'format' in data:
+    return int(data['format'])
+  path = files.path(mngr.directory) / str(step) / 'state'
+  return migration.state_format(ocp.StandardCheckpointer().metadata(str(path)).item_metadata)
+
+
 def restore(mngr: ocp.CheckpointManager, target: TrainState,
             step: Optional[int] = None) -> Tuple[TrainState, dict]:
   """Restores (state, data_state) at `step` (default: latest) with `target`'s structure,
   shapes and shardings; `target` may be concrete arrays or jax.ShapeDtypeStructs."""
   step = mngr.latest_step() if step is None else step
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  toolkit = abstract.ema or abstract.gen.spectral or abstract.critic.spectral
-  layouts = ((lambda s: s, lambda s: s),) + (() if toolkit else _OLDER)
+  path = f'{mngr.directory}/{step}'
   try:
-    for i, (to_layout, to_state) in enumerate(layouts):
-      try:
-        restored = _restore(mngr, step, to_layout(abstract))
-        state = to_state(restored.state)
-        break
-      except Exception as e:  # pylint: disable=broad-except
-        if not _mismatch(e) or i == len(layouts) - 1:
-          raise
+    fmt = _state_format(mngr, step)
+    if not migration.can_hold(abstract, fmt) or fmt not in migration.LAYOUTS:
+      raise ConfigError(f'checkpoint {path} holds a train state of format {fmt}, without the '
+                        f'EMA or spectral norm this config asks for; use a new --workdir')
+    restored = _restore(mngr, step, migration.layout(abstract, fmt))
+    state = migration.upgrade(restored.state, fmt)
+  except ConfigError:
+    raise
   except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
-    path = f'{mngr.directory}/{step}'
     if _mismatch(e):
       raise ConfigError(f'checkpoint {path} holds a train state of another structure: it was '
                         f'written by another version of gan_jax or another model config; '
@@ -130,9 +99,10 @@ def restore(mngr: ocp.CheckpointManager, target: TrainState,
     raise ConfigError(f'checkpoint {path} cannot be restored ({reason}); '
                       f'{fix}, or use a new --workdir') from e
   if restored.data is None or 'position' not in restored.data:
-    raise ConfigError(f'checkpoint {mngr.directory}/{step} has no data position; it was not '
+    raise ConfigError(f'checkpoint {path} has no data position; it was not '
                       f'written by this version of gan_jax')
-  return state, restored.data
+  data = {k: v for k, v in restored.data.items() if k != 'format'}
+  return state, data
 
 
 def restore_for_use(workdir: str, target: TrainState, step: Optional[int] = None,
