@@ -9,27 +9,40 @@ from conftest import ROOT
 PACKAGE = os.path.join(ROOT, 'gan_jax')
 
 
-def _modules():
-  """gan_jax's modules as paths under it: 'cli.py', ..., and the tools' 'tools/make_gif.py'."""
-  names = os.listdir(PACKAGE) + ['tools/' + n for n in os.listdir(os.path.join(PACKAGE, 'tools'))]
-  return sorted(n for n in names if n.endswith('.py') and not n.endswith('__init__.py'))
+def _files():
+  """The package's files as paths under gan_jax/ ('aot.py', 'models/conv.py', ...), its own
+  empty __init__.py aside."""
+  found = []
+  for folder, _, names in os.walk(PACKAGE):
+    found += [os.path.relpath(os.path.join(folder, n), PACKAGE) for n in names
+              if n.endswith('.py')]
+  return sorted(f for f in found if f != '__init__.py')
+
+
+def _module(path: str) -> str:
+  """'aot.py' -> 'aot', 'models/conv.py' -> 'models.conv', 'models/__init__.py' -> 'models'."""
+  return path[:-3].replace(os.sep, '.').removesuffix('.__init__')
 
 
 def _imports():
-  """module -> the gan_jax modules it imports (anywhere in the file); a tool is 'tools.NAME'."""
+  """module -> the gan_jax modules it imports (anywhere in the file); a subpackage's modules
+  are named with a dot ('models.conv'), its __init__.py by the package ('models')."""
+  files = _files()
+  modules = {_module(f) for f in files}
   graph = {}
-  for name in _modules():
-    with open(os.path.join(PACKAGE, name)) as f:
+  for path in files:
+    with open(os.path.join(PACKAGE, path)) as f:
       tree = ast.parse(f.read())
     deps = set()
     for node in ast.walk(tree):
-      if isinstance(node, ast.ImportFrom) and node.module == 'gan_jax':
-        deps |= {a.name for a in node.names}
-      elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('gan_jax.'):
-        deps.add(node.module.split('.')[1])
+      if isinstance(node, ast.ImportFrom) and (node.module or '').split('.')[0] == 'gan_jax':
+        package = node.module[len('gan_jax.'):]  # '' for gan_jax itself
+        for a in node.names:  # a submodule, or a name the module (package) defines
+          name = f'{package}.{a.name}' if package else a.name
+          deps.add(name if name in modules or not package else package)
       elif isinstance(node, ast.Import):
-        deps |= {a.name.split('.')[1] for a in node.names if a.name.startswith('gan_jax.')}
-    graph[name[:-3].replace('/', '.')] = deps
+        deps |= {a.name[len('gan_jax.'):] for a in node.names if a.name.startswith('gan_jax.')}
+    graph[_module(path)] = deps
   return graph
 
 
@@ -62,12 +75,12 @@ def test_evaluation_and_sampling_sit_beside_the_loop():
 
 
 def _listed(page: str):
-  """The modules and scripts docs/layout.md names: gan_jax/NAME.py, gan_jax/tools/NAME.py, and
-  NAME.py / NAME.sh in its experiments/ entry."""
+  """The modules and scripts docs/layout.md names: gan_jax/NAME.py and gan_jax/PACKAGE/NAME.py,
+  and NAME.py / NAME.sh in its experiments/ entry."""
   import re  # pylint: disable=g-import-not-at-top
   with open(os.path.join(ROOT, 'docs', page)) as f:
     text = f.read()
-  modules = set(re.findall(r'gan_jax/((?:tools/)?\w+\.py)', text))
+  modules = set(re.findall(r'gan_jax/((?:\w+/)*\w+\.py)', text))
   block = text[text.index('experiments/ '):text.index('tests/ ')]
   scripts = set(re.findall(r'(\w+\.(?:py|sh))', block))
   return modules, scripts
@@ -75,7 +88,7 @@ def _listed(page: str):
 
 def test_the_layout_page_lists_every_module_and_script_and_nothing_else():
   modules, scripts = _listed('layout.md')
-  present = set(_modules())
+  present = set(_files())
   experiments = {n for n in os.listdir(os.path.join(ROOT, 'experiments'))
                  if n.endswith(('.py', '.sh')) and n != '__init__.py'}
   assert modules == present, (sorted(present - modules), sorted(modules - present))

@@ -1,0 +1,136 @@
+"""How a model with num_classes > 0 uses labels, and the normalisation layers every family picks.
+
+A model's `conditioning` field says how:
+  * 'acgan':      the generator multiplies z by a learned label embedding (Hadamard product, as in
+                  ACGAN); the critic has a class head beside the adversarial one (labels unused).
+  * 'projection': Miyato & Koyama 2018, "cGANs with Projection Discriminator". The critic's
+                  adv_logits are linear(phi(x)) + <embed(y), phi(x)>, phi(x) the features its
+                  heads see (flattened or globally pooled), and it has no class head. The
+                  generator's batch norms are conditional (`ConditionalBatchNorm`, SNGAN's and
+                  BigGAN's generators) and z goes in as is; a generator without batch norm (gen
+                  norm 'none' or 'layer') has nothing to make conditional, so it takes ACGAN's z
+                  times a label embedding instead, to stay conditioned.
+num_classes = 0 is unconditional (labels unused).
+
+`gen_input`, `heads` and `norm_layer` are functions called in a compact method of the model, not
+modules of their own: the layers they make are the model's (params/label_embed,
+params/adv_head, params/BatchNorm_0...), the paths checkpoints hold; a module would nest them.
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gan_jax.models import init
+
+CONDITIONINGS = ('acgan', 'projection')
+
+
+def check_conditioning(conditioning: str) -> None:
+  """Raises ValueError unless `conditioning` is one of CONDITIONINGS."""
+  if conditioning not in CONDITIONINGS:
+    raise ValueError(f'unknown conditioning {conditioning!r}; use one of '
+                     f'{", ".join(map(repr, CONDITIONINGS))}')
+
+
+def conditioning_of(m) -> str:
+  """How module `m` uses labels: 'none' (num_classes 0), 'acgan' or 'projection'."""
+  check_conditioning(m.conditioning)
+  return m.conditioning if m.num_classes > 0 else 'none'
+
+
+# The batch norm of every model, plain or conditional.
+_BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
+
+
+class ConditionalBatchNorm(nn.Module):
+  """Batch norm with a scale and a shift per class (de Vries et al. 2017; the generators of
+  SNGAN's projection cGAN and of BigGAN): BatchNorm without a scale and bias of its own, then
+  x * scale[y] + bias[y]. The scales start at 1 and the shifts at 0, so at initialisation it is
+  BatchNorm(use_scale=False, use_bias=False), and plain BatchNorm's init too."""
+  num_classes: int
+  use_running_average: bool = False
+  axis_name: Optional[str] = None  # pmap's device axis: statistics of the global batch
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, labels):
+    """x [B, ..., C], labels [B] (int) -> [B, ..., C]."""
+    x = nn.BatchNorm(use_running_average=self.use_running_average, use_scale=False,
+                     use_bias=False, axis_name=self.axis_name, dtype=self.dtype,
+                     **_BATCH_NORM)(x)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)  # broadcast over H, W
+    embed = lambda initializer, name: nn.Embed(
+        self.num_classes, x.shape[-1], dtype=self.dtype, embedding_init=initializer,
+        name=name)(labels).reshape(shape)
+    scale = embed(nn.initializers.ones, 'scale_embed')  # [B, 1, 1, C] for images
+    shift = embed(nn.initializers.zeros, 'bias_embed')
+    return x * scale + shift
+
+
+def norm_layer(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None,
+               dtype: Any = jnp.float32, labels=None, num_classes: int = 0):
+  """Returns a normalisation layer: 'batch', 'layer' or 'none'.
+
+  `axis_name`: under pmap, batch statistics are averaged over that device axis (synced batch
+  norm), so they are those of the global batch, as with jit over a mesh. `labels` (given only
+  with kind 'batch'): conditional batch norm over `num_classes` classes, a function of x.
+  """
+  if kind == 'batch' and labels is not None:
+    cbn = ConditionalBatchNorm(num_classes, not train, axis_name if train else None, dtype)
+    return lambda x: cbn(x, labels)
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, axis_name=axis_name if train else None,
+                        dtype=dtype, **_BATCH_NORM)
+  if kind == 'layer':
+    # WGAN-GP's layer norm normalises each example over all of (H, W, C).
+    return nn.LayerNorm(reduction_axes=(-3, -2, -1) if spatial else -1, dtype=dtype)
+  if kind == 'none':
+    return lambda x: x
+  raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
+
+
+def _condition(z, labels, num_classes: int, dtype: Any = jnp.float32):
+  """ACGAN conditioning: z times a learned embedding of the label."""
+  if num_classes <= 0:
+    return z
+  if labels is None:
+    raise ValueError('a conditional generator needs labels')
+  return z * nn.Embed(num_classes, z.shape[-1], dtype=dtype, name='label_embed')(labels)
+
+
+def gen_input(m, z, labels):
+  """(first layer's input, labels for conditional batch norm or None) of generator `m`.
+
+  'projection' with gen norm 'batch': (z, labels), the batch norms carry the condition.
+  Otherwise (z, None), z times a label embedding when conditional: 'acgan', and 'projection'
+  without batch norm, which has no norm to condition.
+  """
+  if conditioning_of(m) == 'projection' and m.norm == 'batch':
+    if labels is None:
+      raise ValueError('a conditional generator needs labels')
+    return z, labels
+  return _condition(z, labels, m.num_classes, m.dtype), None
+
+
+def heads(features, labels, m):
+  """(adv_logits [B], class_logits [B, K] or None) of critic `m` on its features phi [B, D],
+  float32 whatever the compute dtype (called in a compact method of `m`).
+
+  'acgan': a class head beside the adversarial one. 'projection': adv_logits are
+  linear(phi) + <embed(y), phi> and there is no class head.
+  """
+  kernel_init = init.kernel_init(m.init_std)
+  dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, dtype=m.dtype, name=name)(features)
+  adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
+  conditioning = conditioning_of(m)
+  if conditioning == 'projection':
+    if labels is None:
+      raise ValueError('a projection critic needs labels')
+    embed = nn.Embed(m.num_classes, features.shape[-1], embedding_init=init.embed_init(m.init_std),
+                     dtype=m.dtype, name='projection_embed')(labels)  # [B, D]
+    # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
+    return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
+  cls = dense(m.num_classes, 'class_head').astype(jnp.float32) if conditioning == 'acgan' else None
+  return adv, cls
