@@ -48,10 +48,10 @@ def image_size_option(c: ml_collections.ConfigDict, options) -> int:
 
 def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:
   """Every field at its default (gan_jax/fields.py, where each is declared and documented),
-  the image size and channels of `dataset`; variant files override what their paper sets."""
-  size, _, channels = input_pipeline.default_shape(dataset)
-  return ml_collections.ConfigDict(lib_fields.defaults(
-      gan=gan, dataset__name=dataset, dataset__image_size=size, dataset__channels=channels))
+  the image size of `dataset`; variant files override what their paper sets."""
+  size = input_pipeline.default_shape(dataset)[0]
+  return ml_collections.ConfigDict(lib_fields.defaults(gan=gan, dataset__name=dataset,
+                                                       dataset__image_size=size))
 
 
 def runlocal(c: ml_collections.ConfigDict) -> None:

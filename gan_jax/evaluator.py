@@ -94,13 +94,13 @@ def cache_path(config, ext: Extractor) -> str:
   the dataset, split, count, the data's source (path, TFDS dir, float range, size, channels and
   image feature where not the dataset's own) and a hash
   of the extractor's weights."""
-  ev, data = config.eval, config.dataset
+  ev, data = config.eval, input_pipeline.settled(config.dataset)
   count = f'_n{ev.reference_samples}' if ev.reference_samples else ''
-  fields = [data.path, data.data_dir, data.float_range, data.image_size]
+  named = [data.path, data.data_dir, data.float_range, data.image_size]
   registered = input_pipeline.DATASETS.get(data.name)
   if (not registered or data.channels != registered.image_shape[2] or data.image_key):
-    fields += [data.channels, data.image_key]  # (the presets' cache names stay as they were)
-  source = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:8]
+    named += [data.channels, data.image_key]  # (the presets' cache names stay as they were)
+  source = hashlib.sha1(json.dumps(named).encode()).hexdigest()[:8]
   name = (f'{data.name}_{ev.reference_split}{count}_{source}_{ext.kind}_{ext.cache_key}'
           f'_v{CACHE_VERSION}.npz')
   return str(files.path(stats_dir(ev)) / name)

@@ -93,11 +93,12 @@ FIELDS = (
     F('dataset.float_range', 'unit', "float image data (.npz): 'unit' in [0, 1] | 'signed' in "
       '[-1, 1]', choices=tuple(input_pipeline.FLOAT_RANGES)),
     F('dataset.image_size', FROM_ARGS, 'TFDS, folders, digits: the side images are cropped and '
-      "resized to (not IDX/.npz); the dataset's size", '[1, inf)', 'pixels'),
+      "resized to (not IDX/.npz); the named dataset's size", '[1, inf)', 'pixels', resume=True),
     F('dataset.storage', 'auto', "folders, TFDS: 'memory' (decoded once) | 'stream' (decoded "
       "per batch) | 'auto'", resume=True),
-    F('dataset.channels', FROM_ARGS, 'TFDS, folders, digits: 1 (grayscale) | 3 (RGB) (not '
-      "IDX/.npz); the dataset's channels", choices=image_files.CHANNELS),
+    F('dataset.channels', 0, "1 (grayscale) | 3 (RGB) | 0: the data's own (a folder's: 3 if "
+      "its images have colour; IDX/.npz: their own; a named dataset's)",
+      choices=(0, *image_files.CHANNELS), resume=True),
     F('dataset.image_key', '', "TFDS: the image feature; '' = 'image' or the only Image "
       'feature'),
     F('dataset.label_key', '', "TFDS: the ClassLabel feature; '' = 'label' if there is one; "

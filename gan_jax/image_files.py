@@ -24,8 +24,22 @@ from gan_jax import files, streaming
 from gan_jax.errors import DataError
 
 SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif')
-CHANNELS = (1, 3)  # dataset.channels: grayscale or RGB
+CHANNELS = (1, 3)  # dataset.channels: grayscale or RGB (0: the data's own)
 _MODES = {1: 'L', 3: 'RGB'}
+_GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'F')
+PROBED = 64  # images a folder's channels are read from
+
+
+def folder_channels(root: str) -> int:
+  """A folder's own channels: 3 when any of PROBED images spread evenly over its listing is
+  stored in colour (RGB, RGBA, palette, CMYK...), 1 when all of them are grayscale. Reads
+  headers only."""
+  paths, _, _ = list_folder(root)
+  for i in sorted({round(k * (len(paths) - 1) / max(PROBED - 1, 1)) for k in range(PROBED)}):
+    with files.path(paths[i]).open('rb') as f, Image.open(f) as image:
+      if image.mode not in _GRAY_MODES:
+        return 3
+  return 1
 
 
 def fit(image: Image.Image, size: int, channels: int) -> np.ndarray:

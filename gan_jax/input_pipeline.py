@@ -11,6 +11,7 @@ and classes without loading it (what sampling and evaluation need). dataset.path
 a directory of IDX files, an .npz, or a folder of image files (gan_jax/image_files.py).
 """
 
+import copy
 import dataclasses
 import difflib
 import gzip
@@ -236,7 +237,7 @@ def spec_npz(path: str) -> DataSpec:
   return _spec(shape, dtype, labels, path)
 
 
-def _kind(path: str) -> str:
+def path_kind(path: str) -> str:
   """What dataset.path (local or gs://) holds: 'idx' (a directory with IDX image files),
   'folder' (any other directory: image files), or 'npz'; a DataError when it does not exist or
   is another kind of file."""
@@ -255,7 +256,7 @@ def _kind(path: str) -> str:
 def load_local(config) -> Dataset:
   """The files at dataset.path (local or gs://): IDX files, an .npz (both as they are), or a
   folder of images (fitted to image_size and channels)."""
-  kind = _kind(config.path)
+  kind = path_kind(config.path)
   if kind == 'idx':
     return load_idx_dir(config.path, config.split)
   if kind == 'npz':
@@ -266,7 +267,7 @@ def load_local(config) -> Dataset:
 
 
 def spec_local(config) -> DataSpec:
-  kind = _kind(config.path)
+  kind = path_kind(config.path)
   if kind == 'idx':
     return spec_idx_dir(config.path, config.split)
   if kind == 'npz':
@@ -383,7 +384,7 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
       return  # load_local says what is missing
     source, splits = {'idx': ('IDX files', ('train', 'test')),
                       'folder': ('a folder of images', ('train',)),
-                      'npz': ('an .npz file', ('train',))}[_kind(config.path)]
+                      'npz': ('an .npz file', ('train',))}[path_kind(config.path)]
   elif config.name == 'digits':
     source, splits = 'the digits dataset', ('train',)
   else:
@@ -394,8 +395,33 @@ def check_split(config, split: str, field: str = 'dataset.split') -> None:
 
 
 def check_channels(channels) -> None:
-  if channels not in image_files.CHANNELS:
-    raise ConfigError(f'dataset.channels must be 1 (grayscale) or 3 (RGB), got {channels!r}')
+  if channels not in (0, *image_files.CHANNELS):
+    raise ConfigError(f'dataset.channels must be 1 (grayscale), 3 (RGB) or 0 (the data\'s '
+                      f'own), got {channels!r}')
+
+
+def own_channels(config) -> Tuple[int, str]:
+  """(channels, where they come from) of the `dataset` ConfigDict: dataset.channels when set,
+  else (0) the data's own: a folder's (3 if its images have colour), IDX or .npz files' (their
+  header's), a named dataset's (its registry entry or TFDS feature). A preset's dataset name
+  sets the image size, never the channels of a user's files."""
+  if config.channels:
+    return config.channels, 'dataset.channels'
+  if config.path:
+    if path_kind(config.path) == 'folder':
+      return image_files.folder_channels(config.path), f'the images in {config.path}'
+    return spec_local(config).image_shape[2], f'the files at {config.path}'
+  return default_shape(config.name)[2], f'the {config.name} dataset'
+
+
+def settled(config):
+  """The `dataset` ConfigDict with dataset.channels 0 replaced by the data's own (a copy; the
+  same object when they are set)."""
+  if config.channels:
+    return config
+  config = copy.deepcopy(config)
+  config.channels = own_channels(config)[0]
+  return config
 
 
 def check_storage(config) -> None:
@@ -404,7 +430,7 @@ def check_storage(config) -> None:
   if config.storage not in streaming.STORAGES:
     raise ConfigError(f'dataset.storage must be one of {", ".join(map(repr, streaming.STORAGES))}'
                       f', got {config.storage!r}')
-  streams = (_kind(config.path) == 'folder' if config.path else
+  streams = (path_kind(config.path) == 'folder' if config.path else
              is_named(config.name) and _info(config.name).load is load_tfds)
   if config.storage == 'stream' and not streams:
     source = f'dataset.path {config.path}' if config.path else f'dataset {config.name!r}'
@@ -420,6 +446,7 @@ def load(config) -> Dataset:
   check_channels(config.channels)
   check_storage(config)
   check_split(config, config.split)
+  config = settled(config)
   if config.path:
     return load_local(config)
   return _info(config.name).load(config)
@@ -485,6 +512,7 @@ def spec(config) -> DataSpec:
   check_float_range(config.float_range)
   check_channels(config.channels)
   check_storage(config)
+  config = settled(config)
   if config.path:
     return spec_local(config)
   info = _info(config.name)

@@ -56,6 +56,34 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
   return trainer.Evaluation(run, metric, extractors.best_mode(metric))
 
 
+def _settle_channels(config, workdir: str) -> str:
+  """Sets dataset.channels 0 (the data's own) to the channels the run has: a resumed run's (its
+  data_spec.json), else the data's (input_pipeline.own_channels); returns where they come
+  from."""
+  if config.dataset.channels:
+    return 'dataset.channels'
+  recorded = rundir.read_spec(workdir)
+  if recorded:
+    config.dataset.channels = int(recorded.image_shape[2])
+    return f'the run in {workdir}'
+  config.dataset.channels, source = input_pipeline.own_channels(config.dataset)
+  return source
+
+
+def _log_shape(config, image_shape, channels_from: str) -> None:
+  """Says the shape the run trains at and where it comes from (a dataset name sets the size of
+  a user's folder; the channels are the folder's own unless dataset.channels sets them)."""
+  d = config.dataset
+  height, width, channels = image_shape
+  if d.path and input_pipeline.path_kind(d.path) != 'folder':
+    where = f'the files\' own shape ({d.path})'
+  else:
+    where = (f'side {d.image_size} from dataset.image_size ({d.name}\'s size unless set: '
+             f'--config.dataset.image_size changes it), {channels} channel'
+             f'{"s" if channels > 1 else ""} from {channels_from}')
+  logging.info('Training on %dx%dx%d images: %s.', height, width, channels, where)
+
+
 def train(config, workdir: str):
   """Trains `config` in `workdir` (resuming); returns the final state."""
   with image_files.listings():  # a folder's files listed once: spec, evaluator, loader
@@ -66,7 +94,10 @@ def _train(config, workdir: str):
   checks.check_config(config, jax.device_count())
   # Everything that can refuse the run comes before the data is loaded (a download, or a
   # folder decoded), from the data's spec (headers, registry, a folder's listing).
+  channels_from = _settle_channels(config, workdir)
   spec = input_pipeline.spec(config.dataset)
+  rundir.check_resume_shape(spec.image_shape, workdir)
+  _log_shape(config, spec.image_shape, channels_from)
   checks.check_data(config, spec.image_shape, spec.num_classes)
   evaluator = None
   if config.eval_every > 0:  # checks the eval settings, loads the extractors: may refuse
@@ -127,6 +158,7 @@ def evaluate(config, workdir: str, step: Optional[int] = None, best: bool = Fals
 def _evaluate(config, workdir: str, step: Optional[int], best: bool,
               raw_generator: bool) -> Dict[str, Any]:
   checks.check_config(config, jax.device_count())
+  _settle_channels(config, workdir)
   spec = _spec(config, workdir)
   evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings
   stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)

@@ -141,11 +141,22 @@ def read_spec(workdir: str) -> Optional[DataSpec]:
     spec = json.loads(files.path(spec_path(workdir)).read_text())
     return DataSpec(tuple(spec['image_shape']), int(spec['num_classes']),
                     tuple(str(name) for name in spec.get('class_names', ())))
-  except FileNotFoundError:
+  except (FileNotFoundError, NotADirectoryError):  # no run there (check_writable says more)
     return None
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ConfigError(f'cannot read {spec_path(workdir)} ({e}); move it away to read the '
                       f'shape from the data') from None
+
+
+def check_resume_shape(image_shape, workdir: str) -> None:
+  """Raises ConfigError when the workdir's run trained on images of another shape than
+  `image_shape` (dataset.image_size and channels may be restated, not changed)."""
+  recorded = read_spec(workdir)
+  if recorded and tuple(recorded.image_shape) != tuple(image_shape):
+    shape = lambda s: 'x'.join(map(str, s))
+    raise ConfigError(f'{workdir} holds a run trained on {shape(recorded.image_shape)} images; '
+                      f'this config gives {shape(image_shape)}: set dataset.image_size and '
+                      f'dataset.channels as the run had them, or use a new --workdir')
 
 
 def write_config(config, workdir: str) -> None:

@@ -53,8 +53,7 @@ def model_config(arch: str, **overrides):
   G, layer norm in D), every other field at its default (gan_jax/fields.py)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   from gan_jax import fields  # pylint: disable=g-import-not-at-top
-  c = fields.defaults(gan='', dataset__name='', dataset__image_size=0,
-                      dataset__channels=0)['model']
+  c = fields.defaults(gan='', dataset__name='', dataset__image_size=0)['model']
   c.update(arch=arch, width=8, depth=2, kernel_size=5, gen_norm='batch', critic_norm='layer')
   c.update(overrides)
   return ml_collections.ConfigDict(c)

@@ -129,7 +129,7 @@ def test_bad_folders_and_files_are_one_line_errors(tmp_path):
   (tmp_path / 'notes.txt').write_text('hello')
   with pytest.raises(DataError, match='is a file but not an .npz'):
     ip.load(_config(path=str(tmp_path / 'notes.txt')))
-  with pytest.raises(ConfigError, match='dataset.channels must be 1 .* or 3 .*, got 2'):
+  with pytest.raises(ConfigError, match=r'dataset.channels must be 1 .*, 3 .* or 0 .*, got 2'):
     ip.spec(_config(path=str(mixed), channels=2))
   with pytest.raises(DataError, match="must be 'train' for a folder of images"):
     ip.load(_config(path=str(mixed / 'a'), split='test'))
@@ -177,7 +177,7 @@ def test_any_tfds_name_with_its_features():
 
 def test_dataset_names_in_configs():
   celeb_a = dcgan.get_config('celeb_a')
-  assert (celeb_a.dataset.image_size, celeb_a.dataset.channels) == (64, 3)
+  assert (celeb_a.dataset.image_size, ip.own_channels(celeb_a.dataset)[0]) == (64, 3)
   assert ip.spec(celeb_a.dataset) == ip.DataSpec((64, 64, 3), 0)
   assert ip.spec(dcgan.get_config('lsun/bedroom,runlocal').dataset).image_shape == (64, 64, 3)
   for name in ('mnist', 'fashion_mnist', 'cifar10', 'digits'):  # the presets' shapes as before
@@ -204,7 +204,7 @@ def test_a_tfds_dataset_with_several_image_features_is_configured_by_image_key()
   dataset.image_key is refused in one line naming them, and with it the spec is had."""
   from conftest import load_config  # pylint: disable=g-import-not-at-top
   config = load_config('dcgan.py:tfds:div2k')
-  assert (config.dataset.image_size, config.dataset.channels) == (64, 3)
+  assert (config.dataset.image_size, ip.own_channels(config.dataset)[0]) == (64, 3)
   with pytest.raises(DataError, match='set dataset.image_key to one of its image features '
                                       r'\(lr, hr\)'):
     ip.spec(config.dataset)
@@ -240,7 +240,7 @@ def test_a_tfds_dataset_found_only_in_its_data_dir_trains_and_its_workdir_sample
   with pytest.raises(DataError, match="no TFDS dataset named 'unlisted_images'"):
     ip.load(_config(name='tfds:unlisted_images', download=True))  # not in the default data_dir
   config = wgan_gp.get_config('tfds:unlisted_images,runlocal')
-  assert (config.dataset.image_size, config.dataset.channels) == (64, 3)
+  assert (config.dataset.image_size, ip.own_channels(config.dataset)[0]) == (64, 3)
   config.dataset.update(dict(data_dir=str(tmp_path / 'tfds'), image_size=8, channels=1,
                              download=False))
   data = _same_spec(config.dataset)
@@ -250,3 +250,46 @@ def test_a_tfds_dataset_found_only_in_its_data_dir_trains_and_its_workdir_sample
   rundir.write_config(config, str(run))
   again = workdir_config.get_config(str(run))
   assert again.dataset.to_dict() == config.dataset.to_dict()
+
+
+def test_a_folder_trains_at_its_own_channels_and_the_log_says_the_shape(tmp_path):
+  """A preset's dataset name sets the size of a user's folder, never its channels: a colour
+  folder trains in RGB under the digits preset (1 channel), unless dataset.channels says
+  otherwise; the log names the shape and where it comes from; a resume keeps the run's shape
+  and refuses another."""
+  from conftest import run_main  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  colour, gray = tmp_path / 'colour', tmp_path / 'gray'
+  for folder, mode in ((colour, 'RGB'), (gray, 'L')):
+    folder.mkdir()
+    for i in range(12):
+      pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+      Image.fromarray(pixels).convert(mode).save(folder / f'{i}.png')
+  common = ('--config=configs/dcgan.py:digits,runlocal,mlp', '--config.num_steps=2',
+            '--config.dataset.image_size=8')
+
+  def train(workdir, *extra):
+    result = run_main(*common, f'--workdir={workdir}', *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(workdir / 'data_spec.json') as f:
+      return json.load(f)['image_shape'], result.stderr
+
+  shape, log = train(tmp_path / 'run_colour', f'--config.dataset.path={colour}')
+  assert shape == [8, 8, 3]
+  assert (f'Training on 8x8x3 images: side 8 from dataset.image_size (digits\'s size unless '
+          f'set: --config.dataset.image_size changes it), 3 channels from the images in '
+          f'{colour}.') in log
+  shape, _ = train(tmp_path / 'run_gray', f'--config.dataset.path={gray}')
+  assert shape == [8, 8, 1]
+  shape, log = train(tmp_path / 'run_asked', f'--config.dataset.path={colour}',
+                     '--config.dataset.channels=1')
+  assert shape == [8, 8, 1] and '1 channel from dataset.channels.' in log
+  # Resumed: the run's own channels (0 reads them from its data_spec.json); another refused.
+  shape, log = train(tmp_path / 'run_asked', f'--config.dataset.path={colour}',
+                     '--config.num_steps=4')
+  assert shape == [8, 8, 1] and f'1 channel from the run in {tmp_path / "run_asked"}' in log
+  refused = run_main(*common, f'--workdir={tmp_path / "run_asked"}', '--config.num_steps=6',
+                     f'--config.dataset.path={colour}', '--config.dataset.channels=3')
+  assert refused.returncode == 2
+  assert (f'holds a run trained on 8x8x1 images; this config gives 8x8x3: set '
+          f'dataset.image_size and dataset.channels as the run had them') in refused.stderr

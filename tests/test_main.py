@@ -125,7 +125,7 @@ GAN = '--config=configs/wgan_gp.py:digits,runlocal'
     ([GAN, '--config.dataset.path={tmp}/flat.npz'], 'N x H x W'),
     ([GAN, '--config.dataset.path={tmp}/no_images'], 'no IDX files and no images'),
     ([GAN, '--config.dataset.path={tmp}/a_file'], 'is a file but not an .npz'),
-    ([GAN, '--config.dataset.channels=2'], 'dataset.channels must be one of 1, 3, got 2'),
+    ([GAN, '--config.dataset.channels=2'], 'dataset.channels must be one of 0, 1, 3, got 2'),
     (['--config=configs/dcgan.py:celeba'], "did you mean 'celeb_a'"),
     (['--config=configs/wgan_gp.py:digits,resnet'], 'multiple of 8'),
     (['--config=configs/wgan_gp.py:digits,runlocal,resnet', '--config.dataset.image_size=48'],
