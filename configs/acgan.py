@@ -2,13 +2,19 @@
 an auxiliary class head; D minimises adversarial + class cross-entropy on real and fake, G
 adversarial + class cross-entropy on fake.
 
+  python main.py --config=configs/acgan.py:fashion_mnist \
+      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/acgan_fmnist
+  # 2-core CPU, 10 min (2700 iterations): domain FID 4.3, classifier score 6.87 (docs/results.md)
   python main.py --config=configs/acgan.py:mnist --workdir=/tmp/acgan_mnist
   python main.py --config=configs/acgan.py:fashion_mnist,wasserstein_gp \
-      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/acgan_fmnist
+      --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/acgan_wgp_fmnist
 
-The adversarial part is an option: nonsaturating (default; Adam(2e-4, 0.5), batch norm in D),
-wasserstein_clip (WGAN's clipping, RMSprop(5e-5), n_critic 5), wasserstein_gp (WGAN-GP's
-penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic). Options: runlocal, mlp.
+Options (the adversarial part is one of the first three):
+  nonsaturating     the default: Adam(2e-4, 0.5), batch norm in D
+  wasserstein_clip  WGAN's clipping, RMSprop(5e-5), n_critic 5
+  wasserstein_gp    WGAN-GP's penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic
+  runlocal          seconds on a CPU (what the tests use)
+  mlp               fully connected G and D, width 512
 """
 
 from configs import common

@@ -1,14 +1,18 @@
 """WGAN (Arjovsky et al. 2017): weight clipping c = 0.01, RMSprop(5e-5), n_critic 5, and 100
 critic updates for the first 25 and every 500th generator update; N(0, 0.02) init.
 
-  python main.py --config=configs/wgan.py:mnist --workdir=/tmp/wgan_mnist
   python main.py --config=configs/wgan.py:fashion_mnist \
       --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/wgan_fmnist
+  # 2-core CPU, 10 min (1017 iterations): domain FID 123.4, classifier score 2.65 (docs/results.md)
+  python main.py --config=configs/wgan.py:mnist --workdir=/tmp/wgan_mnist
   python main.py --config=configs/wgan.py:cifar10 --workdir=/tmp/wgan_cifar
 
 The DCGAN architecture with batch norm in G and critic, as in the paper's reference code
-(kernel 4, width 64). Options: runlocal, mlp (the paper's MLP experiment: 4 x 512 ReLU layers,
-no batch norm).
+(kernel 4, width 64).
+
+Options:
+  runlocal  seconds on a CPU (what the tests use)
+  mlp       the paper's MLP experiment: 4 x 512 ReLU layers, no batch norm
 """
 
 from configs import common

@@ -4,13 +4,14 @@ The promise: the same config and seed give the same samples. This trains each pr
 runlocal config, and with --full the full one for two iterations) through a tree's own main.py,
 samples 16 images from the checkpoint, and compares two such directories:
 
-  git worktree add /tmp/old 38d564f
+  git worktree add /tmp/old REV       # the revision to compare with
   python experiments/preset_samples.py --repo=/tmp/old --out=/tmp/presets_old
   python experiments/preset_samples.py --out=/tmp/presets_new
   python experiments/preset_samples.py --compare=/tmp/presets_old,/tmp/presets_new
 
-Where the sampling noise itself changed on purpose (it did after 38d564f: named streams), sample
-the old tree's workdirs with this tree, so that only the trained parameters differ, if at all:
+Where the two trees draw their sampling noise differently (named PRNG streams, in one and not
+the other), sample the old tree's workdirs with this tree, so that only the trained parameters
+differ, if at all:
 
   python experiments/preset_samples.py --repo=/tmp/old --sample_repo=. --reuse --out=/tmp/presets_old
 
@@ -36,7 +37,7 @@ RUNLOCAL = [
     'dcgan.py:digits,runlocal', 'dcgan.py:digits,runlocal,mlp', 'dcgan.py:cifar10,runlocal',
     'acgan.py:digits,runlocal', 'acgan.py:digits,runlocal,wasserstein_clip',
     'acgan.py:digits,runlocal,wasserstein_gp', 'acgan.py:digits,runlocal,mlp',
-    # the modern presets (issue 16)
+    # the modern presets
     'sngan.py:digits,runlocal', 'sngan.py:digits,runlocal,conditional',
     'sngan.py:cifar10,runlocal', 'dcgan.py:digits,runlocal,modern',
 ]

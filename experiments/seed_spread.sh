@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How much does the seed matter (issue 15, part 7): DCGAN and WGAN-GP on the Fashion-MNIST IDX
+# How much does the seed matter: DCGAN and WGAN-GP on the Fashion-MNIST IDX
 # files, SEEDS seeds each trained at once (--config.num_seeds, one compiled call for all), for
 # STEPS iterations; then --mode=eval, which scores every member (SAMPLES samples each against the
 # 60,000 training images, with the domain classifier of gan_jax/tools/train_classifier.py) and

@@ -1,4 +1,4 @@
-r"""What each modern technique does to DCGAN and WGAN-GP on Fashion-MNIST (issue 16): every
+r"""What each modern technique does to DCGAN and WGAN-GP on Fashion-MNIST: every
 technique added alone to each base GAN, the modern DCGAN combination and the SNGAN preset (its
 conv model at 28x28), on the whole training set and on a fixed 10 % of it (dataset.subset);
 SEEDS seeds of each trained at once (num_seeds), for a fixed number of iterations, then scored

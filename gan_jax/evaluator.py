@@ -83,9 +83,10 @@ def reference_data(config):
   return data_config
 
 
-# 2: Inception resizes [-1, 1] images (equal to 1's up to round-off). 3: the kept features (KID,
-# precision/recall) and a reference_samples subset are a seeded random draw of the split, not
-# its first images (a folder lists its images class by class).
+# The format of the cached statistics, in their file names, so that caches of another format are
+# never read: Inception resizes [-1, 1] images, and the kept features (KID, precision/recall) and
+# a reference_samples subset are a seeded random draw of the split, not its first images (a
+# folder lists its images class by class).
 CACHE_VERSION = 3
 
 
@@ -99,7 +100,7 @@ def cache_path(config, ext: Extractor) -> str:
   named = [data.path, data.data_dir, data.float_range, data.image_size]
   registered = input_pipeline.DATASETS.get(data.name)
   if (not registered or data.channels != registered.image_shape[2] or data.image_key):
-    named += [data.channels, data.image_key]  # (the presets' cache names stay as they were)
+    named += [data.channels, data.image_key]  # (a named dataset as it is leaves them out)
   source = hashlib.sha1(json.dumps(named).encode()).hexdigest()[:8]
   name = (f'{data.name}_{ev.reference_split}{count}_{source}_{ext.kind}_{ext.cache_key}'
           f'_v{CACHE_VERSION}.npz')

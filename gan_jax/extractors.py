@@ -96,7 +96,7 @@ def domain_extractor(config, image_shape) -> Extractor:
     raise ConfigError(f'the classifier in {directory} was trained on '
                       f'{meta["dataset"]}, the run uses {config.dataset.name}')
   # What its test accuracy was measured on: a test split, or rows held out of the training
-  # split (listed in a file beside it). Older classifiers do not say.
+  # split (listed in a file beside it). A meta.json without 'test' does not say.
   path, test = files.absolute(directory), {}
   if 'test' in meta:
     rows = meta['test'].get('held_out_rows')   # only a held-out test has the file

@@ -280,7 +280,8 @@ def refusal(config, prefix: str = '', exclude: str = '') -> Optional[str]:
 
 
 def resumable(name: str) -> bool:
-  """Whether a resumed run may change field `name` (any eval.* field, also ones since gone)."""
+  """Whether a resumed run may change field `name` (any eval.* field, also one not declared
+  here)."""
   f = BY_NAME.get(name)
   return f.resume if f else name.startswith('eval.')
 

@@ -86,8 +86,8 @@ def resolve_fields(gan: str, adversarial: str = '', lipschitz: str = '', conditi
       raise ConfigError(f'acgan_adversarial {acgan_adversarial!r} is unknown; choose one of '
                         f'{", ".join(ACGAN_ADVERSARIAL)} (or set loss.adversarial and '
                         f'loss.lipschitz)')
-    # The older field decides ACGAN's loss when set, as it always did (whatever the config
-    # file's option wrote into loss.*).
+    # The older field decides ACGAN's loss when set (whatever the config file's option wrote
+    # into loss.*), so that a config.json that has it trains the loss it names.
     adversarial, lipschitz = ACGAN_ADVERSARIAL[acgan_adversarial]
   spec = GanSpec(adversarial or preset.adversarial, lipschitz or preset.lipschitz,
                  conditional or preset.conditional)

@@ -49,7 +49,7 @@ BASE = {'log_every': 4, 'steps_per_call': 1}  # the 1-device run: one iteration 
 # is the gradients of 1 and 8 devices.
 BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
                     'critic_optimizer__learning_rate': 1e-7},
-        # The modern toolkit (issue 16): every option at once, and R1 (lazy) with the rest.
+        # The modern toolkit: every option at once, and R1 (lazy) with the rest.
         'toolkit': {'model__conditional': 'projection', 'loss__adversarial': 'hinge',
                     'model__spectral_norm': True, 'model__gen_spectral_norm': True,
                     'model__critic_norm': 'none', 'ema__decay': 0.9,

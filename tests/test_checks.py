@@ -95,7 +95,7 @@ def test_presets_and_the_old_acgan_field():
       'wasserstein', 'clip', 'acgan')
   # Only ACGAN reads it: old configs of the other GANs carry 'nonsaturating' there.
   assert gans.resolve_fields('wgan_gp', acgan_adversarial='nonsaturating').lipschitz == 'gp'
-  # The old override on today's ACGAN config, whose option already set loss.*: it decides.
+  # The acgan_adversarial override on an ACGAN config whose option already set loss.*: it decides.
   for option in ('', ',wasserstein_gp'):
     config = load_config(f'acgan.py:digits{option}', acgan_adversarial='wasserstein_clip')
     assert gans.resolve(config) == gans.GanSpec('wasserstein', 'clip', 'acgan')

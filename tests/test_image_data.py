@@ -180,7 +180,7 @@ def test_dataset_names_in_configs():
   assert (celeb_a.dataset.image_size, ip.own_channels(celeb_a.dataset)[0]) == (64, 3)
   assert ip.spec(celeb_a.dataset) == ip.DataSpec((64, 64, 3), 0)
   assert ip.spec(dcgan.get_config('lsun/bedroom,runlocal').dataset).image_shape == (64, 64, 3)
-  for name in ('mnist', 'fashion_mnist', 'cifar10', 'digits'):  # the presets' shapes as before
+  for name in ('mnist', 'fashion_mnist', 'cifar10', 'digits'):  # the presets' shapes
     dataset = wgan_gp.get_config(name).dataset
     assert ip.spec(dataset) == ip.DataSpec(ip.DATASETS[name].image_shape, 10)
   flowers = dcgan.get_config('tfds:oxford_flowers102').dataset  # sizes vary: 64 x 64 x 3

@@ -69,7 +69,7 @@ def test_dcgan_64_model_is_the_papers():
 @pytest.mark.parametrize('size,levels', [(8, 3), (16, 3), (28, 3), (32, 3), (48, 4), (64, 4),
                                          (128, 5)])
 def test_conv_levels_grow_above_32(size, levels):
-  """3 stride-2 layers up to 32 px (the presets' models, unchanged); one more per doubling."""
+  """3 stride-2 layers up to 32 px (the presets' models); one more per doubling."""
   assert models.conv_levels(size) == levels
   assert models.pyramid(size, levels)[0] <= 4
   assert models.conv_channels(size, 2) == [2 * 2 ** i for i in range(levels)][::-1]

@@ -1,5 +1,6 @@
 """Conditioning 'projection': the projection critic (Miyato & Koyama 2018) and the generator's
-conditional batch norm, beside 'acgan' and unconditional models that must stay as they were."""
+conditional batch norm, beside 'acgan' and unconditional models, whose parameter trees are
+fixed: checkpoints hold them."""
 
 import flax.linen as nn
 import jax
@@ -114,11 +115,11 @@ def _expected_trees(arch, num_classes):
 @pytest.mark.parametrize('arch,shape', ARCHS)
 @pytest.mark.parametrize('num_classes', [0, K])
 @pytest.mark.parametrize('conditioning', [None, 'acgan', 'projection'])
-def test_acgan_and_unconditional_trees_are_unchanged(arch, shape, num_classes, conditioning):
+def test_acgan_and_unconditional_trees_are_fixed(arch, shape, num_classes, conditioning):
   """build()'s default is 'acgan'; 'acgan' and num_classes 0 (whatever the conditioning) give
-  the parameter trees of before."""
+  the parameter trees above, the ones checkpoints hold."""
   if conditioning == 'projection' and num_classes:
-    pytest.skip('a new model')
+    pytest.skip('the projection model: tested below')
   kw = {} if conditioning is None else dict(conditioning=conditioning)
   gen, critic = models.build(_model_config(arch), shape, num_classes, **kw)
   assert gen.conditioning == critic.conditioning == (conditioning or 'acgan')

@@ -200,7 +200,7 @@ def test_too_few_eval_samples_refuse_the_run_before_any_write(clf_dir, tmp_path)
 
 def test_a_split_the_source_does_not_have_is_refused(clf_dir, tmp_path):
   config = load_config('wgan_gp.py:digits,runlocal,mlp')
-  config.dataset.split = 'test'          # digits has one split: it was read as training data
+  config.dataset.split = 'test'          # digits has one split: 'test' would read the training data
   with pytest.raises(input_pipeline.DataError, match="dataset.split must be 'train'.*'test'"):
     input_pipeline.load(config.dataset)
   npz = tmp_path / 'data.npz'

@@ -78,7 +78,7 @@ def test_stacked_init_is_bitwise_each_seeds_compiled_init():
 
 
 def test_one_seed_keeps_the_unstacked_state_and_stream():
-  """num_seeds 1 (the default) is today's run: no member axis anywhere."""
+  """num_seeds 1 (the default) is one plain run: no member axis anywhere."""
   config = load_config('wgan_gp.py:digits,runlocal,mlp')
   assert config.num_seeds == 1
   data = input_pipeline.load(config.dataset)

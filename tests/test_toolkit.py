@@ -1,4 +1,4 @@
-"""The modern toolkit (issue 16): the generator's EMA, spectral norm, hinge and least-squares
+"""The modern toolkit: the generator's EMA, spectral norm, hinge and least-squares
 losses, R1, DiffAugment where the critic sees images, projection conditioning; each against a
 known answer. (DiffAugment's transforms: test_augment.py; the projection modules:
 test_projection.py; 1 vs 8 devices: test_multidevice.py; refusals: test_train.py.)"""

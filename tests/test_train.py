@@ -342,7 +342,7 @@ def test_restore_for_use_closes_its_manager_when_it_refuses(tmp_path, monkeypatc
 
 def test_sampling_streams_are_named_and_never_another_seeds():
   """The grid, sample and eval noise of one seed are neither the training key of another seed
-  nor one another (they were PRNGKey(seed + 1/2/3): seed 0's grid was seed 1's training key)."""
+  nor one another (PRNGKey(seed + 1/2/3) would make seed 0's grid seed 1's training key)."""
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   keys = {(seed, 'train'): jax.random.PRNGKey(seed) for seed in range(5)}
   for seed in range(5):
