@@ -283,8 +283,9 @@ def _fitted_shape(config) -> Tuple[int, int, int]:
 
 # ---------------------------------------------------------------- built-in datasets
 def load_digits(config) -> Dataset:
-  """scikit-learn's bundled 8x8 digits (1797 images, no download), resized to image_size (its
-  PIL's bilinear resize, not image_files.fit, so that the digits images, and the runs and reference statistics made from them, stay the same), in `channels`."""
+  """scikit-learn's bundled 8x8 digits (1797 images, no download), resized to image_size with
+  PIL's bilinear filter (not image_files.fit, so that the digits images, and the runs and
+  reference statistics made from them, stay the same), in `channels`."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
   digits = sk_datasets.load_digits()
