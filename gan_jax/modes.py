@@ -45,7 +45,8 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
   def one(state, seed):
     return evaluator.run(sampling.batches(
         stepper, state, config.eval.num_samples,
-        sampling.stream_key(seed, sampling.EVAL_STREAM), interleaved=True))
+        sampling.stream_key(seed, sampling.EVAL_STREAM), interleaved=True,
+        progress='Evaluating'))
 
   def run(state):
     if stepper.num_seeds == 1:

@@ -4,8 +4,10 @@ nothing needs training data.
 """
 
 import io
+import time
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,17 +70,53 @@ def member_grids(stepper: Stepper, state, inputs: Sequence, class_names: Sequenc
 
 
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,
-            interleaved: bool = False) -> Iterator[Tuple[jax.Array, Optional[np.ndarray]]]:
+            interleaved: bool = False, progress: str = ''
+            ) -> Iterator[Tuple[jax.Array, Optional[np.ndarray]]]:
   """Yields (images in [-1, 1] on the device [b, H, W, C], labels [b] or None) for
-  `num_samples` samples; a conditional GAN's labels are balanced over the classes."""
+  `num_samples` samples; a conditional GAN's labels are balanced over the classes. With
+  `progress` ('Sampling', 'Evaluating'), long runs log how far they are (`logged`)."""
   labels = (balanced_labels(num_samples, stepper.num_classes, interleaved)
             if stepper.num_classes else None)
-  for start in range(0, num_samples, batch_size):
-    key, z_key = jax.random.split(key)
-    n = min(batch_size, num_samples - start)
-    chunk = None if labels is None else labels[start:start + n]
-    yield (stepper.generate(state, stepper.noise(z_key, n),
-                            None if chunk is None else jnp.asarray(chunk)), chunk)
+
+  def generate():
+    nonlocal key
+    for start in range(0, num_samples, batch_size):
+      key, z_key = jax.random.split(key)
+      n = min(batch_size, num_samples - start)
+      chunk = None if labels is None else labels[start:start + n]
+      yield (stepper.generate(state, stepper.noise(z_key, n),
+                              None if chunk is None else jnp.asarray(chunk)), chunk)
+  return logged(generate(), num_samples, progress) if progress else generate()
+
+
+PROGRESS_SECONDS = 10.0  # a long sampling or evaluation logs its progress this often
+
+
+def logged(parts: Iterator, total: int, what: str, every: float = PROGRESS_SECONDS,
+           clock=time.monotonic) -> Iterator:
+  """`parts` ((images [b, ...], labels) pairs totalling `total` images) as they are, logging
+  '{what}: done/total samples (%), elapsed, about T left' once `every` seconds have passed
+  since the last line (none for work shorter than that). The time is the consumer's: it
+  includes scoring the images it has taken."""
+  start = last = clock()
+  done = 0
+  for part in parts:
+    yield part
+    done += len(part[0])
+    now = clock()
+    if now - last >= every and done < total:
+      last = now
+      left = (now - start) / done * (total - done)
+      logging.info('%s: %d/%d samples (%.0f%%), %s, about %s left.', what, done, total,
+                   100.0 * done / total, _duration(now - start), _duration(left))
+  elapsed = clock() - start
+  if elapsed >= every:
+    logging.info('%s: %d samples in %s.', what, done, _duration(elapsed))
+
+
+def _duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  return f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
 
 
 def write_samples(stepper: Stepper, state, seed: int, num_samples: int, out: str,
@@ -86,8 +124,10 @@ def write_samples(stepper: Stepper, state, seed: int, num_samples: int, out: str
   """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN, with `class_names`
   when the data has them) and a PNG grid beside it (100 samples, or 10 per class one class
   per row, named on the left)."""
-  parts = list(batches(stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM)))
-  samples = np.concatenate([np.asarray(images.to_unit(np.asarray(b))) for b, _ in parts])
+  # Each batch comes to the host as it is made: the progress log times finished samples.
+  parts = [(np.asarray(images.to_unit(np.asarray(b))), l) for b, l in batches(
+      stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM), progress='Sampling')]
+  samples = np.concatenate([b for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
   png = str(files.path(out).with_suffix('.png'))
   result = {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}

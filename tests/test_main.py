@@ -235,3 +235,20 @@ def test_compile_without_libtpu_names_the_install_line():
       'error: --mode=compile needs libtpu, which is not installed: '
       'pip install "jax[tpu]==0.10.2"')
   assert result.stdout == ''
+
+
+def test_long_sampling_and_evaluation_log_their_progress():
+  """sampling.logged: a line once `every` seconds have passed (never before), with the count,
+  the share and the time left; a closing line for work that took longer than that."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gan_jax import sampling  # pylint: disable=g-import-not-at-top
+  ticks = iter([0.0, 4.0, 11.0, 15.0, 30.0, 30.0])  # start, after each of 4 parts, the end
+  parts = [(np.zeros((25, 2)), None)] * 4
+  from unittest import mock  # pylint: disable=g-import-not-at-top
+  with mock.patch.object(sampling.logging, 'info') as info:
+    out = list(sampling.logged(iter(parts), 100, 'Sampling', every=10.0,
+                               clock=lambda: next(ticks)))
+  assert len(out) == 4
+  lines = [call.args[0] % call.args[1:] for call in info.call_args_list]
+  assert lines == ['Sampling: 50/100 samples (50%), 11s, about 11s left.',
+                   'Sampling: 100 samples in 30s.']
