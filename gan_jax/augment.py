@@ -12,7 +12,7 @@ DiffAugment_pytorch.py), on images [B, H, W, C] in [-1, 1]:
 Every draw is per example, shaped [B, ...], and comes from the key alone: `draw` makes the draws
 of a policy for a batch, `apply` puts them on the images, and `augment` is the two together.
 Keeping the two apart lets a pmapped step draw for the global batch and keep its own rows (as
-steps._draw does with the noise), so jit and pmap augment alike.
+updates._draw does with the noise), so jit and pmap augment alike.
 """
 
 from typing import Dict, Sequence

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 
 from gan_jax import files, migration
 from gan_jax.errors import ConfigError
-from gan_jax.steps import TrainState
+from gan_jax.updates import TrainState
 
 LATEST, BEST = 'checkpoints', 'best_checkpoint'
 

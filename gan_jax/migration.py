@@ -15,7 +15,7 @@ preset decides. Fields added since a run began are the field table's business
 
 from typing import Any, Dict, Mapping
 
-from gan_jax.steps import PlayerState, TrainState
+from gan_jax.updates import PlayerState, TrainState
 
 FORMAT = 3  # what this version writes
 _PARTS = ('params', 'stats', 'opt_state')

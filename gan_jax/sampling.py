@@ -17,7 +17,7 @@ from gan_jax.stepper import Stepper
 
 # Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
 # --mode=sample's samples, and the evaluators' samples. Training splits PRNGKey(seed) itself
-# (gan_jax/steps.py); these are folded in, so no stream of one seed is a stream of another.
+# (gan_jax/updates.py); these are folded in, so no stream of one seed is a stream of another.
 GRID_STREAM, SAMPLE_STREAM, EVAL_STREAM = 1, 2, 3
 
 

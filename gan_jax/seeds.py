@@ -3,7 +3,7 @@ config.seed + k, trained as one seed-stacked TrainState by one compiled call.
 
 A stacked state is a TrainState whose leaves carry a leading member axis [N, ...], all but
 `step`: every member takes every step, so one step counts them all. The pure step of one run
-(gan_jax/steps.py) is vmapped over that axis, so member k's parameters (from PRNGKey(seed + k)),
+(gan_jax/updates.py) is vmapped over that axis, so member k's parameters (from PRNGKey(seed + k)),
 noise (its own state key) and real batches (a BatchStream of seed + k, `Streams`) are those of
 a separate run with seed + k. num_seeds = 1 never comes here: its state is the one run's,
 unstacked.
@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import input_pipeline, steps
-from gan_jax.steps import TrainState
+from gan_jax import input_pipeline, updates
+from gan_jax.updates import TrainState
 
 # vmap axes of a stacked TrainState: the member axis of every leaf but the shared step.
 STATE_AXES = TrainState(step=None, key=0, gen=0, critic=0, skipped=0, ema=0)
@@ -29,10 +29,10 @@ def member_seeds(config) -> List[int]:
   return [config.seed + k for k in range(config.num_seeds)]
 
 
-def init(gan: steps.GAN, seeds: Sequence[int], image_shape) -> TrainState:
-  """The stacked initial state: member k is steps.init_state(gan, seeds[k], image_shape)."""
+def init(gan: updates.GAN, seeds: Sequence[int], image_shape) -> TrainState:
+  """The stacked initial state: member k is updates.init_state(gan, seeds[k], image_shape)."""
   keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])  # [N, 2]
-  init_one = functools.partial(steps.init_from_key, gan, image_shape=image_shape)
+  init_one = functools.partial(updates.init_from_key, gan, image_shape=image_shape)
   return jax.vmap(init_one, out_axes=STATE_AXES)(keys)
 
 

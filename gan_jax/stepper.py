@@ -3,7 +3,7 @@ call per group of iterations. Training, sampling, evaluation, --mode=compile and
 experiments/benchmark.py all go through a Stepper.
 
 The training call is one function of (state, batch), whatever the parallelism, seed count or
-iterations per call: K iterations of the one-run step (steps.train_steps), jitted over a mesh
+iterations per call: K iterations of the one-run step (updates.train_steps), jitted over a mesh
 ('data' over every device), the state replicated and donated, the batch [K, n_critic, B, ...]
 split on B. Two seams wrap the step, each chosen once from the config:
 - num_seeds N > 1: the state is seed-stacked (gan_jax/seeds.py) and the call maps the step over
@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import flops, seeds, sharding, steps
-from gan_jax.steps import TrainState
+from gan_jax import flops, seeds, sharding, updates
+from gan_jax.updates import TrainState
 
 
 class Stepper:
@@ -41,17 +41,17 @@ class Stepper:
     self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.pmap = config.parallelism == 'pmap'
-    self.gan = steps.build_gan(config, self.image_shape, num_classes, platform=self.platform,
+    self.gan = updates.build_gan(config, self.image_shape, num_classes, platform=self.platform,
                                axis_name='data' if self.pmap else None)
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
     self.mapping = None  # num_seeds > 1: 'vmap' or 'loop' (seeds.mapping)
     self._repl = sharding.replicated(self.mesh)
-    call = functools.partial(steps.train_steps, gan=self.gan)
+    call = functools.partial(updates.train_steps, gan=self.gan)
     # Axes before n_critic in a call's batch: K, then the members' N.
     self._leading = 1
     if self.num_seeds == 1:
-      init = functools.partial(steps.init_state, self.gan, config.seed, self.image_shape)
+      init = functools.partial(updates.init_state, self.gan, config.seed, self.image_shape)
       self._state_sharding = self._repl
     else:
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
@@ -74,7 +74,7 @@ class Stepper:
                          donate_argnums=0)
     # Samples come from the generator's EMA when the run keeps one, unless `raw_generator`.
     self.uses_ema = config.ema.decay > 0 and not raw_generator
-    self._generate = jax.jit(functools.partial(steps.generate, self.gan,
+    self._generate = jax.jit(functools.partial(updates.generate, self.gan,
                                                use_ema=self.uses_ema))
 
   @property

@@ -19,7 +19,7 @@ from gan_jax import (checkpoints, files, gans, hardware, input_pipeline, platfor
                      rundir, sampling, schedule, seeds)
 from gan_jax.errors import NonFiniteError
 from gan_jax.stepper import Stepper
-from gan_jax.steps import TrainState
+from gan_jax.updates import TrainState
 
 
 @dataclasses.dataclass

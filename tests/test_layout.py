@@ -65,10 +65,10 @@ def test_no_import_cycle():
 
 def test_evaluation_and_sampling_sit_beside_the_loop():
   graph = _imports()
-  for module in ('evaluator', 'extractors', 'feature_metrics', 'sampling', 'stepper', 'steps',
+  for module in ('evaluator', 'extractors', 'feature_metrics', 'sampling', 'stepper', 'updates',
                  'checks'):
     assert not {'trainer', 'modes'} & _reach(graph, module), module
-  assert not {'stepper', 'steps', 'trainer'} & _reach(graph, 'evaluator')
+  assert not {'stepper', 'updates', 'trainer'} & _reach(graph, 'evaluator')
   # Only the modes assemble the trainer, and nothing below main.py imports the modes.
   assert [m for m in graph if 'trainer' in graph[m]] == ['modes']
   assert not [m for m in graph if 'modes' in graph[m]]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from gan_jax import checkpoints, input_pipeline, modes, seeds, steps, trainer
+from gan_jax import checkpoints, input_pipeline, modes, seeds, updates, trainer
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.stepper import Stepper
 
@@ -68,10 +68,10 @@ def test_auto_mapping_loops_conv_members_on_cpu_alone():
 
 def test_stacked_init_is_bitwise_each_seeds_compiled_init():
   config = load_config('dcgan.py:digits,runlocal', seed=SEED)
-  gan = steps.build_gan(config, (28, 28, 1), 10)
+  gan = updates.build_gan(config, (28, 28, 1), 10)
   stacked = jax.jit(lambda: seeds.init(gan, [7, 8], (28, 28, 1)))()
   for k, seed in enumerate((7, 8)):
-    one = jax.jit(lambda seed=seed: steps.init_state(gan, seed, (28, 28, 1)))()  # as Stepper
+    one = jax.jit(lambda seed=seed: updates.init_state(gan, seed, (28, 28, 1)))()  # as Stepper
     for a, b in zip(jax.tree.leaves(seeds.member(stacked, k)), jax.tree.leaves(one),
                     strict=True):
       np.testing.assert_array_equal(a, b)
@@ -84,7 +84,7 @@ def test_one_seed_keeps_the_unstacked_state_and_stream():
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes)
   state = stepper.init()
-  one = steps.init_state(stepper.gan, config.seed, data.image_shape)
+  one = updates.init_state(stepper.gan, config.seed, data.image_shape)
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(one), strict=True):
     np.testing.assert_array_equal(a, b)
   assert isinstance(seeds.stream(data, config), input_pipeline.BatchStream)

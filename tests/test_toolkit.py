@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from gan_jax import augment, errors, gans, input_pipeline, losses, modes, spectral, steps
+from gan_jax import augment, errors, gans, input_pipeline, losses, modes, spectral, updates
 from gan_jax.stepper import Stepper
 
 
@@ -31,10 +31,10 @@ def _batch(data, config, n_critic=1, start=0):
 def test_ema_update_is_the_closed_form_of_a_known_sequence():
   decay, start, n = 0.9, 2, 6
   values = [float(k * k) for k in range(n + 1)]  # p_0 (init), p_1 ... p_n (after each update)
-  player = lambda v: steps.PlayerState({'w': jnp.full((3,), v)}, {'m': jnp.full((2,), -v)}, None)
+  player = lambda v: updates.PlayerState({'w': jnp.full((3,), v)}, {'m': jnp.full((2,), -v)}, None)
   ema = {'params': player(values[0]).params, 'stats': player(values[0]).stats}
   for step in range(n):   # update `step` (0-based) leaves p_{step + 1}
-    ema = steps.ema_update(ema, player(values[step + 1]), jnp.asarray(step), decay, start)
+    ema = updates.ema_update(ema, player(values[step + 1]), jnp.asarray(step), decay, start)
   # Updates before `start` copy (the average starts from p_start), then it decays.
   expected = decay ** (n - start) * values[start] + (1 - decay) * sum(
       decay ** (n - i) * values[i] for i in range(start + 1, n + 1))
@@ -65,7 +65,7 @@ def test_training_keeps_the_ema_of_the_generators_parameters_and_samples_with_it
   np.testing.assert_allclose(ema_images, by_hand, atol=1e-6)
   raw = Stepper(config, data.image_shape, data.num_classes, raw_generator=True)
   raw_images = raw.generate(state, z)
-  np.testing.assert_allclose(raw_images, steps.generate(stepper.gan, state.replace(ema={}), z),
+  np.testing.assert_allclose(raw_images, updates.generate(stepper.gan, state.replace(ema={}), z),
                              atol=1e-6)
   assert float(jnp.max(jnp.abs(raw_images - ema_images))) > 1e-4
 
@@ -182,11 +182,11 @@ def test_r1_adds_half_gamma_times_every_to_the_critic_loss_on_its_updates(r1_now
                    loss__r1_every=4, **base)
   data = input_pipeline.load(plain.dataset)
   batch = jax.tree.map(lambda x: x[0], _batch(data, plain))
-  state = steps.init_state(steps.build_gan(plain, data.image_shape, 0), 0, data.image_shape)
+  state = updates.init_state(updates.build_gan(plain, data.image_shape, 0), 0, data.image_shape)
   results = {}
   for name, config in (('plain', plain), ('r1', r1)):
-    gan = steps.build_gan(config, data.image_shape, 0)
-    results[name] = steps.critic_update(gan, state.gen, state.critic, batch,
+    gan = updates.build_gan(config, data.image_shape, 0)
+    results[name] = updates.critic_update(gan, state.gen, state.critic, batch,
                                         jax.random.PRNGKey(2), jnp.asarray(r1_now))[1]
   penalty = float(results['r1']['r1_penalty'])
   assert (penalty > 0) == r1_now
@@ -201,7 +201,7 @@ def test_lazy_r1_falls_on_every_kth_critic_update():
   state = stepper.init()
   stream = input_pipeline.BatchStream(data, config.batch_size, config.seed)
   taken = []
-  with mock.patch.object(steps.losses, 'r1_penalty', wraps=losses.r1_penalty):
+  with mock.patch.object(updates.losses, 'r1_penalty', wraps=losses.r1_penalty):
     for _ in range(3):  # critic updates 0..5: R1 on 0 and 3, i.e. steps 0 and 1 once each
       state, metrics, _ = stepper.train(state, [stream.next(2)])
       taken.append(float(metrics['r1_penalty'][0]) > 0)
@@ -222,15 +222,15 @@ def test_the_critic_sees_real_fake_and_interpolates_through_the_augmentation():
   batch = jax.tree.map(lambda x: x[0], _batch(data, config))
   gan = stepper.gan
   with mock.patch.object(augment, 'apply', _blind):
-    _, metrics = steps.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(0))
-    gen, _ = steps.gen_update(gan, state.gen, state.critic, jax.random.PRNGKey(1), 16)
+    _, metrics = updates.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(0))
+    gen, _ = updates.gen_update(gan, state.gen, state.critic, jax.random.PRNGKey(1), 16)
   # Real and fake both became zeros: the critic cannot tell them apart, and the penalty's
   # interpolates (between the two) are zeros too, one gradient norm for all.
   assert float(metrics['wasserstein']) == 0.0
   # The generator's images reach the critic only through the augmentation: no gradient.
   for a, b in zip(jax.tree.leaves(gen.params), jax.tree.leaves(state.gen.params), strict=True):
     np.testing.assert_array_equal(a, b)
-  _, seen = steps.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(0))
+  _, seen = updates.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(0))
   assert float(seen['wasserstein']) != 0.0
 
 
@@ -241,8 +241,8 @@ def test_augmentation_changes_the_critics_view_but_keeps_the_generators_gradient
   state = stepper.init()
   grads = {}
   for name, c in (('augmented', config), ('plain', plain)):
-    gan = steps.build_gan(c, data.image_shape, 0)
-    gen, metrics = steps.gen_update(gan, state.gen, state.critic, jax.random.PRNGKey(1), 16)
+    gan = updates.build_gan(c, data.image_shape, 0)
+    gen, metrics = updates.gen_update(gan, state.gen, state.critic, jax.random.PRNGKey(1), 16)
     grads[name] = (metrics['gen_loss'], gen.params)
   assert float(grads['augmented'][0]) != float(grads['plain'][0])
   moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(
@@ -274,9 +274,9 @@ def test_sngan_cifar10_preset_is_the_papers_resnet():
   assert config.n_critic == 5 and config.batch_size == 64
   assert (config.critic_optimizer.learning_rate, config.critic_optimizer.b1,
           config.critic_optimizer.b2, config.critic_optimizer.schedule) == (2e-4, 0.0, 0.9, 'linear')
-  gan = steps.build_gan(config, (32, 32, 3), 0)
+  gan = updates.build_gan(config, (32, 32, 3), 0)
   assert gan.spec == gans.GanSpec('hinge', 'none', 'none') and gan.critic_spectral
-  state = jax.eval_shape(lambda: steps.init_state(gan, 0, (32, 32, 3)))
+  state = jax.eval_shape(lambda: updates.init_state(gan, 0, (32, 32, 3)))
   kernels = {'/'.join(k.key for k in path[:-1]) for path, leaf in
              jax.tree_util.tree_flatten_with_path(state.critic.params)[0] if leaf.ndim >= 2}
   assert set(state.critic.spectral) == {k + '/kernel' for k in kernels}
@@ -288,8 +288,8 @@ def test_sngan_cifar10_preset_is_the_papers_resnet():
   outs = []
   for c in (config, mean):
     c.model.width = c.model.critic_width = 8
-    g = steps.build_gan(c, (32, 32, 3), 0)
-    params = steps.init_state(g, 0, (32, 32, 3)).critic.params
+    g = updates.build_gan(c, (32, 32, 3), 0)
+    params = updates.init_state(g, 0, (32, 32, 3)).critic.params
     outs.append(g.critic.apply({'params': {**params, 'adv_head': {
         'kernel': jnp.ones_like(params['adv_head']['kernel']),
         'bias': jnp.zeros_like(params['adv_head']['bias'])}}}, x, train=False)[0])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from gan_jax import checkpoints, gans, input_pipeline, losses, modes, schedule, steps, trainer
+from gan_jax import checkpoints, gans, input_pipeline, losses, modes, schedule, updates, trainer
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -101,7 +101,7 @@ def test_wgan_schedule_is_the_papers():
 def test_critic_updates_per_iteration_and_no_retrace(tmp_path, monkeypatch):
   """The paper's 100 critic updates on boosted steps (runlocal: step 0 and every 3rd), else 5."""
   traced = []  # n_critic of each trace of the step
-  original = steps.train_step
+  original = updates.train_step
 
   def counting(state, batch, *, gan):
     traced.append(batch['image'].shape[0])
@@ -137,10 +137,10 @@ def test_scanned_critic_updates_equal_an_unrolled_loop(tmp_path):
   gan, state = run.gan, run.stepper.init()
   batch = input_pipeline.BatchStream(run.data, config.batch_size, config.seed).next(3)
   batch = jax.tree.map(jnp.asarray, batch)
-  scanned, _, _ = jax.jit(lambda s, b: steps.train_step(s, b, gan=gan))(state, batch)
+  scanned, _, _ = jax.jit(lambda s, b: updates.train_step(s, b, gan=gan))(state, batch)
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), 4)
   critic = state.critic
-  update = jax.jit(lambda c, b, k: steps.critic_update(gan, state.gen, c, b, k))
+  update = jax.jit(lambda c, b, k: updates.critic_update(gan, state.gen, c, b, k))
   for i in range(3):
     critic, _ = update(critic, jax.tree.map(lambda x, i=i: x[i], batch), keys[i + 1])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
@@ -243,7 +243,7 @@ def test_bfloat16_computes_in_bf16_keeps_float32_params_and_the_gradient_penalty
   state = run.stepper.init()
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.critic.params))
   # The same parameters and interpolates through the float32 and the bfloat16 critic.
-  f32_gan = steps.build_gan(load_config('wgan_gp.py:digits,runlocal'), (28, 28, 1), 10)
+  f32_gan = updates.build_gan(load_config('wgan_gp.py:digits,runlocal'), (28, 28, 1), 10)
   x_hat = jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28, 1), minval=-1, maxval=1)
   penalties = {}
   for name, gan in (('f32', f32_gan), ('bf16', run.gan)):
