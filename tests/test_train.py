@@ -106,7 +106,7 @@ def test_critic_updates_per_iteration_and_no_retrace(tmp_path, monkeypatch):
   def counting(state, batch, *, gan):
     traced.append(batch['image'].shape[0])
     return original(state, batch, gan=gan)
-  monkeypatch.setattr(steps, 'train_step', counting)
+  monkeypatch.setattr(updates, 'train_step', counting)
   config = load_config('wgan.py:digits,runlocal', critic_boost__iters=100)
   run = _Run(config)
   stream = run.stream(config)
