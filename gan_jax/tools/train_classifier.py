@@ -30,8 +30,8 @@ from gan_jax import classifier, cli, files, input_pipeline, tfds_data
 from gan_jax.errors import ConfigError, DataError
 
 flags.DEFINE_string('dataset', 'fashion_mnist', 'Dataset name (input_pipeline.DATASETS, or '
-                    'tfds:NAME); with --path, it sets only the default image size and channels '
-                    '(as config.dataset.name).')
+                    'tfds:NAME); with --path, it sets only the default image size (as '
+                    'config.dataset.name).')
 flags.DEFINE_string('path', '', 'IDX directory, .npz or folder of images, local or gs:// (as '
                     'config.dataset.path).')
 flags.DEFINE_string('data_dir', '', 'Prepared TFDS directory (as config.dataset.data_dir).')
@@ -41,7 +41,7 @@ flags.DEFINE_integer('image_size', 0, 'Folders, TFDS, digits: the side images ar
                      'the run\'s config.dataset.image_size (0: the dataset\'s default).',
                      lower_bound=0)
 flags.DEFINE_integer('channels', 0, 'Folders, TFDS, digits: 1 or 3, as the run\'s '
-                     'config.dataset.channels (0: the dataset\'s default).')
+                     'config.dataset.channels (0: the data\'s own, as a run takes them).')
 flags.DEFINE_string('split', 'train', 'The split to train on (as config.dataset.split).')
 flags.DEFINE_string('test_split', 'test', 'The split to test on, where the source has it; '
                     'else (or when empty) --held_out of --split is held out.')
