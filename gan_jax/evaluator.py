@@ -238,7 +238,12 @@ class Evaluator:
     }
     for ext, (real_stats, real_kept, _), acc in zip(self.extractors, refs, accs):
       result.update(compare(ext, ev, real_stats, real_kept, acc, config.seed))
-    if requested:
-      result[label_key] = feature_metrics.class_accuracy(np.concatenate(domain_probs),
-                                                         np.concatenate(requested))
+    if requested:  # does each image show the class it was asked for?
+      probs, asked = np.concatenate(domain_probs), np.concatenate(requested)
+      result[label_key] = feature_metrics.class_accuracy(probs, asked)
+      counts = feature_metrics.confusion(probs, asked)
+      for c, row in enumerate(counts):  # one scalar per class asked for (TensorBoard)
+        if row.sum():
+          result[f'{label_key}_class_{c}'] = float(row[c] / row.sum())
+      result['label_confusion'] = counts.tolist()  # rows: asked for; columns: classified as
     return result

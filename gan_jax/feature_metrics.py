@@ -174,3 +174,12 @@ def class_accuracy(probs, labels) -> float:
   """Accuracy of a classifier's predictions on generated images against the requested labels
   (ACGAN)."""
   return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
+
+
+def confusion(probs, labels) -> np.ndarray:
+  """[K, K] counts: row c holds what the classifier (K classes) calls the images asked of
+  class c."""
+  num = probs.shape[1]
+  counts = np.zeros((num, num), np.int64)
+  np.add.at(counts, (np.asarray(labels), np.argmax(probs, axis=1)), 1)
+  return counts

@@ -153,12 +153,16 @@ def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   """One evaluation result of the members' (one dict each): each score's mean, `score_seed_std`
   and `score_members` (the members' values, in order). A score's own within-run spread (an
   evaluator's `x_std`: Inception Score splits, KID subsets) comes as the members' mean and
-  values; what is not a score (the step, the sample count) as the members share it."""
+  values; counts (a confusion matrix: a list) summed over the members; what is not a score (the
+  step, the sample count) as the members share it."""
   scores = [k for k, v in results[0].items() if isinstance(v, (int, float)) and
             not isinstance(v, bool) and k not in ('step', 'num_samples')]
   own_spreads = [k for k in scores if k.endswith('_std')]
   spread, _ = summary({k: [r[k] for r in results] for k in scores}, shared=own_spreads)
   out = {k: v for k, v in results[0].items() if k not in scores}
+  for k, v in results[0].items():
+    if isinstance(v, list):
+      out[k] = np.sum([r[k] for r in results], axis=0).tolist()
   for k in scores:
     out[k] = spread[k]
     if k not in own_spreads:

@@ -72,6 +72,12 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
   assert 0 <= scores['domain_precision'] <= 1 and 0 <= scores['domain_recall'] <= 1
   assert 0 <= scores['acgan_label_accuracy'] <= 1 and np.isfinite(scores['domain_kid'])
+  # Per class and as a confusion matrix (rows: the class asked for): 200 balanced samples.
+  confusion = np.array(scores['label_confusion'])
+  assert confusion.shape == (10, 10) and (confusion.sum(axis=1) == 20).all()
+  assert scores['acgan_label_accuracy'] == pytest.approx(np.trace(confusion) / 200)
+  for c in range(10):
+    assert scores[f'acgan_label_accuracy_class_{c}'] == pytest.approx(confusion[c, c] / 20)
 
   # num_seeds=2 (main.py, then --mode=eval from the workdir): every member scored, with the
   # mean and spread; member 0 is the run above (seed 0), so its FID is that run's at step 2.
@@ -89,6 +95,8 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert scores['domain_fid'] == pytest.approx(np.mean(members))
   assert scores['domain_fid_seed_std'] == pytest.approx(np.std(members))
   assert len(scores['classifier_score_members']) == 2
+  # The members' confusion counts add up: 200 samples of each member, 20 per class each.
+  assert (np.array(scores['label_confusion']).sum(axis=1) == 40).all()
 
   # A classifier for other images is refused with one line.
   result = run_main(*args[:3], '--config.num_steps=2', '--config.eval_every=1',
