@@ -42,7 +42,7 @@ class Stepper:
     self.image_shape = tuple(int(s) for s in image_shape)
     self.pmap = config.parallelism == 'pmap'
     self.gan = updates.build_gan(config, self.image_shape, num_classes, platform=self.platform,
-                               axis_name='data' if self.pmap else None)
+                                 axis_name='data' if self.pmap else None)
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
     self.mapping = None  # num_seeds > 1: 'vmap' or 'loop' (seeds.mapping)
