@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from gan_jax import image_files, input_pipeline, layers, models, optimizers
+from gan_jax import image_files, input_pipeline, layers, losses, models, optimizers
 
 INF = math.inf
 FROM_ARGS = object()  # a default set by the config file's argument (gan, dataset, its shape)
@@ -138,6 +138,9 @@ FIELDS = (
       'the clipping bound c'),
     F('loss.aux_weight', 1.0, 'weight of the ACGAN auxiliary class cross-entropy', '[0, inf)',
       'the class loss weight'),
+    F('loss.class_loss', 'real_fake', "what the ACGAN critic's class head learns from: "
+      "'real_fake' (the paper: real and generated images) | 'real' (real images only, "
+      "StudioGAN's ACGAN)", choices=losses.CLASS_LOSSES, absent_is_default=True),
     F('loss.r1_weight', 10.0, "gamma of R1 (lipschitz 'r1'): the loss adds gamma / 2 "
       'E|grad D(x_real)|^2', '[0, inf)', "R1's gamma", absent_is_default=True),
     F('loss.r1_every', 1, 'R1 on every this-many-th critic update only, times this (lazy '

@@ -104,6 +104,16 @@ def interpolate(real, fake, eps):
   return eps * real + (1.0 - eps) * fake
 
 
+# What the ACGAN critic's class head learns from (config.loss.class_loss); the generator's class
+# loss is always its samples' cross-entropy at the labels it was asked for.
+#   'real_fake': real and generated images (Odena et al. 2017). The critic can then learn the
+#                generator's classes from whatever marks them in the fakes, and the generator
+#                can satisfy it with marks a classifier of real images does not see.
+#   'real':      real images only (StudioGAN's ACGAN): the head is a classifier of real images,
+#                so a sample is rewarded for looking like its class's real images.
+CLASS_LOSSES = ('real_fake', 'real')
+
+
 def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:
   """ACGAN auxiliary classifier: (mean cross-entropy, accuracy)."""
   xent = optax.softmax_cross_entropy_with_integer_labels(class_logits, labels)

@@ -52,6 +52,7 @@ class GAN:
   gp_weight: float
   clip_value: float
   aux_weight: float
+  class_loss: str              # what the critic's class head learns from (losses.CLASS_LOSSES)
   skip_nonfinite: bool         # skip an iteration with a non-finite value instead of applying it
   gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
   critic_lr: Callable[[jax.Array], jax.Array]
@@ -85,6 +86,7 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       critic_lr=optimizers.lr_schedule(config.critic_optimizer, config.num_steps),
       latent_dim=config.latent_dim, gp_weight=config.loss.gp_weight,
       clip_value=config.loss.clip_value, aux_weight=config.loss.aux_weight,
+      class_loss=config.loss.class_loss,
       skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, ema_decay=config.ema.decay,
       ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
@@ -217,7 +219,8 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
     if gan.spec.class_head:
       real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
       fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
-      loss += gan.aux_weight * (real_xent + fake_xent)
+      loss += gan.aux_weight * (real_xent + fake_xent if gan.class_loss == 'real_fake' else
+                                real_xent)
       metrics.update(aux_loss_real=real_xent, aux_acc_real=real_acc, aux_acc_fake=fake_acc)
     if sigmas:
       metrics['critic_sigma_max'] = jnp.max(jnp.stack(list(sigmas.values())))

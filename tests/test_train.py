@@ -1,5 +1,6 @@
 """Training end to end on tiny configs: every GAN, the update schedule, determinism, checkpoints."""
 
+import dataclasses
 import os
 import signal
 from unittest import mock
@@ -494,3 +495,23 @@ def test_progress_counts_finished_iterations_from_the_second_finished_call():
   assert written[1][1]['steps_per_sec'] == pytest.approx(2 / 4.0)  # 4 -> 6 in 4 s
   first = info.call_args_list[0][0]
   assert first[1:4] == (4, 10, 40.0) and first[-2:] == (0, 12)  # 6 steps left at 0.5/s
+
+
+def test_class_loss_real_leaves_the_fakes_class_term_out_of_the_critics_loss():
+  config = load_config('acgan.py:digits,runlocal')
+  run = _Run(config)
+  state = run.stepper.init()
+  batch = jax.tree.map(lambda x: x[0], run.stream(config).next(1))  # one critic update's
+  key = jax.random.PRNGKey(3)
+
+  def critic_loss(class_loss, aux_weight=1.0):
+    gan = dataclasses.replace(run.gan, class_loss=class_loss, aux_weight=aux_weight)
+    _, metrics = updates.critic_update(gan, state.gen, state.critic, batch, key)
+    return float(metrics['critic_loss']), float(metrics['aux_loss_real'])
+
+  both, real_xent = critic_loss('real_fake')
+  real_only, real_xent_again = critic_loss('real')
+  assert real_xent == real_xent_again
+  # The fakes' cross-entropy at init is about log(10): what 'real' leaves out.
+  assert 1.5 < both - real_only < 3.5, (both, real_only)
+  assert critic_loss('real_fake', 0.0)[0] == critic_loss('real', 0.0)[0]
