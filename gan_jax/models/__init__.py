@@ -11,8 +11,9 @@ A new family is a module with a `build` and a `check_size`, and one entry in ARC
 Every generator takes `(z, labels, train)`, every critic `(x, labels, train)` and returns
 `(adv_logits [B], class_logits [B, K] or None)`. A model with num_classes > 0 is conditioned as
 its `conditioning` field says, 'acgan' or 'projection' (conditioning.py, which also holds the
-norm layers and heads every family shares). num_classes = 0 is unconditional (labels unused).
-Images are NHWC in [-1, 1].
+generator's input, the critic's heads and the norm layers every family shares). num_classes = 0
+is unconditional (labels unused). Images are NHWC in [-1, 1]. Every generator and critic is a
+`family.Player`: the fields `build` gives both alike.
 """
 
 from typing import Any, Optional, Sequence
@@ -21,10 +22,11 @@ import jax.numpy as jnp
 
 from gan_jax import layers
 from gan_jax.models import conv, mlp, resnet
-from gan_jax.models.conditioning import CONDITIONINGS, ConditionalBatchNorm, check_conditioning
+from gan_jax.models.conditioning import (CONDITIONINGS, ConditionalBatchNorm, CriticHeads,
+                                         GeneratorInput, check_conditioning)
 from gan_jax.models.conv import ConvCritic, ConvGenerator, conv_channels, conv_levels, pyramid
 from gan_jax.models.family import Family
-from gan_jax.models.mlp import MLPCritic, MLPGenerator
+from gan_jax.models.mlp import MLPCritic, MLPGenerator, MLPTrunk
 from gan_jax.models.resnet import (ResBlock, ResNetCritic, ResNetGenerator, is_cifar_resnet,
                                    resnet_channels)
 
@@ -68,7 +70,8 @@ def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] 
 # What callers reach as models.NAME.
 __all__ = [
     'ARCHITECTURES', 'ARCHS', 'CONDITIONINGS', 'ConditionalBatchNorm', 'ConvCritic',
-    'ConvGenerator', 'Family', 'MLPCritic', 'MLPGenerator', 'ResBlock', 'ResNetCritic',
-    'ResNetGenerator', 'build', 'check_conditioning', 'check_image_shape', 'conv_channels',
-    'conv_levels', 'is_cifar_resnet', 'pyramid', 'resnet_channels',
+    'ConvGenerator', 'CriticHeads', 'Family', 'GeneratorInput', 'MLPCritic', 'MLPGenerator',
+    'MLPTrunk', 'ResBlock', 'ResNetCritic', 'ResNetGenerator', 'build', 'check_conditioning',
+    'check_image_shape', 'conv_channels', 'conv_levels', 'is_cifar_resnet', 'pyramid',
+    'resnet_channels',
 ]

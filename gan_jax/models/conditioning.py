@@ -12,9 +12,11 @@ A model's `conditioning` field says how:
                   times a label embedding instead, to stay conditioned.
 num_classes = 0 is unconditional (labels unused).
 
-`gen_input`, `heads` and `norm_layer` are functions called in a compact method of the model, not
-modules of their own: the layers they make are the model's (params/label_embed,
-params/adv_head, params/BatchNorm_0...), the paths checkpoints hold; a module would nest them.
+`GeneratorInput` (z, with its label embedding) and `CriticHeads` are sub-modules a model makes
+with `family.in_scope_of`: they share the model's scope, so their layers sit at the model's own
+paths (params/label_embed, params/adv_head, params/class_head, params/projection_embed), the
+paths checkpoints hold, with the initial values Flax draws for those paths; a sub-module of its
+own would nest them under its name. `norm_layer` returns a layer the model calls, and owns.
 """
 
 from typing import Any, Optional
@@ -91,46 +93,61 @@ def norm_layer(kind: str, train: bool, spatial: bool, axis_name: Optional[str] =
   raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
 
 
-def _condition(z, labels, num_classes: int, dtype: Any = jnp.float32):
-  """ACGAN conditioning: z times a learned embedding of the label."""
-  if num_classes <= 0:
-    return z
-  if labels is None:
-    raise ValueError('a conditional generator needs labels')
-  return z * nn.Embed(num_classes, z.shape[-1], dtype=dtype, name='label_embed')(labels)
+class GeneratorInput(nn.Module):
+  """A generator's (first layer's input, labels for conditional batch norm or None).
 
-
-def gen_input(m, z, labels):
-  """(first layer's input, labels for conditional batch norm or None) of generator `m`.
-
-  'projection' with gen norm 'batch': (z, labels), the batch norms carry the condition.
-  Otherwise (z, None), z times a label embedding when conditional: 'acgan', and 'projection'
-  without batch norm, which has no norm to condition.
+  'projection' with a `norm` 'batch' generator: (z, labels), the batch norms carry the
+  condition. Otherwise (z, None), z times a learned label embedding (params/label_embed) when
+  conditional: 'acgan', and 'projection' without batch norm, which has no norm to condition.
   """
-  if conditioning_of(m) == 'projection' and m.norm == 'batch':
-    if labels is None:
+  num_classes: int = 0
+  conditioning: str = 'acgan'
+  norm: str = 'none'  # the generator's norm
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, labels=None):
+    """z [B, L], labels [B] (int) or None -> (x [B, L], labels or None)."""
+    conditioning = conditioning_of(self)
+    if conditioning != 'none' and labels is None:
       raise ValueError('a conditional generator needs labels')
-    return z, labels
-  return _condition(z, labels, m.num_classes, m.dtype), None
+    if conditioning == 'projection' and self.norm == 'batch':
+      return z, labels
+    if conditioning == 'none':
+      return z, None
+    embed = nn.Embed(self.num_classes, z.shape[-1], dtype=self.dtype, name='label_embed')
+    return z * embed(labels), None
 
 
-def heads(features, labels, m):
-  """(adv_logits [B], class_logits [B, K] or None) of critic `m` on its features phi [B, D],
-  float32 whatever the compute dtype (called in a compact method of `m`).
+class CriticHeads(nn.Module):
+  """A critic's (adv_logits [B], class_logits [B, K] or None) on its features phi [B, D],
+  float32 whatever the compute dtype.
 
   'acgan': a class head beside the adversarial one. 'projection': adv_logits are
   linear(phi) + <embed(y), phi> and there is no class head.
   """
-  kernel_init = init.kernel_init(m.init_std)
-  dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, dtype=m.dtype, name=name)(features)
-  adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
-  conditioning = conditioning_of(m)
-  if conditioning == 'projection':
-    if labels is None:
-      raise ValueError('a projection critic needs labels')
-    embed = nn.Embed(m.num_classes, features.shape[-1], embedding_init=init.embed_init(m.init_std),
-                     dtype=m.dtype, name='projection_embed')(labels)  # [B, D]
-    # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
-    return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
-  cls = dense(m.num_classes, 'class_head').astype(jnp.float32) if conditioning == 'acgan' else None
-  return adv, cls
+  num_classes: int = 0
+  conditioning: str = 'acgan'
+  init_std: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, labels=None):
+    """features [B, D], labels [B] (int; read by 'projection') -> (adv [B], class [B, K] or
+    None)."""
+    kernel_init = init.kernel_init(self.init_std)
+    dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, dtype=self.dtype,
+                                     name=name)(features)
+    adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
+    conditioning = conditioning_of(self)
+    if conditioning == 'projection':
+      if labels is None:
+        raise ValueError('a projection critic needs labels')
+      embed = nn.Embed(self.num_classes, features.shape[-1],
+                       embedding_init=init.embed_init(self.init_std), dtype=self.dtype,
+                       name='projection_embed')(labels)  # [B, D]
+      # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
+      return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
+    if conditioning == 'acgan':
+      return adv, dense(self.num_classes, 'class_head').astype(jnp.float32)
+    return adv, None

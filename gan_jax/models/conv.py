@@ -6,15 +6,15 @@ paper's MNIST model; with width 128 and kernel 4 on 32x32 images the DCGAN CIFAR
 """
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from gan_jax import layers
 from gan_jax.models import init
-from gan_jax.models.conditioning import gen_input, heads, norm_layer
-from gan_jax.models.family import critic_width
+from gan_jax.models.conditioning import CriticHeads, GeneratorInput, norm_layer
+from gan_jax.models.family import ConvPlayer, critic_width, in_scope_of
 
 
 def pyramid(size: int, levels: int = 3) -> list:
@@ -50,18 +50,12 @@ def check_size(h: int, w: int) -> None:
                      f"got {h}x{w}; resize the data or use model.arch='mlp'")
 
 
-class ConvGenerator(nn.Module):
+class ConvGenerator(ConvPlayer):
   """Dense -> reshape -> `conv_levels` stride-2 transposed convs, cropping to the pyramid sizes."""
   image_shape: Tuple[int, int, int]
   width: int = 64
   kernel_size: int = 5
   norm: str = 'none'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -72,7 +66,8 @@ class ConvGenerator(nn.Module):
     bias = self.norm != 'batch'  # batch norm cancels a bias (and Adam would amplify its noise)
     up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, kernel_init, b,
                                            self.dtype)
-    x, norm_labels = gen_input(self, z, labels)
+    x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
+                                                      self.norm, self.dtype))(z, labels)
     norm = lambda: norm_layer(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
                               self.num_classes)
     x = nn.Dense(sizes[0] * sizes[0] * channels[0], kernel_init=kernel_init, use_bias=bias,
@@ -87,18 +82,12 @@ class ConvGenerator(nn.Module):
     return jnp.tanh(x[:, :sizes[-1], :sizes[-1]]).astype(jnp.float32)
 
 
-class ConvCritic(nn.Module):
+class ConvCritic(ConvPlayer):
   """`conv_levels` stride-2 convs (w, 2w, 4w...) with leaky ReLU (no norm after the first), then
   linear heads."""
   width: int = 64
   kernel_size: int = 5
   norm: str = 'none'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, labels=None, train: bool = True):
@@ -110,7 +99,8 @@ class ConvCritic(nn.Module):
         x = norm_layer(self.norm, train, True, self.axis_name, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return heads(x, labels, self)
+    return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
+                                         self.dtype))(x, labels)
 
 
 def build(m, image_shape, common, conv_impl):

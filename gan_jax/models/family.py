@@ -1,7 +1,11 @@
-"""What every family of models shares: its entry in the arch registry and the config fields
-its builder reads alike."""
+"""What every family of models shares: its entry in the arch registry, the fields its
+generator and critic declare alike (`Player`, `ConvPlayer`), and the sub-modules that make their
+layers in the model's own scope (`in_scope_of`)."""
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
 
 
 class Family(NamedTuple):
@@ -10,6 +14,36 @@ class Family(NamedTuple):
   build: Callable
   # (height, width) -> None; raises ValueError naming the sizes the family takes
   check_size: Callable
+
+
+class Player(nn.Module, kw_only=True):
+  """The fields of every generator and critic, the `common` of each family's `build`.
+
+  Keyword-only, so a generator's own fields (`image_shape` first, without a default) follow
+  them in its dataclass and `ConvGenerator(image_shape, width=...)` still reads as it does.
+  """
+  init_std: float = 0.0            # N(0, init_std) kernels; 0: Flax's defaults (init.py)
+  num_classes: int = 0             # 0: unconditional (labels unused)
+  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
+  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
+  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
+
+
+class ConvPlayer(Player, kw_only=True):
+  """A Player with conv layers (the conv and resnet families)."""
+  conv_impl: str = 'auto'          # layers.Conv's forms: 'hybrid' | 'fast' | 'xla'
+
+
+def in_scope_of(parent: nn.Module, child: nn.Module) -> nn.Module:
+  """`child`, made a part of `parent`: its layers are created in `parent`'s scope.
+
+  A sub-module nests its layers under its own name (params/CriticHeads_0/adv_head); sharing the
+  scope keeps them where checkpoints hold them (params/adv_head), and since Flax draws a layer's
+  initial values from its path, keeps those values too. The child's own layers are auto-named
+  by the child, so a layer `parent` makes after them of the same kind takes an explicit name.
+  """
+  nn.share_scope(parent, child)
+  return child
 
 
 def critic_width(m) -> int:

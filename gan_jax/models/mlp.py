@@ -8,8 +8,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from gan_jax.models import init
-from gan_jax.models.conditioning import gen_input, heads, norm_layer
-from gan_jax.models.family import critic_width
+from gan_jax.models.conditioning import CriticHeads, GeneratorInput, norm_layer
+from gan_jax.models.family import Player, critic_width, in_scope_of
 
 
 def check_size(h: int, w: int) -> None:
@@ -17,54 +17,67 @@ def check_size(h: int, w: int) -> None:
   del h, w
 
 
-def _trunk(x, m, kernel_init, train: bool, norm_labels=None):
-  """`m.depth` hidden layers of `m.width` units: Dense -> norm -> ReLU (called in a compact
-  method of `m`, so the layers belong to it); `norm_labels`: conditional batch norm.
+class MLPTrunk(nn.Module):
+  """`depth` hidden layers of `width` units: Dense -> norm -> ReLU.
 
-  A function, not a module: its layers sit beside the model's own (Dense_0 ... Dense_{depth-1},
-  then the generator's output Dense_{depth}), the paths checkpoints hold.
+  Made `in_scope_of` its model: its layers sit beside the model's own (Dense_0 ...
+  Dense_{depth-1}, BatchNorm_0 ..., then the generator's output Dense_{depth}), the paths
+  checkpoints hold.
   """
-  for _ in range(m.depth):
-    x = nn.Dense(m.width, kernel_init=kernel_init, use_bias=m.norm != 'batch', dtype=m.dtype)(x)
-    x = nn.relu(norm_layer(m.norm, train, False, m.axis_name, m.dtype, norm_labels,
-                           m.num_classes)(x))
-  return x
+  width: int
+  depth: int
+  norm: str = 'none'
+  init_std: float = 0.0
+  num_classes: int = 0             # classes of the conditional batch norms, given norm_labels
+  axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True, norm_labels=None):
+    """x [B, D] -> [B, width]; `norm_labels` [B]: conditional batch norm."""
+    kernel_init = init.kernel_init(self.init_std)
+    for _ in range(self.depth):
+      # batch norm cancels a bias
+      x = nn.Dense(self.width, kernel_init=kernel_init, use_bias=self.norm != 'batch',
+                   dtype=self.dtype)(x)
+      x = nn.relu(norm_layer(self.norm, train, False, self.axis_name, self.dtype, norm_labels,
+                             self.num_classes)(x))
+    return x
 
 
-class MLPGenerator(nn.Module):
+def _trunk_of(m: Player) -> MLPTrunk:
+  """The MLPTrunk of model `m` (its width, depth, norm and shared fields)."""
+  return MLPTrunk(m.width, m.depth, m.norm, m.init_std, m.num_classes, m.axis_name, m.dtype)
+
+
+class MLPGenerator(Player):
   image_shape: Tuple[int, int, int]
   width: int = 512
   depth: int = 3
   norm: str = 'none'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
-    kernel_init = init.kernel_init(self.init_std)
-    x, norm_labels = gen_input(self, z, labels)
-    x = _trunk(x, self, kernel_init, train, norm_labels)
-    x = nn.Dense(math.prod(self.image_shape), kernel_init=kernel_init, dtype=self.dtype)(x)
+    x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
+                                                      self.norm, self.dtype))(z, labels)
+    x = in_scope_of(self, _trunk_of(self))(x, train, norm_labels)
+    # named: the trunk counts its own Dense_0 ... Dense_{depth-1}, so this module's count
+    # would start again at Dense_0, a name in use
+    x = nn.Dense(math.prod(self.image_shape), kernel_init=init.kernel_init(self.init_std),
+                 dtype=self.dtype, name=f'Dense_{self.depth}')(x)
     return jnp.tanh(x).astype(jnp.float32).reshape(x.shape[0], *self.image_shape)
 
 
-class MLPCritic(nn.Module):
+class MLPCritic(Player):
   width: int = 512
   depth: int = 3
   norm: str = 'none'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, x, labels=None, train: bool = True):
-    x = _trunk(x.reshape(x.shape[0], -1), self, init.kernel_init(self.init_std), train)
-    return heads(x, labels, self)
+    x = in_scope_of(self, _trunk_of(self))(x.reshape(x.shape[0], -1), train)
+    return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
+                                         self.dtype))(x, labels)
 
 
 def build(m, image_shape, common, _):

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 
 from gan_jax import layers
 from gan_jax.models import init
-from gan_jax.models.conditioning import gen_input, heads, norm_layer
-from gan_jax.models.family import critic_width
+from gan_jax.models.conditioning import CriticHeads, GeneratorInput, norm_layer
+from gan_jax.models.family import ConvPlayer, critic_width, in_scope_of
 
 
 def resnet_channels(size: int, width: int) -> list:
@@ -104,18 +104,12 @@ class ResBlock(nn.Module):
     return shortcut + h
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(ConvPlayer):
   """Up to 32x32: Dense -> (side / 8)^2 x width -> 3 up-blocks at width. From 64x64: Dense ->
   4x4 x 8 width -> up-blocks of `resnet_channels`. Then norm, ReLU, 3x3 conv to the image."""
   image_shape: Tuple[int, int, int]
   width: int = 128
   norm: str = 'batch'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -125,7 +119,8 @@ class ResNetGenerator(nn.Module):
     else:           # the 64x64 ResNet: 4x4 x 8w -> 8w, 4w, 2w, w (64x64)
       base, channels = 4, resnet_channels(side, self.width)
     kernel_init = init.kernel_init(self.init_std)
-    x, norm_labels = gen_input(self, z, labels)
+    x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
+                                                      self.norm, self.dtype))(z, labels)
     x = nn.Dense(base * base * channels[0], kernel_init=kernel_init, dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], base, base, channels[0])
     for features in channels:
@@ -139,19 +134,13 @@ class ResNetGenerator(nn.Module):
     return jnp.tanh(x).astype(jnp.float32)
 
 
-class ResNetCritic(nn.Module):
+class ResNetCritic(ConvPlayer):
   """Up to 32x32: 2 down-blocks and 2 plain ones at width, ReLU, global mean pool (SNGAN's
   sum with pool 'sum'). From 64x64: 3x3 conv to width, down-blocks to 4x4 (64x64: 2w, 4w, 8w,
   8w), flattened. Then linear heads."""
   width: int = 128
   norm: str = 'none'
   pool: str = 'mean'               # up to 32x32: the global pool, 'mean' | 'sum'
-  init_std: float = 0.0
-  num_classes: int = 0
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
-  axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
-  dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, labels=None, train: bool = True):
@@ -170,7 +159,8 @@ class ResNetCritic(nn.Module):
       for i in range(len(resnet_channels(x.shape[1], self.width))):
         x = block(self.width * min(8, 2 ** (i + 1)), 'down')(x, train)
       x = x.reshape(x.shape[0], -1)  # [B, 4 * 4 * 8w]
-    return heads(x, labels, self)
+    return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
+                                         self.dtype))(x, labels)
 
 
 def build(m, image_shape, common, conv_impl):
