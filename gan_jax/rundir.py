@@ -69,8 +69,20 @@ def check_resume_config(config, workdir: str) -> None:
     shown = ', '.join(k if k.startswith('the GAN') else f'{k} ({old.get(k)!r} -> {new.get(k)!r})'
                       for k in differ[:6])
     shown += f' and {len(differ) - 6} more' if len(differ) > 6 else ''
+    # The flags that give the run's own settings back (e.g. after a preset's default changed).
+    restore = [k for k in differ if not k.startswith('the GAN')]
+    if old_gan != new_gan:
+      restore += [k for k in ('gan', *GRID_FIELDS) if old.get(k, '') != new.get(k, '')]
+    flags = ' '.join(f'--config.{k}={_flag_value(old.get(k, ""))}'
+                     for k in dict.fromkeys(restore))
     raise ConfigError(f'{workdir} holds a run with another config; differing fields: {shown}. '
-                      f'Use a new --workdir, or the run\'s own settings')
+                      f'Use a new --workdir, or the run\'s own settings: {flags}')
+
+
+def _flag_value(value) -> str:
+  """`value` as a --config.FIELD=VALUE flag writes it (a shell word)."""
+  text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+  return text if text and all(c.isalnum() or c in '._-+:/' for c in text) else repr(text)
 
 
 def check_writable(workdir: str, what: str = 'workdir', setting: str = '--workdir') -> None:

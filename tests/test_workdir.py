@@ -19,7 +19,8 @@ def test_resumable_fields_may_change_others_are_named(tmp_path):
   _write(tmp_path, config)
   workdir.check_resume_config(load_config('wgan_gp.py:digits,runlocal', num_steps=9,
                                           critic_optimizer__learning_rate=1e-5), str(tmp_path))
-  with pytest.raises(ConfigError, match=r'n_critic \(5 -> 3\), seed \(0 -> 1\)'):
+  with pytest.raises(ConfigError, match=r'n_critic \(5 -> 3\), seed \(0 -> 1\)\. .*own '
+                     r'settings: --config\.n_critic=5 --config\.seed=0$'):
     workdir.check_resume_config(load_config('wgan_gp.py:digits,runlocal', n_critic=3, seed=1),
                                 str(tmp_path))
 
@@ -30,6 +31,7 @@ def test_another_gan_is_named_in_the_users_fields(tmp_path):
     workdir.check_resume_config(load_config('wgan_gp.py:digits,runlocal',
                                             loss__lipschitz='r1'), str(tmp_path))
   assert "the GAN (loss.lipschitz '' -> 'r1')" in str(refused.value)
+  assert str(refused.value).endswith("own settings: --config.loss.lipschitz=''")
   assert 'GanSpec' not in str(refused.value)
 
 
