@@ -140,7 +140,8 @@ FIELDS = (
       'the class loss weight'),
     F('loss.class_loss', 'real_fake', "what the ACGAN critic's class head learns from: "
       "'real_fake' (the paper: real and generated images) | 'real' (real images only, "
-      "StudioGAN's ACGAN)", choices=losses.CLASS_LOSSES, absent_is_default=True),
+      "StudioGAN's ACGAN) | 'tac' (real only, and a twin head on the generated: TAC-GAN)",
+      choices=losses.CLASS_LOSSES, absent_is_default=True),
     F('loss.r1_weight', 10.0, "gamma of R1 (lipschitz 'r1'): the loss adds gamma / 2 "
       'E|grad D(x_real)|^2', '[0, inf)', "R1's gamma", absent_is_default=True),
     F('loss.r1_every', 1, 'R1 on every this-many-th critic update only, times this (lazy '

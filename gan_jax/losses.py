@@ -111,7 +111,10 @@ def interpolate(real, fake, eps):
 #                can satisfy it with marks a classifier of real images does not see.
 #   'real':      real images only (StudioGAN's ACGAN): the head is a classifier of real images,
 #                so a sample is rewarded for looking like its class's real images.
-CLASS_LOSSES = ('real_fake', 'real')
+#   'tac':       real images only, and a twin head learns the generated images' classes; the
+#                generator's loss subtracts the twin's cross-entropy (TAC-GAN, Gong et al. 2019),
+#                which removes the bias of 'real' toward samples far from the class boundaries.
+CLASS_LOSSES = ('real_fake', 'real', 'tac')
 
 
 def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:

@@ -77,7 +77,7 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
   num_classes = num_classes if spec.is_conditional else 0
   generator, critic = models.build(
       config.model, image_shape, num_classes, axis_name, DTYPES[config.dtype],
-      conditioning='projection' if spec.projection else 'acgan', platform=platform)
+      conditioning=_conditioning(spec, config.loss.class_loss), platform=platform)
   return GAN(
       generator=generator, critic=critic, spec=spec, num_classes=num_classes,
       gen_tx=optimizers.make_optimizer(config.gen_optimizer),
@@ -91,6 +91,13 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
       r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy))
+
+
+def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
+  """How the models use labels (models/conditioning.py): a TAC critic has a twin class head."""
+  if spec.projection:
+    return 'projection'
+  return 'tac' if class_loss == 'tac' else 'acgan'
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -176,6 +183,13 @@ def _augment(gan: GAN, key, x):
   return augment.apply(x, draws, gan.augment)
 
 
+def _heads(gan: GAN, class_logits):
+  """(class head's logits [B, K], the TAC twin's [B, K] or None) of a critic's class_logits."""
+  if gan.class_loss != 'tac':
+    return class_logits, None
+  return class_logits[:, :gan.num_classes], class_logits[:, gan.num_classes:]
+
+
 def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True):
   """One critic update on one real batch; returns (critic, metrics). `r1_now`: whether this
   update takes the R1 penalty (loss.r1_every > 1: every r1_every-th update)."""
@@ -217,10 +231,17 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
       loss += 0.5 * gan.r1_weight * gan.r1_every * penalty
       metrics['r1_penalty'] = penalty
     if gan.spec.class_head:
+      (real_cls, _), (fake_cls, fake_twin) = _heads(gan, real_cls), _heads(gan, fake_cls)
       real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
       fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
-      loss += gan.aux_weight * (real_xent + fake_xent if gan.class_loss == 'real_fake' else
-                                real_xent)
+      if gan.class_loss == 'real_fake':
+        loss += gan.aux_weight * (real_xent + fake_xent)
+      elif gan.class_loss == 'real':
+        loss += gan.aux_weight * real_xent
+      else:  # 'tac': the twin learns the generated images' classes
+        twin_xent, twin_acc = losses.auxiliary_xent(fake_twin, fake_labels)
+        loss += gan.aux_weight * (real_xent + twin_xent)
+        metrics.update(twin_loss_fake=twin_xent, twin_acc_fake=twin_acc)
       metrics.update(aux_loss_real=real_xent, aux_acc_real=real_acc, aux_acc_fake=fake_acc)
     if sigmas:
       metrics['critic_sigma_max'] = jnp.max(jnp.stack(list(sigmas.values())))
@@ -254,9 +275,13 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
     (fake_adv, fake_cls), _ = _critic(gan, critic_params, critic.stats, fake, labels)
     loss, metrics = gen_loss_fn(fake_adv)
     if gan.spec.class_head:
+      fake_cls, fake_twin = _heads(gan, fake_cls)
       xent, _ = losses.auxiliary_xent(fake_cls, labels)
       loss += gan.aux_weight * xent
       metrics['aux_loss_fake'] = xent
+      if fake_twin is not None:  # TAC: away from the twin's view of the generated classes
+        twin_xent, _ = losses.auxiliary_xent(fake_twin, labels)
+        loss -= gan.aux_weight * twin_xent
     metrics['gen_loss'] = loss
     return loss, (stats, metrics)
 

@@ -515,3 +515,24 @@ def test_class_loss_real_leaves_the_fakes_class_term_out_of_the_critics_loss():
   # The fakes' cross-entropy at init is about log(10): what 'real' leaves out.
   assert 1.5 < both - real_only < 3.5, (both, real_only)
   assert critic_loss('real_fake', 0.0)[0] == critic_loss('real', 0.0)[0]
+
+
+def test_tac_critic_has_a_twin_head_that_learns_the_generated_classes():
+  config = load_config('acgan.py:digits,runlocal', loss__class_loss='tac')
+  run = _Run(config)
+  state = run.stepper.init()
+  assert set(state.critic.params) >= {'class_head', 'twin_head'}
+  assert 'twin_head' not in _Run(load_config('acgan.py:digits,runlocal')).stepper.init(
+  ).critic.params
+  batch = jax.tree.map(lambda x: x[0], run.stream(config).next(1))
+
+  def metrics(aux_weight):
+    gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
+    return updates.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(3))[1]
+
+  with_classes, adversarial_only = metrics(1.0), metrics(0.0)
+  class_terms = float(with_classes['aux_loss_real'] + with_classes['twin_loss_fake'])
+  assert 1.5 < float(with_classes['twin_loss_fake']) < 3.5  # about log(10) at init
+  np.testing.assert_allclose(
+      float(with_classes['critic_loss'] - adversarial_only['critic_loss']), class_terms,
+      rtol=1e-5)

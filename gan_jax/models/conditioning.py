@@ -3,6 +3,9 @@
 A model's `conditioning` field says how:
   * 'acgan':      the generator multiplies z by a learned label embedding (Hadamard product, as in
                   ACGAN); the critic has a class head beside the adversarial one (labels unused).
+  * 'tac':        ACGAN's, and the critic has a twin class head (params/twin_head) beside the
+                  class head: TAC-GAN (Gong et al. 2019), whose twin classifies the generated
+                  images and whose class_logits are [class head's, twin's] ([B, 2K]).
   * 'projection': Miyato & Koyama 2018, "cGANs with Projection Discriminator". The critic's
                   adv_logits are linear(phi(x)) + <embed(y), phi(x)>, phi(x) the features its
                   heads see (flattened or globally pooled), and it has no class head. The
@@ -26,7 +29,7 @@ import jax.numpy as jnp
 
 from gan_jax.models import init
 
-CONDITIONINGS = ('acgan', 'projection')
+CONDITIONINGS = ('acgan', 'tac', 'projection')
 
 
 def check_conditioning(conditioning: str) -> None:
@@ -37,7 +40,7 @@ def check_conditioning(conditioning: str) -> None:
 
 
 def conditioning_of(m) -> str:
-  """How module `m` uses labels: 'none' (num_classes 0), 'acgan' or 'projection'."""
+  """How module `m` uses labels: 'none' (num_classes 0), 'acgan', 'tac' or 'projection'."""
   check_conditioning(m.conditioning)
   return m.conditioning if m.num_classes > 0 else 'none'
 
@@ -123,8 +126,8 @@ class CriticHeads(nn.Module):
   """A critic's (adv_logits [B], class_logits [B, K] or None) on its features phi [B, D],
   float32 whatever the compute dtype.
 
-  'acgan': a class head beside the adversarial one. 'projection': adv_logits are
-  linear(phi) + <embed(y), phi> and there is no class head.
+  'acgan': a class head beside the adversarial one; 'tac': and its twin, class_logits [B, 2K].
+  'projection': adv_logits are linear(phi) + <embed(y), phi> and there is no class head.
   """
   num_classes: int = 0
   conditioning: str = 'acgan'
@@ -148,6 +151,9 @@ class CriticHeads(nn.Module):
                        name='projection_embed')(labels)  # [B, D]
       # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
       return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
-    if conditioning == 'acgan':
-      return adv, dense(self.num_classes, 'class_head').astype(jnp.float32)
-    return adv, None
+    if conditioning == 'none':
+      return adv, None
+    logits = dense(self.num_classes, 'class_head')
+    if conditioning == 'tac':
+      logits = jnp.concatenate([logits, dense(self.num_classes, 'twin_head')], -1)
+    return adv, logits.astype(jnp.float32)
