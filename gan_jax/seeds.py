@@ -132,6 +132,7 @@ def stream(data: input_pipeline.Dataset, config, position: int = 0, shard=(0, 1)
 
 
 SPREAD = '_seed_std'  # the suffix of a value's standard deviation across the members
+MEMBERS = '_members'  # the suffix of a combined score's list of the members' own values
 
 
 def summary(values: Dict[str, Any], shared=()) -> Tuple[Dict[str, float],
@@ -154,7 +155,8 @@ def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   and `score_members` (the members' values, in order). A score's own within-run spread (an
   evaluator's `x_std`: Inception Score splits, KID subsets) comes as the members' mean and
   values; counts (a confusion matrix: a list) summed over the members; what is not a score (the
-  step, the sample count) as the members share it."""
+  step, the sample count) as the members share it; `member_scores` takes the members' values
+  back out."""
   scores = [k for k, v in results[0].items() if isinstance(v, (int, float)) and
             not isinstance(v, bool) and k not in ('step', 'num_samples')]
   own_spreads = [k for k in scores if k.endswith('_std')]
@@ -167,5 +169,12 @@ def combine(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     out[k] = spread[k]
     if k not in own_spreads:
       out[k + SPREAD] = spread[k + SPREAD]
-    out[f'{k}_members'] = [float(r[k]) for r in results]
+    out[k + MEMBERS] = [float(r[k]) for r in results]
   return out
+
+
+def member_scores(result: Dict[str, Any]) -> List[Dict[str, float]]:
+  """Each member's own scores of a `combine`d result, in member order: [{score: value}]."""
+  values = {name[:-len(MEMBERS)]: v for name, v in result.items() if name.endswith(MEMBERS)}
+  num = len(next(iter(values.values()))) if values else 0
+  return [{name: v[k] for name, v in values.items()} for k in range(num)]

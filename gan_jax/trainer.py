@@ -209,7 +209,17 @@ def train(config, workdir: str, stepper: Stepper, data: input_pipeline.Dataset,
   """
   state, data_state = restore_or_init(stepper, workdir)
   with StopSignals(multi_process=jax.process_count() > 1) as stop:
-    return _loop(config, workdir, stepper, data, evaluation, state, data_state, stop)
+    return _loop(_Run(config, workdir, stepper, data, evaluation), state, data_state, stop)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What `train` was given: the same for the whole loop."""
+  config: Any
+  workdir: str
+  stepper: Stepper
+  data: input_pipeline.Dataset
+  evaluation: Optional[Evaluation]
 
 
 class _Progress:
@@ -238,142 +248,214 @@ class _Progress:
     self.since = (step, now)
 
 
-class _Throughput:
-  """The FLOPs of the calls dispatched since the last log step (Stepper.call_flops, per device)
-  and what they make per second: train/tflops_per_second and, where the device's peak is known
+class _Rates:
+  """What the calls dispatched since the last log step waited and made, as a log step's train/
+  scalars: the wait for data per step, real images per second, and FLOPs (Stepper.call_flops,
+  per device) per second: train/tflops_per_second and, where the device's peak is known
   (gan_jax/hardware.py), train/mfu."""
 
-  def __init__(self, stepper: Stepper, config, data):
-    self.stepper, self.batch_size = stepper, config.batch_size
-    self.image_dtype = str(getattr(data.images, 'dtype', 'uint8'))
-    self.labels = data.labels is not None
-    self.peak = hardware.peak_flops(jax.devices()[0].device_kind, config.dtype)
-    self.flops = 0.0
+  def __init__(self, run: _Run, step: int):
+    self.stepper, self.config = run.stepper, run.config
+    self.image_dtype = str(getattr(run.data.images, 'dtype', 'uint8'))
+    self.labels = run.data.labels is not None
+    self.peak = hardware.peak_flops(jax.devices()[0].device_kind, run.config.dtype)
+    self._start(step, time.time())
 
-  def add(self, call) -> None:
-    self.flops += self.stepper.call_flops(call.length, call.n_critic, self.batch_size,
+  def _start(self, step: int, now: float) -> None:
+    self.since = (step, now)
+    self.data_seconds, self.real_images, self.flops = 0.0, 0, 0.0
+
+  def add(self, call: _Call, data_seconds: float) -> None:
+    """Counts a dispatched call, which waited `data_seconds` for its batches."""
+    config = self.config
+    self.data_seconds += data_seconds
+    self.real_images += call.length * call.n_critic * config.batch_size * config.num_seeds
+    self.flops += self.stepper.call_flops(call.length, call.n_critic, config.batch_size,
                                           self.image_dtype, self.labels)
 
-  def scalars(self, seconds: float) -> Dict[str, float]:
+  def scalars(self, step: int) -> Dict[str, float]:
+    """The scalars of the calls up to `step`, the log step; counting starts again from it."""
+    now = time.time()
+    seconds = now - self.since[1]
     rate = self.flops / seconds if seconds > 0 else 0.0
-    self.flops = 0.0
-    out = {'train/tflops_per_second': rate / 1e12}
+    out = {'train/data_seconds_per_step': self.data_seconds / (step - self.since[0]),
+           'train/images_per_sec': self.real_images / seconds,
+           'train/tflops_per_second': rate / 1e12}
     if self.peak:
       out['train/mfu'] = rate / self.peak
+    self._start(step, now)
     return out
 
 
-def _loop(config, workdir, stepper: Stepper, data, evaluation, state, data_state, stop):
-  initial_step = int(state.step)
-  if initial_step:
-    logging.info('Resumed from step %d in %s', initial_step, workdir)
-  # CLU's writers load TensorFlow (~2.5 s), which a refused run never needs.
+class _Checkpoints:
+  """The run's checkpoint managers: WORKDIR/checkpoints (the last config.keep_checkpoints) and,
+  when it evaluates, WORKDIR/best_checkpoint (the best by the evaluation's metric)."""
+
+  def __init__(self, run: _Run):
+    self.run = run
+    self.latest = checkpoints.manager(run.workdir, run.config.keep_checkpoints)
+    self._best = None
+
+  def save(self, step: int, state: TrainState, position: int) -> None:
+    checkpoints.save(self.latest, step, state, {'position': position})
+
+  def keep_best(self, step: int, state: TrainState, position: int, result) -> None:
+    """Offers `state` to the best checkpoint, which keeps it when its score in `result` beats
+    the one kept."""
+    metric = self.run.evaluation.best_metric
+    checkpoints.save(self._best_manager(), step, state, {'position': position},
+                     metrics={metric: result[metric]})
+
+  def _best_manager(self):
+    # Made at the first best save, not up front: Orbax creates a manager's directory when it
+    # makes the manager, and best_checkpoint/ exists only once it holds a checkpoint (--best,
+    # checkpoints.restore_for_use, tells a run that never evaluated by its absence).
+    if self._best is None:
+      self._best = checkpoints.manager(self.run.workdir, 1,
+                                       best_metric=self.run.evaluation.best_metric,
+                                       best_mode=self.run.evaluation.best_mode)
+    return self._best
+
+  def close(self) -> None:
+    """Waits for the saves under way, then closes the managers."""
+    for mngr in (self.latest, self._best):
+      if mngr is not None:
+        mngr.wait_until_finished()
+        mngr.close()
+
+
+def _clu_writers():
+  """CLU's metric_writers module, imported once a run writes: it loads TensorFlow (~2.5 s),
+  which a refused run never needs, and which must keep off the accelerators first."""
   platforms.keep_tf_off_accelerators()
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  files.path(workdir).mkdir(parents=True, exist_ok=True)
+  return metric_writers
+
+
+def _write_run_files(run: _Run) -> None:
+  """Creates the workdir; process 0 writes the run's config and data spec into it."""
+  files.path(run.workdir).mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    rundir.write_config(config, workdir)
-    rundir.write_spec(workdir, input_pipeline.DataSpec(tuple(data.image_shape), data.num_classes,
-                                                       data.class_names))
-  managers = {'latest': checkpoints.manager(workdir, config.keep_checkpoints)}
+    rundir.write_config(run.config, run.workdir)
+    rundir.write_spec(run.workdir, input_pipeline.DataSpec(
+        tuple(run.data.image_shape), run.data.num_classes, run.data.class_names))
+
+
+def _grid_inputs(run: _Run) -> list:
+  """The sample grid's inputs: num_seeds > 1, member 0's (a run of config.seed's) or every
+  member's (its seed's z)."""
+  stepper, config = run.stepper, run.config
+  grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
+  return [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
+
+
+def _write_grid(run: _Run, writer, inputs: list, state: TrainState, step: int) -> None:
+  """Writes the `samples` image: the grid of `state` (members: side by side) from `inputs`."""
+  if run.stepper.num_seeds == 1:
+    picture = sampling.grid(run.stepper, state, inputs[0], run.data.class_names)
+  else:
+    picture = sampling.member_grids(run.stepper, state, inputs, run.data.class_names)
+  writer.write_images(step, {'samples': picture[None]})
+
+
+def _evaluate(run: _Run, state: TrainState, step: int) -> Dict[str, Any]:
+  """The evaluation of `state` at `step` (members: seeds.combine's result)."""
+  config = run.config
+  logging.info('Evaluating step %d on %d samples%s.', step, config.eval.num_samples,
+               f' of each of {config.num_seeds} members' if config.num_seeds > 1 else '')
+  return run.evaluation.run(state)
+
+
+def _write_eval(writer, members: list, step: int, result: Dict[str, Any]) -> None:
+  """Writes an evaluation's scores as eval/ scalars (members: their mean and spread), and each
+  member's own scores to its writer in `members`."""
+  writer.write_scalars(step, {f'eval/{k}': v for k, v in result.items()
+                              if isinstance(v, (int, float)) and k not in ('step', 'num_samples')})
+  for member_writer, scores in zip(members, seeds.member_scores(result)):
+    member_writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
+
+
+def _close(calls, saves: _Checkpoints, writer, members: list) -> None:
+  """Stops the prefetching, finishes the saves under way, flushes and closes the writers."""
+  if calls is not None:
+    calls.close()
+  saves.close()
+  for each in [*members, writer]:
+    if each is not None:
+      each.flush()
+      each.close()
+
+
+def _loop(run: _Run, state: TrainState, data_state: dict, stop: StopSignals) -> TrainState:
+  """Trains `state` from its step to config.num_steps, or until `stop`; returns the last state."""
+  config, stepper = run.config, run.stepper
+  initial_step = int(state.step)
+  if initial_step:
+    logging.info('Resumed from step %d in %s', initial_step, run.workdir)
+  metric_writers = _clu_writers()
+  _write_run_files(run)
+  saves = _Checkpoints(run)
   writer = calls = None
   members = []  # num_seeds > 1: each member's TensorBoard writer
   try:
-    mngr = managers['latest']
-    member_seeds = stepper.seeds if stepper.num_seeds > 1 else None
-    health = _HealthCheck(mngr, config.skip_nonfinite, member_seeds)
+    health = _HealthCheck(saves.latest, config.skip_nonfinite,
+                          stepper.seeds if stepper.num_seeds > 1 else None)
     # Member k's data (num_seeds > 1) is the stream of a run with seed config.seed + k.
-    stream = seeds.stream(data, config, data_state['position'],
+    stream = seeds.stream(run.data, config, data_state['position'],
                           (jax.process_index(), jax.process_count()))
     writer = metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=True)
-    members = _member_writers(workdir, config, metric_writers)
+        run.workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+    members = _member_writers(run.workdir, config, metric_writers)
     if initial_step == 0:
       writer.write_hparams({k: v for k, v in config.items() if not hasattr(v, 'items')})
     health.on_finished = _Progress(config, writer)
-    # num_seeds > 1: member 0's grid (a run of config.seed's), or every member's (its seed's z)
-    grid_seeds = stepper.seeds if config.grid_members == 'all' else stepper.seeds[:1]
-    grid_inputs = [sampling.grid_inputs(stepper, seed, config.num_grid) for seed in grid_seeds]
+    grid_inputs = _grid_inputs(run)
     # The next calls' batches are assembled and sent to the devices on a thread while the
     # current call runs; checkpoints save the position after the batches of the steps done.
     calls = prefetch.Prefetcher(_calls(stepper, stream, config, initial_step), size=2)
-    throughput = _Throughput(stepper, config, data)
-    data_seconds, real_images, t_log, last_log = 0.0, 0, time.time(), initial_step
+    rates = _Rates(run, initial_step)
     done, position = initial_step, data_state['position']
     num_calls = 0  # the preemption sync's step ids (1, 2, ...)
     log = None  # a log step's (step, metrics, scalars), written once the next call is queued
     while done < config.num_steps:
       t0 = time.time()
       call = next(calls)
-      data_seconds += time.time() - t0  # the wait for data
+      waited = time.time() - t0  # the wait for data
       assert call.step == done, (call.step, done)
-      real_images += call.length * call.n_critic * config.batch_size * config.num_seeds
       state, metrics, flags = stepper.step(state, call.batch)
-      throughput.add(call)
+      rates.add(call, waited)
       if log:  # the last log step's, written while the device runs this call
         _write_log(writer, members, health, *log)
         log = None
       done, position = done + call.length, call.position
       num_calls += 1
-      stopping = stop.stop_now(mngr, num_calls)
+      stopping = stop.stop_now(saves.latest, num_calls)
       health.add(done, metrics, flags)  # checks a call dispatched earlier: no wait for this one
       if schedule.is_time(config.log_every, done, config):
-        t_now = time.time()
-        log = (done, metrics, {'train/data_seconds_per_step': data_seconds / (done - last_log),
-                               'train/images_per_sec': real_images / (t_now - t_log),
-                               **throughput.scalars(t_now - t_log)})
-        data_seconds, real_images, t_log, last_log = 0.0, 0, t_now, done
+        log = (done, metrics, rates.scalars(done))
       # A stop request saves first: sampling and evaluation may not fit in a preemption's grace.
       if (stopping or schedule.is_time(config.checkpoint_every, done, config) or
           done == config.num_steps):
         health.flush()  # never save a non-finite state
         if done == config.num_steps or stopping:
           logging.info('Saving the checkpoint of step %d.', done)
-        checkpoints.save(mngr, done, state, {'position': position})
+        saves.save(done, state, position)
       if stopping:
         logging.warning('%s: stopped at step %d with a checkpoint; run again to resume.',
                         stop.received, done)
         break
       if schedule.is_time(config.sample_every, done, config):
-        if member_seeds is None:
-          picture = sampling.grid(stepper, state, grid_inputs[0],
-                                  data.class_names)
-        else:
-          picture = sampling.member_grids(stepper, state, grid_inputs, data.class_names)
-        writer.write_images(done, {'samples': picture[None]})
-      if evaluation and schedule.is_time(config.eval_every, done, config):
+        _write_grid(run, writer, grid_inputs, state, done)
+      if run.evaluation and schedule.is_time(config.eval_every, done, config):
         health.flush()
-        logging.info('Evaluating step %d on %d samples%s.', done, config.eval.num_samples,
-                     f' of each of {config.num_seeds} members' if config.num_seeds > 1 else '')
-        result = evaluation.run(state)  # members: seeds.combine's mean
-        writer.write_scalars(done, {f'eval/{k}': v for k, v in result.items()
-                                    if isinstance(v, (int, float)) and
-                                    k not in ('step', 'num_samples')})
-        for k, member_writer in enumerate(members):  # each member's own scores
-          member_writer.write_scalars(done, {f'eval/{name[:-len("_members")]}': v[k]
-                                             for name, v in result.items()
-                                             if name.endswith('_members')})
-        if 'best' not in managers:
-          managers['best'] = checkpoints.manager(workdir, 1, best_metric=evaluation.best_metric,
-                                                 best_mode=evaluation.best_mode)
-        checkpoints.save(managers['best'], done, state,
-                         {'position': position},
-                         metrics={evaluation.best_metric: result[evaluation.best_metric]})
+        result = _evaluate(run, state, done)
+        _write_eval(writer, members, done, result)
+        saves.keep_best(done, state, position, result)
     if log:
       _write_log(writer, members, health, *log)
     health.flush()
   finally:
-    if calls is not None:
-      calls.close()
-    for mngr in managers.values():
-      mngr.wait_until_finished()
-      mngr.close()
-    for member_writer in members:
-      member_writer.flush()
-      member_writer.close()
-    if writer is not None:
-      writer.flush()
-      writer.close()
+    _close(calls, saves, writer, members)
   if done == config.num_steps and done > initial_step:
-    logging.info('Trained to step %d in %s.', done, workdir)
+    logging.info('Trained to step %d in %s.', done, run.workdir)
   return state

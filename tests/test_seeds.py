@@ -199,6 +199,27 @@ def test_log_scalars_are_the_mean_and_spread_and_each_members_own(tmp_path):
       ('seed_8', 2, {'train/critic_loss': 3.0, 'train/n_critic': 1.0})]
 
 
+def test_eval_scalars_are_the_mean_and_spread_and_each_members_own():
+  written = []
+
+  class Recorder:
+    def __init__(self, name):
+      self.name = name
+
+    def write_scalars(self, step, scalars):
+      written.append((self.name, step, dict(scalars)))
+  result = seeds.combine([{'fid': 10.0, 'kid_std': 0.5, 'step': 4, 'num_samples': 8},
+                          {'fid': 14.0, 'kid_std': 1.5, 'step': 4, 'num_samples': 8}])
+  assert seeds.member_scores(result) == [{'fid': 10.0, 'kid_std': 0.5},
+                                         {'fid': 14.0, 'kid_std': 1.5}]
+  trainer._write_eval(Recorder('main'), [Recorder('seed_7'), Recorder('seed_8')], 4, result)
+  assert written == [
+      ('main', 4, {'eval/fid': 12.0, 'eval/fid_seed_std': 2.0, 'eval/kid_std': 1.0}),
+      ('seed_7', 4, {'eval/fid': 10.0, 'eval/kid_std': 0.5}),
+      ('seed_8', 4, {'eval/fid': 14.0, 'eval/kid_std': 1.5})]
+  assert seeds.member_scores({'fid': 3.0}) == []  # one seed: no members' values
+
+
 def test_evaluation_scores_every_member_with_its_own_seeds_samples():
   config = load_config('dcgan.py:digits,runlocal,mlp', seed=SEED, num_seeds=3)
   data = input_pipeline.load(config.dataset)
