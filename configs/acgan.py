@@ -1,6 +1,8 @@
 """ACGAN (Odena et al. 2017): z times a label embedding into G; D with an adversarial head and
-an auxiliary class head; D minimises adversarial + class cross-entropy on real and fake, G
-adversarial + class cross-entropy on fake.
+an auxiliary class head; D minimises adversarial + class cross-entropy on real images, G
+adversarial + class cross-entropy on its samples. The paper's D also learns the classes of the
+generated images (option `paper`): its samples then show the class asked for half the time on
+Fashion-MNIST, against 0.97 with real images only (docs/conditional.md).
 
   python main.py --config=configs/acgan.py:fashion_mnist \
       --config.dataset.path=/usr/share/datasets/fashion-mnist --workdir=/tmp/acgan_fmnist
@@ -15,6 +17,8 @@ Options (the adversarial part is one of the first three):
   wasserstein_gp    WGAN-GP's penalty, Adam(1e-4, 0, 0.9), n_critic 5, layer norm in the critic
   runlocal          seconds on a CPU (what the tests use)
   mlp               fully connected G and D, width 512
+  paper             the paper's class loss: D's class head learns from real and generated
+                    images (loss.class_loss 'real_fake'; the default is 'real')
 """
 
 from configs import common
@@ -22,7 +26,7 @@ from gan_jax import gans
 
 # option -> (loss.adversarial, loss.lipschitz)
 ADVERSARIAL_OPTIONS = gans.ACGAN_ADVERSARIAL
-OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp')
+OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp', 'paper')
 
 
 def get_config(arg=None):
@@ -40,6 +44,9 @@ def get_config(arg=None):
   c.model.gen_norm = 'batch'
   c.model.critic_norm = 'batch'
   c.model.init_std = 0.02
+  # A class head that learns the generated images' classes too lets G draw marks the head
+  # learns, not the class (label accuracy 0.45 against 0.97, docs/conditional.md).
+  c.loss.class_loss = 'real_fake' if 'paper' in options else 'real'
   if c.loss.lipschitz == 'none':
     c.n_critic = 1
     c.gen_optimizer = common.optimizer('adam', 2e-4, b1=0.5, b2=0.999)

@@ -9,7 +9,7 @@ from gan_jax import gans
 def test_acgan_adversarial_options_are_named():
   assert tuple(acgan.ADVERSARIAL_OPTIONS) == ('nonsaturating', 'wasserstein_clip',
                                               'wasserstein_gp')
-  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp'}
+  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp', 'paper'}
   assert gans.resolve(acgan.get_config('digits')) == gans.GanSpec('nonsaturating', 'none',
                                                                   'acgan')
   for name, (adversarial, lipschitz) in acgan.ADVERSARIAL_OPTIONS.items():
@@ -20,6 +20,12 @@ def test_acgan_adversarial_options_are_named():
   assert acgan.get_config('digits,wasserstein_clip').n_critic == 5
   with pytest.raises(ValueError, match='choose one adversarial loss'):
     acgan.get_config('digits,wasserstein_clip,wasserstein_gp')
+
+
+def test_acgan_class_head_learns_from_real_images_unless_paper():
+  for adversarial in acgan.ADVERSARIAL_OPTIONS:
+    assert acgan.get_config(f'digits,{adversarial}').loss.class_loss == 'real'
+    assert acgan.get_config(f'digits,{adversarial},paper').loss.class_loss == 'real_fake'
 
 
 def test_size_options_set_the_image_size_of_any_named_dataset():
