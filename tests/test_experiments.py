@@ -61,3 +61,17 @@ def test_input_speed_reads_the_same_images_five_ways(tmp_path):
   assert list((tmp_path / 'tfds_array_record_only').rglob('*.array_record-*'))
   assert not list((tmp_path / 'tfds_array_record_only').rglob('*.tfrecord-*'))
 
+
+
+def test_conditional_table_gives_each_variants_mean_and_spread_over_its_seeds():
+  sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+  import conditional_table  # pylint: disable=g-import-not-at-top
+  def run(seed, acc, fid):
+    per_class = {f'acgan_label_accuracy_class_{c}': acc for c in range(10)}
+    per_class['acgan_label_accuracy_class_6'] = acc - 0.2
+    return {'variant': 'acgan', 'steps': 1200, 'seed': seed, 'acgan_label_accuracy': acc,
+            'domain_fid': fid, **per_class}
+  results = {('acgan', 1200, s): run(s, acc, fid)
+             for s, acc, fid in ((0, 0.9, 10.0), (1, 0.8, 12.0))}
+  line = conditional_table.table(results).splitlines()[-1]
+  assert line == '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 0,1 |'
