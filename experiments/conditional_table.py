@@ -46,6 +46,8 @@ VARIANTS = {
     'acgan_tac': (ACGAN, {'loss.class_loss': 'tac'}, 'ACGAN with a TAC-GAN twin head'),
     'projection': (ACGAN, {'model.conditional': 'projection'}, 'projection critic, conditional '
                    'batch norm in G (the ACGAN preset otherwise)'),
+    'projection_no_bn': (ACGAN, {'model.conditional': 'projection', 'model.critic_norm': 'none'},
+                         '... without batch norm in the critic'),
     'projection_sn_hinge': (ACGAN, {'model.conditional': 'projection', 'loss.adversarial': 'hinge',
                                     'model.critic_norm': 'none', 'model.spectral_norm': True},
                             '... with hinge loss and spectral norm, no batch norm, in the '
@@ -119,8 +121,9 @@ def table(results) -> str:
     per_class = [_mean_std([r[f'{acc}_class_{c}'] for r in runs])[0] for c in range(10)]
     low = min(range(10), key=per_class.__getitem__)
     (a, a_std), (f, f_std) = (_mean_std([r[k] for r in runs]) for k in (acc, fid))
-    lines.append(f'| {name} | {steps} | {a:.3f} ± {a_std:.3f} | {per_class[low]:.2f} (class '
-                 f'{low}) | {f:.1f} ± {f_std:.1f} | {",".join(str(r["seed"]) for r in runs)} |')
+    spread = lambda std, digits: f' ± {std:.{digits}f}' if len(runs) > 1 else ''
+    lines.append(f'| {name} | {steps} | {a:.3f}{spread(a_std, 3)} | {per_class[low]:.2f} (class '
+                 f'{low}) | {f:.1f}{spread(f_std, 1)} | {",".join(str(r["seed"]) for r in runs)} |')
   return '\n'.join(lines)
 
 

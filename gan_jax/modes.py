@@ -22,7 +22,7 @@ from gan_jax.stepper import Stepper
 
 
 def _stepper(config, image_shape, num_classes, raw_generator: bool = False) -> Stepper:
-  checks.check_data(config, image_shape, num_classes)
+  """The Stepper of a config whose data `checks.check_data` passed."""
   stepper = Stepper(config, image_shape, num_classes, raw_generator=raw_generator)
   if config.ema.decay > 0:
     logging.info('Samples, grids and evaluations use the %s generator%s.',
@@ -137,6 +137,7 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
     raise ConfigError(f'--seed_index must be >= 0 and < num_seeds ({config.num_seeds}), '
                       f'got {seed_index}')
   spec = _spec(config, workdir)
+  checks.check_data(config, spec.image_shape, spec.num_classes)
   stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
   if stepper.num_seeds > 1:
@@ -162,6 +163,7 @@ def _evaluate(config, workdir: str, step: Optional[int], best: bool,
   _settle_channels(config, workdir)
   spec = _spec(config, workdir)
   evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings
+  checks.check_data(config, spec.image_shape, spec.num_classes)
   stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
   result = {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}
