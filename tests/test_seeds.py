@@ -175,19 +175,23 @@ def test_non_finite_values_name_the_member(tmp_path):
   assert state.skipped.tolist() == [0, 0, 4]
 
 
+class _Recorder:
+  """A metric writer that appends (name, step, scalars) to `written`."""
+
+  def __init__(self, name, written):
+    self.name, self.written = name, written
+
+  def write_scalars(self, step, scalars):
+    self.written.append((self.name, step, dict(scalars)))
+
+
 def test_log_scalars_are_the_mean_and_spread_and_each_members_own(tmp_path):
   config = load_config('dcgan.py:digits,runlocal,mlp', seed=SEED, num_seeds=2, num_steps=2,
                        sample_every=0)
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes)
   written = []
-
-  class Recorder:
-    def __init__(self, name):
-      self.name = name
-
-    def write_scalars(self, step, scalars):
-      written.append((self.name, step, dict(scalars)))
+  Recorder = lambda name: _Recorder(name, written)  # pylint: disable=invalid-name
   metrics = {'critic_loss': np.array([[1.0, 3.0]]), 'n_critic': np.array([[1.0, 1.0]])}
   health = trainer._HealthCheck(None, False, stepper.seeds)
   trainer._write_log(Recorder('main'), [Recorder('seed_7'), Recorder('seed_8')], health, 2,
@@ -201,13 +205,7 @@ def test_log_scalars_are_the_mean_and_spread_and_each_members_own(tmp_path):
 
 def test_eval_scalars_are_the_mean_and_spread_and_each_members_own():
   written = []
-
-  class Recorder:
-    def __init__(self, name):
-      self.name = name
-
-    def write_scalars(self, step, scalars):
-      written.append((self.name, step, dict(scalars)))
+  Recorder = lambda name: _Recorder(name, written)  # pylint: disable=invalid-name
   result = seeds.combine([{'fid': 10.0, 'kid_std': 0.5, 'step': 4, 'num_samples': 8},
                           {'fid': 14.0, 'kid_std': 1.5, 'step': 4, 'num_samples': 8}])
   assert seeds.member_scores(result) == [{'fid': 10.0, 'kid_std': 0.5},
