@@ -16,14 +16,11 @@ runs some variants. --classifier reuses a trained domain classifier.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IDX = '/usr/share/datasets/fashion-mnist'   # apt-get install dataset-fashion-mnist
+from table_runs import IDX, domain_classifier, run_main  # experiments/table_runs.py
 
 flags.DEFINE_string('out', '/tmp/conditional', 'Directory for the classifier, runs and results.')
 flags.DEFINE_integer('steps', 1200, 'Generator iterations of every run.')
@@ -55,16 +52,6 @@ VARIANTS = {
 }
 
 
-def _run(args, log):
-  with open(log, 'w') as f:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=f, text=True,
-                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
-  if proc.returncode:
-    raise RuntimeError(f'main.py {" ".join(args)} failed ({proc.returncode}); see {log}')
-  return proc.stdout
-
-
 def run_variant(name, seed, classifier):
   config, overrides, _ = VARIANTS[name]
   workdir = os.path.join(FLAGS.out, f'{name}_{FLAGS.steps}_s{seed}')
@@ -73,12 +60,13 @@ def run_variant(name, seed, classifier):
             '--config.eval.reference_split=test', f'--config.eval.num_samples={FLAGS.samples}',
             *[f'--config.{k}={v}' for k, v in overrides.items()]]
   start = time.time()
-  _run([*common, f'--config.num_steps={FLAGS.steps}', '--config.sample_every=0'],
-       workdir + '.train.log')
+  run_main([*common, f'--config.num_steps={FLAGS.steps}', '--config.sample_every=0'],
+           workdir + '.train.log')
   seconds = round(time.time() - start)
-  scores = json.loads(_run([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
+  scores = json.loads(run_main([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
   grid = os.path.join(workdir, 'samples.npz')
-  _run([*common, '--mode=sample', '--num_samples=100', f'--out={grid}'], workdir + '.sample.log')
+  run_main([*common, '--mode=sample', '--num_samples=100', f'--out={grid}'],
+           workdir + '.sample.log')
   if FLAGS.grids:
     os.makedirs(FLAGS.grids, exist_ok=True)
     shutil.copy(grid[:-4] + '.png',
@@ -134,11 +122,7 @@ def main(_):
     return
   os.makedirs(FLAGS.out, exist_ok=True)
   classifier = FLAGS.classifier or os.path.join(FLAGS.out, 'classifier')
-  if not os.path.exists(os.path.join(classifier, 'meta.json')):
-    with open(classifier + '.log', 'w') as f:
-      subprocess.run([sys.executable, '-m', 'gan_jax.tools.train_classifier',
-                      '--dataset=fashion_mnist', f'--path={FLAGS.idx}', f'--out={classifier}'],
-                     cwd=ROOT, stdout=f, stderr=f, check=True)
+  domain_classifier(classifier, FLAGS.idx)
   done = _results(path)
   for name in VARIANTS:
     for seed in map(int, FLAGS.seeds):

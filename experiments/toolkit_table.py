@@ -20,14 +20,11 @@ norm (R1 is per example); WGAN-GP's R1 row puts R1 in place of the gradient pena
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 from absl import app, flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IDX = '/usr/share/datasets/fashion-mnist'   # apt-get install dataset-fashion-mnist
+from table_runs import IDX, domain_classifier, run_main  # experiments/table_runs.py
 
 flags.DEFINE_string('out', '/tmp/toolkit', 'Directory for the classifier, runs and results.')
 flags.DEFINE_integer('steps', 400, 'Generator iterations of every run.')
@@ -73,16 +70,6 @@ def rows():
         yield f'{gan}/{technique}/{data}', f'configs/{gan}.py:fashion_mnist{option}', overrides
 
 
-def _run(args, log):
-  with open(log, 'w') as f:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=f, text=True,
-                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
-  if proc.returncode:
-    raise RuntimeError(f'main.py {" ".join(args)} failed ({proc.returncode}); see {log}')
-  return proc.stdout
-
-
 def run_row(name, config, overrides, classifier):
   workdir = os.path.join(FLAGS.out, name.replace('/', '_').replace('%', 'pct'))
   common = [f'--config={config}', f'--workdir={workdir}', f'--config.dataset.path={FLAGS.idx}',
@@ -90,9 +77,9 @@ def run_row(name, config, overrides, classifier):
             '--config.eval.reference_split=train', f'--config.eval.num_samples={FLAGS.samples}',
             *[f'--config.{k}={v}' for k, v in overrides.items()]]
   start = time.time()
-  _run([*common, f'--config.num_steps={FLAGS.steps}'], workdir + '.train.log')
+  run_main([*common, f'--config.num_steps={FLAGS.steps}'], workdir + '.train.log')
   seconds = round(time.time() - start)
-  scores = json.loads(_run([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
+  scores = json.loads(run_main([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
   return {'row': name, 'config': config, 'overrides': overrides, 'steps': FLAGS.steps,
           'seeds': FLAGS.seeds, 'samples': FLAGS.samples, 'train_seconds': seconds,
           **{k + s: scores[k + s] for k in SCORES for s in ('', '_seed_std', '_members')}}
@@ -131,11 +118,7 @@ def main(_):
     return
   os.makedirs(FLAGS.out, exist_ok=True)
   classifier = os.path.join(FLAGS.out, 'classifier')
-  if not os.path.exists(os.path.join(classifier, 'meta.json')):
-    with open(classifier + '.log', 'w') as f:
-      subprocess.run([sys.executable, '-m', 'gan_jax.tools.train_classifier',
-                      '--dataset=fashion_mnist', f'--path={FLAGS.idx}', f'--out={classifier}'],
-                     cwd=ROOT, stdout=f, stderr=f, check=True)
+  domain_classifier(classifier, FLAGS.idx)
   done = _results(path)
   for name, config, overrides in rows():
     if name in done or (FLAGS.only and name not in FLAGS.only):
