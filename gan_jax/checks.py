@@ -54,6 +54,12 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
   if spec.r1 and config.model.critic_norm == 'batch':
     raise ConfigError("R1 is per example, so the critic cannot use batch norm: set "
                       "model.critic_norm to 'layer' or 'none'")
+  if spec.is_conditional:
+    try:
+      models.label_input_of(spec.conditional, config.model.gen_norm,
+                            config.model.gen_label_input)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   try:
     augment.parse_policy(config.augment.policy)
   except ValueError as e:

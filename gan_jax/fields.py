@@ -123,6 +123,10 @@ FIELDS = (
       'hybrid)', choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
       "'projection'; '' = gan's"),
+    F('model.gen_label_input', '', "conditional G: how labels enter it, 'embed' (z times a "
+      "label embedding) | 'cbn' (conditional batch norm) | 'embed_cbn' (both) | 'concat' (z and "
+      "the one-hot label); '' = the conditioning's (projection with batch norm: cbn; else embed)",
+      choices=('', *models.LABEL_INPUTS), absent_is_default=True),
     F('model.spectral_norm', False, "spectral normalisation of the critic's weights (one power "
       'iteration per update)', choices=(False, True), absent_is_default=True),
     F('model.gen_spectral_norm', False, "... and of the generator's", choices=(False, True),

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import model_config
-from gan_jax import models
+from conftest import load_config, model_config
+from gan_jax import checks, models
+from gan_jax.errors import ConfigError
 
 K = 10  # classes
 ARCHS = [('conv', (28, 28, 1)), ('resnet', (32, 32, 3)), ('mlp', (28, 28, 1))]
@@ -324,3 +325,58 @@ def test_projection_models_under_pmap_with_an_axis_name():
                expected[2:4], (gen_stats, critic_stats))
   gen_stats = expected[2]['batch_stats']['ConditionalBatchNorm_0']['BatchNorm_0']
   assert float(jnp.abs(gen_stats['mean']).max()) > 0  # the statistics did move
+
+
+def _built(arch, conditioning, label_input, **kw):
+  """(variables, images at train=False) of a conditional generator on K labels, z repeated."""
+  shape = dict(ARCHS)[arch]
+  gen, _ = models.build(model_config(arch, gen_label_input=label_input, **kw), shape, K,
+                        conditioning=conditioning)
+  z = jnp.repeat(jax.random.normal(jax.random.PRNGKey(0), (1, 6)), K, axis=0)
+  variables = gen.init(jax.random.PRNGKey(1), z, jnp.arange(K), train=False)
+  return variables, gen.apply(variables, z, jnp.arange(K), train=False)
+
+
+@pytest.mark.parametrize('arch', [a for a, _ in ARCHS])
+@pytest.mark.parametrize('conditioning,same_as', [('acgan', 'embed'), ('projection', 'cbn')])
+def test_gen_label_input_default_is_the_conditionings(arch, conditioning, same_as):
+  """model.gen_label_input '' is 'embed' for ACGAN and 'cbn' for projection with batch norm:
+  the same parameters and images."""
+  default = _built(arch, conditioning, '')
+  explicit = _built(arch, conditioning, same_as)
+  jax.tree.map(np.testing.assert_array_equal, default, explicit)
+
+
+@pytest.mark.parametrize('arch', [a for a, _ in ARCHS])
+def test_gen_label_input_embed_cbn_has_both_and_cbn_alone_none(arch):
+  """'embed_cbn': the label embedding and the conditional batch norms; 'cbn' in an ACGAN
+  generator: the batch norms only, so at init (scales 1, shifts 0) the label changes nothing;
+  'embed' and 'embed_cbn' differ by the batch norms' embeddings only."""
+  both, both_images = _built(arch, 'acgan', 'embed_cbn')
+  cbn, cbn_images = _built(arch, 'acgan', 'cbn')
+  embed, _ = _built(arch, 'acgan', 'embed')
+  assert 'label_embed' in both['params'] and 'label_embed' not in cbn['params']
+  assert set(_shapes(both)) == set(_shapes(cbn)) | {'params/label_embed/embedding'}
+  assert set(_shapes(both)) == set(_to_cbn(_shapes(embed))) | {'params/label_embed/embedding'}
+  np.testing.assert_allclose(cbn_images, jnp.repeat(cbn_images[:1], K, axis=0), atol=1e-6)
+  assert _pairwise_min_diff(both_images) > 1e-4  # the embedding draws each class apart at init
+
+
+@pytest.mark.parametrize('arch', [a for a, _ in ARCHS])
+def test_gen_label_input_concat_feeds_the_one_hot_label_to_the_first_layer(arch):
+  variables, images = _built(arch, 'projection', 'concat')
+  flat = _shapes(variables)
+  assert not any('label_embed' in p or 'Conditional' in p for p in flat)
+  assert flat['params/Dense_0/kernel'][0] == 6 + K  # z (6) and the one-hot label (K)
+  assert _pairwise_min_diff(images) > 1e-4
+
+
+@pytest.mark.parametrize('label_input', ['cbn', 'embed_cbn'])
+def test_gen_label_input_cbn_needs_batch_norm(label_input):
+  config = load_config('acgan.py:mnist')
+  config.model.gen_norm = 'none'
+  config.model.gen_label_input = label_input
+  with pytest.raises(ConfigError, match=r"gen_label_input .* model.gen_norm is 'none'"):
+    checks.check_config(config, 1)
+  config.model.gen_norm = 'batch'
+  checks.check_config(config, 1)

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 
 from gan_jax import layers
 from gan_jax.models import conv, mlp, resnet
-from gan_jax.models.conditioning import (CONDITIONINGS, ConditionalBatchNorm, CriticHeads,
-                                         GeneratorInput, check_conditioning)
+from gan_jax.models.conditioning import (CONDITIONINGS, LABEL_INPUTS, ConditionalBatchNorm,
+                                         CriticHeads, GeneratorInput, check_conditioning,
+                                         label_input_of)
 from gan_jax.models.conv import ConvCritic, ConvGenerator, conv_channels, conv_levels, pyramid
 from gan_jax.models.family import Family
 from gan_jax.models.mlp import MLPCritic, MLPGenerator, MLPTrunk
@@ -69,9 +70,10 @@ def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] 
 
 # What callers reach as models.NAME.
 __all__ = [
-    'ARCHITECTURES', 'ARCHS', 'CONDITIONINGS', 'ConditionalBatchNorm', 'ConvCritic',
+    'ARCHITECTURES', 'ARCHS', 'CONDITIONINGS', 'LABEL_INPUTS', 'ConditionalBatchNorm', 'ConvCritic',
     'ConvGenerator', 'CriticHeads', 'Family', 'GeneratorInput', 'MLPCritic', 'MLPGenerator',
     'MLPTrunk', 'ResBlock', 'ResNetCritic', 'ResNetGenerator', 'build', 'check_conditioning',
-    'check_image_shape', 'conv_channels', 'conv_levels', 'is_cifar_resnet', 'pyramid',
+    'check_image_shape', 'conv_channels', 'conv_levels', 'is_cifar_resnet', 'label_input_of',
+    'pyramid',
     'resnet_channels',
 ]

@@ -25,6 +25,7 @@ own would nest them under its name. `norm_layer` returns a layer the model calls
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from gan_jax.models import init
@@ -96,30 +97,61 @@ def norm_layer(kind: str, train: bool, spatial: bool, axis_name: Optional[str] =
   raise ValueError(f"unknown norm {kind!r}; use 'batch', 'layer' or 'none'")
 
 
-class GeneratorInput(nn.Module):
-  """A generator's (first layer's input, labels for conditional batch norm or None).
+# How labels enter a conditional generator (model.gen_label_input); '' is the conditioning's
+# own (`label_input_of`).
+LABEL_INPUTS = ('embed', 'cbn', 'embed_cbn', 'concat')
 
-  'projection' with a `norm` 'batch' generator: (z, labels), the batch norms carry the
-  condition. Otherwise (z, None), z times a learned label embedding (params/label_embed) when
-  conditional: 'acgan', and 'projection' without batch norm, which has no norm to condition.
+
+def label_input_of(conditioning: str, norm: str, label_input: str = '') -> str:
+  """How labels enter a generator: `label_input`, or by default 'cbn' for 'projection' with
+  batch norm (SNGAN's and BigGAN's generators) and 'embed' otherwise (ACGAN's z times a label
+  embedding; a generator without batch norm has no norm to condition). Raises ValueError for an
+  unknown value, or 'cbn' / 'embed_cbn' in a generator without batch norm."""
+  if label_input and label_input not in LABEL_INPUTS:
+    raise ValueError(f'unknown model.gen_label_input {label_input!r}; use one of '
+                     f'{", ".join(map(repr, LABEL_INPUTS))} or \'\' (the conditioning\'s)')
+  if label_input in ('cbn', 'embed_cbn') and norm != 'batch':
+    raise ValueError(f'model.gen_label_input {label_input!r} makes the generator\'s batch norms '
+                     f"conditional, but model.gen_norm is {norm!r}: use gen_norm 'batch', or "
+                     "gen_label_input 'embed' or 'concat'")
+  if label_input:
+    return label_input
+  return 'cbn' if conditioning == 'projection' and norm == 'batch' else 'embed'
+
+
+class GeneratorInput(nn.Module):
+  """A generator's (first layer's input, labels for conditional batch norm or None), as
+  `label_input_of` says labels enter it:
+
+    'embed':     z times a learned label embedding (params/label_embed; ACGAN's Hadamard
+                 product), (z * embed(y), None);
+    'cbn':       (z, labels): the batch norms are conditional (`ConditionalBatchNorm`);
+    'embed_cbn': both, (z * embed(y), labels);
+    'concat':    z concatenated with the one-hot label (Mirza & Osindero's cGAN), (…, None).
   """
   num_classes: int = 0
   conditioning: str = 'acgan'
   norm: str = 'none'  # the generator's norm
   dtype: Any = jnp.float32
+  label_input: str = ''  # model.gen_label_input; '' = the conditioning's
 
   @nn.compact
   def __call__(self, z, labels=None):
-    """z [B, L], labels [B] (int) or None -> (x [B, L], labels or None)."""
+    """z [B, L], labels [B] (int) or None -> (x [B, L] ([B, L + K] for 'concat'), labels or
+    None)."""
     conditioning = conditioning_of(self)
-    if conditioning != 'none' and labels is None:
-      raise ValueError('a conditional generator needs labels')
-    if conditioning == 'projection' and self.norm == 'batch':
-      return z, labels
     if conditioning == 'none':
       return z, None
-    embed = nn.Embed(self.num_classes, z.shape[-1], dtype=self.dtype, name='label_embed')
-    return z * embed(labels), None
+    if labels is None:
+      raise ValueError('a conditional generator needs labels')
+    how = label_input_of(conditioning, self.norm, self.label_input)
+    if how == 'concat':
+      one_hot = jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)
+      return jnp.concatenate([z, one_hot], axis=-1), None
+    if how != 'cbn':
+      embed = nn.Embed(self.num_classes, z.shape[-1], dtype=self.dtype, name='label_embed')
+      z = z * embed(labels)
+    return z, (labels if how in ('cbn', 'embed_cbn') else None)
 
 
 class CriticHeads(nn.Module):

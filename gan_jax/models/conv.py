@@ -56,6 +56,7 @@ class ConvGenerator(ConvPlayer):
   width: int = 64
   kernel_size: int = 5
   norm: str = 'none'
+  label_input: str = ''  # how labels enter: model.gen_label_input ('' = the conditioning's)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -67,7 +68,8 @@ class ConvGenerator(ConvPlayer):
     up = lambda f, b: layers.ConvTranspose(f, self.kernel_size, self.conv_impl, kernel_init, b,
                                            self.dtype)
     x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
-                                                      self.norm, self.dtype))(z, labels)
+                                                      self.norm, self.dtype,
+                                                      self.label_input))(z, labels)
     norm = lambda: norm_layer(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
                               self.num_classes)
     x = nn.Dense(sizes[0] * sizes[0] * channels[0], kernel_init=kernel_init, use_bias=bias,
@@ -106,5 +108,6 @@ class ConvCritic(ConvPlayer):
 def build(m, image_shape, common, conv_impl):
   """(ConvGenerator, ConvCritic) of model config `m`; `common`: the fields both take."""
   conv = dict(kernel_size=m.kernel_size, conv_impl=conv_impl)
-  return (ConvGenerator(image_shape, width=m.width, norm=m.gen_norm, **conv, **common),
+  return (ConvGenerator(image_shape, width=m.width, norm=m.gen_norm,
+                        label_input=m.gen_label_input, **conv, **common),
           ConvCritic(width=critic_width(m), norm=m.critic_norm, **conv, **common))

@@ -55,11 +55,13 @@ class MLPGenerator(Player):
   width: int = 512
   depth: int = 3
   norm: str = 'none'
+  label_input: str = ''  # how labels enter: model.gen_label_input ('' = the conditioning's)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
-                                                      self.norm, self.dtype))(z, labels)
+                                                      self.norm, self.dtype,
+                                                      self.label_input))(z, labels)
     x = in_scope_of(self, _trunk_of(self))(x, train, norm_labels)
     # named: the trunk counts its own Dense_0 ... Dense_{depth-1}, so this module's count
     # would start again at Dense_0, a name in use
@@ -83,5 +85,6 @@ class MLPCritic(Player):
 def build(m, image_shape, common, _):
   """(MLPGenerator, MLPCritic) of model config `m`; `common`: the fields both take (the MLPs
   have no conv layers, so no conv impl)."""
-  return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm, **common),
+  return (MLPGenerator(image_shape, width=m.width, depth=m.depth, norm=m.gen_norm,
+                       label_input=m.gen_label_input, **common),
           MLPCritic(width=critic_width(m), depth=m.depth, norm=m.critic_norm, **common))

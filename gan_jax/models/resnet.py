@@ -110,6 +110,7 @@ class ResNetGenerator(ConvPlayer):
   image_shape: Tuple[int, int, int]
   width: int = 128
   norm: str = 'batch'
+  label_input: str = ''  # how labels enter: model.gen_label_input ('' = the conditioning's)
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
@@ -120,7 +121,8 @@ class ResNetGenerator(ConvPlayer):
       base, channels = 4, resnet_channels(side, self.width)
     kernel_init = init.kernel_init(self.init_std)
     x, norm_labels = in_scope_of(self, GeneratorInput(self.num_classes, self.conditioning,
-                                                      self.norm, self.dtype))(z, labels)
+                                                      self.norm, self.dtype,
+                                                      self.label_input))(z, labels)
     x = nn.Dense(base * base * channels[0], kernel_init=kernel_init, dtype=self.dtype)(x)
     x = x.reshape(x.shape[0], base, base, channels[0])
     for features in channels:
@@ -166,6 +168,6 @@ class ResNetCritic(ConvPlayer):
 def build(m, image_shape, common, conv_impl):
   """(ResNetGenerator, ResNetCritic) of model config `m`; `common`: the fields both take."""
   return (ResNetGenerator(image_shape, width=m.width, norm=m.gen_norm, conv_impl=conv_impl,
-                          **common),
+                          label_input=m.gen_label_input, **common),
           ResNetCritic(width=critic_width(m), norm=m.critic_norm, pool=m.critic_pool,
                        conv_impl=conv_impl, **common))
