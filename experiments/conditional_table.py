@@ -49,6 +49,21 @@ VARIANTS = {
                                     'model.critic_norm': 'none', 'model.spectral_norm': True},
                             '... with hinge loss and spectral norm, no batch norm, in the '
                             'critic (SNGAN\'s)'),
+    # How the label enters the generator (model.gen_label_input)
+    'projection_sn_hinge_embed_cbn': (
+        ACGAN, {'model.conditional': 'projection', 'loss.adversarial': 'hinge',
+                'model.critic_norm': 'none', 'model.spectral_norm': True,
+                'model.gen_label_input': 'embed_cbn'},
+        "... and z times a label embedding in G as well as its conditional batch norms"),
+    'projection_embed_cbn': (ACGAN, {'model.conditional': 'projection',
+                                     'model.gen_label_input': 'embed_cbn'},
+                             'projection (the ACGAN preset otherwise), z times a label embedding '
+                             'in G as well as its conditional batch norms'),
+    'acgan_cbn': (ACGAN, {'model.gen_label_input': 'cbn'},
+                  'ACGAN, the label entering G through conditional batch norm instead of z '
+                  'times an embedding'),
+    'acgan_concat': (ACGAN, {'model.gen_label_input': 'concat'},
+                     'ACGAN, z concatenated with the one-hot label'),
 }
 
 
