@@ -19,6 +19,10 @@ Options (the adversarial part is one of the first three):
   mlp               fully connected G and D, width 512
   paper             the paper's class loss: D's class head learns from real and generated
                     images (loss.class_loss 'real_fake'; the default is 'real')
+  projection        a projection critic (Miyato & Koyama 2018) in place of the class head, with
+                    SNGAN's hinge loss and spectral norm and no batch norm in it; G takes the
+                    label through z times an embedding and conditional batch norm
+                    (gen_label_input 'embed_cbn'): docs/conditional.md
 """
 
 from configs import common
@@ -26,7 +30,7 @@ from gan_jax import gans
 
 # option -> (loss.adversarial, loss.lipschitz)
 ADVERSARIAL_OPTIONS = gans.ACGAN_ADVERSARIAL
-OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp', 'paper')
+OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection')
 
 
 def get_config(arg=None):
@@ -59,10 +63,20 @@ def get_config(arg=None):
     c.model.init_std = 0.0
     c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
     c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+  if 'projection' in options:
+    if adversarial or 'paper' in options:
+      raise ValueError('option projection has its own loss (hinge) and no class head: it does '
+                       'not combine with an adversarial option or paper')
+    c.model.conditional = 'projection'
+    c.loss.adversarial = 'hinge'
+    c.model.critic_norm = 'none'
+    c.model.spectral_norm = True
+    c.model.gen_label_input = 'embed_cbn'
   if 'mlp' in options:
     c.model.arch = 'mlp'
     c.model.width = 512
-    c.model.critic_norm = 'none' if c.loss.lipschitz == 'gp' else 'batch'
+    c.model.critic_norm = ('none' if c.loss.lipschitz == 'gp' or 'projection' in options
+                           else 'batch')
   if 'runlocal' in options:
     common.runlocal(c)
   return c

@@ -9,7 +9,7 @@ from gan_jax import gans
 def test_acgan_adversarial_options_are_named():
   assert tuple(acgan.ADVERSARIAL_OPTIONS) == ('nonsaturating', 'wasserstein_clip',
                                               'wasserstein_gp')
-  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp', 'paper'}
+  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection'}
   assert gans.resolve(acgan.get_config('digits')) == gans.GanSpec('nonsaturating', 'none',
                                                                   'acgan')
   for name, (adversarial, lipschitz) in acgan.ADVERSARIAL_OPTIONS.items():
@@ -26,6 +26,21 @@ def test_acgan_class_head_learns_from_real_images_unless_paper():
   for adversarial in acgan.ADVERSARIAL_OPTIONS:
     assert acgan.get_config(f'digits,{adversarial}').loss.class_loss == 'real'
     assert acgan.get_config(f'digits,{adversarial},paper').loss.class_loss == 'real_fake'
+
+
+def test_acgan_projection_option_is_sngans_critic_with_both_label_inputs_in_g():
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  from gan_jax import checks  # pylint: disable=g-import-not-at-top
+  for arg in ('fashion_mnist,projection', 'digits,mlp,projection'):
+    config = acgan.get_config(arg)
+    assert gans.resolve(config) == gans.GanSpec('hinge', 'none', 'projection')
+    assert (config.model.critic_norm, config.model.spectral_norm,
+            config.model.gen_label_input) == ('none', True, 'embed_cbn')
+    checks.check_config(config, 1)
+  assert load_config('acgan.py:fashion_mnist').model.gen_label_input == ''
+  for other in ('paper', 'wasserstein_gp'):
+    with pytest.raises(ValueError, match='projection has its own loss'):
+      acgan.get_config(f'digits,projection,{other}')
 
 
 def test_size_options_set_the_image_size_of_any_named_dataset():
