@@ -202,6 +202,11 @@ FIELDS = (
       "KID's unbiased estimate", resume=True),
     F('eval.pr_samples', 5000, 'precision/recall: samples per side (k-NN, k = 3)', '[4, inf)',
       'precision/recall: k = 3 nearest neighbours and the sample', resume=True),
+    F('eval.truncation', 0.0, 'evaluations draw z truncated at this threshold (the truncation '
+      "trick: |z_i| <= it, resampled; 0: untruncated)", '[0, inf)',
+      'the truncation threshold; 0: none', resume=True),
+    F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
+      "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),
     F('eval.best_metric', '', "keeps WORKDIR/best_checkpoint by this ('': fid, else "
       'domain_fid)', resume=True),
     F('eval_every', 0, 'evaluate every this-many steps (0: off; needs an extractor above)',
