@@ -94,7 +94,6 @@ def r1_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array) -> 
   return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1))
 
 
-
 # LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under
 # Limited Data"): the critic's outputs on real images are pulled toward an anchor alpha_F, an
 # exponential moving average of its mean output on generated images, and its outputs on generated
@@ -126,6 +125,7 @@ def lecam_penalty(real_adv, fake_adv, anchors, form: str = 'one_sided') -> jax.A
   if form == 'one_sided':
     real_gap, fake_gap = jax.nn.relu(real_gap), jax.nn.relu(fake_gap)
   return jnp.mean(jnp.square(real_gap)) + jnp.mean(jnp.square(fake_gap))
+
 
 def interpolation_weights(eps_key, batch_size: int, ndim: int = 4):
   """One eps ~ U[0, 1] per example, shaped [B, 1, ..., 1] to broadcast over an image."""
