@@ -42,6 +42,9 @@ flags.DEFINE_integer('step', None, 'sample, eval: checkpoint step (default: the 
 flags.DEFINE_bool('best', False, 'sample, eval: the best checkpoint by eval.best_metric.')
 flags.DEFINE_bool('raw_generator', False, 'sample, eval: with ema.decay > 0, the trained '
                   'generator instead of its exponential moving average.')
+flags.DEFINE_float('truncation', None, 'sample: draw z truncated at this threshold (the '
+                   'truncation trick: every |z_i| <= it, resampled); evaluations take '
+                   '--config.eval.truncation and eval.truncation_sweep.')
 flags.DEFINE_integer('seed_index', 0, 'sample, with num_seeds > 1: the member whose samples '
                      'to write (seed config.seed + seed_index).')
 flags.DEFINE_bool('distributed', False, 'Several processes (hosts): call '
@@ -82,6 +85,9 @@ def run(config) -> None:
     return
   if not workdir:
     raise ConfigError(f'--workdir is required to {FLAGS.mode}')
+  if FLAGS.truncation is not None and FLAGS.mode != 'sample':
+    raise ConfigError(f'--truncation is for --mode=sample; --mode={FLAGS.mode} takes '
+                      f'--config.eval.truncation=T (and eval.truncation_sweep)')
   if FLAGS.distributed:
     jax.distributed.initialize(num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   platforms.log_backend()
@@ -92,7 +98,7 @@ def run(config) -> None:
   elif FLAGS.mode == 'sample':
     out = FLAGS.out or f'{workdir}/samples.npz'
     _report(modes.sample(config, workdir, FLAGS.num_samples, out, FLAGS.step, FLAGS.best,
-                         FLAGS.seed_index, FLAGS.raw_generator))
+                         FLAGS.seed_index, FLAGS.raw_generator, FLAGS.truncation))
   else:
     _report(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best, FLAGS.raw_generator))
 

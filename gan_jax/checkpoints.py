@@ -82,7 +82,8 @@ def restore(mngr: ocp.CheckpointManager, target: TrainState,
     fmt = _state_format(mngr, step)
     if not migration.can_hold(abstract, fmt) or fmt not in migration.LAYOUTS:
       raise ConfigError(f'checkpoint {path} holds a train state of format {fmt}, without the '
-                        f'EMA or spectral norm this config asks for; use a new --workdir')
+                        f'EMA, spectral norm or LeCam anchors this config asks for; use a new '
+                        f'--workdir')
     restored = _restore(mngr, step, migration.layout(abstract, fmt))
     state = migration.upgrade(restored.state, fmt)
   except ConfigError:

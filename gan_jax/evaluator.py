@@ -173,11 +173,31 @@ def check(config) -> None:
     raise ConfigError(f'eval.reference_samples must be 0 (the whole split) or >= '
                       f'{K_NEAREST + 1} (precision/recall), got {ev.reference_samples}')
   input_pipeline.check_split(config.dataset, ev.reference_split, 'eval.reference_split')
+  truncation_sweep(ev)
   produced = extractors_lib.computed_metrics(ev, gans.resolve(config).is_conditional)
   metric = extractors_lib.best_metric(ev)
   if metric not in produced:
     raise ConfigError(f'eval.best_metric {metric!r} is not computed by the configured '
                       f'extractors; choose one of {", ".join(sorted(produced))}')
+
+
+def truncation_sweep(eval_config) -> Tuple[float, ...]:
+  """The thresholds of eval.truncation_sweep ('0.25,0.5,1.0' -> (0.25, 0.5, 1.0); '': none);
+  ConfigError for a value that is not a finite number > 0, or one given twice."""
+  text = str(eval_config.truncation_sweep).strip()
+  thresholds = []
+  for word in (w.strip() for w in text.split(',') if text):
+    try:
+      value = float(word)
+    except ValueError:
+      value = None
+    if value is None or not (np.isfinite(value) and value > 0):
+      raise ConfigError(f'eval.truncation_sweep must be a comma list of thresholds > 0 '
+                        f"(e.g. '0.25,0.5,1.0'), got {word!r} in {text!r}")
+    if value in thresholds:
+      raise ConfigError(f'eval.truncation_sweep gives {word} twice')
+    thresholds.append(value)
+  return tuple(thresholds)
 
 
 class Evaluator:

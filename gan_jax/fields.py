@@ -151,6 +151,18 @@ FIELDS = (
     F('loss.r1_every', 1, 'R1 on every this-many-th critic update only, times this (lazy '
       'regularisation)', '[1, inf)', 'critic updates between R1 penalties',
       absent_is_default=True),
+    F('loss.lecam_weight', 0.0, 'lambda of LeCam regularisation (Tseng et al. 2021) in the '
+      "critic's loss (0: off); 0.3 in the paper's CIFAR runs", '[0, inf)', "LeCam's lambda",
+      absent_is_default=True),
+    F('loss.lecam_decay', 0.99, "LeCam: decay of the anchors, moving averages of the critic's "
+      'mean outputs on real and generated images', '[0, 1)', "the anchors' decay, below 1",
+      absent_is_default=True),
+    F('loss.lecam_start_step', 1000, 'LeCam: generator updates in which the anchors copy the '
+      "batch's means, the penalty acting from the one after", '[0, inf)',
+      'generator updates before the anchors average', absent_is_default=True),
+    F('loss.lecam_form', 'one_sided', "LeCam: 'one_sided' E[relu(D(x) - a_F)^2] + "
+      "E[relu(a_R - D(G(z)))^2] (the authors' code, StudioGAN) | 'two_sided' (the paper's "
+      'equation 3)', choices=losses.LECAM_FORMS, absent_is_default=True),
     F('ema.decay', 0.0, "the generator's exponential moving average, e.g. 0.999 (0: off); "
       'samples use it', '[0, 1)', "the EMA's decay, below 1; 0: off", absent_is_default=True),
     F('ema.start_step', 0, 'generator updates before the average starts (a copy until then)',
@@ -194,6 +206,11 @@ FIELDS = (
       "KID's unbiased estimate", resume=True),
     F('eval.pr_samples', 5000, 'precision/recall: samples per side (k-NN, k = 3)', '[4, inf)',
       'precision/recall: k = 3 nearest neighbours and the sample', resume=True),
+    F('eval.truncation', 0.0, 'evaluations draw z truncated at this threshold (the truncation '
+      "trick: |z_i| <= it, resampled; 0: untruncated)", '[0, inf)',
+      'the truncation threshold; 0: none', resume=True),
+    F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
+      "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),
     F('eval.best_metric', '', "keeps WORKDIR/best_checkpoint by this ('': fid, else "
       'domain_fid)', resume=True),
     F('eval_every', 0, 'evaluate every this-many steps (0: off; needs an extractor above)',

@@ -94,6 +94,39 @@ def r1_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array) -> 
   return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1))
 
 
+# LeCam regularisation (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under
+# Limited Data"): the critic's outputs on real images are pulled toward an anchor alpha_F, an
+# exponential moving average of its mean output on generated images, and its outputs on generated
+# images toward alpha_R, the average on real ones (config.loss.lecam_*).
+#   'one_sided': E[relu(D(x) - alpha_F)^2] + E[relu(alpha_R - D(G(z)))^2], what the authors' code
+#                (google/lecam-gan: biggan_cifar/losses.py, stylegan2/lecam_loss.py) and
+#                StudioGAN (src/utils/losses.py) compute, and what their reported numbers used.
+#   'two_sided': E[(D(x) - alpha_F)^2] + E[(D(G(z)) - alpha_R)^2], the paper's equation (3).
+LECAM_FORMS = ('one_sided', 'two_sided')
+
+
+def lecam_anchors(anchors, real_adv, fake_adv, decay, copy):
+  """The anchors {'real': alpha_R, 'fake': alpha_F} after one critic update that saw outputs
+  `real_adv` and `fake_adv`: decay * alpha + (1 - decay) * the batch's mean output, or (`copy`
+  true, before loss.lecam_start_step) the batch's mean itself. Float32 scalars; no gradient
+  flows into them."""
+  rate = jnp.where(copy, 0.0, decay).astype(jnp.float32)
+  mean = lambda x: jnp.mean(jax.lax.stop_gradient(x).astype(jnp.float32))
+  return {'real': rate * anchors['real'] + (1.0 - rate) * mean(real_adv),
+          'fake': rate * anchors['fake'] + (1.0 - rate) * mean(fake_adv)}
+
+
+def lecam_penalty(real_adv, fake_adv, anchors, form: str = 'one_sided') -> jax.Array:
+  """R_LC of the critic's outputs on real images `real_adv` and generated ones `fake_adv` ([B]
+  each) against `anchors` (lecam_anchors); `form` one of LECAM_FORMS."""
+  real_adv, fake_adv = real_adv.astype(jnp.float32), fake_adv.astype(jnp.float32)
+  real_gap = real_adv - anchors['fake']    # D(x) above alpha_F
+  fake_gap = anchors['real'] - fake_adv    # D(G(z)) below alpha_R
+  if form == 'one_sided':
+    real_gap, fake_gap = jax.nn.relu(real_gap), jax.nn.relu(fake_gap)
+  return jnp.mean(jnp.square(real_gap)) + jnp.mean(jnp.square(fake_gap))
+
+
 def interpolation_weights(eps_key, batch_size: int, ndim: int = 4):
   """One eps ~ U[0, 1] per example, shaped [B, 1, ..., 1] to broadcast over an image."""
   return jax.random.uniform(eps_key, (batch_size,) + (1,) * (ndim - 1), jnp.float32)

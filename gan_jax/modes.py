@@ -9,6 +9,7 @@ training data: the spec comes from the workdir's data_spec.json (older runs: the
 registry entry or its files' headers).
 """
 
+import math
 from typing import Any, Dict, Optional
 
 from absl import logging
@@ -17,7 +18,7 @@ import jax
 from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline, rundir,
                      sampling, seeds, trainer)
 from gan_jax.errors import ConfigError
-from gan_jax.evaluator import Evaluator
+from gan_jax.evaluator import Evaluator, truncation_sweep
 from gan_jax.stepper import Stepper
 
 
@@ -41,20 +42,49 @@ def _generator(stepper: Stepper) -> Dict[str, str]:
 
 def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evaluation:
   """Scores a state; with num_seeds > 1 every member (each with its own seed's samples, as a
-  separate run's), combined: each score's mean, `_seed_std` and `_members` (seeds.combine)."""
-  def one(state, seed):
+  separate run's), combined: each score's mean, `_seed_std` and `_members` (seeds.combine).
+
+  z is truncated at eval.truncation (0: not; the result then says `truncation`), and each
+  threshold T of eval.truncation_sweep scores the same samples' z truncated at T (the same
+  key: truncated_noise maps the same uniforms) as the scores `truncation_T/NAME`."""
+  truncation = config.eval.truncation or None
+  sweep = truncation_sweep(config.eval)
+
+  def one(state, seed, threshold):
     return evaluator.run(sampling.batches(
         stepper, state, config.eval.num_samples,
         sampling.stream_key(seed, sampling.EVAL_STREAM), interleaved=True,
-        progress='Evaluating'))
+        progress='Evaluating' + (f' at truncation {threshold:g}' if threshold else ''),
+        truncation=threshold))
+
+  def scores(state, threshold):
+    if stepper.num_seeds == 1:
+      return one(state, config.seed, threshold)
+    return seeds.combine([one(seeds.member(state, k), seed, threshold)
+                          for k, seed in enumerate(stepper.seeds)])
 
   def run(state):
-    if stepper.num_seeds == 1:
-      return one(state, config.seed)
-    return seeds.combine([one(seeds.member(state, k), seed)
-                          for k, seed in enumerate(stepper.seeds)])
+    result = scores(state, truncation)
+    for threshold in sweep:
+      result.update({f'truncation_{threshold:g}/{name}': value
+                     for name, value in scores(state, threshold).items()
+                     if _is_score(name, value)})
+    if truncation:
+      result['truncation'] = truncation
+    if sweep:
+      result['truncation_sweep'] = list(sweep)
+    return result
   metric = extractors.best_metric(config.eval)
   return trainer.Evaluation(run, metric, extractors.best_mode(metric))
+
+
+def _is_score(name: str, value) -> bool:
+  """Whether an evaluation's entry is a score (a number, or the members' values of one), not
+  what every evaluation shares (the step, the sample count, the reference) or a count."""
+  if name.endswith(seeds.MEMBERS):
+    return True
+  return (isinstance(value, (int, float)) and not isinstance(value, bool) and
+          name not in ('step', 'num_samples'))
 
 
 def _settle_channels(config, workdir: str) -> str:
@@ -125,14 +155,17 @@ def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: 
 
 
 def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
-           best: bool = False, seed_index: int = 0, raw_generator: bool = False
-           ) -> Dict[str, Any]:
+           best: bool = False, seed_index: int = 0, raw_generator: bool = False,
+           truncation: Optional[float] = None) -> Dict[str, Any]:
   """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it;
   with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it). With
-  ema.decay > 0 the EMA generator's, unless `raw_generator`."""
+  ema.decay > 0 the EMA generator's, unless `raw_generator`; with `truncation`, from z
+  truncated at that threshold (sampling.truncated_noise)."""
   checks.check_config(config, jax.device_count())
   if num_samples < 1:
     raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
+  if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+    raise ConfigError(f'--truncation must be a threshold > 0, got {truncation}')
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f'--seed_index must be >= 0 and < num_seeds ({config.num_seeds}), '
                       f'got {seed_index}')
@@ -143,7 +176,7 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
   if stepper.num_seeds > 1:
     state = seeds.member(state, seed_index)
   result = sampling.write_samples(stepper, state, config.seed + seed_index, num_samples, out,
-                                  spec.class_names)
+                                  spec.class_names, truncation)
   if config.ema.decay > 0:
     result.update(_generator(stepper))
   return result if stepper.num_seeds == 1 else {**result, 'seed': config.seed + seed_index}

@@ -69,12 +69,22 @@ def member_grids(stepper: Stepper, state, inputs: Sequence, class_names: Sequenc
   return images.make_grid(np.stack(pictures), ncol=len(pictures), pad=4)
 
 
+def truncated_noise(key, num: int, latent_dim: int, threshold: float) -> jax.Array:
+  """[num, latent_dim] z for the truncation trick (Brock et al. 2019, BigGAN): z ~ N(0, I) with
+  every component whose |z_i| exceeds `threshold` drawn again until it does not. That is each
+  component independently from N(0, 1) conditioned on |z_i| <= threshold, which
+  jax.random.truncated_normal draws without a loop (by the inverse CDF: one uniform per
+  component, so the same key gives the same uniforms at every threshold)."""
+  return jax.random.truncated_normal(key, -threshold, threshold, (num, latent_dim), jnp.float32)
+
+
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,
-            interleaved: bool = False, progress: str = ''
+            interleaved: bool = False, progress: str = '', truncation: Optional[float] = None
             ) -> Iterator[Tuple[jax.Array, Optional[np.ndarray]]]:
   """Yields (images in [-1, 1] on the device [b, H, W, C], labels [b] or None) for
   `num_samples` samples; a conditional GAN's labels are balanced over the classes. With
-  `progress` ('Sampling', 'Evaluating'), long runs log how far they are (`logged`)."""
+  `progress` ('Sampling', 'Evaluating'), long runs log how far they are (`logged`); with
+  `truncation` (a threshold > 0), z is truncated_noise's."""
   labels = (balanced_labels(num_samples, stepper.num_classes, interleaved)
             if stepper.num_classes else None)
 
@@ -84,8 +94,9 @@ def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 25
       key, z_key = jax.random.split(key)
       n = min(batch_size, num_samples - start)
       chunk = None if labels is None else labels[start:start + n]
-      yield (stepper.generate(state, stepper.noise(z_key, n),
-                              None if chunk is None else jnp.asarray(chunk)), chunk)
+      z = (stepper.noise(z_key, n) if truncation is None else
+           truncated_noise(z_key, n, stepper.latent_dim, truncation))
+      yield stepper.generate(state, z, None if chunk is None else jnp.asarray(chunk)), chunk
   return logged(generate(), num_samples, progress) if progress else generate()
 
 
@@ -120,17 +131,22 @@ def _duration(seconds: float) -> str:
 
 
 def write_samples(stepper: Stepper, state, seed: int, num_samples: int, out: str,
-                  class_names: Sequence[str] = ()) -> Dict[str, Any]:
+                  class_names: Sequence[str] = (), truncation: Optional[float] = None
+                  ) -> Dict[str, Any]:
   """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN, with `class_names`
   when the data has them) and a PNG grid beside it (100 samples, or 10 per class one class
-  per row, named on the left)."""
+  per row, named on the left); with `truncation`, of truncated z (truncated_noise), whose
+  threshold the result names."""
   # Each batch comes to the host as it is made: the progress log times finished samples.
   parts = [(np.asarray(images.to_unit(np.asarray(b))), l) for b, l in batches(
-      stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM), progress='Sampling')]
+      stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM), progress='Sampling',
+      truncation=truncation)]
   samples = np.concatenate([b for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
   png = str(files.path(out).with_suffix('.png'))
   result = {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}
+  if truncation is not None:
+    result['truncation'] = truncation
   if jax.process_index() > 0:   # every process generated its share; process 0 writes
     return result
   arrays = {'images': samples, **({} if labels is None else {'labels': labels})}

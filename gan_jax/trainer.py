@@ -370,7 +370,8 @@ def _write_eval(writer, members: list, step: int, result: Dict[str, Any]) -> Non
   """Writes an evaluation's scores as eval/ scalars (members: their mean and spread), and each
   member's own scores to its writer in `members`."""
   writer.write_scalars(step, {f'eval/{k}': v for k, v in result.items()
-                              if isinstance(v, (int, float)) and k not in ('step', 'num_samples')})
+                              if isinstance(v, (int, float)) and
+                              k not in ('step', 'num_samples', 'truncation')})
   for member_writer, scores in zip(members, seeds.member_scores(result)):
     member_writer.write_scalars(step, {f'eval/{k}': v for k, v in scores.items()})
 

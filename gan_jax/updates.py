@@ -37,6 +37,9 @@ class TrainState:
   skipped: jax.Array           # iterations skipped for non-finite values (skip_nonfinite)
   # the generator's exponential moving average {'params', 'stats'} ({} with ema.decay 0)
   ema: Any = flax.struct.field(default_factory=dict)
+  # LeCam's anchors {'real': alpha_R, 'fake': alpha_F}, float32 scalars: moving averages of the
+  # critic's mean outputs on real and generated images ({} with loss.lecam_weight 0)
+  lecam: Any = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,10 @@ class GAN:
   r1_weight: float = 0.0       # gamma of R1 (lipschitz 'r1'): gamma / 2 E|grad D(x_real)|^2
   r1_every: int = 1            # R1 on every this-many-th critic update, scaled by it
   augment: Tuple[str, ...] = ()  # DiffAugment policy: where the critic sees images
+  lecam_weight: float = 0.0    # lambda of LeCam regularisation (0: none, and no anchors)
+  lecam_decay: float = 0.99    # the anchors' moving-average decay
+  lecam_start: int = 1000      # generator updates before the anchors average and the penalty acts
+  lecam_form: str = 'one_sided'  # losses.LECAM_FORMS
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -90,7 +97,9 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, ema_decay=config.ema.decay,
       ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
-      r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy))
+      r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy),
+      lecam_weight=config.loss.lecam_weight, lecam_decay=config.loss.lecam_decay,
+      lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form)
 
 
 def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
@@ -121,9 +130,12 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
     return PlayerState(params, variables.get('batch_stats', {}), tx.init(params), vectors)
   gen = player(gen_vars, gan.gen_tx, gen_key, gan.gen_spectral)
   ema = {'params': gen.params, 'stats': gen.stats} if gan.ema_decay > 0 else {}
+  # (the anchors' first value is a batch's mean: updates before lecam_start copy it)
+  lecam = ({'real': jnp.zeros((), jnp.float32), 'fake': jnp.zeros((), jnp.float32)}
+           if gan.lecam_weight > 0 else {})
   return TrainState(step=jnp.zeros((), jnp.int32), key=train_key, gen=gen,
                     critic=player(critic_vars, gan.critic_tx, critic_key, gan.critic_spectral),
-                    skipped=jnp.zeros((), jnp.int32), ema=ema)
+                    skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam)
 
 
 def _apply(module, params, stats, *args, train: bool):
@@ -190,9 +202,13 @@ def _heads(gan: GAN, class_logits):
   return class_logits[:, :gan.num_classes], class_logits[:, gan.num_classes:]
 
 
-def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True):
+def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True,
+                  lecam=None, step=0):
   """One critic update on one real batch; returns (critic, metrics). `r1_now`: whether this
-  update takes the R1 penalty (loss.r1_every > 1: every r1_every-th update)."""
+  update takes the R1 penalty (loss.r1_every > 1: every r1_every-th update). With LeCam
+  (loss.lecam_weight > 0), `lecam` holds the anchors before this update and `step` is the
+  generator step it belongs to; the anchors after it are the metrics lecam_alpha_real and
+  lecam_alpha_fake (`lecam_of`)."""
   critic_stats = critic.stats
   input_key, eps_key = jax.random.split(key)
   real = images.to_signed(batch['image'])
@@ -214,6 +230,8 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
     (real_adv, real_cls), stats = _critic(gan, params, critic_stats, real, real_labels)
     (fake_adv, fake_cls), stats = _critic(gan, params, stats, fake, fake_labels)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
+    if gan.lecam_weight > 0:
+      loss += _lecam(gan, lecam, step, real_adv, fake_adv, metrics)
     # Penalties take the critic's adversarial output at the real images' labels (a projection
     # critic scores the penalty's interpolates as of the real image's class).
     critic_fn = lambda x: _critic(gan, params, stats, x, real_labels)[0][0]
@@ -256,6 +274,28 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
     critic_params = jax.tree.map(lambda p: jnp.clip(p, -gan.clip_value, gan.clip_value),
                                  critic_params)
   return PlayerState(critic_params, critic_stats, opt_state, vectors), metrics
+
+
+def _lecam(gan: GAN, anchors, step, real_adv, fake_adv, metrics):
+  """LeCam's term of the critic's loss, lambda R_LC, as StudioGAN and the authors' code add it:
+  the anchors first take this update's mean outputs (over the global batch: pmean'd under
+  pmap), then the penalty is taken against them. Before generator update lecam_start the
+  anchors copy the batch's means; the penalty counts from the update after it (its logged
+  value is 0 until then). Adds the anchors and the penalty to `metrics`."""
+  real_mean = _pmean(gan, jnp.mean(jax.lax.stop_gradient(real_adv).astype(jnp.float32)))
+  fake_mean = _pmean(gan, jnp.mean(jax.lax.stop_gradient(fake_adv).astype(jnp.float32)))
+  anchors = losses.lecam_anchors(anchors, real_mean, fake_mean, gan.lecam_decay,
+                                 copy=step < gan.lecam_start)
+  penalty = jnp.where(step > gan.lecam_start,
+                      losses.lecam_penalty(real_adv, fake_adv, anchors, gan.lecam_form), 0.0)
+  metrics.update(lecam_penalty=penalty, lecam_alpha_real=anchors['real'],
+                 lecam_alpha_fake=anchors['fake'])
+  return gan.lecam_weight * penalty
+
+
+def lecam_of(metrics):
+  """The LeCam anchors a critic update's metrics carry (critic_update)."""
+  return {'real': metrics['lecam_alpha_real'], 'fake': metrics['lecam_alpha_fake']}
 
 
 def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int):
@@ -316,27 +356,32 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
   n_critic, batch_size = batch['image'].shape[:2]
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), n_critic + 1)
 
-  def critic_body(critic, inputs):
+  def critic_body(carry, inputs):
+    critic, lecam = carry  # lecam: the LeCam anchors ({} without)
     one_batch, key, *index = inputs
     # lazy R1: on the critic updates numbered step * n_critic + i that r1_every divides
     r1_now = (state.step * n_critic + index[0]) % gan.r1_every == 0 if index else True
-    return critic_update(gan, state.gen, critic, one_batch, key, r1_now)
+    critic, metrics = critic_update(gan, state.gen, critic, one_batch, key, r1_now, lecam,
+                                    state.step)
+    return (critic, lecam_of(metrics) if lecam else lecam), metrics
 
   gen_lr, critic_lr = gan.gen_lr(state.step), gan.critic_lr(state.step)
   critic = state.critic.replace(
       opt_state=optimizers.set_learning_rate(state.critic.opt_state, critic_lr))
   lazy_r1 = gan.spec.r1 and gan.r1_every > 1
   inputs = (batch, keys[1:]) + ((jnp.arange(n_critic),) if lazy_r1 else ())
-  critic, c_metrics = jax.lax.scan(critic_body, critic, inputs)
+  (critic, lecam), c_metrics = jax.lax.scan(critic_body, (critic, state.lecam), inputs)
   gen = state.gen.replace(opt_state=optimizers.set_learning_rate(state.gen.opt_state, gen_lr))
   gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size)
   ema = state.ema
   if gan.ema_decay > 0:
     ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start)
   metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
+  if lecam:  # the anchors after the iteration's last critic update (the others: means)
+    metrics.update(lecam_alpha_real=lecam['real'], lecam_alpha_fake=lecam['fake'])
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
-  new_state = state.replace(gen=gen, critic=critic, ema=ema)
+  new_state = state.replace(gen=gen, critic=critic, ema=ema, lecam=lecam)
   health = {'metrics': all_finite(metrics)}
   for player in ('gen', 'critic'):
     for part in ('params', 'stats', 'opt_state', 'spectral'):
@@ -344,6 +389,8 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
         health[f'{player}.{part}'] = all_finite(getattr(getattr(new_state, player), part))
   if ema:
     health['ema'] = all_finite(ema)
+  if lecam:
+    health['lecam'] = all_finite(lecam)
   finite = jnp.all(jnp.stack(list(health.values())))
   if gan.skip_nonfinite:  # keep the old state; the data and the step move on
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)

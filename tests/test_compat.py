@@ -1,7 +1,8 @@
 """Workdirs of the earlier checkpoint formats (gan_jax/migration.py) sample, evaluate and resume
 as fresh runs of their config do: format 1 (one flat train-state record, ACGAN's
-`acgan_adversarial` in its config.json) and format 2 (per-player state without EMA or spectral
-norm vectors, a config.json without the toolkit's fields)."""
+`acgan_adversarial` in its config.json), format 2 (per-player state without EMA or spectral
+norm vectors, a config.json without the toolkit's fields) and format 3 (EMA and spectral norm
+vectors, no LeCam anchors, a config.json without the LeCam and truncation fields)."""
 
 import json
 import os
@@ -102,3 +103,27 @@ def test_format2_workdir_samples_and_resumes(tmp_path):
   proc = run_main(f'--config=configs/{FORMAT2_SPEC}', f'--workdir={old}',
                   '--config.num_steps=6', '--config.ema.decay=0.9')
   assert proc.returncode == 2 and 'ema.decay (0.0 -> 0.9)' in proc.stderr, proc.stderr[-2000:]
+
+
+FORMAT3 = os.path.join(ROOT, 'tests', 'data', 'workdir_format3')
+FORMAT3_SPEC = 'dcgan.py:digits,runlocal,mlp,modern'   # EMA, spectral norm, DiffAugment
+
+
+def test_format3_workdir_samples_and_resumes(tmp_path):
+  old = tmp_path / 'old'
+  shutil.copytree(os.path.join(FORMAT3, 'dcgan_modern_mlp'), old)
+  out = tmp_path / 'old.npz'
+  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['step'] == 2 and result['generator'] == 'ema' and 'truncation' not in result
+  with np.load(out) as now, np.load(os.path.join(FORMAT3, 'dcgan_modern_mlp_samples.npz')) as then:
+    # The samples stored with it: bitwise on the CPU that wrote them, round-off on another.
+    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
+  resumed = _resumes_as_a_fresh_run_trains(old, FORMAT3_SPEC, tmp_path)
+  assert resumed.ema and resumed.critic.spectral and resumed.lecam == {}
+  # Its checkpoints are now of today's format; LeCam on it is a change of config, refused.
+  proc = run_main(f'--config=configs/{FORMAT3_SPEC}', f'--workdir={old}',
+                  '--config.num_steps=6', '--config.loss.lecam_weight=0.3')
+  assert proc.returncode == 2 and 'loss.lecam_weight (0.0 -> 0.3)' in proc.stderr, (
+      proc.stderr[-2000:])
