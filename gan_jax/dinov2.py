@@ -11,8 +11,8 @@ after the final layer norm (the hub model's `x_norm_clstoken`, transformers' `po
     does: PyTorch's bicubic (a = -0.75, edge taps clamped), no antialiasing, and a scale of
     37 / (16 + 0.1) (its `interpolate_offset`). transformers' Dinov2Model resizes to the size
     instead (a scale of 37 / 16): `interpolate_offset=0` gives its features.
-Images are not rounded to 8 bits (dgm-eval reads PNG files; PIL rounds each pass): the
-difference is below one grey level before normalisation.
+Images are not rounded to 8 bits (dgm-eval reads PNG files; PIL rounds each pass): a difference
+of about one grey level at most before normalisation.
 
 Weights cannot be downloaded here: convert facebook/dinov2-large (transformers' safetensors) or
 the hub's dinov2_vitl14_pretrain.pth once with `python -m gan_jax.tools.convert_dinov2` and point
