@@ -144,6 +144,15 @@ def test_matches_transformers(tmp_path):
   assert loaded_arch == arch
   flat = traverse_util.flatten_dict(variables)
   assert all(np.array_equal(v, flat[k]) for k, v in traverse_util.flatten_dict(loaded).items())
+  # ... and the hub's state dict (a .pth in the hub's names), with torch.
+  torch.save({k: torch.from_numpy(v) for k, v in _hub_state(variables).items()},
+             tmp_path / 'hub.pth')
+  result = run_tool('convert_dinov2', f'--src={tmp_path / "hub.pth"}', '--heads=4',
+                    f'--out={tmp_path / "hub.npz"}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  loaded, loaded_arch, _ = dinov2.load(str(tmp_path / 'hub.npz'))
+  assert loaded_arch == arch
+  assert all(np.array_equal(v, flat[k]) for k, v in traverse_util.flatten_dict(loaded).items())
 
   # The extractor's batched, jitted path is the module on the preprocessed images.
   images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
