@@ -6,7 +6,7 @@ says) or ResNetGenerator / ResNetCritic (the WGAN-GP CIFAR-10 ResNet up to 32x32
 from 64x64), growing with the image size as they do, the same losses (WGAN-GP penalty through
 torch.autograd.grad with create_graph=True;
 non-saturating for DCGAN) and optimizers. torch is an optional, benchmark-only dependency:
-`pip install -r requirements-benchmark.txt` (the torch of requirements-inception-test.txt).
+`pip install -r requirements-benchmark.txt` (requirements-reference.txt's CPU torch runs it too).
 """
 
 import time

@@ -31,7 +31,8 @@ class Accumulator:
 
   def __init__(self, ext: Extractor, total: Optional[int], keep: int):
     self.stats = feature_metrics.FeatureStats(ext.feature_dim)
-    self.scores = None if total is None else feature_metrics.ScoreStats(total, ext.num_classes)
+    self.scores = (None if total is None or not ext.num_classes
+                   else feature_metrics.ScoreStats(total, ext.num_classes))
     self.keep, self._kept = keep, []
 
   def update(self, probs, features) -> None:
@@ -147,7 +148,8 @@ def compare(ext: Extractor, ev, real_stats, real_kept, fake: Accumulator,
   """The extractor's named metrics of `fake` against the reference."""
   names = extractors_lib.NAMES[ext.kind]
   out = {names['fid']: feature_metrics.fid(real_stats, fake.stats)}
-  out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
+  if 'score' in names:   # an extractor with classes
+    out[names['score']], out[names['score'] + '_std'] = fake.scores.result()
   out[names['kid']], out[names['kid'] + '_std'] = feature_metrics.kid(
       real_kept, fake.kept, ev.kid_subsets, ev.kid_subset_size, seed=seed)
   pr = feature_metrics.precision_recall(real_kept[:ev.pr_samples], fake.kept[:ev.pr_samples],
@@ -162,10 +164,12 @@ def check(config) -> None:
   """Raises ConfigError (DataError for a reference split the data source lacks) for eval
   settings that cannot score; reads no file (the Evaluator's constructor loads the extractors)."""
   ev = config.eval
-  if not ev.inception_weights and not ev.classifier:
+  if not extractors_lib.configured(ev):
     raise ConfigError('set --config.eval.classifier to a directory written by python -m '
-                      'gan_jax.tools.train_classifier, or --config.eval.inception_weights to '
-                      'an .npz written by python -m gan_jax.tools.convert_inception')
+                      'gan_jax.tools.train_classifier, --config.eval.inception_weights to '
+                      'an .npz written by python -m gan_jax.tools.convert_inception, or '
+                      '--config.eval.dinov2_weights to one written by python -m '
+                      'gan_jax.tools.convert_dinov2')
   refusal = fields.refusal(config, prefix='eval.')
   if refusal:
     raise ConfigError(refusal)

@@ -1,8 +1,11 @@
 """Feature extractors for evaluation, and the one table of the metrics they give.
 
-Two extractors, either or both:
+Three extractors, any of them:
   * InceptionV3 (gan_jax/inception.py, `eval.inception_weights`): the standard `fid`,
     `inception_score`, `kid`, `precision` and `recall`, comparable with published numbers;
+  * DINOv2 ViT-L/14 (gan_jax/dinov2.py, `eval.dinov2_weights`): `fd_dinov2` (Stein et al.
+    2023's FD_DINOv2), `dinov2_kid`, `dinov2_precision` and `dinov2_recall` in its feature
+    space; it has no classes, so no score;
   * the project's domain classifier (gan_jax/classifier.py, `eval.classifier`): its penultimate
     layer gives `domain_fid`, `domain_kid`, `domain_precision` and `domain_recall`, its class
     probabilities the `classifier_score` (the Inception Score formula) and ACGAN's
@@ -16,14 +19,16 @@ from typing import Any, Callable, Dict, List
 import jax
 import numpy as np
 
-from gan_jax import classifier, files, inception
+from gan_jax import classifier, dinov2, files, inception
 from gan_jax.errors import ConfigError
 
-# Metric names per extractor kind, by role: FID, the Inception Score formula, KID, precision,
-# recall.
+# Metric names per extractor kind, by role: FID, the Inception Score formula (extractors with
+# classes), KID, precision, recall.
 NAMES = {
     'inception': dict(fid='fid', score='inception_score', kid='kid', precision='precision',
                       recall='recall'),
+    'dinov2': dict(fid='fd_dinov2', kid='dinov2_kid', precision='dinov2_precision',
+                   recall='dinov2_recall'),
     'domain': dict(fid='domain_fid', score='classifier_score', kid='domain_kid',
                    precision='domain_precision', recall='domain_recall'),
 }
@@ -36,12 +41,22 @@ METRICS = {**{name: role in LOWER_IS_BETTER_ROLES
            LABEL_ACCURACY: False}
 
 
+# Which field names each extractor's weights, in the order the extractors run.
+WEIGHTS_FIELDS = {'inception': 'inception_weights', 'dinov2': 'dinov2_weights',
+                  'domain': 'classifier'}
+
+
+def configured(eval_config) -> List[str]:
+  """The kinds of the extractors `eval_config` names, in WEIGHTS_FIELDS' order."""
+  return [kind for kind, field in WEIGHTS_FIELDS.items() if eval_config[field]]
+
+
 def best_metric(eval_config) -> str:
   """eval.best_metric, or by default the FID of the first extractor configured: Inception's
-  when there are weights, else the domain classifier's."""
+  when there are weights, else DINOv2's, else the domain classifier's."""
   if eval_config.best_metric:
     return eval_config.best_metric
-  return 'fid' if eval_config.inception_weights else 'domain_fid'
+  return NAMES[(configured(eval_config) or ['domain'])[0]]['fid']
 
 
 def best_mode(name: str) -> str:
@@ -55,9 +70,7 @@ def best_mode(name: str) -> str:
 def computed_metrics(eval_config, conditional: bool = True) -> List[str]:
   """The metrics the extractors that `eval_config` names compute (without loading them); the
   label accuracy only for a `conditional` GAN."""
-  kinds = (['inception'] if eval_config.inception_weights else []) + (
-      ['domain'] if eval_config.classifier else [])
-  names = [n for kind in kinds for n in NAMES[kind].values()]
+  names = [n for kind in configured(eval_config) for n in NAMES[kind].values()]
   return names + ([LABEL_ACCURACY] if eval_config.classifier and conditional else [])
 
 
@@ -120,12 +133,22 @@ def inception_extractor(config, image_shape) -> Extractor:
       {'path': files.absolute(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
 
 
+def dinov2_extractor(config, image_shape) -> Extractor:
+  """DINOv2 with the weights file config.eval.dinov2_weights."""
+  if image_shape[-1] not in (1, 3):
+    raise ConfigError(f'DINOv2 takes 1- or 3-channel images, the data has {image_shape}')
+  path = config.eval.dinov2_weights
+  variables, arch, digest = dinov2.load(path)
+  return Extractor(
+      'dinov2', dinov2.predictor(variables, arch), arch['width'], 0, digest,
+      {'path': files.absolute(path), 'arch': dinov2.arch_name(arch),
+       'features': 'CLS token after the final layer norm',
+       'resize': f'bicubic (PIL) to {dinov2.SIZE}x{dinov2.SIZE}, ImageNet mean/std'})
+
+
 def load_extractors(config, image_shape) -> List[Extractor]:
-  """The extractors the eval config names: Inception first, then the domain classifier."""
-  ev = config.eval
-  out = []
-  if ev.inception_weights:
-    out.append(inception_extractor(config, image_shape))
-  if ev.classifier:
-    out.append(domain_extractor(config, image_shape))
-  return out
+  """The extractors the eval config names, in WEIGHTS_FIELDS' order: Inception, DINOv2, the
+  domain classifier."""
+  load = {'inception': inception_extractor, 'dinov2': dinov2_extractor,
+          'domain': domain_extractor}
+  return [load[kind](config, image_shape) for kind in configured(config.eval)]

@@ -191,6 +191,8 @@ FIELDS = (
 
     F('eval.inception_weights', '', 'FID Inception .npz (python -m '
       'gan_jax.tools.convert_inception)', resume=True),
+    F('eval.dinov2_weights', '', 'DINOv2 ViT-L/14 .npz for fd_dinov2 (python -m '
+      'gan_jax.tools.convert_dinov2)', resume=True),
     F('eval.classifier', '', 'domain classifier dir (python -m gan_jax.tools.train_classifier)',
       resume=True),
     F('eval.num_samples', 10_000, 'generated samples per evaluation', '[10, inf)',
@@ -212,7 +214,7 @@ FIELDS = (
     F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
       "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),
     F('eval.best_metric', '', "keeps WORKDIR/best_checkpoint by this ('': fid, else "
-      'domain_fid)', resume=True),
+      'fd_dinov2, else domain_fid)', resume=True),
     F('eval_every', 0, 'evaluate every this-many steps (0: off; needs an extractor above)',
       '[0, inf)', '0 turns it off', resume=True),
 

@@ -1,7 +1,7 @@
 """The Flax InceptionV3 against pytorch-fid's network, and the weight file handling.
 
-The comparison runs where torch, torchvision and pytorch-fid are installed
-(`pip install -r requirements-inception-test.txt`) and is skipped elsewhere: pytorch-fid's
+The comparison needs torch, torchvision and pytorch-fid (requirements-reference.txt; .ci/run
+installs it, and under CI a missing one fails the test; elsewhere it skips): pytorch-fid's
 network is built with random weights (its download is replaced by our state dict), converted
 with `inception.from_torch`, and both networks see the same images.
 """
@@ -9,6 +9,7 @@ with `inception.from_torch`, and both networks see the same images.
 import numpy as np
 import pytest
 
+from conftest import reference_import
 from gan_jax import inception
 from gan_jax.errors import ConfigError
 
@@ -35,9 +36,9 @@ def _random_state_dict(torch, torchvision, seed=0):
 
 
 def test_matches_pytorch_fid(monkeypatch):
-  torch = pytest.importorskip('torch')
-  torchvision = pytest.importorskip('torchvision')
-  fid_inception = pytest.importorskip('pytorch_fid.inception')
+  torch = reference_import('torch')
+  torchvision = reference_import('torchvision')
+  fid_inception = reference_import('pytorch_fid.inception')
   state = _random_state_dict(torch, torchvision)
   monkeypatch.setattr(fid_inception, 'load_state_dict_from_url', lambda *a, **k: state)
   net = fid_inception.InceptionV3([3]).eval()       # resize to 299, [0, 1] -> [-1, 1]

@@ -2,7 +2,8 @@
 
 Flax parameters are copied into `experiments/torch_reference.py`'s modules and both run on the
 same inputs (eval mode, so batch norm uses the same initial statistics). Runs where torch is
-installed (`pip install -r requirements-benchmark.txt`) and is skipped elsewhere, as in CI.
+installed (requirements-reference.txt, which CI installs, or requirements-benchmark.txt) and is
+skipped elsewhere.
 
 Checked: DCGAN (kernel 4) at 32 and 64 px and the WGAN-GP ResNets at 32, 64 and 128 px. The WGAN-GP MNIST reference (kernel 5) has
 the same shapes and multiplies but is not the same function: PyTorch's symmetric padding 2

@@ -3,7 +3,7 @@ r"""Converts pytorch-fid's Inception weights to the .npz that `config.eval.incep
 The standard FID network's weights (TensorFlow's 2015-12-05 Inception graph, as pytorch-fid
 ports it) cannot be downloaded at run time; fetch them once where there is a network:
   https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
-then, where torch is installed (requirements-inception-test.txt):
+then, where torch is installed (requirements-reference.txt):
   python -m gan_jax.tools.convert_inception --pth=pt_inception-2015-12-05-6726825d.pth \
       --out=weights/inception_fid.npz
   python main.py --workdir=DIR --mode=eval --config.eval.inception_weights=weights/inception_fid.npz
@@ -29,7 +29,7 @@ def main() -> None:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ConfigError('converting the weights needs torch: pip install -r '
-                      'requirements-inception-test.txt') from None
+                      'requirements-reference.txt') from None
   if not files.path(FLAGS.pth).exists():
     raise DataError(f'--pth {FLAGS.pth} does not exist; fetch pytorch-fid\'s '
                     f'pt_inception-2015-12-05-6726825d.pth (see this tool\'s docstring)')
