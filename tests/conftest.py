@@ -105,17 +105,18 @@ def config_factory():
   return load_config
 
 
-def reference_import(name: str):
+def reference_import(name: str, requirements: str = 'requirements-reference.txt'):
   """Module `name` of the PyTorch references the cross-checks compare with (torch,
-  transformers, pytorch-fid: requirements-reference.txt). The test skips where it is missing,
-  except under CI (.ci/run installs them), where it fails."""
+  transformers: requirements-reference.txt; torchvision and pytorch-fid:
+  requirements-inception-test.txt). The test skips where it is missing, except under CI for
+  what .ci/run installs (requirements-reference.txt), where it fails."""
   import importlib  # pylint: disable=g-import-not-at-top
   try:
     return importlib.import_module(name)
   except (ImportError, OSError, RuntimeError) as e:  # missing, or a build for another torch
-    if os.environ.get('CI'):
-      pytest.fail(f'{name} does not import ({e}): .ci/run installs requirements-reference.txt')
-    pytest.skip(f'needs {name} ({e}): pip install -r requirements-reference.txt')
+    if os.environ.get('CI') and requirements == 'requirements-reference.txt':
+      pytest.fail(f'{name} does not import ({e}): .ci/run installs {requirements}')
+    pytest.skip(f'needs {name} ({e}): pip install -r {requirements}')
   return None
 
 

@@ -1,7 +1,8 @@
 """The Flax InceptionV3 against pytorch-fid's network, and the weight file handling.
 
-The comparison needs torch, torchvision and pytorch-fid (requirements-reference.txt; .ci/run
-installs it, and under CI a missing one fails the test; elsewhere it skips): pytorch-fid's
+The comparison needs torch (requirements-reference.txt), torchvision and pytorch-fid
+(requirements-inception-test.txt: their CPU builds are on PyTorch's index only, which CI's
+machines cannot reach, so it skips there as wherever they are missing): pytorch-fid's
 network is built with random weights (its download is replaced by our state dict), converted
 with `inception.from_torch`, and both networks see the same images.
 """
@@ -37,8 +38,8 @@ def _random_state_dict(torch, torchvision, seed=0):
 
 def test_matches_pytorch_fid(monkeypatch):
   torch = reference_import('torch')
-  torchvision = reference_import('torchvision')
-  fid_inception = reference_import('pytorch_fid.inception')
+  torchvision = reference_import('torchvision', 'requirements-inception-test.txt')
+  fid_inception = reference_import('pytorch_fid.inception', 'requirements-inception-test.txt')
   state = _random_state_dict(torch, torchvision)
   monkeypatch.setattr(fid_inception, 'load_state_dict_from_url', lambda *a, **k: state)
   net = fid_inception.InceptionV3([3]).eval()       # resize to 299, [0, 1] -> [-1, 1]
