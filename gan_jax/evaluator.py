@@ -118,7 +118,7 @@ class Reference:
   stats: feature_metrics.FeatureStats
   kept: np.ndarray                  # [<= keep, D]: a random draw's features (KID, k-NN metrics)
   path: str                         # the cache file
-  classes: Optional[List[feature_metrics.FeatureStats]] = None  # of each class (intra-FID)
+  classes: Optional[feature_metrics.ClassStats] = None  # of each class (intra-FID)
   classes_path: str = ''            # their cache file
 
 
@@ -134,16 +134,13 @@ def _read_stats(path: str, keep: int):
   return None
 
 
-def _read_classes(path: str):
-  """The per-class FeatureStats of a cache file, or None."""
+def _read_classes(path: str) -> Optional[feature_metrics.ClassStats]:
+  """The per-class statistics of a cache file, or None."""
   if not files.path(path).exists():
     return None
   with files.open_seekable(path) as data, np.load(data) as f:
-    classes = []
-    for count, total, outer in zip(f['count'], f['sum'], f['outer']):
-      stats = feature_metrics.FeatureStats(len(total))
-      stats.count, stats.sum, stats.outer = int(count), total, outer
-      classes.append(stats)
+    classes = feature_metrics.ClassStats(0, 0)
+    classes.count, classes.sum, classes.outer = f['count'], f['sum'], f['outer']
     return classes
 
 
@@ -175,7 +172,7 @@ def reference_stats(config, ext: Extractor, keep: int, num_classes: int = 0) -> 
   classes = _read_classes(classes_path) if num_classes else None
   if cached is not None and (classes is not None or not num_classes):
     if num_classes:
-      _check_class_counts(config, [c.count for c in classes], num_classes)
+      _check_class_counts(config, classes.count, num_classes)
     return Reference(*cached, path, classes, classes_path)
   data = input_pipeline.load(reference_data(config))  # streamed images: read in chunks
   images = data.images
@@ -212,13 +209,12 @@ def reference_stats(config, ext: Extractor, keep: int, num_classes: int = 0) -> 
       _write_atomically(path, stats, sum=stats.sum, outer=stats.outer, kept=kept, **info)
     if per_class is not None:
       buffer = io.BytesIO()
-      np.savez(buffer, count=per_class.counts, sum=np.stack([c.sum for c in per_class.classes]),
-               outer=np.stack([c.outer for c in per_class.classes]), **info)
+      np.savez(buffer, count=per_class.count, sum=per_class.sum, outer=per_class.outer, **info)
       files.write_bytes(classes_path, buffer.getvalue())
   if per_class is not None:
-    classes = per_class.classes
+    classes = per_class
   elif num_classes:
-    _check_class_counts(config, [c.count for c in classes], num_classes)
+    _check_class_counts(config, classes.count, num_classes)
   return Reference(*(cached or (stats, kept)), path, classes, classes_path)
 
 
@@ -236,12 +232,11 @@ def compare(ext: Extractor, ev, ref: Reference, fake: Accumulator, seed: int,
   for role in ('precision', 'recall', 'density', 'coverage'):
     out[names[role]] = knn[role]
   if fake_classes is not None:
-    few = [c for c, n in enumerate(fake_classes.counts) if n < 2]
+    few = [c for c, n in enumerate(fake_classes.count) if n < 2]
     if few:
       raise ValueError(f'intra-FID needs >= 2 generated images of every class; classes '
                        f'{few[:5]} have fewer')
-    mean, per_class = feature_metrics.intra_fid(
-        ref.classes[:len(fake_classes.classes)], fake_classes.classes)
+    mean, per_class = feature_metrics.intra_fid(ref.classes, fake_classes)
     out[names['intra_fid']] = mean
     for c, value in enumerate(per_class):  # one scalar per class (TensorBoard)
       out[f'{names["intra_fid"]}_class_{c}'] = value
@@ -361,7 +356,7 @@ class Evaluator:
                        for ext, ref in zip(self.extractors, refs)},
     }
     for i, (ext, ref, acc) in enumerate(zip(self.extractors, refs, accs)):
-      labelled = by_class and by_class[i].counts.sum() > 0
+      labelled = by_class and by_class[i].count.sum() > 0
       result.update(compare(ext, ev, ref, acc, config.seed, by_class[i] if labelled else None))
     if requested:  # does each image show the class it was asked for?
       probs, asked = np.concatenate(domain_probs), np.concatenate(requested)

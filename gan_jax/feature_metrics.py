@@ -24,7 +24,7 @@ domain classifier offline) is the caller's choice and is reported with the score
     reference images of that class, and its mean over the classes (`intra_fid`).
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -86,27 +86,38 @@ def fid(stats_a: FeatureStats, stats_b: FeatureStats) -> float:
 
 
 class ClassStats:
-  """FeatureStats of each class 0..num_classes-1, streamed with the features' labels (float64:
-  num_classes D x D sums, e.g. 10 x 2048^2 x 8 bytes = 335 MB for Inception on 10 classes)."""
+  """Running counts, sums and sums of outer products of each class 0..num_classes-1 (float64:
+  num_classes D x D sums, e.g. 10 x 2048^2 x 8 bytes = 335 MB for Inception on 10 classes),
+  streamed with the features' labels."""
 
   def __init__(self, dim: int, num_classes: int):
-    self.classes = [FeatureStats(dim) for _ in range(num_classes)]
+    self.count = np.zeros(num_classes, np.int64)
+    self.sum = np.zeros((num_classes, dim), np.float64)
+    self.outer = np.zeros((num_classes, dim, dim), np.float64)
 
   def update(self, features, labels) -> None:
-    features, labels = np.asarray(features), np.asarray(labels)
+    f = np.asarray(features, np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels)
     for c in np.unique(labels):
-      self.classes[c].update(features[labels == c])
+      x = f[labels == c]
+      self.count[c] += len(x)
+      self.sum[c] += x.sum(axis=0)
+      self.outer[c] += x.T @ x
 
-  @property
-  def counts(self) -> np.ndarray:
-    return np.array([s.count for s in self.classes], np.int64)
+  def __len__(self) -> int:
+    return len(self.count)
+
+  def __getitem__(self, c: int) -> FeatureStats:
+    """Class c's FeatureStats (its sums are views of these)."""
+    stats = FeatureStats(0)
+    stats.count, stats.sum, stats.outer = int(self.count[c]), self.sum[c], self.outer[c]
+    return stats
 
 
-def intra_fid(real: Sequence[FeatureStats], fake: Sequence[FeatureStats]
-              ) -> Tuple[float, List[float]]:
-  """(mean over the classes, [FID of class c]) of per-class statistics: fake[c] against real[c]
-  (each needs >= 2 samples for its covariance)."""
-  values = [fid(r, f) for r, f in zip(real, fake)]
+def intra_fid(real: ClassStats, fake: ClassStats) -> Tuple[float, List[float]]:
+  """(mean over the classes, [FID of class c]) of the classes of `fake`, each against the same
+  class of `real` (each needs >= 2 samples for its covariance)."""
+  values = [fid(real[c], fake[c]) for c in range(len(fake))]
   return float(np.mean(values)), values
 
 

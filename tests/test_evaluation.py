@@ -174,10 +174,10 @@ def test_intra_fid_of_shifted_classes_is_the_squared_shift():
   for chunk in np.array_split(np.arange(900), 7):   # streamed in uneven batches
     real.update(features[chunk], labels[chunk])
     fake.update(features[chunk] + shifts[labels[chunk]], labels[chunk])
-  assert real.counts.tolist() == np.bincount(labels).tolist()
+  assert real.count.tolist() == np.bincount(labels).tolist()
   for c in range(3):
-    np.testing.assert_allclose(real.classes[c].cov, np.cov(features[labels == c], rowvar=False),
+    np.testing.assert_allclose(real[c].cov, np.cov(features[labels == c], rowvar=False),
                                rtol=1e-9, atol=1e-12)
-  mean, per_class = ev.intra_fid(real.classes, fake.classes)
+  mean, per_class = ev.intra_fid(real, fake)
   np.testing.assert_allclose(per_class, [0, 1, 5], atol=1e-8)
   assert mean == pytest.approx(2.0, abs=1e-8)
