@@ -2,14 +2,17 @@
 
 Three extractors, any of them:
   * InceptionV3 (gan_jax/inception.py, `eval.inception_weights`): the standard `fid`,
-    `inception_score`, `kid`, `precision` and `recall`, comparable with published numbers;
+    `inception_score`, `kid`, `precision`, `recall`, `density`, `coverage` and, for a
+    conditional GAN, `intra_fid`, comparable with published numbers;
   * DINOv2 ViT-L/14 (gan_jax/dinov2.py, `eval.dinov2_weights`): `fd_dinov2` (Stein et al.
-    2023's FD_DINOv2), `dinov2_kid`, `dinov2_precision` and `dinov2_recall` in its feature
-    space; it has no classes, so no score;
+    2023's FD_DINOv2), `dinov2_kid`, `dinov2_precision`, `dinov2_recall`, `dinov2_density`,
+    `dinov2_coverage` and `dinov2_intra_fid` in its feature space; it has no classes, so no
+    score;
   * the project's domain classifier (gan_jax/classifier.py, `eval.classifier`): its penultimate
-    layer gives `domain_fid`, `domain_kid`, `domain_precision` and `domain_recall`, its class
-    probabilities the `classifier_score` (the Inception Score formula) and ACGAN's
-    `acgan_label_accuracy`. Works offline, where no Inception weights exist.
+    layer gives `domain_fid`, `domain_kid`, `domain_precision`, `domain_recall`,
+    `domain_density`, `domain_coverage` and `domain_intra_fid`, its class probabilities the
+    `classifier_score` (the Inception Score formula) and ACGAN's `acgan_label_accuracy`. Works
+    offline, where no Inception weights exist.
 """
 
 import dataclasses
@@ -23,17 +26,24 @@ from gan_jax import classifier, dinov2, files, inception
 from gan_jax.errors import ConfigError
 
 # Metric names per extractor kind, by role: FID, the Inception Score formula (extractors with
-# classes), KID, precision, recall.
+# classes), KID, precision, recall, density, coverage, and the intra-FID (conditional GANs only:
+# CONDITIONAL_ROLES).
 NAMES = {
     'inception': dict(fid='fid', score='inception_score', kid='kid', precision='precision',
-                      recall='recall'),
+                      recall='recall', density='density', coverage='coverage',
+                      intra_fid='intra_fid'),
     'dinov2': dict(fid='fd_dinov2', kid='dinov2_kid', precision='dinov2_precision',
-                   recall='dinov2_recall'),
+                   recall='dinov2_recall', density='dinov2_density', coverage='dinov2_coverage',
+                   intra_fid='dinov2_intra_fid'),
     'domain': dict(fid='domain_fid', score='classifier_score', kid='domain_kid',
-                   precision='domain_precision', recall='domain_recall'),
+                   precision='domain_precision', recall='domain_recall',
+                   density='domain_density', coverage='domain_coverage',
+                   intra_fid='domain_intra_fid'),
 }
+CONDITIONAL_ROLES = ('intra_fid',)        # per class: only a conditional GAN's samples have one
 LABEL_ACCURACY = 'acgan_label_accuracy'   # the domain classifier's, on ACGAN's labels
-LOWER_IS_BETTER_ROLES = ('fid', 'kid')    # the distances; scores, precision, recall go up
+# The distances; scores, precision, recall, density and coverage go up.
+LOWER_IS_BETTER_ROLES = ('fid', 'kid', 'intra_fid')
 
 # The one table of metrics: name -> whether lower is better (the best checkpoint's direction).
 METRICS = {**{name: role in LOWER_IS_BETTER_ROLES
@@ -70,7 +80,8 @@ def best_mode(name: str) -> str:
 def computed_metrics(eval_config, conditional: bool = True) -> List[str]:
   """The metrics the extractors that `eval_config` names compute (without loading them); the
   label accuracy only for a `conditional` GAN."""
-  names = [n for kind in configured(eval_config) for n in NAMES[kind].values()]
+  names = [n for kind in configured(eval_config) for role, n in NAMES[kind].items()
+           if conditional or role not in CONDITIONAL_ROLES]
   return names + ([LABEL_ACCURACY] if eval_config.classifier and conditional else [])
 
 
@@ -84,6 +95,8 @@ class Extractor:
   num_classes: int
   cache_key: str            # content hash of the weights: names the cached reference statistics
   info: Dict[str, Any]      # reported with every score
+  resize: str = ''          # eval.resize of an extractor that resizes ('': takes images as
+                            # they are): names the cached reference statistics too
 
 
 def weights_hash(params) -> str:
@@ -125,12 +138,15 @@ def inception_extractor(config, image_shape) -> Extractor:
   """InceptionV3 with the weights file config.eval.inception_weights."""
   if image_shape[-1] not in (1, 3):
     raise ConfigError(f'Inception takes 1- or 3-channel images, the data has {image_shape}')
-  path = config.eval.inception_weights
+  path, method = config.eval.inception_weights, config.eval.resize
   variables, digest = inception.load(path)
+  size = f'{inception.SIZE}x{inception.SIZE}'
+  how = {'legacy': f'bilinear to {size}',
+         'clean': f'bicubic, antialiased (PIL, clean-fid) to {size}'}[method]
   return Extractor(
-      'inception', inception.predictor(variables),
+      'inception', inception.predictor(variables, resize=method),
       inception.FEATURE_DIM, inception.NUM_CLASSES, digest,
-      {'path': files.absolute(path), 'resize': f'bilinear to {inception.SIZE}x{inception.SIZE}'})
+      {'path': files.absolute(path), 'resize': how, 'resize_mode': method}, method)
 
 
 def dinov2_extractor(config, image_shape) -> Extractor:

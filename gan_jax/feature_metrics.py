@@ -1,4 +1,5 @@
-"""GAN metrics on features: FID, Inception Score, KID, and improved precision/recall.
+"""GAN metrics on features: FID, Inception Score, KID, improved precision/recall, density and
+coverage.
 
 Every metric takes features (or class probabilities) that some network computed on real and
 generated images; which network (InceptionV3 for the published numbers, or the project's own
@@ -14,9 +15,16 @@ domain classifier offline) is the caller's choice and is reported with the score
     k(x, y) = (x.y / d + 1)^3, averaged over random subsets.
   * Precision / recall (Kynkaanniemi et al. 2019): the share of generated samples inside the
     k-NN balls of the real ones, and vice versa (k = 3).
+  * Density / coverage (Naeem et al. 2020): with the real samples' k-NN balls
+    B(X_i, NND_k(X_i)), density = 1/(kM) sum_j sum_i 1[Y_j in B_i] (how many real balls hold a
+    generated sample, on average, over k: 1 when fake and real share their distribution) and
+    coverage = 1/N sum_i 1[some Y_j in B_i] (the share of real balls holding a generated sample).
+    The balls are open, as in the authors' code: a copy of the real set scores 1 and 1.
+  * Intra-FID (Miyato & Koyama 2018): the FID of each class's generated images against the
+    reference images of that class, and its mean over the classes (`intra_fid`).
 """
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -75,6 +83,42 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def fid(stats_a: FeatureStats, stats_b: FeatureStats) -> float:
   return frechet_distance(stats_a.mean, stats_a.cov, stats_b.mean, stats_b.cov)
+
+
+class ClassStats:
+  """Running counts, sums and sums of outer products of each class 0..num_classes-1 (float64:
+  num_classes D x D sums, e.g. 10 x 2048^2 x 8 bytes = 335 MB for Inception on 10 classes),
+  streamed with the features' labels."""
+
+  def __init__(self, dim: int, num_classes: int):
+    self.count = np.zeros(num_classes, np.int64)
+    self.sum = np.zeros((num_classes, dim), np.float64)
+    self.outer = np.zeros((num_classes, dim, dim), np.float64)
+
+  def update(self, features, labels) -> None:
+    f = np.asarray(features, np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels)
+    for c in np.unique(labels):
+      x = f[labels == c]
+      self.count[c] += len(x)
+      self.sum[c] += x.sum(axis=0)
+      self.outer[c] += x.T @ x
+
+  def __len__(self) -> int:
+    return len(self.count)
+
+  def __getitem__(self, c: int) -> FeatureStats:
+    """Class c's FeatureStats (its sums are views of these)."""
+    stats = FeatureStats(0)
+    stats.count, stats.sum, stats.outer = int(self.count[c]), self.sum[c], self.outer[c]
+    return stats
+
+
+def intra_fid(real: ClassStats, fake: ClassStats) -> Tuple[float, List[float]]:
+  """(mean over the classes, [FID of class c]) of the classes of `fake`, each against the same
+  class of `real` (each needs >= 2 samples for its covariance)."""
+  values = [fid(real[c], fake[c]) for c in range(len(fake))]
+  return float(np.mean(values)), values
 
 
 class ScoreStats:
@@ -168,6 +212,33 @@ def precision_recall(real, fake, k: int = 3) -> Dict[str, float]:
   real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
   return {'precision': _coverage(real, _knn_radii(real, k), fake),
           'recall': _coverage(fake, _knn_radii(fake, k), real)}
+
+
+def _density_coverage(real_fake, radii, k: int) -> Dict[str, float]:
+  """Density and coverage from the squared distances real_fake [N, M] (real rows) and the real
+  samples' squared k-NN radii [N]; open balls (strict <, as the authors' code)."""
+  inside = real_fake < radii[:, None]          # [N, M]: Y_j in B(X_i, NND_k(X_i))
+  return {'density': float(inside.sum() / (k * real_fake.shape[1])),
+          'coverage': float(np.mean(inside.any(axis=1)))}
+
+
+def density_coverage(real, fake, k: int = 5) -> Dict[str, float]:
+  """Density and coverage (Naeem et al. 2020) of `fake` [M, D] against `real` [N, D] with the
+  real samples' k-NN balls (k = 5 in the paper)."""
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  return _density_coverage(_pairwise_sq_dists(real, fake), _knn_radii(real, k), k)
+
+
+def nearest_neighbour_metrics(real, fake, pr_k: int = 3, dc_k: int = 5) -> Dict[str, float]:
+  """precision_recall (k = pr_k) and density_coverage (k = dc_k), the same values, from one
+  set of pairwise distances (the real set's sorted once for both radii)."""
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  real_sorted = np.sort(_pairwise_sq_dists(real, real), axis=1)  # column 0: the point itself
+  real_fake = _pairwise_sq_dists(real, fake)                     # [N, M]
+  out = {'precision': _coverage(real, real_sorted[:, pr_k], fake),
+         'recall': float(np.mean(np.any(real_fake <= _knn_radii(fake, pr_k)[None], axis=1)))}
+  out.update(_density_coverage(real_fake, real_sorted[:, dc_k], dc_k))
+  return out
 
 
 def class_accuracy(probs, labels) -> float:

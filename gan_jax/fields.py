@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from gan_jax import image_files, input_pipeline, layers, losses, models, optimizers
+from gan_jax import image_files, input_pipeline, layers, losses, models, optimizers, resize
 
 INF = math.inf
 FROM_ARGS = object()  # a default set by the config file's argument (gan, dataset, its shape)
@@ -206,13 +206,19 @@ FIELDS = (
       'KID averages over subsets', resume=True),
     F('eval.kid_subset_size', 1000, '... of this many samples each', '[2, inf)',
       "KID's unbiased estimate", resume=True),
-    F('eval.pr_samples', 5000, 'precision/recall: samples per side (k-NN, k = 3)', '[4, inf)',
+    F('eval.pr_samples', 5000, 'precision/recall, density/coverage: samples per side (k-NN, '
+      'k = 3; density/coverage: eval.dc_k)', '[4, inf)',
       'precision/recall: k = 3 nearest neighbours and the sample', resume=True),
     F('eval.truncation', 0.0, 'evaluations draw z truncated at this threshold (the truncation '
       "trick: |z_i| <= it, resampled; 0: untruncated)", '[0, inf)',
       'the truncation threshold; 0: none', resume=True),
     F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
       "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),
+    F('eval.dc_k', 5, "density/coverage: k of the real samples' k-NN balls (Naeem et al. 2020: "
+      '5)', '[1, inf)', 'nearest neighbours', resume=True),
+    F('eval.resize', 'legacy', "images to Inception's 299x299: 'legacy' (bilinear, no "
+      "antialiasing: pytorch-fid's, most papers') | 'clean' (clean-fid's PIL bicubic, "
+      'antialiased)', choices=resize.METHODS, resume=True),
     F('eval.best_metric', '', "keeps WORKDIR/best_checkpoint by this ('': fid, else "
       'fd_dinov2, else domain_fid)', resume=True),
     F('eval_every', 0, 'evaluate every this-many steps (0: off; needs an extractor above)',

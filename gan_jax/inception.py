@@ -8,6 +8,7 @@ network of the original FID and Inception Score code), not torchvision's ImageNe
   * images are resized to 299x299 bilinearly (half-pixel centres, no antialiasing, as
     `F.interpolate(..., align_corners=False)`); the network takes them in [-1, 1] (pytorch-fid's
     [0, 1] scaled), as generators make them, so no range conversion comes between the two.
+    `resize='clean'` resizes as clean-fid does instead (gan_jax/resize.py, eval.resize).
 Features are the 2048-d output of the final average pool ("pool3"), the FID features.
 
 Weights cannot be downloaded here: convert pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
@@ -27,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import files, images as images_lib, sharding
+from gan_jax import files, images as images_lib, resize as resize_lib, sharding
 from gan_jax.errors import ConfigError
 
 NUM_CLASSES = 1008
@@ -145,15 +146,16 @@ class InceptionE(nn.Module):
 
 
 class InceptionV3(nn.Module):
-  """[N, H, W, 3] images in [-1, 1] -> (pool3 features [N, 2048], logits [N, 1008])."""
+  """[N, H, W, 3] images in [-1, 1] -> (pool3 features [N, 2048], logits [N, 1008]); the
+  images resized to 299x299 by `resize` (gan_jax/resize.py: 'legacy' is pytorch-fid's)."""
+  resize: str = 'legacy'
 
   @nn.compact
   def __call__(self, images):
-    n, _, _, c = images.shape
     # pytorch-fid resizes [0, 1] images, then scales them to [-1, 1]; bilinear weights sum to
-    # one, so resizing [-1, 1] images gives the same up to round-off.
-    x = jax.image.resize(images.astype(jnp.float32), (n, SIZE, SIZE, c), 'bilinear',
-                         antialias=False)
+    # one, so resizing [-1, 1] images gives the same up to round-off (clean-fid's bicubic ones
+    # too, and its clip to [0, 255] is a clip to [-1, 1]).
+    x = resize_lib.resize(images, SIZE, self.resize)
     x = _conv(32, 3, stride=2, name='Conv2d_1a_3x3')(x)
     x = _conv(32, 3, name='Conv2d_2a_3x3')(x)
     x = _conv(64, 3, padding=1, name='Conv2d_2b_3x3')(x)
@@ -247,10 +249,11 @@ def load(path: str) -> Tuple[Dict[str, Any], str]:
 
 
 @functools.lru_cache()
-def make_apply():
+def make_apply(resize: str = 'legacy'):
   """jit-compiled (variables, images [N, H, W, 1 or 3] in [-1, 1] or uint8) -> (probs,
-  features). Grayscale images are repeated to three channels."""
-  model = InceptionV3()
+  features), the images resized by `resize` (eval.resize). Grayscale images are repeated to
+  three channels."""
+  model = InceptionV3(resize)
 
   @jax.jit
   def apply(variables, images):
@@ -262,17 +265,18 @@ def make_apply():
   return apply
 
 
-def predictor(variables, batch_size: int = 100,
-              devices=None) -> Callable[[Any], Tuple[np.ndarray, np.ndarray]]:
+def predictor(variables, batch_size: int = 100, devices=None, resize: str = 'legacy'
+              ) -> Callable[[Any], Tuple[np.ndarray, np.ndarray]]:
   """images (jax or numpy; [-1, 1] or uint8) -> (probs [N, 1008], features [N, 2048]) as
-  numpy, in batches split over `devices` (default: this process's). The weights (~95 MB) are
-  placed on the devices once, here."""
+  numpy, in batches split over `devices` (default: this process's), resized by `resize`. The
+  weights (~95 MB) are placed on the devices once, here."""
   mesh = sharding.make_mesh(jax.local_devices() if devices is None else devices)
-  variables, apply = sharding.replicate(variables, mesh), make_apply()
+  variables, apply = sharding.replicate(variables, mesh), make_apply(resize)
   return lambda images: sharding.map_batches(apply, variables, images, batch_size, mesh)
 
 
-def predict(variables, images, batch_size: int = 100):
+def predict(variables, images, batch_size: int = 100, resize: str = 'legacy'):
   """(probs [N, 1008], features [N, 2048]) as numpy for images in [0, 1] (pytorch-fid's
   input), in batches split over the local devices."""
-  return predictor(variables, batch_size)(images_lib.from_unit(np.asarray(images, np.float32)))
+  return predictor(variables, batch_size, resize=resize)(
+      images_lib.from_unit(np.asarray(images, np.float32)))

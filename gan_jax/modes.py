@@ -132,7 +132,7 @@ def _train(config, workdir: str):
   checks.check_data(config, spec.image_shape, spec.num_classes)
   evaluator = None
   if config.eval_every > 0:  # checks the eval settings, loads the extractors: may refuse
-    evaluator = Evaluator(config, spec.image_shape)
+    evaluator = Evaluator(config, spec.image_shape, spec.num_classes)
   rundir.check_resume_config(config, workdir)
   rundir.check_writable(workdir)
   data = input_pipeline.subset(input_pipeline.load_on_every_process(config.dataset),
@@ -195,8 +195,8 @@ def _evaluate(config, workdir: str, step: Optional[int], best: bool,
   checks.check_config(config, jax.device_count())
   _settle_channels(config, workdir)
   spec = _spec(config, workdir)
-  evaluator = Evaluator(config, spec.image_shape)  # checks the eval settings
   checks.check_data(config, spec.image_shape, spec.num_classes)
+  evaluator = Evaluator(config, spec.image_shape, spec.num_classes)  # checks the eval settings
   stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
   result = {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}

@@ -106,3 +106,78 @@ def test_interleaved_labels_balance_every_split():
   assert np.array_equal(np.bincount(blocks), np.bincount(mixed))
   assert np.array_equal(np.bincount(mixed[:100]), np.full(10, 10))   # the first IS split
   assert len(set(blocks[:100])) == 1
+
+
+def _density_coverage_by_hand(real, fake, k):
+  """Naeem et al.'s formulas, one ball and one sample at a time (open balls)."""
+  radius = [np.sort([np.linalg.norm(x - y) for y in real])[k] for x in real]  # [0]: itself
+  inside = [[np.linalg.norm(y - x) < r for y in fake] for x, r in zip(real, radius)]
+  density = sum(map(sum, inside)) / (k * len(fake))
+  coverage = np.mean([any(row) for row in inside])
+  return density, coverage
+
+
+def test_density_coverage_of_points_on_a_line():
+  # Real 0, 1, 3, 6 (k = 1): radii 1, 1, 2, 3, balls (-1, 1), (0, 2), (1, 5), (3, 9).
+  # Fake 0.5 and 0.75 fall in the first two balls, 5 only in the last (it lies on the border of
+  # (1, 5): open balls leave it out), 20 in none: density (2 + 2 + 1 + 0) / 4; the ball of 3
+  # holds no sample: coverage 3 / 4.
+  line = lambda *x: np.array(x, np.float64)[:, None] * [1.0, 0.0]
+  real, fake = line(0, 1, 3, 6), line(0.5, 0.75, 5, 20)
+  assert ev.density_coverage(real, fake, k=1) == {'density': 1.25, 'coverage': 0.75}
+  assert _density_coverage_by_hand(real, fake, 1) == (1.25, 0.75)
+
+
+def test_density_coverage_of_a_copy_is_one_and_of_a_far_set_zero():
+  x = np.random.default_rng(7).normal(size=(500, 3))
+  for k in (1, 3, 5):
+    assert ev.density_coverage(x, x.copy(), k) == {'density': 1.0, 'coverage': 1.0}
+    assert ev.density_coverage(x, x + 100.0, k) == {'density': 0.0, 'coverage': 0.0}
+  # Generated samples collapsed onto a few real points: dense there, but covering little.
+  collapsed = ev.density_coverage(x, np.repeat(x[:5], 100, axis=0), 5)
+  assert collapsed['density'] > 1 and collapsed['coverage'] < 0.1
+
+
+def test_density_coverage_of_a_second_sample_of_the_distribution():
+  """Naeem et al.'s expectations for fake and real drawn from one distribution: density 1;
+  coverage 1 - (N-1)...(N-k) / ((M+N-1)...(M+N-k)) (1 - 1/2^k for M = N large)."""
+  rng = np.random.default_rng(8)
+  n = m = 2000
+  real, fake = rng.normal(size=(n, 4)), rng.normal(size=(m, 4))
+  k = 5
+  got = ev.density_coverage(real, fake, k)
+  expected = 1 - np.prod([(n - i) / (m + n - i) for i in range(1, k + 1)])   # 0.9688
+  assert got['density'] == pytest.approx(1.0, abs=0.05)
+  assert got['coverage'] == pytest.approx(expected, abs=0.015)
+
+
+def test_density_coverage_equal_the_formulas_sample_by_sample():
+  rng = np.random.default_rng(9)
+  real, fake = rng.normal(size=(60, 4)), rng.normal(size=(50, 4)) * 1.3 + 0.2
+  for k in (1, 3, 5):
+    got = ev.density_coverage(real, fake, k)
+    density, coverage = _density_coverage_by_hand(real, fake, k)
+    assert got['density'] == pytest.approx(density, rel=1e-12)
+    assert got['coverage'] == pytest.approx(coverage, rel=1e-12)
+    # The evaluator's one pass gives the same four numbers as the two functions.
+    assert ev.nearest_neighbour_metrics(real, fake, 3, k) == {
+        **ev.precision_recall(real, fake, 3), **got}
+
+
+def test_intra_fid_of_shifted_classes_is_the_squared_shift():
+  """Each class's samples shifted by s_c: the same covariance, so its FID is |s_c|^2."""
+  rng = np.random.default_rng(10)
+  labels = rng.integers(0, 3, 900)
+  features = rng.normal(size=(900, 4)) + labels[:, None]   # a class's own mean
+  shifts = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 2, 0, 1]], np.float64)
+  real, fake = ev.ClassStats(4, 3), ev.ClassStats(4, 3)
+  for chunk in np.array_split(np.arange(900), 7):   # streamed in uneven batches
+    real.update(features[chunk], labels[chunk])
+    fake.update(features[chunk] + shifts[labels[chunk]], labels[chunk])
+  assert real.count.tolist() == np.bincount(labels).tolist()
+  for c in range(3):
+    np.testing.assert_allclose(real[c].cov, np.cov(features[labels == c], rowvar=False),
+                               rtol=1e-9, atol=1e-12)
+  mean, per_class = ev.intra_fid(real, fake)
+  np.testing.assert_allclose(per_class, [0, 1, 5], atol=1e-8)
+  assert mean == pytest.approx(2.0, abs=1e-8)

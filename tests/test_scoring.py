@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util.tensor_util import make_ndarray as tf_make_ndarray
 
 from conftest import load_config, run_main, run_tool
-from gan_jax import classifier, evaluator, extractors, inception, input_pipeline, modes
+from gan_jax import (classifier, evaluator, extractors, feature_metrics, inception, input_pipeline,
+                     modes)
 from gan_jax.errors import ConfigError
 
 
@@ -51,6 +52,9 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   acc.Reload()
   fids = {e.step: float(tf_make_ndarray(e.tensor_proto)) for e in acc.Tensors('eval/domain_fid')}
   assert sorted(fids) == [1, 2] and 'eval/classifier_score' in acc.Tags()['tensors']
+  # A conditional GAN: the intra-FID (its mean and each class's) in TensorBoard too.
+  assert {'eval/domain_intra_fid', 'eval/domain_intra_fid_class_9', 'eval/domain_density',
+          'eval/domain_coverage'} <= set(acc.Tags()['tensors'])
   best_step = min(fids, key=fids.get)
   assert os.listdir(workdir / 'best_checkpoint') == [str(best_step)]
   plot = run_tool('plot_fid', f'--workdir={workdir}', timeout=120)
@@ -78,6 +82,10 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert scores['acgan_label_accuracy'] == pytest.approx(np.trace(confusion) / 200)
   for c in range(10):
     assert scores[f'acgan_label_accuracy_class_{c}'] == pytest.approx(confusion[c, c] / 20)
+  # Intra-FID: each class's 20 samples against that class's reference images; the mean.
+  per_class = [scores[f'domain_intra_fid_class_{c}'] for c in range(10)]
+  assert scores['domain_intra_fid'] == pytest.approx(np.mean(per_class)) and min(per_class) > 0
+  assert scores['domain_density'] >= 0 and 0 <= scores['domain_coverage'] <= 1
 
   # num_seeds=2 (main.py, then --mode=eval from the workdir): every member scored, with the
   # mean and spread; member 0 is the run above (seed 0), so its FID is that run's at step 2.
@@ -134,6 +142,13 @@ def test_eval_mode_with_inception_weights(tmp_path, monkeypatch):
   # The cached reference statistics give the same score again.
   again = json.loads(run_main(*args).stdout.strip().splitlines()[-1])
   assert again['fid'] == pytest.approx(scores['fid'], rel=1e-6)
+  assert scores['extractors']['inception']['resize_mode'] == 'legacy'
+  assert 0 <= scores['density'] and 0 <= scores['coverage'] <= 1 and 'intra_fid' not in scores
+  # clean-fid's resize: other features, in a cache of their own, and said in the JSON.
+  clean = json.loads(run_main(*args, '--config.eval.resize=clean').stdout.strip().splitlines()[-1])
+  assert clean['extractors']['inception']['resize_mode'] == 'clean'
+  assert clean['extractors']['inception']['stats'] == stats.replace('_v3.npz', '_clean_v3.npz')
+  assert clean['fid'] != pytest.approx(scores['fid'], rel=1e-3)
   # A best_metric that no configured extractor computes is refused with one line.
   wrong = run_main(*args, '--config.eval.best_metric=domain_fid')
   assert wrong.returncode == 2 and 'not computed by the configured extractors' in wrong.stderr
@@ -192,10 +207,15 @@ def test_extractors_take_device_images_and_place_their_weights_once(clf_dir, mon
 
 @pytest.mark.parametrize('field,value', [('num_samples', 9), ('kid_subsets', 0),
                                          ('kid_subset_size', 1), ('pr_samples', 3),
-                                         ('reference_samples', -1), ('reference_samples', 3)])
+                                         ('reference_samples', -1), ('reference_samples', 3),
+                                         ('reference_samples', 5), ('dc_k', 0),
+                                         ('resize', 'bicubic')])
 def test_evaluator_refuses_settings_that_cannot_score(clf_dir, field, value):
-  with pytest.raises(ConfigError, match=f'eval.{field} must be .*, got {value}'):
+  with pytest.raises(ConfigError, match=f'eval.{field} must be .*, got {value!r}'):
     evaluator.Evaluator(_eval_config(clf_dir, **{field: value}), (28, 28, 1))
+  # density/coverage's k needs more samples on each side than k.
+  with pytest.raises(ConfigError, match=r'eval.dc_k 10 needs more samples.*pr_samples \(10\)'):
+    evaluator.check(_eval_config(clf_dir, dc_k=10))
 
 
 def test_too_few_eval_samples_refuse_the_run_before_any_write(clf_dir, tmp_path):
@@ -278,7 +298,8 @@ def test_concurrent_cache_writers_never_see_half_a_file(clf_dir, tmp_path, monke
       evaluator.reference_stats(config, ext, 10)
     replace(src, dst)
   monkeypatch.setattr(os, 'replace', another_writer_meanwhile)
-  _, kept, path = evaluator.reference_stats(config, ext, 10)
+  ref = evaluator.reference_stats(config, ext, 10)
+  kept, path = ref.kept, ref.path
   assert len(renamed) == 2 and renamed[0] != renamed[1]
   assert os.listdir(tmp_path / 'stats') == [os.path.basename(path)]   # no tmp file left over
   with np.load(path) as f:
@@ -327,7 +348,7 @@ def test_kept_reference_features_are_a_random_draw_not_the_first_images(tmp_path
       n, 8, 8, 1), labels=np.repeat(np.arange(10), n // 10))  # image i: all pixels i
 
   class Identity:  # features: the image's value, so the kept rows name their images
-    kind, cache_key, feature_dim = 'domain', 'identity', 1
+    kind, cache_key, feature_dim, resize = 'domain', 'identity', 1, ''
 
     def predict(self, images):
       return None, np.asarray(images, np.float64).reshape(len(images), -1)[:, :1]
@@ -335,10 +356,76 @@ def test_kept_reference_features_are_a_random_draw_not_the_first_images(tmp_path
   config = _eval_config('', stats_dir=str(tmp_path / 'stats'))
   config.dataset.path = str(tmp_path / 'sorted.npz')
   draw = np.random.default_rng(0).permutation(n)
-  stats, kept, _ = evaluator.reference_stats(config, Identity(), 30)
+  ref = evaluator.reference_stats(config, Identity(), 30)
+  stats, kept = ref.stats, ref.kept
   assert stats.count == n and kept[:, 0].tolist() == draw[:30].tolist()
   assert len(set(kept[:, 0].astype(int) // 20)) >= 8   # from most of the 10 classes
   config.eval.reference_samples = 50
-  stats, kept, _ = evaluator.reference_stats(config, Identity(), 30)
+  ref = evaluator.reference_stats(config, Identity(), 30)
+  stats, kept = ref.stats, ref.kept
   assert stats.count == 50 and kept[:, 0].tolist() == draw[:30].tolist()
   np.testing.assert_allclose(stats.sum, [np.sort(draw[:50]).sum()])
+
+
+def test_cache_names_say_the_resize_and_per_class():
+  config = _eval_config('')
+  name = lambda resize, per_class=False: os.path.basename(evaluator.cache_path(
+      config, extractors.Extractor('inception', None, 8, 4, 'abc', {}, resize), per_class))
+  assert name('legacy').endswith('_inception_abc_v3.npz')   # the name every earlier cache has
+  assert name('clean').endswith('_inception_abc_clean_v3.npz')
+  assert name('legacy', True).endswith('_inception_abc_per_class_v3.npz')
+  assert name('clean', True).endswith('_inception_abc_clean_per_class_v3.npz')
+
+
+def test_intra_fid_is_each_class_fid_against_its_reference_images(clf_dir, tmp_path,
+                                                                   monkeypatch):
+  """Real digits as the 'generated' images, with their labels: each class's FID against the
+  reference images of that class, computed here from the features, is the JSON's."""
+  config = _eval_config(clf_dir, stats_dir=str(tmp_path / 'stats'), num_samples=300)
+  data = input_pipeline.load(config.dataset)
+  images, labels = data.images[:300], data.labels[:300]
+  batches = [(images[s:s + 100], labels[s:s + 100]) for s in range(0, 300, 100)]
+  result = evaluator.Evaluator(config, (28, 28, 1), 10).run(batches)
+  ext = extractors.domain_extractor(config, (28, 28, 1))
+  real, fake = ext.predict(data.images)[1], ext.predict(images)[1]
+  want = []
+  for c in range(10):
+    r, f = real[data.labels == c], fake[labels == c]
+    want.append(feature_metrics.frechet_distance(r.mean(0), np.cov(r, rowvar=False),
+                                                 f.mean(0), np.cov(f, rowvar=False)))
+  got = [result[f'domain_intra_fid_class_{c}'] for c in range(10)]
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  assert result['domain_intra_fid'] == pytest.approx(np.mean(want), rel=1e-4)
+  classes_path = result['extractors']['domain']['per_class_stats']
+  assert '_per_class_' in classes_path and os.path.exists(classes_path)
+  assert 0 < result['domain_density'] and 0 < result['domain_coverage'] <= 1
+  # The per-class statistics are cached: a second evaluator reads no reference image.
+  monkeypatch.setattr(input_pipeline, 'load', lambda *_: pytest.fail('read the reference'))
+  again = evaluator.Evaluator(config, (28, 28, 1), 10).run(batches)
+  assert again['domain_intra_fid'] == pytest.approx(result['domain_intra_fid'], rel=1e-9)
+  # An unconditional GAN's samples have no classes: no intra-FID.
+  unconditional = _eval_config(clf_dir, stats_dir=str(tmp_path / 'stats'), num_samples=300)
+  unconditional.gan, unconditional.loss.adversarial, unconditional.loss.lipschitz = (
+      'wgan_gp', '', '')
+  plain = evaluator.Evaluator(unconditional, (28, 28, 1), 10).run(
+      [(b, None) for b, _ in batches])
+  assert not [k for k in plain if 'intra_fid' in k] and 'domain_density' in plain
+
+
+def test_intra_fid_refuses_classes_without_a_covariance(clf_dir, tmp_path):
+  stats = str(tmp_path / 'stats')
+  # 12 of the 1797 digits: some class has fewer than 2 (refused when the evaluator is built).
+  with pytest.raises(ConfigError, match=r'intra-FID needs >= 2 reference images of every '
+                                        r'class.*eval.reference_samples 12\).*class \d \([01]\)'):
+    evaluator.Evaluator(_eval_config(clf_dir, reference_samples=12, stats_dir=stats),
+                        (28, 28, 1), 10)
+  assert not os.path.exists(stats) or not os.listdir(stats)   # nothing computed, nothing cached
+  with pytest.raises(ConfigError, match=r'eval.num_samples must be >= 20 \(intra-FID'):
+    evaluator.Evaluator(_eval_config(clf_dir, num_samples=19), (28, 28, 1), 10)
+  # Reference images without labels.
+  npz = tmp_path / 'unlabelled.npz'
+  np.savez(npz, images=np.zeros((30, 28, 28), np.uint8))
+  config = _eval_config(clf_dir, stats_dir=stats)
+  config.dataset.path = str(npz)
+  with pytest.raises(ConfigError, match='intra-FID needs the reference images. classes'):
+    evaluator.Evaluator(config, (28, 28, 1), 10)
