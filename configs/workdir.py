@@ -2,7 +2,7 @@
 
   python main.py --workdir=DIR --mode=eval --config.eval.num_samples=2000
 
-main.py loads this for --mode=sample and --mode=eval when no --config is given, so that
+main.py loads this for --mode=sample, interpolate and eval when no --config is given, so that
 --config.* overrides (evaluation settings, above all) apply to the run's own config. A field
 its config.json lacks (one declared after the run began) takes the default of its GAN's config
 file for its dataset.

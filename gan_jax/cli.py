@@ -1,6 +1,7 @@
 """The command line's plumbing, apart from main.py's flags and dispatch: which log lines reach the
-console, a user's error as one line, the argv rewriting that lets sample and eval run on a
-workdir's own config.json, and `run_tool`, which runs the tools of gan_jax/tools/ the same way.
+console, a user's error as one line, the argv rewriting that lets sample, interpolate and eval
+run on a workdir's own config.json, and `run_tool`, which runs the tools of gan_jax/tools/ the
+same way.
 """
 
 import logging
@@ -93,7 +94,8 @@ def flag_value(argv: Sequence[str], name: str) -> Optional[str]:
 
 
 def with_workdir_config(argv: Sequence[str], workdir_config_file: str) -> List[str]:
-  """argv, with --config=WORKDIR_CONFIG_FILE:WORKDIR added for sample and eval without --config.
+  """argv, with --config=WORKDIR_CONFIG_FILE:WORKDIR added for sample, interpolate and eval
+  without --config.
 
   Through a config file (configs/workdir.py) so that --config.* overrides still apply to the
   run's own config; inserted first because absl defines the override flags when it parses
@@ -101,7 +103,7 @@ def with_workdir_config(argv: Sequence[str], workdir_config_file: str) -> List[s
   """
   workdir = flag_value(argv, 'workdir')
   if (flag_value(argv, 'config') is None and workdir and
-      flag_value(argv, 'mode') in ('sample', 'eval')):
+      flag_value(argv, 'mode') in ('sample', 'interpolate', 'eval')):
     return [argv[0], f'--config={workdir_config_file}:{workdir}', *argv[1:]]
   return list(argv)
 

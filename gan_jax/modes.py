@@ -1,12 +1,13 @@
-"""The three things main.py can do — train, sample, evaluate — each assembled the one way data
+"""What main.py can do — train, sample, interpolate, evaluate — each assembled the one way data
 flows here:
 
   config -> checks -> data spec (image shape, classes) -> Stepper (the GAN on the devices)
-         -> the trainer's loop (writers, checkpoints) | sampling | the evaluator
+         -> the trainer's loop (writers, checkpoints) | sampling | interpolation | the evaluator
 
-Every check that can refuse comes before the first write. Sampling and evaluation read no
-training data: the spec comes from the workdir's data_spec.json (older runs: the dataset's
-registry entry or its files' headers).
+Every check that can refuse comes before the first write. Sampling and interpolation read no
+training data (sampling's nearest neighbours read the reference split, as evaluation does): the
+spec comes from the workdir's data_spec.json (older runs: the dataset's registry entry or its
+files' headers).
 """
 
 import math
@@ -15,8 +16,8 @@ from typing import Any, Dict, Optional
 from absl import logging
 import jax
 
-from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline, rundir,
-                     sampling, seeds, trainer)
+from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline,
+                     interpolation, neighbours, rundir, sampling, seeds, trainer)
 from gan_jax.errors import ConfigError
 from gan_jax.evaluator import Evaluator, truncation_sweep
 from gan_jax.stepper import Stepper
@@ -154,16 +155,11 @@ def _restore(config, workdir: str, stepper: Stepper, step: Optional[int], best: 
   return checkpoints.restore_for_use(workdir, stepper.abstract_state(), step, metric, mode)
 
 
-def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
-           best: bool = False, seed_index: int = 0, raw_generator: bool = False,
-           truncation: Optional[float] = None) -> Dict[str, Any]:
-  """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it;
-  with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it). With
-  ema.decay > 0 the EMA generator's, unless `raw_generator`; with `truncation`, from z
-  truncated at that threshold (sampling.truncated_noise)."""
+def _sampling(config, workdir: str, step: Optional[int], best: bool, seed_index: int,
+              raw_generator: bool, truncation: Optional[float]):
+  """(data spec, Stepper, state) of the checkpoint sample and interpolate use: member
+  `seed_index`'s with num_seeds > 1."""
   checks.check_config(config, jax.device_count())
-  if num_samples < 1:
-    raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
   if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
     raise ConfigError(f'--truncation must be a threshold > 0, got {truncation}')
   if not 0 <= seed_index < config.num_seeds:
@@ -175,11 +171,79 @@ def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int]
   state = _restore(config, workdir, stepper, step, best)
   if stepper.num_seeds > 1:
     state = seeds.member(state, seed_index)
-  result = sampling.write_samples(stepper, state, config.seed + seed_index, num_samples, out,
-                                  spec.class_names, truncation)
+  return spec, stepper, state
+
+
+def _described(config, stepper: Stepper, seed_index: int, result: Dict[str, Any]
+               ) -> Dict[str, Any]:
+  """A sample or interpolate result with the generator (EMA or raw) and, with num_seeds > 1,
+  the member's seed."""
   if config.ema.decay > 0:
     result.update(_generator(stepper))
   return result if stepper.num_seeds == 1 else {**result, 'seed': config.seed + seed_index}
+
+
+def sample(config, workdir: str, num_samples: int, out: str, step: Optional[int] = None,
+           best: bool = False, seed_index: int = 0, raw_generator: bool = False,
+           truncation: Optional[float] = None, num_neighbours: int = 0) -> Dict[str, Any]:
+  """Writes `num_samples` samples of a checkpoint to `out` (.npz) and a PNG grid beside it;
+  with num_seeds > 1, member `seed_index`'s (those of a run with seed config.seed + it). With
+  ema.decay > 0 the EMA generator's, unless `raw_generator`; with `truncation`, from z
+  truncated at that threshold (sampling.truncated_noise); with `num_neighbours` K > 0, each
+  sample's K nearest reference images too (OUT_neighbours.png and .json: gan_jax/neighbours.py).
+  """
+  with image_files.listings():  # a reference folder listed once: its spec, then its images
+    return _sample(config, workdir, num_samples, out, step, best, seed_index, raw_generator,
+                   truncation, num_neighbours)
+
+
+def _sample(config, workdir: str, num_samples: int, out: str, step: Optional[int], best: bool,
+            seed_index: int, raw_generator: bool, truncation: Optional[float],
+            num_neighbours: int) -> Dict[str, Any]:
+  if num_samples < 1:
+    raise ConfigError(f'--num_samples must be >= 1, got {num_samples}')
+  if num_neighbours < 0:
+    raise ConfigError(f'--neighbours must be >= 0 (0: none), got {num_neighbours}')
+  spec, stepper, state = _sampling(config, workdir, step, best, seed_index, raw_generator,
+                                   truncation)
+  reference = None
+  if num_neighbours:   # the extractor, the reference split and its images: may refuse
+    _settle_channels(config, workdir)
+    reference = neighbours.Reference(config, spec.image_shape, num_neighbours)
+  samples, labels = sampling.draw(stepper, state, config.seed + seed_index, num_samples,
+                                  truncation)
+  result = sampling.write_samples(out, samples, labels, int(state.step), stepper.num_classes,
+                                  spec.class_names, truncation)
+  if reference is not None:
+    result['neighbours'] = reference.write(out, samples, labels)
+  return _described(config, stepper, seed_index, result)
+
+
+def interpolate(config, workdir: str, num_walks: int, out: str, keyframes: int,
+                frames_between: int, fps: float, step: Optional[int] = None, best: bool = False,
+                seed_index: int = 0, raw_generator: bool = False,
+                truncation: Optional[float] = None) -> Dict[str, Any]:
+  """Writes a checkpoint's latent walks as OUT.gif and OUT.mp4 (gan_jax/interpolation.py):
+  `num_walks` walks through `keyframes` latents (truncated at `truncation`, if given), slerped
+  with `frames_between` frames from one to the next, at `fps`; the checkpoint and generator
+  as `sample` picks them."""
+  if num_walks < 1:
+    raise ConfigError(f'--num_samples (the walks) must be >= 1, got {num_walks}')
+  if keyframes < 2:
+    raise ConfigError(f'--keyframes must be >= 2 (latents to walk through), got {keyframes}')
+  if frames_between < 1:
+    raise ConfigError(f'--frames_between must be >= 1, got {frames_between}')
+  if not (math.isfinite(fps) and fps > 0):
+    raise ConfigError(f'--fps must be > 0, got {fps}')
+  refusal = interpolation.check_video_writer()
+  if refusal:
+    raise ConfigError(refusal)
+  spec, stepper, state = _sampling(config, workdir, step, best, seed_index, raw_generator,
+                                   truncation)
+  result = interpolation.write_interpolation(
+      stepper, state, config.seed + seed_index, num_walks, out, keyframes, frames_between, fps,
+      spec.class_names, truncation)
+  return _described(config, stepper, seed_index, result)
 
 
 def evaluate(config, workdir: str, step: Optional[int] = None, best: bool = False,

@@ -16,9 +16,10 @@ from gan_jax import files, images, seeds
 from gan_jax.stepper import Stepper
 
 # Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
-# --mode=sample's samples, and the evaluators' samples. Training splits PRNGKey(seed) itself
-# (gan_jax/updates.py); these are folded in, so no stream of one seed is a stream of another.
-GRID_STREAM, SAMPLE_STREAM, EVAL_STREAM = 1, 2, 3
+# --mode=sample's samples, the evaluators' samples, and --mode=interpolate's keyframes.
+# Training splits PRNGKey(seed) itself (gan_jax/updates.py); these are folded in, so no stream
+# of one seed is a stream of another.
+GRID_STREAM, SAMPLE_STREAM, EVAL_STREAM, INTERPOLATE_STREAM = 1, 2, 3, 4
 
 
 def stream_key(seed: int, stream: int):
@@ -130,34 +131,42 @@ def _duration(seconds: float) -> str:
   return f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
 
 
-def write_samples(stepper: Stepper, state, seed: int, num_samples: int, out: str,
-                  class_names: Sequence[str] = (), truncation: Optional[float] = None
-                  ) -> Dict[str, Any]:
-  """Writes `out` (.npz: images in [0, 1], labels for a conditional GAN, with `class_names`
-  when the data has them) and a PNG grid beside it (100 samples, or 10 per class one class
-  per row, named on the left); with `truncation`, of truncated z (truncated_noise), whose
-  threshold the result names."""
+def draw(stepper: Stepper, state, seed: int, num_samples: int,
+         truncation: Optional[float] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+  """--mode=sample's `num_samples` samples of `seed` (SAMPLE_STREAM), on the host: (images in
+  [0, 1] [N, H, W, C], labels [N] balanced in blocks for a conditional GAN, else None); with
+  `truncation`, of truncated z (truncated_noise)."""
   # Each batch comes to the host as it is made: the progress log times finished samples.
   parts = [(np.asarray(images.to_unit(np.asarray(b))), l) for b, l in batches(
       stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM), progress='Sampling',
       truncation=truncation)]
   samples = np.concatenate([b for b, _ in parts])
   labels = None if parts[0][1] is None else np.concatenate([l for _, l in parts])
+  return samples, labels
+
+
+def write_samples(out: str, samples: np.ndarray, labels: Optional[np.ndarray], step: int,
+                  num_classes: int, class_names: Sequence[str] = (),
+                  truncation: Optional[float] = None) -> Dict[str, Any]:
+  """Writes `out` (.npz: `draw`'s images in [0, 1], labels for a conditional GAN, with
+  `class_names` when the data has them) and a PNG grid beside it (100 samples, or 10 per class
+  one class per row, named on the left); the result names the checkpoint's `step` and the
+  `truncation` threshold, if any."""
   png = str(files.path(out).with_suffix('.png'))
-  result = {'out': out, 'png': png, 'step': int(state.step), 'num_samples': num_samples}
+  result = {'out': out, 'png': png, 'step': step, 'num_samples': len(samples)}
   if truncation is not None:
     result['truncation'] = truncation
   if jax.process_index() > 0:   # every process generated its share; process 0 writes
     return result
   arrays = {'images': samples, **({} if labels is None else {'labels': labels})}
-  named = labels is not None and len(class_names) == stepper.num_classes
+  named = labels is not None and len(class_names) == num_classes
   if named:
     arrays['class_names'] = np.array(class_names)
   npz = io.BytesIO()
   np.savez(npz, **arrays)
   files.write_bytes(out, npz.getvalue())
   if labels is not None:  # one class per row
-    rows = [samples[labels == c][:10] for c in range(stepper.num_classes)]
+    rows = [samples[labels == c][:10] for c in range(num_classes)]
     ncol = max(len(r) for r in rows)
     rows = [np.concatenate([r, np.ones((ncol - len(r),) + r.shape[1:], r.dtype)]) for r in rows]
     picture = images.make_grid(np.concatenate(rows), ncol)

@@ -136,3 +136,15 @@ def tpu_python():
   pytest.skip('needs libtpu: python3 -m venv --system-site-packages .venv-tpu && '
               '.venv-tpu/bin/pip install -r requirements-tpu.txt')
   return None
+
+
+@pytest.fixture(scope='session')
+def conditional_run(tmp_path_factory):
+  """(workdir, spec) of a conditional run trained 2 steps: ACGAN's MLP on digits with Flax's
+  default init (its N(0, 0.02) init makes images that hardly vary with z), no sample grids."""
+  spec = 'acgan.py:digits,runlocal,mlp'
+  workdir = tmp_path_factory.mktemp('conditional_run') / 'run'
+  proc = run_main(f'--config=configs/{spec}', f'--workdir={workdir}', '--config.num_steps=2',
+                  '--config.sample_every=0', '--config.model.init_std=0.0')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir, spec

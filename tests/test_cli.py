@@ -1,5 +1,5 @@
 """gan_jax/cli.py without a process: which log records reach the console, the one-line error,
-the argv rewriting for sample and eval on a workdir's own config."""
+the argv rewriting for sample, interpolate and eval on a workdir's own config."""
 
 import ast
 import logging
@@ -113,6 +113,8 @@ def test_exit_with_prints_one_line_and_exits_2(capsys):
      ['main.py', '--config=W.py:/r', '--workdir=/r', '--mode=sample', '--config.seed=3']),
     (['main.py', '--workdir', '/r', '--mode', 'eval'],
      ['main.py', '--config=W.py:/r', '--workdir', '/r', '--mode', 'eval']),
+    (['main.py', '--workdir=/r', '--mode=interpolate'],
+     ['main.py', '--config=W.py:/r', '--workdir=/r', '--mode=interpolate']),
     (['main.py', '--workdir=/r', '--mode=sample', '--config=c.py:mnist'],
      ['main.py', '--workdir=/r', '--mode=sample', '--config=c.py:mnist']),
     (['main.py', '--workdir=/r'], ['main.py', '--workdir=/r']),  # train needs --config

@@ -66,7 +66,7 @@ def test_no_import_cycle():
 def test_evaluation_and_sampling_sit_beside_the_loop():
   graph = _imports()
   for module in ('evaluator', 'extractors', 'feature_metrics', 'sampling', 'stepper', 'updates',
-                 'checks'):
+                 'checks', 'neighbours', 'interpolation'):
     assert not {'trainer', 'modes'} & _reach(graph, module), module
   assert not {'stepper', 'updates', 'trainer'} & _reach(graph, 'evaluator')
   # Only the modes assemble the trainer, and nothing below main.py imports the modes.

@@ -347,7 +347,7 @@ def test_sampling_streams_are_named_and_never_another_seeds():
   from gan_jax import sampling  # pylint: disable=g-import-not-at-top
   keys = {(seed, 'train'): jax.random.PRNGKey(seed) for seed in range(5)}
   for seed in range(5):
-    for name in ('GRID_STREAM', 'SAMPLE_STREAM', 'EVAL_STREAM'):
+    for name in ('GRID_STREAM', 'SAMPLE_STREAM', 'EVAL_STREAM', 'INTERPOLATE_STREAM'):
       keys[(seed, name)] = sampling.stream_key(seed, getattr(sampling, name))
   values = [tuple(np.asarray(jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
                              else k).tolist()) for k in keys.values()]
