@@ -19,10 +19,10 @@ Options (the adversarial part is one of the first three):
   mlp               fully connected G and D, width 512
   paper             the paper's class loss: D's class head learns from real and generated
                     images (loss.class_loss 'real_fake'; the default is 'real')
-  projection        a projection critic (Miyato & Koyama 2018) in place of the class head, with
-                    SNGAN's hinge loss and spectral norm and no batch norm in it; G takes the
-                    label through z times an embedding and conditional batch norm
-                    (gen_label_input 'embed_cbn'): docs/conditional.md
+  projection        a projection critic (Miyato & Koyama 2018) in place of the class head; G
+                    takes the label through z times an embedding and conditional batch norm
+                    (model.gen_label_input 'embed_cbn'): label accuracy 0.88, domain FID 6.7 at
+                    1,200 iterations on Fashion-MNIST (docs/conditional.md)
 """
 
 from configs import common
@@ -64,19 +64,14 @@ def get_config(arg=None):
     c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
     c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
   if 'projection' in options:
-    if adversarial or 'paper' in options:
-      raise ValueError('option projection has its own loss (hinge) and no class head: it does '
-                       'not combine with an adversarial option or paper')
+    if 'paper' in options:
+      raise ValueError('option paper is the class head\'s loss; projection has no class head')
     c.model.conditional = 'projection'
-    c.loss.adversarial = 'hinge'
-    c.model.critic_norm = 'none'
-    c.model.spectral_norm = True
     c.model.gen_label_input = 'embed_cbn'
   if 'mlp' in options:
     c.model.arch = 'mlp'
     c.model.width = 512
-    c.model.critic_norm = ('none' if c.loss.lipschitz == 'gp' or 'projection' in options
-                           else 'batch')
+    c.model.critic_norm = 'none' if c.loss.lipschitz == 'gp' else 'batch'
   if 'runlocal' in options:
     common.runlocal(c)
   return c

@@ -28,19 +28,20 @@ def test_acgan_class_head_learns_from_real_images_unless_paper():
     assert acgan.get_config(f'digits,{adversarial},paper').loss.class_loss == 'real_fake'
 
 
-def test_acgan_projection_option_is_sngans_critic_with_both_label_inputs_in_g():
+def test_acgan_projection_option_conditions_g_by_embedding_and_batch_norm():
   from conftest import load_config  # pylint: disable=g-import-not-at-top
   from gan_jax import checks  # pylint: disable=g-import-not-at-top
-  for arg in ('fashion_mnist,projection', 'digits,mlp,projection'):
-    config = acgan.get_config(arg)
-    assert gans.resolve(config) == gans.GanSpec('hinge', 'none', 'projection')
-    assert (config.model.critic_norm, config.model.spectral_norm,
-            config.model.gen_label_input) == ('none', True, 'embed_cbn')
-    checks.check_config(config, 1)
+  preset = load_config('acgan.py:fashion_mnist')
+  config = load_config('acgan.py:fashion_mnist,projection')
+  assert gans.resolve(config) == gans.GanSpec('nonsaturating', 'none', 'projection')
+  assert (config.model.conditional, config.model.gen_label_input) == ('projection', 'embed_cbn')
+  preset.model.conditional, preset.model.gen_label_input = 'projection', 'embed_cbn'
+  assert config.to_dict() == preset.to_dict()   # the preset otherwise
+  checks.check_config(config, 1)
+  assert gans.resolve(acgan.get_config('digits,projection,wasserstein_gp')).lipschitz == 'gp'
   assert load_config('acgan.py:fashion_mnist').model.gen_label_input == ''
-  for other in ('paper', 'wasserstein_gp'):
-    with pytest.raises(ValueError, match='projection has its own loss'):
-      acgan.get_config(f'digits,projection,{other}')
+  with pytest.raises(ValueError, match='projection has no class head'):
+    acgan.get_config('digits,projection,paper')
 
 
 def test_size_options_set_the_image_size_of_any_named_dataset():
