@@ -7,6 +7,7 @@ against the 10,000 test images; and a grid of each run's samples, one class per 
 
   python experiments/conditional_table.py --out=/tmp/conditional [--steps=1200 --seeds=0,1,2]
   python experiments/conditional_table.py --out=/tmp/conditional --table
+  python experiments/conditional_table.py --out=/tmp/conditional --rescore  # the runs again
 
 1,200 iterations is what configs/acgan.py:fashion_mnist trains in 300 s on a quiet 2-core CPU
 (compile included). Each finished run is a line of OUT/results.jsonl, not run again; --only
@@ -31,6 +32,8 @@ flags.DEFINE_string('classifier', '', 'A trained domain classifier (default: OUT
 flags.DEFINE_string('grids', '', 'Copy each variant\'s class grid here (e.g. docs/samples).')
 flags.DEFINE_list('only', [], 'Variants to run (names as in the table).')
 flags.DEFINE_bool('table', False, 'Print the markdown table of OUT/results.jsonl and stop.')
+flags.DEFINE_bool('rescore', False, 'Evaluate the finished runs of OUT/results.jsonl again (with '
+                  "this version's metrics, e.g. the intra-FID) and update their lines; no training.")
 FLAGS = flags.FLAGS
 
 ACGAN = 'configs/acgan.py:fashion_mnist'
@@ -67,18 +70,44 @@ VARIANTS = {
 }
 
 
-def run_variant(name, seed, classifier):
+SCORES = ('acgan_label_accuracy', 'domain_fid', 'domain_intra_fid')  # prefixes of the keys kept
+
+
+def _run_flags(name, seed, classifier, steps):
+  """(workdir, main.py's flags for every mode of variant `name`'s run)."""
   config, overrides, _ = VARIANTS[name]
-  workdir = os.path.join(FLAGS.out, f'{name}_{FLAGS.steps}_s{seed}')
-  common = [f'--config={config}', f'--workdir={workdir}', f'--config.dataset.path={FLAGS.idx}',
-            f'--config.seed={seed}', f'--config.eval.classifier={classifier}',
-            '--config.eval.reference_split=test', f'--config.eval.num_samples={FLAGS.samples}',
-            *[f'--config.{k}={v}' for k, v in overrides.items()]]
+  workdir = os.path.join(FLAGS.out, f'{name}_{steps}_s{seed}')
+  return workdir, [
+      f'--config={config}', f'--workdir={workdir}', f'--config.dataset.path={FLAGS.idx}',
+      f'--config.seed={seed}', f'--config.eval.classifier={classifier}',
+      '--config.eval.reference_split=test', f'--config.eval.num_samples={FLAGS.samples}',
+      *[f'--config.{k}={v}' for k, v in overrides.items()]]
+
+
+def _scores(common, workdir):
+  """The eval line's label accuracies, domain FID and intra-FID, and confusion matrix."""
+  scores = json.loads(run_main([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
+  return {**{k: scores[k] for k in scores if k.startswith(SCORES)},
+          'label_confusion': scores.get('label_confusion')}
+
+
+def rescore(results, classifier):
+  """`results` with each run whose workdir is here evaluated again."""
+  for key, r in results.items():
+    workdir, common = _run_flags(r['variant'], r['seed'], classifier, r['steps'])
+    if os.path.isdir(workdir) and 'domain_intra_fid' not in r:
+      print(f'rescoring {workdir}', flush=True)
+      results[key] = {**r, **_scores(common, workdir)}
+  return results
+
+
+def run_variant(name, seed, classifier):
+  workdir, common = _run_flags(name, seed, classifier, FLAGS.steps)
   start = time.time()
   run_main([*common, f'--config.num_steps={FLAGS.steps}', '--config.sample_every=0'],
            workdir + '.train.log')
   seconds = round(time.time() - start)
-  scores = json.loads(run_main([*common, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
+  scores = _scores(common, workdir)
   grid = os.path.join(workdir, 'samples.npz')
   run_main([*common, '--mode=sample', '--num_samples=100', f'--out={grid}'],
            workdir + '.sample.log')
@@ -86,10 +115,8 @@ def run_variant(name, seed, classifier):
     os.makedirs(FLAGS.grids, exist_ok=True)
     shutil.copy(grid[:-4] + '.png',
                 os.path.join(FLAGS.grids, f'conditional_{name}_{FLAGS.steps}_s{seed}.png'))
-  keys = [k for k in scores if k.startswith(('acgan_label_accuracy', 'domain_fid'))]
   return {'variant': name, 'steps': FLAGS.steps, 'seed': seed, 'samples': FLAGS.samples,
-          'train_seconds': seconds, 'classifier_test_accuracy': _accuracy(classifier),
-          **{k: scores[k] for k in keys}, 'label_confusion': scores.get('label_confusion')}
+          'train_seconds': seconds, 'classifier_test_accuracy': _accuracy(classifier), **scores}
 
 
 def _accuracy(classifier):
@@ -111,10 +138,11 @@ def _mean_std(values):
 
 def table(results) -> str:
   """A line per variant and budget: label accuracy and domain FID as mean ± std over the seeds'
-  runs, and the class with the lowest mean label accuracy."""
+  runs, the class with the lowest mean label accuracy, and the domain intra-FID (the mean over
+  the classes of each class's FID) where every seed's run has it."""
   acc, fid = 'acgan_label_accuracy', 'domain_fid'
-  lines = ['| variant | iterations | label accuracy | lowest class | domain FID (test) | seeds |',
-           '|---|---|---|---|---|---|']
+  lines = ['| variant | iterations | label accuracy | lowest class | domain FID (test) | '
+           'domain intra-FID (test) | seeds |', '|---|---|---|---|---|---|---|']
   groups = {}
   for (name, steps, _), r in results.items():
     groups.setdefault((name, steps), []).append(r)
@@ -125,8 +153,13 @@ def table(results) -> str:
     low = min(range(10), key=per_class.__getitem__)
     (a, a_std), (f, f_std) = (_mean_std([r[k] for r in runs]) for k in (acc, fid))
     spread = lambda std, digits: f' ± {std:.{digits}f}' if len(runs) > 1 else ''
+    intra = '—'
+    if all('domain_intra_fid' in r for r in runs):
+      i, i_std = _mean_std([r['domain_intra_fid'] for r in runs])
+      intra = f'{i:.1f}{spread(i_std, 1)}'
     lines.append(f'| {name} | {steps} | {a:.3f}{spread(a_std, 3)} | {per_class[low]:.2f} (class '
-                 f'{low}) | {f:.1f}{spread(f_std, 1)} | {",".join(str(r["seed"]) for r in runs)} |')
+                 f'{low}) | {f:.1f}{spread(f_std, 1)} | {intra} | '
+                 f'{",".join(str(r["seed"]) for r in runs)} |')
   return '\n'.join(lines)
 
 
@@ -139,6 +172,12 @@ def main(_):
   classifier = FLAGS.classifier or os.path.join(FLAGS.out, 'classifier')
   domain_classifier(classifier, FLAGS.idx)
   done = _results(path)
+  if FLAGS.rescore:
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in rescore(done, classifier).values())
+    os.replace(path + '.tmp', path)
+    print(table(_results(path)))
+    return
   for name in VARIANTS:
     for seed in map(int, FLAGS.seeds):
       if (name, FLAGS.steps, seed) in done or (FLAGS.only and name not in FLAGS.only):

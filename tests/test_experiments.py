@@ -74,4 +74,9 @@ def test_conditional_table_gives_each_variants_mean_and_spread_over_its_seeds():
   results = {('acgan', 1200, s): run(s, acc, fid)
              for s, acc, fid in ((0, 0.9, 10.0), (1, 0.8, 12.0))}
   line = conditional_table.table(results).splitlines()[-1]
-  assert line == '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 0,1 |'
+  assert line == '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | — | 0,1 |'
+  results['acgan', 1200, 0]['domain_intra_fid'] = 20.0   # one seed's intra-FID: not a mean
+  assert conditional_table.table(results).splitlines()[-1] == line
+  results['acgan', 1200, 1]['domain_intra_fid'] = 24.0
+  assert conditional_table.table(results).splitlines()[-1] == (
+      '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 22.0 ± 2.8 | 0,1 |')
