@@ -73,7 +73,7 @@ def check_data(config, image_shape: Sequence[int], num_classes: int) -> None:
   """The checks that need the data spec: the architecture takes the images, a conditional GAN
   has labels."""
   try:
-    models.check_image_shape(config.model.arch, image_shape)
+    models.check_model(config.model, config.latent_dim, image_shape)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if config.model.critic_pool != 'mean' and not models.is_cifar_resnet(image_shape[0]):

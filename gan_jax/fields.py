@@ -12,7 +12,8 @@ import math
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from gan_jax import image_files, input_pipeline, layers, losses, models, optimizers, resize
+from gan_jax import (image_files, input_pipeline, layers, losses, models, optimizers,
+                     resize, spectral)
 
 INF = math.inf
 FROM_ARGS = object()  # a default set by the config file's argument (gan, dataset, its shape)
@@ -56,8 +57,8 @@ _OPTIMIZER = (  # gen_optimizer.* and critic_optimizer.*
 )
 
 FIELDS = (
-    F('gan', FROM_ARGS, "paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' | 'sngan' "
-      '(gan_jax/gans.py)'),
+    F('gan', FROM_ARGS, "paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' | 'sngan' | "
+      "'biggan' (gan_jax/gans.py)"),
     F('acgan_adversarial', '', "old ACGAN field, still read: 'nonsaturating' | "
       "'wasserstein_clip' | 'wasserstein_gp'"),
     F('seed', 0, 'PRNG seed: parameters, noise and data order', f'[0, {2**32 - 1}]',
@@ -104,9 +105,9 @@ FIELDS = (
     F('dataset.label_key', '', "TFDS: the ClassLabel feature; '' = 'label' if there is one; "
       "'none'"),
 
-    F('model.arch', 'conv', "'conv' | 'resnet' | 'mlp'", choices=models.ARCHS),
-    F('model.width', 64, 'conv: channels of the finest layer (DIM); mlp: hidden units',
-      '[1, inf)', 'channels or units'),
+    F('model.arch', 'conv', "'conv' | 'resnet' | 'mlp' | 'biggan'", choices=models.ARCHS),
+    F('model.width', 64, "conv: channels of the finest layer (DIM); mlp: hidden units; biggan: "
+      "G's ch", '[1, inf)', 'channels or units'),
     F('model.critic_width', 0, "the critic's width, if not model.width (0)", '[0, inf)',
       'channels or units; 0: model.width', absent_is_default=True),
     F('model.critic_pool', 'mean', "resnet up to 32x32: the critic's global pool, 'mean' | "
@@ -117,8 +118,16 @@ FIELDS = (
       choices=_BATCH_NORMS),
     F('model.critic_norm', 'none', "critic normalisation: 'batch' | 'layer' | 'none'",
       choices=_BATCH_NORMS),
-    F('model.init_std', 0.0, 'N(0, init_std) kernel init; 0 = Flax default', '[0, inf)',
-      "0: Flax's default"),
+    F('model.init_std', 0.0, 'N(0, init_std) kernel init; 0 = Flax default (biggan: orthogonal)',
+      '[0, inf)', "0: Flax's default"),
+    F('model.attention_resolution', 64, 'biggan: self-attention after the blocks whose output '
+      'side is this (0: none; 64, BigGAN\'s, has none at 32 px)', '[0, inf)',
+      'the side of the maps attended to; 0: none', absent_is_default=True),
+    F('model.hierarchical', True, "biggan: z split into chunks, one into G's linear layer and "
+      "one per block's conditional batch norms (False: z whole into the linear layer)",
+      choices=(False, True), absent_is_default=True),
+    F('model.shared_dim', 128, "biggan: G's shared class embedding's size (0: latent_dim)",
+      '[0, inf)', "the embedding's size; 0: latent_dim", absent_is_default=True),
     F('model.conv_impl', 'auto', "conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: "
       'hybrid)', choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
@@ -131,6 +140,10 @@ FIELDS = (
       'iteration per update)', choices=(False, True), absent_is_default=True),
     F('model.gen_spectral_norm', False, "... and of the generator's", choices=(False, True),
       absent_is_default=True),
+    F('model.spectral_estimate', 'u', "spectral norm's sigma: 'u' (|W u| of the u after the "
+      "update's power iteration) | 'uv' (Miyato et al.'s u^T W v from the u before it, an "
+      "embedding's u over its classes: torch's spectral_norm, BigGAN-PyTorch)",
+      choices=spectral.ESTIMATES, absent_is_default=True),
 
     F('loss.adversarial', '', "'nonsaturating' | 'wasserstein' | 'hinge' | 'least_squares'; "
       "'' = the preset's (config.gan)"),
@@ -163,6 +176,9 @@ FIELDS = (
     F('loss.lecam_form', 'one_sided', "LeCam: 'one_sided' E[relu(D(x) - a_F)^2] + "
       "E[relu(a_R - D(G(z)))^2] (the authors' code, StudioGAN) | 'two_sided' (the paper's "
       'equation 3)', choices=losses.LECAM_FORMS, absent_is_default=True),
+    F('loss.ortho_weight', 0.0, "BigGAN's orthogonal regularisation of G: beta of beta * "
+      'sum ||W^T W * (1 - I)||_F^2 over its kernels (0: off; BigGAN: 1e-4)', '[0, inf)',
+      "the penalty's beta", absent_is_default=True),
     F('ema.decay', 0.0, "the generator's exponential moving average, e.g. 0.999 (0: off); "
       'samples use it', '[0, 1)', "the EMA's decay, below 1; 0: off", absent_is_default=True),
     F('ema.start_step', 0, 'generator updates before the average starts (a copy until then)',

@@ -63,6 +63,7 @@ PRESETS = {
     'dcgan': GanSpec('nonsaturating', 'none', 'none'),
     'acgan': GanSpec('nonsaturating', 'none', 'acgan'),
     'sngan': GanSpec('hinge', 'none', 'none'),   # with model.spectral_norm (configs/sngan.py)
+    'biggan': GanSpec('hinge', 'none', 'projection'),  # model.arch 'biggan' (configs/biggan.py)
 }
 
 # The field ACGAN configs had before the grid (`acgan_adversarial`): when set, it decides the

@@ -155,3 +155,29 @@ def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:
   xent = optax.softmax_cross_entropy_with_integer_labels(class_logits, labels)
   acc = jnp.mean(jnp.argmax(class_logits, -1) == labels)
   return jnp.mean(xent), acc
+
+
+def orthogonal_penalty(params) -> jax.Array:
+  """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3) without its beta: the sum over
+  every kernel W (dense and conv weights as the matrix [inputs, outputs], their raw values) of
+  ||W^T W * (1 - I)||_F^2, the squared inner products of different output units' weights.
+
+  Kernels only: biases, norm parameters and the attention's gain have one axis, and embeddings
+  (BigGAN's shared class embedding, which BigGAN-PyTorch leaves out) are not kernels. Where W
+  has fewer rows than columns (a linear layer to a 4x4 map) the Gram matrix of the rows gives
+  the same sum: ||W^T W||_F = ||W W^T||_F, less the squared column norms on the diagonal.
+  BigGAN-PyTorch's `utils.ortho(model, beta)` adds 2 beta (W W^T * (1 - I)) W to the gradient,
+  the gradient of beta / 2 times this penalty.
+  """
+  total = jnp.zeros((), jnp.float32)
+  for path, w in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if getattr(path[-1], 'key', None) != 'kernel' or w.ndim < 2:
+      continue
+    w = w.reshape(-1, w.shape[-1]).astype(jnp.float32)  # [inputs, outputs]
+    if w.shape[0] < w.shape[1]:
+      total += (jnp.sum(jnp.square(w @ w.T)) -
+                jnp.sum(jnp.square(jnp.sum(jnp.square(w), axis=0))))
+    else:
+      off_diagonal = 1.0 - jnp.eye(w.shape[1], dtype=jnp.float32)
+      total += jnp.sum(jnp.square((w.T @ w) * off_diagonal))
+  return total

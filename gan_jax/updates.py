@@ -71,6 +71,8 @@ class GAN:
   lecam_decay: float = 0.99    # the anchors' moving-average decay
   lecam_start: int = 1000      # generator updates before the anchors average and the penalty acts
   lecam_form: str = 'one_sided'  # losses.LECAM_FORMS
+  spectral_estimate: str = 'u'  # how spectral norm estimates sigma (spectral.ESTIMATES)
+  ortho_weight: float = 0.0    # BigGAN's orthogonal regularisation of G's kernels (0: off)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -99,7 +101,8 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
       r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy),
       lecam_weight=config.loss.lecam_weight, lecam_decay=config.loss.lecam_decay,
-      lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form)
+      lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form,
+      spectral_estimate=config.model.spectral_estimate, ortho_weight=config.loss.ortho_weight)
 
 
 def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
@@ -126,7 +129,8 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
   def player(variables, tx, key, normalised: bool):
     params = variables['params']
     # (keys folded from the player's own: the parameters' draws are those of a run without)
-    vectors = spectral.init_vectors(params, jax.random.fold_in(key, 1)) if normalised else {}
+    vectors = (spectral.init_vectors(params, jax.random.fold_in(key, 1), gan.spectral_estimate)
+               if normalised else {})
     return PlayerState(params, variables.get('batch_stats', {}), tx.init(params), vectors)
   gen = player(gen_vars, gan.gen_tx, gen_key, gan.gen_spectral)
   ema = {'params': gen.params, 'stats': gen.stats} if gan.ema_decay > 0 else {}
@@ -215,17 +219,19 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
   real_labels = batch.get('label')
   z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
   # The generator's batch statistics change only in its own update.
-  gen_params, _ = spectral.normalise(gen.params, gen.spectral)
+  gen_params, _ = spectral.normalise(gen.params, gen.spectral, gan.spectral_estimate)
   fake, _ = _apply(gan.generator, gen_params, gen.stats, z, fake_labels, train=True)
   fake = jax.lax.stop_gradient(fake)
   if gan.augment:  # real and fake as the critic sees them, each example its own draw
     real_key, fake_key = jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM))
     real, fake = _augment(gan, real_key, real), _augment(gan, fake_key, fake)
-  vectors = spectral.iterate(critic.params, critic.spectral)  # one power iteration
+  # one power iteration; the sigmas' vectors (spectral.py's estimates)
+  vectors, sigma_vectors = spectral.power_step(critic.params, critic.spectral,
+                                               gan.spectral_estimate)
   critic_loss_fn, _ = losses.ADVERSARIAL[gan.spec.adversarial]
 
   def loss_fn(params):
-    params, sigmas = spectral.normalise(params, vectors)
+    params, sigmas = spectral.normalise(params, sigma_vectors, gan.spectral_estimate)
     # Real and fake pass separately, as in the reference code (batch norm sees each alone).
     (real_adv, real_cls), stats = _critic(gan, params, critic_stats, real, real_labels)
     (fake_adv, fake_cls), stats = _critic(gan, params, stats, fake, fake_labels)
@@ -302,12 +308,14 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
   """One generator update; returns (gen, metrics)."""
   z, labels = _sample_inputs(gan, key, batch_size)
   _, gen_loss_fn = losses.ADVERSARIAL[gan.spec.adversarial]
-  vectors = spectral.iterate(gen.params, gen.spectral)  # one power iteration
+  vectors, sigma_vectors = spectral.power_step(gen.params, gen.spectral,
+                                               gan.spectral_estimate)  # one power iteration
   # The critic as its last update left it (spectral norm from its kept vectors).
-  critic_params, _ = spectral.normalise(critic.params, critic.spectral)
+  critic_params, _ = spectral.normalise(critic.params, critic.spectral, gan.spectral_estimate)
 
   def loss_fn(params):
-    params, _ = spectral.normalise(params, vectors)
+    ortho = losses.orthogonal_penalty(params) if gan.ortho_weight else None  # raw weights
+    params, _ = spectral.normalise(params, sigma_vectors, gan.spectral_estimate)
     fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True)
     if gan.augment:
       fake = _augment(gan, jax.random.fold_in(key, AUGMENT_STREAM), fake)
@@ -322,6 +330,9 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
       if fake_twin is not None:  # TAC: away from the twin's view of the generated classes
         twin_xent, _ = losses.auxiliary_xent(fake_twin, labels)
         loss -= gan.aux_weight * twin_xent
+    if ortho is not None:
+      loss += gan.ortho_weight * ortho
+      metrics['ortho_penalty'] = ortho
     metrics['gen_loss'] = loss
     return loss, (stats, metrics)
 
@@ -416,18 +427,20 @@ def train_steps(state: TrainState, batches, *, gan: GAN):
   return state, metrics, health
 
 
-def generator_variables(state: TrainState, use_ema: bool = True):
+def generator_variables(state: TrainState, use_ema: bool = True,
+                        spectral_estimate: str = 'u'):
   """(params, batch stats) the generator samples with: its EMA's when it has one and `use_ema`,
   else its own; spectrally normalised with its kept vectors when it has them (the trained
   generator's vectors also for the EMA's weights: an estimate of their sigma from below, close
   where the average is close to the weights)."""
   source = state.ema if use_ema and state.ema else {'params': state.gen.params,
                                                      'stats': state.gen.stats}
-  return spectral.normalise(source['params'], state.gen.spectral)[0], source['stats']
+  return (spectral.normalise(source['params'], state.gen.spectral, spectral_estimate)[0],
+          source['stats'])
 
 
 def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages): the EMA
   generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one."""
-  params, stats = generator_variables(state, use_ema)
+  params, stats = generator_variables(state, use_ema, gan.spectral_estimate)
   return _apply(gan.generator, params, stats, z, labels, train=False)[0]

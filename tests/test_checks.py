@@ -99,8 +99,8 @@ def test_presets_and_the_old_acgan_field():
   for option in ('', ',wasserstein_gp'):
     config = load_config(f'acgan.py:digits{option}', acgan_adversarial='wasserstein_clip')
     assert gans.resolve(config) == gans.GanSpec('wasserstein', 'clip', 'acgan')
-  with pytest.raises(ConfigError, match="unknown gan 'biggan': not a preset"):
-    gans.resolve_fields('biggan')
+  with pytest.raises(ConfigError, match="unknown gan 'stylegan': not a preset"):
+    gans.resolve_fields('stylegan')
 
 
 def test_batch_not_divisible_by_devices():

@@ -190,7 +190,7 @@ def test_acgan_auxiliary_head_learns(tmp_path):
 @pytest.mark.parametrize('overrides,message', [
     (dict(batch_size=0), 'batch_size must be >= 1'),
     (dict(n_critic=0), 'n_critic must be >= 1'),
-    (dict(gan='biggan'), 'not a preset'),
+    (dict(gan='stylegan'), 'not a preset'),
     (dict(num_seeds=0), 'num_seeds must be >= 1'),
     (dict(num_seeds=-2), 'num_seeds must be >= 1'),
     (dict(seed=2**32 - 2, num_seeds=3), 'seed \\+ num_seeds - 1 must be <= 4294967295'),

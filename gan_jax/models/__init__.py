@@ -6,6 +6,8 @@
   * 'resnet': the WGAN-GP paper's CIFAR-10 ResNet up to 32x32, its 64x64 ResNet from 64x64
               (resnet.py).
   * 'mlp':    fully connected G and D (mlp.py).
+  * 'biggan': BigGAN's ResNets with self-attention, hierarchical z and a shared class
+              embedding into conditional batch norms, at 32 to 256 px (biggan.py).
 A new family is a module with a `build` and a `check_size`, and one entry in ARCHITECTURES.
 
 Every generator takes `(z, labels, train)`, every critic `(x, labels, train)` and returns
@@ -21,7 +23,8 @@ from typing import Any, Optional, Sequence
 import jax.numpy as jnp
 
 from gan_jax import layers
-from gan_jax.models import conv, mlp, resnet
+from gan_jax.models import biggan, conv, mlp, resnet
+from gan_jax.models.biggan import BigGANCritic, BigGANGenerator, SelfAttention
 from gan_jax.models.conditioning import (CONDITIONINGS, LABEL_INPUTS, ConditionalBatchNorm,
                                          CriticHeads, GeneratorInput, check_conditioning,
                                          label_input_of)
@@ -37,6 +40,7 @@ ARCHITECTURES = {
     'conv': Family(conv.build, conv.check_size),
     'resnet': Family(resnet.build, resnet.check_size),
     'mlp': Family(mlp.build, mlp.check_size),
+    'biggan': Family(biggan.build, biggan.check_size, biggan.check_config),
 }
 ARCHS = tuple(ARCHITECTURES)
 
@@ -51,6 +55,15 @@ def check_image_shape(arch: str, image_shape: Sequence[int]) -> None:
   if c not in (1, 3):
     raise ValueError(f'images must have 1 or 3 channels, got {c}')
   ARCHITECTURES[arch].check_size(h, w)
+
+
+def check_model(model_config, latent_dim: int, image_shape: Sequence[int]) -> None:
+  """Raises ValueError when `model_config.arch` cannot take `image_shape`, or its family cannot
+  build the model its fields and latent_dim describe."""
+  check_image_shape(model_config.arch, image_shape)
+  family = ARCHITECTURES[model_config.arch]
+  if family.check_config:
+    family.check_config(model_config, latent_dim, tuple(image_shape))
 
 
 def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] = None,
@@ -70,10 +83,10 @@ def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] 
 
 # What callers reach as models.NAME.
 __all__ = [
-    'ARCHITECTURES', 'ARCHS', 'CONDITIONINGS', 'LABEL_INPUTS', 'ConditionalBatchNorm', 'ConvCritic',
-    'ConvGenerator', 'CriticHeads', 'Family', 'GeneratorInput', 'MLPCritic', 'MLPGenerator',
-    'MLPTrunk', 'ResBlock', 'ResNetCritic', 'ResNetGenerator', 'build', 'check_conditioning',
-    'check_image_shape', 'conv_channels', 'conv_levels', 'is_cifar_resnet', 'label_input_of',
-    'pyramid',
-    'resnet_channels',
+    'ARCHITECTURES', 'ARCHS', 'BigGANCritic', 'BigGANGenerator', 'CONDITIONINGS', 'LABEL_INPUTS',
+    'ConditionalBatchNorm', 'ConvCritic', 'ConvGenerator', 'CriticHeads', 'Family',
+    'GeneratorInput', 'MLPCritic', 'MLPGenerator', 'MLPTrunk', 'ResBlock', 'ResNetCritic',
+    'ResNetGenerator', 'SelfAttention', 'build', 'check_conditioning', 'check_image_shape',
+    'check_model', 'conv_channels', 'conv_levels', 'is_cifar_resnet', 'label_input_of',
+    'pyramid', 'resnet_channels',
 ]

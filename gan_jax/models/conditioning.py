@@ -22,7 +22,7 @@ paths checkpoints hold, with the initial values Flax draws for those paths; a su
 own would nest them under its name. `norm_layer` returns a layer the model calls, and owns.
 """
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -50,23 +50,42 @@ def conditioning_of(m) -> str:
 _BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
 
 
+# What a conditional batch norm's scale and shift are functions of (ConditionalBatchNorm).
+CONDITIONS = ('class', 'vector')
+
+
 class ConditionalBatchNorm(nn.Module):
-  """Batch norm with a scale and a shift per class (de Vries et al. 2017; the generators of
-  SNGAN's projection cGAN and of BigGAN): BatchNorm without a scale and bias of its own, then
-  x * scale[y] + bias[y]. The scales start at 1 and the shifts at 0, so at initialisation it is
-  BatchNorm(use_scale=False, use_bias=False), and plain BatchNorm's init too."""
-  num_classes: int
+  """Batch norm with a scale and a shift per example, from its class or a vector: BatchNorm
+  without a scale and bias of its own, then x * scale + shift, where `condition`
+
+    'class':  scale[y], shift[y] per class y (de Vries et al. 2017; SNGAN's projection cGAN):
+              embeddings params/scale_embed (from 1) and params/bias_embed (from 0), so at
+              initialisation it is BatchNorm(use_scale=False, use_bias=False), and plain
+              BatchNorm's init too;
+    'vector': scale 1 + linear(c), shift linear(c) of a vector c [B, D], by bias-free linear
+              layers params/scale_linear and params/bias_linear (`kernel_init`): BigGAN's ccbn,
+              c its shared class embedding and a chunk of z.
+  """
+  num_classes: int  # 'class': the classes
   use_running_average: bool = False
   axis_name: Optional[str] = None  # pmap's device axis: statistics of the global batch
   dtype: Any = jnp.float32
+  condition: str = 'class'
+  kernel_init: Callable = nn.linear.default_kernel_init  # 'vector': the linear layers'
 
   @nn.compact
   def __call__(self, x, labels):
-    """x [B, ..., C], labels [B] (int) -> [B, ..., C]."""
+    """x [B, ..., C], labels [B] (int; 'class') or c [B, D] ('vector') -> [B, ..., C]."""
+    if self.condition not in CONDITIONS:
+      raise ValueError(f'unknown condition {self.condition!r}; use one of {CONDITIONS}')
     x = nn.BatchNorm(use_running_average=self.use_running_average, use_scale=False,
                      use_bias=False, axis_name=self.axis_name, dtype=self.dtype,
                      **_BATCH_NORM)(x)
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)  # broadcast over H, W
+    if self.condition == 'vector':
+      linear = lambda name: nn.Dense(x.shape[-1], use_bias=False, kernel_init=self.kernel_init,
+                                     dtype=self.dtype, name=name)(labels).reshape(shape)
+      return x * (1.0 + linear('scale_linear')) + linear('bias_linear')
     embed = lambda initializer, name: nn.Embed(
         self.num_classes, x.shape[-1], dtype=self.dtype, embedding_init=initializer,
         name=name)(labels).reshape(shape)
@@ -76,15 +95,20 @@ class ConditionalBatchNorm(nn.Module):
 
 
 def norm_layer(kind: str, train: bool, spatial: bool, axis_name: Optional[str] = None,
-               dtype: Any = jnp.float32, labels=None, num_classes: int = 0):
+               dtype: Any = jnp.float32, labels=None, num_classes: int = 0,
+               condition: str = 'class', kernel_init: Optional[Callable] = None):
   """Returns a normalisation layer: 'batch', 'layer' or 'none'.
 
   `axis_name`: under pmap, batch statistics are averaged over that device axis (synced batch
   norm), so they are those of the global batch, as with jit over a mesh. `labels` (given only
-  with kind 'batch'): conditional batch norm over `num_classes` classes, a function of x.
+  with kind 'batch'): conditional batch norm over `num_classes` classes, a function of x; with
+  `condition` 'vector', `labels` is the vector c [B, D] of BigGAN's ccbn (`kernel_init`: its
+  linear layers').
   """
   if kind == 'batch' and labels is not None:
-    cbn = ConditionalBatchNorm(num_classes, not train, axis_name if train else None, dtype)
+    cbn = ConditionalBatchNorm(num_classes, not train, axis_name if train else None, dtype,
+                               condition,
+                               **({'kernel_init': kernel_init} if kernel_init else {}))
     return lambda x: cbn(x, labels)
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, axis_name=axis_name if train else None,
@@ -165,12 +189,15 @@ class CriticHeads(nn.Module):
   conditioning: str = 'acgan'
   init_std: float = 0.0
   dtype: Any = jnp.float32
+  # the heads' initialisers; None: init.kernel_init(init_std) and init.embed_init(init_std)
+  kernel_init: Optional[Callable] = None
+  embedding_init: Optional[Callable] = None
 
   @nn.compact
   def __call__(self, features, labels=None):
     """features [B, D], labels [B] (int; read by 'projection') -> (adv [B], class [B, K] or
     None)."""
-    kernel_init = init.kernel_init(self.init_std)
+    kernel_init = self.kernel_init or init.kernel_init(self.init_std)
     dense = lambda n, name: nn.Dense(n, kernel_init=kernel_init, dtype=self.dtype,
                                      name=name)(features)
     adv = dense(1, 'adv_head')[:, 0].astype(jnp.float32)
@@ -179,8 +206,8 @@ class CriticHeads(nn.Module):
       if labels is None:
         raise ValueError('a projection critic needs labels')
       embed = nn.Embed(self.num_classes, features.shape[-1],
-                       embedding_init=init.embed_init(self.init_std), dtype=self.dtype,
-                       name='projection_embed')(labels)  # [B, D]
+                       embedding_init=self.embedding_init or init.embed_init(self.init_std),
+                       dtype=self.dtype, name='projection_embed')(labels)  # [B, D]
       # Summed in float32: D runs to thousands (4 * 4 * 8w at 64x64), too many for bfloat16.
       return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
     if conditioning == 'none':

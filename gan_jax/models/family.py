@@ -14,6 +14,9 @@ class Family(NamedTuple):
   build: Callable
   # (height, width) -> None; raises ValueError naming the sizes the family takes
   check_size: Callable
+  # (model config, latent_dim, image shape) -> None; raises ValueError for a combination of
+  # its own fields the family cannot build (None: every one it takes the size of)
+  check_config: Optional[Callable] = None
 
 
 class Player(nn.Module, kw_only=True):

@@ -6,7 +6,7 @@ input conv and down-blocks doubling them back), one more 8 * width block per dou
 
 import functools
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -60,9 +60,11 @@ class ResBlock(nn.Module):
   """Residual block of the WGAN-GP ResNets; resample in None | 'up' | 'down'.
 
   `features` output channels. As in the paper's code, an 'up' block's first conv already gives
-  `features`, a 'down' block's keeps the input's channels (but the critic's first block's). The
-  1x1 shortcut conv and the mean pool commute; the block pools after the conv (the CIFAR-10
-  code's order) where gan_64x64.py pools first.
+  `features`, a 'down' block's keeps the input's channels (but the critic's first block's;
+  `wide`: every block's gives `features`, BigGAN's wide D). The 1x1 shortcut conv and the mean
+  pool commute; the block pools after the conv (the CIFAR-10 code's order) where gan_64x64.py
+  pools first. With `norm_labels`, batch norms are conditional: on the class labels [B], or
+  (`condition` 'vector') on BigGAN's vectors c [B, D] (conditioning.ConditionalBatchNorm).
   """
   features: int
   resample: Optional[str] = None
@@ -73,14 +75,18 @@ class ResBlock(nn.Module):
   conv_impl: str = 'auto'
   init_std: float = 0.0
   num_classes: int = 0  # classes of the conditional batch norms, when called with norm_labels
+  wide: bool = False    # a 'down' block's first conv gives `features` (BigGAN's D)
+  kernel_init: Optional[Callable] = None  # None: init.kernel_init(init_std)
+  condition: str = 'class'  # what norm_labels are: 'class' labels | 'vector' (BigGAN's ccbn)
 
   @nn.compact
   def __call__(self, x, train: bool = True, norm_labels=None):
+    kernel_init = self.kernel_init or init.kernel_init(self.init_std)
     norm = lambda: norm_layer(self.norm, train, True, self.axis_name, self.dtype, norm_labels,
-                              self.num_classes)
+                              self.num_classes, self.condition, self.kernel_init)
     # == nn.Conv(f, (k, k), padding='SAME'), in forms whose derivatives are fast on CPU
-    conv = lambda f, k: layers.Conv(f, k, self.conv_impl, init.kernel_init(self.init_std),
-                                    dtype=self.dtype, stride=1)
+    conv = lambda f, k: layers.Conv(f, k, self.conv_impl, kernel_init, dtype=self.dtype,
+                                    stride=1)
     shortcut = x
     if self.resample == 'up':
       shortcut = _upsample(shortcut)
@@ -96,7 +102,8 @@ class ResBlock(nn.Module):
       h = nn.relu(norm()(h))
     if self.resample == 'up':
       h = _upsample(h)
-    h = conv(x.shape[-1] if self.resample == 'down' and not self.first else self.features, 3)(h)
+    keeps_channels = self.resample == 'down' and not (self.first or self.wide)
+    h = conv(x.shape[-1] if keeps_channels else self.features, 3)(h)
     h = nn.relu(norm()(h))
     h = conv(self.features, 3)(h)
     if self.resample == 'down':
