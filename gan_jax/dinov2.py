@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import files, images as images_lib, sharding
+from gan_jax import files, images as images_lib, sharding, weights
 from gan_jax.errors import ConfigError
 
 SIZE = 224                          # dgm-eval's input side
@@ -260,16 +260,8 @@ def from_torch(state_dict: Mapping[str, Any], heads: int = 0,
 def check_shapes(variables, arch: Mapping[str, Any]) -> None:
   """ValueError unless `variables` are those of Dinov2(**arch), shape for shape."""
   patch = arch['patch']
-  want = jax.eval_shape(Dinov2(**arch).init, jax.random.PRNGKey(0),
-                        jnp.zeros((1, 2 * patch, 2 * patch, 3), jnp.float32))
-  want = {k: v.shape for k, v in traverse_util.flatten_dict(want, sep='/').items()}
-  got = {k: np.shape(v) for k, v in traverse_util.flatten_dict(variables, sep='/').items()}
-  missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-  wrong = sorted(k for k in set(want) & set(got) if tuple(want[k]) != tuple(got[k]))
-  if missing or extra or wrong:
-    raise ValueError(f'not the weights of a DINOv2 {arch_name(arch)}: {len(missing)} missing '
-                     f'(e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]}), '
-                     f'{len(wrong)} of the wrong shape (e.g. {wrong[:2]})')
+  want = weights.shapes_of(Dinov2(**arch), jnp.zeros((1, 2 * patch, 2 * patch, 3), jnp.float32))
+  weights.check_shapes(variables, want, f'the weights of a DINOv2 {arch_name(arch)}')
 
 
 def save(path: str, variables, arch: Mapping[str, Any]) -> None:

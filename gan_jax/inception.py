@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import files, images as images_lib, resize as resize_lib, sharding
+from gan_jax import files, images as images_lib, resize as resize_lib, sharding, weights
 from gan_jax.errors import ConfigError
 
 NUM_CLASSES = 1008
@@ -204,20 +204,11 @@ def from_torch(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def _expected_shapes():
-  shapes = jax.eval_shape(InceptionV3().init, jax.random.PRNGKey(0),
-                          jnp.zeros((1, 75, 75, 3), jnp.float32))
-  return {k: v.shape for k, v in traverse_util.flatten_dict(shapes, sep='/').items()}
+  return weights.shapes_of(InceptionV3(), jnp.zeros((1, 75, 75, 3), jnp.float32))
 
 
 def _check_shapes(variables) -> None:
-  got = {k: v.shape for k, v in traverse_util.flatten_dict(variables, sep='/').items()}
-  want = _expected_shapes()
-  missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-  wrong = sorted(k for k in set(want) & set(got) if tuple(want[k]) != tuple(got[k]))
-  if missing or extra or wrong:
-    raise ValueError(f'not the FID Inception weights: {len(missing)} missing (e.g. '
-                     f'{missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]}), '
-                     f'{len(wrong)} of the wrong shape (e.g. {wrong[:2]})')
+  weights.check_shapes(variables, _expected_shapes(), 'the FID Inception weights')
 
 
 def save(path: str, variables) -> None:
