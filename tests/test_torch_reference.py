@@ -2,8 +2,8 @@
 
 Flax parameters are copied into `experiments/torch_reference.py`'s modules and both run on the
 same inputs (eval mode, so batch norm uses the same initial statistics). Runs where torch is
-installed (requirements-reference.txt, which CI installs, or requirements-benchmark.txt) and is
-skipped elsewhere.
+installed (requirements-reference.txt, which CI installs, or requirements-benchmark.txt); skipped
+elsewhere, failed under CI.
 
 Checked: DCGAN (kernel 4) at 32 and 64 px and the WGAN-GP ResNets at 32, 64 and 128 px. The WGAN-GP MNIST reference (kernel 5) has
 the same shapes and multiplies but is not the same function: PyTorch's symmetric padding 2
@@ -15,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import reference_import
 from configs import dcgan, wgan_gp
 from gan_jax import models
 
-torch = pytest.importorskip('torch')
-torch_reference = pytest.importorskip('experiments.torch_reference')
+torch = reference_import('torch')   # CI installs it: missing there, the run fails
+from experiments import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _t(a):
