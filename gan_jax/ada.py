@@ -105,6 +105,24 @@ PIPELINES = {
 # ------------------------------------------------------------------------------------------------
 # Draws.
 
+# The names of the draws, in the order of their gates' columns (see `draw`).
+DRAWS = ('xflip', 'rotate90', 'xint', 'scale', 'rotate_pre', 'aniso', 'rotate_post', 'xfrac',
+         'brightness', 'contrast', 'lumaflip', 'hue', 'saturation')
+# Columns of the uniform and normal blocks each value takes (after the gates' columns).
+_UNIFORM = {'xflip': 1, 'rotate90': 1, 'xint': 2, 'rotate_pre': 1, 'rotate_post': 1,
+            'lumaflip': 1, 'hue': 1}
+_NORMAL = {'scale': 1, 'aniso': 1, 'xfrac': 2, 'brightness': 1, 'contrast': 1, 'saturation': 1}
+
+
+def _columns(block, widths: Dict[str, int], start: int) -> Draws:
+  """{name: block[:, i:i + width]} (a width of 1: [B]) for consecutive columns from `start`."""
+  out = {}
+  for name, width in widths.items():
+    out[name] = block[:, start] if width == 1 else block[:, start:start + width]
+    start += width
+  return out
+
+
 def draw(key, p, spec: Spec, batch_size: int) -> Draws:
   """The random parameters of a batch, each [B] (translations [B, 2]) float32.
 
@@ -118,8 +136,9 @@ def draw(key, p, spec: Spec, batch_size: int) -> Draws:
   xfrac N(0, xfrac_std^2) (a fraction of the side); brightness N(0, brightness_std^2); contrast
   and saturation 2^N(0, std^2); lumaflip in {0, 1}; hue uniform on +-pi * hue_max.
 
-  Each transform draws from its own fold of `key` (its index in the list of names), so one
-  transform's draws do not depend on which others the spec enables.
+  Everything comes from one [B, 21] uniform block (a gate per draw, then the uniform values)
+  and one [B, 7] normal block, each name in fixed columns: a transform's draws do not depend on
+  which others the spec enables, and two random calls compile far faster than 26.
 
   Args:
     key: a PRNG key.
@@ -128,45 +147,43 @@ def draw(key, p, spec: Spec, batch_size: int) -> Draws:
     batch_size: B.
 
   Returns:
-    {name: [B] or [B, 2]} for every name of GEOMETRIC and COLOR, with 'rotate' split into
-    'rotate_pre' and 'rotate_post'.
+    {name: [B] or [B, 2]} for every name of DRAWS.
   """
   p = jnp.asarray(p, jnp.float32)
   b = batch_size
+  u_key, n_key = jax.random.split(key)
+  uniform = jax.random.uniform(u_key, (b, len(DRAWS) + sum(_UNIFORM.values())), jnp.float32)
+  normal = jax.random.normal(n_key, (b, sum(_NORMAL.values())), jnp.float32)
+  gates = dict(zip(DRAWS, uniform.T))
+  u = _columns(uniform, _UNIFORM, len(DRAWS))
+  n = _columns(normal, _NORMAL, 0)
   p_rot = 1.0 - jnp.sqrt(jnp.clip(1.0 - spec.rotate * p, 0.0, 1.0))  # P(pre or post) = rotate p
-  names = ('xflip', 'rotate90', 'xint', 'scale', 'rotate_pre', 'aniso', 'rotate_post', 'xfrac',
-           'brightness', 'contrast', 'lumaflip', 'hue', 'saturation')
-  keys = {name: jax.random.split(jax.random.fold_in(key, i)) for i, name in enumerate(names)}
-  uniform = lambda k, shape=(b,): jax.random.uniform(k, shape, jnp.float32)
-  normal = lambda k, shape=(b,): jax.random.normal(k, shape, jnp.float32)
 
   def gated(name, multiplier, value, identity, prob=None):
     """`value` where the transform fires (probability multiplier * p, or `prob`), else identity."""
     if multiplier <= 0:
       return jnp.full(value.shape, identity, jnp.float32)
-    fire = uniform(keys[name][1], (b,)) < (multiplier * p if prob is None else prob)
+    fire = gates[name] < (multiplier * p if prob is None else prob)
     return jnp.where(fire.reshape((b,) + (1,) * (value.ndim - 1)), value, identity)
 
-  v = lambda name: keys[name][0]
-  rotation = lambda name: (uniform(v(name)) * 2 - 1) * np.pi * spec.rotate_max
-  rotate_prob = p_rot if spec.rotate > 0 else 0.0
+  rotation = lambda name: (u[name] * 2 - 1) * np.pi * spec.rotate_max
   return {
-      'xflip': gated('xflip', spec.xflip, jnp.floor(uniform(v('xflip')) * 2), 0.0),
-      'rotate90': gated('rotate90', spec.rotate90, jnp.floor(uniform(v('rotate90')) * 4), 0.0),
-      'xint': gated('xint', spec.xint, (uniform(v('xint'), (b, 2)) * 2 - 1) * spec.xint_max, 0.0),
-      'scale': gated('scale', spec.scale, jnp.exp2(normal(v('scale')) * spec.scale_std), 1.0),
-      'rotate_pre': gated('rotate_pre', spec.rotate, rotation('rotate_pre'), 0.0, rotate_prob),
-      'aniso': gated('aniso', spec.aniso, jnp.exp2(normal(v('aniso')) * spec.aniso_std), 1.0),
-      'rotate_post': gated('rotate_post', spec.rotate, rotation('rotate_post'), 0.0, rotate_prob),
-      'xfrac': gated('xfrac', spec.xfrac, normal(v('xfrac'), (b, 2)) * spec.xfrac_std, 0.0),
-      'brightness': gated('brightness', spec.brightness,
-                          normal(v('brightness')) * spec.brightness_std, 0.0),
-      'contrast': gated('contrast', spec.contrast,
-                        jnp.exp2(normal(v('contrast')) * spec.contrast_std), 1.0),
-      'lumaflip': gated('lumaflip', spec.lumaflip, jnp.floor(uniform(v('lumaflip')) * 2), 0.0),
-      'hue': gated('hue', spec.hue, (uniform(v('hue')) * 2 - 1) * np.pi * spec.hue_max, 0.0),
+      'xflip': gated('xflip', spec.xflip, jnp.floor(u['xflip'] * 2), 0.0),
+      'rotate90': gated('rotate90', spec.rotate90, jnp.floor(u['rotate90'] * 4), 0.0),
+      'xint': gated('xint', spec.xint, (u['xint'] * 2 - 1) * spec.xint_max, 0.0),
+      'scale': gated('scale', spec.scale, jnp.exp2(n['scale'] * spec.scale_std), 1.0),
+      'rotate_pre': gated('rotate_pre', spec.rotate, rotation('rotate_pre'), 0.0, p_rot),
+      'aniso': gated('aniso', spec.aniso, jnp.exp2(n['aniso'] * spec.aniso_std), 1.0),
+      'rotate_post': gated('rotate_post', spec.rotate, rotation('rotate_post'), 0.0, p_rot),
+      'xfrac': gated('xfrac', spec.xfrac, n['xfrac'] * spec.xfrac_std, 0.0),
+      'brightness': gated('brightness', spec.brightness, n['brightness'] * spec.brightness_std,
+                          0.0),
+      'contrast': gated('contrast', spec.contrast, jnp.exp2(n['contrast'] * spec.contrast_std),
+                        1.0),
+      'lumaflip': gated('lumaflip', spec.lumaflip, jnp.floor(u['lumaflip'] * 2), 0.0),
+      'hue': gated('hue', spec.hue, (u['hue'] * 2 - 1) * np.pi * spec.hue_max, 0.0),
       'saturation': gated('saturation', spec.saturation,
-                          jnp.exp2(normal(v('saturation')) * spec.saturation_std), 1.0),
+                          jnp.exp2(n['saturation'] * spec.saturation_std), 1.0),
   }
 
 
