@@ -7,7 +7,9 @@ each applied to an example with probability p (times its multiplier); p adapts d
 (`adjust_p`) so the critic's real-image logits keep a target sign statistic. Pipeline 'bgc', on
 images [B, H, W, C] in [-1, 1] (C is 1 or 3):
 
-  * pixel blitting: x-flip, 90-degree rotations, integer translation;
+  * pixel blitting: x-flip, 90-degree rotations, integer translation (through the same
+    resampling as the rest, as in the official PyTorch code: a reversed axis comes out shifted by
+    0.098 pixels, the sym6 filter being asymmetric; translations are exact);
   * general geometry: isotropic scaling, pre-rotation, anisotropic scaling, post-rotation,
     fractional translation; all the geometric transforms compose into one inverse 3x3 matrix per
     example (output pixel -> input pixel), applied once: reflect padding sized from the
@@ -20,13 +22,15 @@ images [B, H, W, C] in [-1, 1] (C is 1 or 3):
 a reference can be fed the same draws (tests/ada_torch.py); `augment` is the two together.
 Matrices compose in the official order, so the same draws give the official images.
 
-Two choices differ from the official code (both documented where they act):
+Three choices differ from the official code (each documented where it acts):
   * the padding is sized from each example's own corners (the official pads the whole batch by
     its largest margin), so an example's result does not depend on its batch-mates, its shard or
-    the batch size; `Spec.batch_padding` gives the official batch-wide margin;
+    the batch size; the two differ only through the filters' tails at the padding's edge (about
+    1e-4 at most on random images in [-1, 1]; tests/test_ada.py bounds it);
   * an example no geometric (color) transform touched is returned as it is (the official
     resamples it too, which gives it back within float rounding), so p = 0 is exactly the
-    identity.
+    identity;
+  * `adjust_p` keeps p within [0, 1] (the official bounds it below only; above 1 it acts as 1).
 """
 
 import dataclasses
@@ -82,7 +86,6 @@ class Spec:
   contrast_std: float = 0.5  # log2 standard deviation of contrast
   hue_max: float = 1.0  # range of hue rotation, 1 = the full circle
   saturation_std: float = 1.0  # log2 standard deviation of saturation
-  batch_padding: bool = False  # pad the batch by its largest margin (official), not per example
 
   @property
   def geometric(self) -> bool:
@@ -190,6 +193,13 @@ def draw(key, p, spec: Spec, batch_size: int) -> Draws:
 # ------------------------------------------------------------------------------------------------
 # Matrices, [B, n, n] from per-example values [B] (or Python scalars).
 
+def _mm(a, b) -> jax.Array:
+  """a @ b for stacks of small matrices, as elementwise products and sums: full float32 on every
+  backend (a TPU's default matrix product rounds float32 inputs to bfloat16, which would move
+  the sample positions by a tenth of a pixel)."""
+  return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
 def _matrix(rows, batch_size: int) -> jax.Array:
   """Nested rows of scalars or [B] arrays -> [B, len(rows), len(rows[0])] float32."""
   entry = lambda e: jnp.broadcast_to(jnp.asarray(e, jnp.float32), (batch_size,))
@@ -235,18 +245,23 @@ def geometric_matrix(draws: Draws, height: int, width: int) -> jax.Array:
   post-rotation, xfrac. Each inverse is written as the official writes it (1 / (1 / s) for the
   anisotropic scale's y), so the float32 matrices agree with it."""
   b = draws['xflip'].shape[0]
+  size = jnp.array([width, height], jnp.float32)
+  xint = jnp.round(draws['xint'] * size)  # whole pixels, half to even as torch.round
+  xfrac = draws['xfrac'] * size
+  inverses = [
+      scale2d(1 / (1 - 2 * draws['xflip']), 1.0, b),
+      rotate2d(-(-np.pi / 2 * draws['rotate90']), b),
+      translate2d(-xint[:, 0], -xint[:, 1], b),
+      scale2d(1 / draws['scale'], 1 / draws['scale'], b),
+      rotate2d(-(-draws['rotate_pre']), b),
+      scale2d(1 / draws['aniso'], 1 / (1 / draws['aniso']), b),
+      rotate2d(-(-draws['rotate_post']), b),
+      translate2d(-xfrac[:, 0], -xfrac[:, 1], b),
+  ]
   g_inv = jnp.broadcast_to(jnp.eye(3, dtype=jnp.float32), (b, 3, 3))
-  then = lambda m: g_inv @ m
-  g_inv = then(scale2d(1 / (1 - 2 * draws['xflip']), 1.0, b))
-  g_inv = then(rotate2d(-(-np.pi / 2 * draws['rotate90']), b))
-  xint = jnp.round(draws['xint'] * jnp.array([width, height], jnp.float32))  # half to even
-  g_inv = then(translate2d(-xint[:, 0], -xint[:, 1], b))
-  g_inv = then(scale2d(1 / draws['scale'], 1 / draws['scale'], b))
-  g_inv = then(rotate2d(-(-draws['rotate_pre']), b))
-  g_inv = then(scale2d(1 / draws['aniso'], 1 / (1 / draws['aniso']), b))
-  g_inv = then(rotate2d(-(-draws['rotate_post']), b))
-  xfrac = draws['xfrac'] * jnp.array([width, height], jnp.float32)
-  return then(translate2d(-xfrac[:, 0], -xfrac[:, 1], b))
+  for inverse in inverses:
+    g_inv = _mm(g_inv, inverse)
+  return g_inv
 
 
 def color_matrix(draws: Draws) -> jax.Array:
@@ -257,14 +272,18 @@ def color_matrix(draws: Draws) -> jax.Array:
   eye = jnp.eye(4, dtype=jnp.float32)
   luma = jnp.asarray(LUMA)
   vv = jnp.outer(luma, luma)
+  bright, contrast = draws['brightness'], draws['contrast']
+  transforms = [
+      translate3d(bright, bright, bright, b),
+      scale3d(contrast, contrast, contrast, b),
+      eye - 2 * vv * draws['lumaflip'][:, None, None],
+      rotate3d(LUMA, draws['hue'], b),
+      vv + (eye - vv) * draws['saturation'][:, None, None],
+  ]
   c = jnp.broadcast_to(eye, (b, 4, 4))
-  bright = draws['brightness']
-  c = translate3d(bright, bright, bright, b) @ c
-  contrast = draws['contrast']
-  c = scale3d(contrast, contrast, contrast, b) @ c
-  c = (eye - 2 * vv * draws['lumaflip'][:, None, None]) @ c
-  c = rotate3d(LUMA, draws['hue'], b) @ c
-  return (vv + (eye - vv) * draws['saturation'][:, None, None]) @ c
+  for transform in transforms:
+    c = _mm(transform, c)
+  return c
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,16 +319,15 @@ def downsample(x, axis: int) -> jax.Array:
   return sum(float(SYM6[t]) * _shift(x, t, out, axis, 2) for t in range(taps))
 
 
-def _margins(g_inv, height: int, width: int, batch_padding: bool) -> jax.Array:
+def _margins(g_inv, height: int, width: int) -> jax.Array:
   """[B, 4] int32 reflect padding (x0, y0, x1, y1): how far the transformed output corners reach
   outside the image, plus 2 * FILTER_PAD for the filters, within [0, side - 1] (the most a
-  reflection can give), rounded up; each example's own, or the batch's largest."""
+  reflection can give), rounded up; each example's own (the official takes the batch's
+  largest)."""
   cx, cy = (width - 1) / 2, (height - 1) / 2
   corners = jnp.array([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], jnp.float32)
-  xy = (g_inv @ corners.T)[:, :2, :]  # [B, xy, corner]
+  xy = _mm(g_inv, corners.T)[:, :2, :]  # [B, xy, corner]
   margin = jnp.concatenate([-xy, xy], axis=1).max(axis=2)  # [B, (x0, y0, x1, y1)]
-  if batch_padding:
-    margin = jnp.broadcast_to(margin.max(axis=0), margin.shape)
   margin = margin + jnp.array([2 * FILTER_PAD - cx, 2 * FILTER_PAD - cy] * 2, jnp.float32)
   margin = jnp.minimum(jnp.maximum(margin, 0.0),
                        jnp.array([width - 1, height - 1] * 2, jnp.float32))
@@ -344,18 +362,19 @@ def _bilinear(image, ix, iy, valid_size, offset):
   return out
 
 
-def geometric(images, g_inv, batch_padding: bool = False) -> jax.Array:
+def geometric(images, g_inv) -> jax.Array:
   """The official execution of inverse transforms `g_inv` [B, 3, 3] on images [B, H, W, C].
 
   The official pads by a margin known only at run time; here every example is reflect-padded by
   the most it can need (side - 1), the pixels beyond its own margin are zeroed (what the official
   image holds there: nothing, read as zeros by the filter), and the grid sample reads the
   official padded image's window of the result (corners outside it read 0), so the output is
-  the official's for that margin while every shape stays static.
+  the official's for that margin while every shape stays static. The cost is the official's
+  largest padding for every batch: an upsampled image of 2 (3 side - 2) pixels a side.
   """
   b, h, w, _ = images.shape
   pad_x, pad_y = w - 1, h - 1
-  margin = _margins(g_inv, h, w, batch_padding)
+  margin = _margins(g_inv, h, w)
   mx0, my0, mx1, my1 = (margin[:, i] for i in range(4))  # [B] each
 
   padded = jnp.pad(images, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode='reflect')
@@ -369,13 +388,13 @@ def geometric(images, g_inv, batch_padding: bool = False) -> jax.Array:
 
   # The official's chain of coordinate changes, in its order: origin of the padded image,
   # upsampled pixels, grid_sample's normalised coordinates of input and output.
-  g = translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, b) @ g_inv
-  g = scale2d(2.0, 2.0, b) @ g @ scale2d(0.5, 0.5, b)
-  g = translate2d(-0.5, -0.5, b) @ g @ translate2d(0.5, 0.5, b)
+  g = _mm(translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, b), g_inv)
+  g = _mm(_mm(scale2d(2.0, 2.0, b), g), scale2d(0.5, 0.5, b))
+  g = _mm(_mm(translate2d(-0.5, -0.5, b), g), translate2d(0.5, 0.5, b))
   in_w, in_h = 2 * (w + mx0 + mx1), 2 * (h + my0 + my1)  # [B] the official upsampled image
   out_h, out_w = (h + 2 * FILTER_PAD) * 2, (w + 2 * FILTER_PAD) * 2
-  g = (scale2d(2 / in_w.astype(jnp.float32), 2 / in_h.astype(jnp.float32), b) @ g
-       @ scale2d(1 / (2 / out_w), 1 / (2 / out_h), b))
+  g = _mm(_mm(scale2d(2 / in_w.astype(jnp.float32), 2 / in_h.astype(jnp.float32), b), g),
+          scale2d(1 / (2 / out_w), 1 / (2 / out_h), b))
   theta = g[:, :2, :]  # [B, 2, 3]
 
   # affine_grid (align_corners=False): pixel centres of the output in [-1, 1].
@@ -400,7 +419,8 @@ def color(images, c) -> jax.Array:
   rows."""
   channels = images.shape[-1]
   if channels == 3:
-    return jnp.einsum('bhwj,bij->bhwi', images, c[:, :3, :3]) + c[:, None, None, :3, 3]
+    rgb = c[:, None, None, :3, :3]  # [B, 1, 1, out, in]; products and sums in full float32
+    return jnp.sum(images[..., None, :] * rgb, axis=-1) + c[:, None, None, :3, 3]
   if channels == 1:
     m = c[:, :3, :].mean(axis=1)  # [B, 4]
     return images * m[:, None, None, None, :3].sum(-1) + m[:, None, None, None, 3]
@@ -413,7 +433,7 @@ def apply(images, draws: Draws, spec: Spec) -> jax.Array:
   Args:
     images: [B, H, W, C] float in [-1, 1]; C is 1 or 3 where the spec has color transforms.
     draws: `draw(key, p, spec, B)` or this batch's rows of a larger batch's draws.
-    spec: the transforms' multipliers (which groups run) and `batch_padding`.
+    spec: the transforms' multipliers (which groups run) and strengths.
 
   Returns:
     [B, H, W, C] in the images' dtype; an example no transform of a group touched (its matrix
@@ -426,7 +446,7 @@ def apply(images, draws: Draws, spec: Spec) -> jax.Array:
   if spec.geometric:
     g_inv = geometric_matrix(draws, h, w)
     moved = ~jnp.all(g_inv == jnp.eye(3, dtype=jnp.float32), axis=(1, 2))
-    x = jnp.where(per_example(moved), geometric(x, g_inv, spec.batch_padding), x)
+    x = jnp.where(per_example(moved), geometric(x, g_inv), x)
   if spec.color:
     if x.shape[-1] == 1:  # hue and saturation leave one channel as it is; the official skips them
       draws = {**draws, 'hue': jnp.zeros((b,)), 'saturation': jnp.ones((b,))}

@@ -2,8 +2,9 @@
 (plain torch, the official code's steps) fed the same draws, on the same images.
 
 Checked: the geometric group, the color group and the whole 'bgc' pipeline on 16x16x3, 32x32x1
-and 20x12x3 batches (a non-square side shows a swapped axis), with the official batch-wide
-padding and with gan_jax's per-example padding (against the reference run one example at a time);
+and 20x12x3 batches (a non-square side shows a swapped axis), the reference run one example at
+a time (gan_jax pads each example by its own margin), and within 3e-4 of the reference run on
+the whole batch (the official pads a batch by its largest margin);
 the gradient with respect to the images (a vjp against torch's autograd); integer
 translations and a flip with a quarter turn against exact pixel moves, and a lone flip's
 sub-pixel shift (as the official's); p = 0 is the identity exactly and
@@ -37,8 +38,6 @@ def _images(shape, seed=1):
   return jax.random.uniform(jax.random.PRNGKey(seed), shape, jnp.float32, -1.0, 1.0)
 
 
-def _spec(name, batch_padding=False):
-  return dataclasses.replace(ada.PIPELINES[name], batch_padding=batch_padding)
 
 
 _apply = jax.jit(ada.apply, static_argnums=2)
@@ -47,7 +46,6 @@ _draw8 = jax.jit(ada.draw, static_argnums=(2, 3))
 
 def _draw(seed, p, spec, batch_size):
   """The draws of a batch of 8 (one compiled program per spec), first `batch_size` rows."""
-  spec = dataclasses.replace(spec, batch_padding=False)
   draws = _draw8(jax.random.PRNGKey(seed), jnp.float32(p), spec, 8)
   return jax.tree.map(lambda v: v[:batch_size], draws)
 
@@ -56,62 +54,68 @@ def _torch_draws(draws):
   return {k: torch.from_numpy(np.array(v)) for k, v in draws.items()}
 
 
-def _reference(images, draws, spec):
-  """tests/ada_torch.py on NHWC images: the whole batch at once (the official batch-wide
-  padding) or, for gan_jax's per-example padding, one example at a time."""
-  x = torch.from_numpy(np.array(images).transpose(0, 3, 1, 2))
+def _reference(images, draws, spec, whole_batch=False):
+  """tests/ada_torch.py on NHWC images [B, H, W, C] (a numpy array, or a torch tensor that
+  may require gradients), one example at a time (the official code at batch size 1: gan_jax's
+  per-example padding) or the whole batch at once (the official batch-wide padding)."""
+  x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
+  x = x.permute(0, 3, 1, 2)
   d = _torch_draws(draws)
   multipliers = dataclasses.asdict(spec)
-  if spec.batch_padding:
+  if whole_batch:
     out = ada_torch.augment(x, d, multipliers)
   else:
     out = torch.cat([ada_torch.augment(x[i:i + 1], {k: v[i:i + 1] for k, v in d.items()},
                                        multipliers) for i in range(x.shape[0])])
-  return out.numpy().transpose(0, 2, 3, 1)
+  return out.permute(0, 2, 3, 1)
 
 
-def _check_against_reference(name, shape, p, batch_padding, seed):
-  spec = _spec(name, batch_padding)
+def _check_against_reference(name, shape, p, seed):
+  spec = ada.PIPELINES[name]
   x = _images(shape, seed)
   draws = _draw(seed + 100, p, spec, shape[0])
   ours = _apply(x, draws, spec)
-  theirs = _reference(x, draws, spec)
-  np.testing.assert_allclose(np.asarray(ours), theirs, atol=ATOL, rtol=0)
-  # the comparison would see a transform that did nothing: every image moved
-  assert np.all(np.abs(np.asarray(ours) - np.asarray(x)).max(axis=(1, 2, 3)) > 1e-2)
+  np.testing.assert_allclose(ours, _reference(x, draws, spec).numpy(), atol=ATOL, rtol=0)
+  return np.abs(np.asarray(ours - x)).max(axis=(1, 2, 3))  # each image's largest change
 
 
 @pytest.mark.parametrize('shape', SHAPES)
 def test_geometric_matches_reference(shape):
-  _check_against_reference('bg', shape, 1.0, True, seed=1)
+  assert np.all(_check_against_reference('bg', shape, 1.0, seed=1) > 1e-2)  # every image moved
 
 
 @pytest.mark.parametrize('channels', [1, 3])
 def test_color_matches_reference(channels):
-  _check_against_reference('color', (8, 16, 16, channels), 1.0, True, seed=2)
+  assert np.all(_check_against_reference('color', (8, 16, 16, channels), 1.0, seed=2) > 1e-2)
 
 
 @pytest.mark.parametrize('shape', SHAPES)
 def test_bgc_matches_reference(shape):
-  _check_against_reference('bgc', shape, 1.0, True, seed=3)
+  assert np.all(_check_against_reference('bgc', shape, 1.0, seed=3) > 1e-2)
 
 
-def test_bgc_per_example_padding_matches_reference_per_example():
-  """gan_jax's default pads each example by its own margin: the official result of a batch of
-  one; at p = 0.6 some examples keep their pixels through a group (the official resamples them:
-  within rounding the same)."""
-  spec = _spec('bgc')
-  shape = (8, 16, 16, 3)
-  x = _images(shape, 4)
-  draws = _draw(104, 0.6, spec, shape[0])
-  np.testing.assert_allclose(np.asarray(_apply(x, draws, spec)), _reference(x, draws, spec),
-                             atol=ATOL, rtol=0)
+def test_bgc_matches_reference_where_some_images_are_untouched():
+  """At p = 0.2 some examples take no transform of a group: gan_jax keeps their pixels, the
+  official resamples them (the same within rounding)."""
+  changes = _check_against_reference('bgc', (8, 16, 16, 3), 0.2, seed=4)
+  assert np.any(changes == 0) and np.any(changes > 1e-2)
+
+
+def test_per_example_padding_is_the_batch_padding_within_filter_tails():
+  """The official pads a whole batch by its largest margin, gan_jax each example by its own:
+  the results differ only through the filters' tails at the padding's edge."""
+  spec = ada.PIPELINES['bg']
+  for p in (0.3, 1.0):
+    x = _images((8, 16, 16, 3), 11)
+    draws = _draw(111, p, spec, 8)
+    theirs = _reference(x, draws, spec, whole_batch=True).numpy()
+    np.testing.assert_allclose(_apply(x, draws, spec), theirs, atol=3e-4, rtol=0)
 
 
 @pytest.mark.parametrize('shape', [(4, 16, 16, 3), (3, 20, 12, 1)])
 def test_gradient_matches_torch_autograd(shape):
   """The vjp of a random cotangent through the whole pipeline equals torch's autograd."""
-  spec = _spec('bgc', batch_padding=True)
+  spec = ada.PIPELINES['bgc']
   x = _images(shape, 5)
   draws = _draw(105, 1.0, spec, shape[0])
   cotangent = np.array(_images(shape, 6))
@@ -120,22 +124,19 @@ def test_gradient_matches_torch_autograd(shape):
     return jax.vjp(lambda y: ada.apply(y, draws, spec), images)[1](ct)[0]
   ours = vjp(x, jnp.asarray(cotangent))
 
-  tx = torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)).requires_grad_(True)
-  out = ada_torch.augment(tx, _torch_draws(draws), dataclasses.asdict(spec))
-  out.backward(torch.from_numpy(cotangent.transpose(0, 3, 1, 2).copy()))
-  theirs = tx.grad.numpy().transpose(0, 2, 3, 1)
+  tx = torch.from_numpy(np.array(x)).requires_grad_(True)
+  _reference(tx, draws, spec).backward(torch.from_numpy(cotangent))
+  theirs = tx.grad.numpy()
   scale = np.abs(theirs).max()
   assert scale > 0.1
   np.testing.assert_allclose(np.asarray(ours), theirs, atol=GRAD_ATOL * scale, rtol=0)
 
 
-def _only(draws_shape, **values):
-  """Identity draws for a batch of `draws_shape`, but `values`."""
-  b = draws_shape
-  draws = {k: jnp.zeros((b, 2) if k in ('xint', 'xfrac') else (b,)) for k in
-           ('xflip', 'rotate90', 'xint', 'rotate_pre', 'rotate_post', 'xfrac', 'brightness',
-            'lumaflip', 'hue')}
-  draws.update({k: jnp.ones((b,)) for k in ('scale', 'aniso', 'contrast', 'saturation')})
+def _only(batch_size, **values):
+  """Identity draws for a batch (0, or 1 for the scales, contrast and saturation), but `values`."""
+  ones = ('scale', 'aniso', 'contrast', 'saturation')
+  draws = {k: jnp.full((batch_size, 2) if k in ('xint', 'xfrac') else (batch_size,),
+                       1.0 if k in ones else 0.0) for k in ada.DRAWS}
   draws.update({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
   return draws
 
@@ -171,7 +172,6 @@ def test_p_zero_is_the_identity_and_p_one_changes_every_image():
   changed = augment(jax.random.PRNGKey(0), x, 1.0, spec)
   assert np.all(np.abs(np.asarray(changed - x)).max(axis=(1, 2, 3)) > 1e-2)
   gray = _images((5, 32, 32, 1), 8)  # one channel: hue and saturation left out
-  spec = _spec('bgc', batch_padding=True)
   np.testing.assert_array_equal(_apply(gray, _draw(0, 0.0, spec, 5), spec), gray)
   changed = _apply(gray, _draw(0, 1.0, spec, 5), spec)
   assert np.all(np.abs(np.asarray(changed - gray)).max(axis=(1, 2, 3)) > 1e-2)
