@@ -1,0 +1,200 @@
+"""gan_jax/models/stylegan2/networks.py computes what stylegan2-ada-pytorch's training/networks.py
+computes: tests/stylegan2_torch.py's networks (which equal the official modules on the official
+weights, output for output) loaded with our random weights, on the same inputs, at 32x32 with
+small widths (channel_base 512, channel_max 32: 32 channels up to 16x16, 16 at 32x32).
+
+Checked: the mapping network (conditional and not, its w_avg update in training and truncation
+with a cutoff), the whole generator (const noise with random strengths, fused and non-fused
+modulated convs, truncation, conv_clamp that bites), the whole discriminator ('resnet' and
+'orig', conditional through cmap and not), outputs and every parameter's gradient; the noise
+modes; the parameter counts at the official CIFAR-10 and 'auto' configurations. Float32: outputs
+agree within atol 2e-5 + rtol 1e-4 (images of order 1, scores of order 1-10), gradients within
+1e-4 of the largest of the same parameter (sums over thousands of terms).
+"""
+
+import functools
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import reference_import
+from gan_jax.models.stylegan2 import networks
+
+torch = reference_import('torch')   # CI installs it: missing there, the run fails
+import stylegan2_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ATOL, RTOL, GRAD_TOL = 2e-5, 1e-4, 1e-4
+SMALL = dict(channel_base=512, channel_max=32, conv_clamp=1.0)
+Z, W, CLASSES, BATCH = 16, 24, 10, 4
+
+
+@jax.jit
+def _randomised(variables, key):
+  """`variables` with biases, noise strengths and w_avg drawn at random (initially 0)."""
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    noise = jax.random.normal(jax.random.fold_in(key, zlib.crc32(name.encode())), leaf.shape)
+    if name.endswith("['bias']") or name.endswith("['w_avg']"):
+      return leaf + 0.3 * noise
+    if name.endswith("['noise_strength']"):
+      return 0.5 * noise
+    return leaf
+  return jax.tree_util.tree_map_with_path(draw, variables)
+
+
+def _close(ours, theirs, atol=ATOL, rtol=RTOL):
+  np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=atol, rtol=rtol)
+
+
+def _grads_close(t_module, grads):
+  pairs = ref.grads_in_torch_layout(t_module, grads)
+  assert pairs
+  for name, (ours, theirs) in pairs.items():
+    scale = max(float(np.abs(theirs).max()), 1e-12)
+    np.testing.assert_allclose(ours, theirs, atol=GRAD_TOL * scale, rtol=0, err_msg=name)
+
+
+def _inputs():
+  z = jax.random.normal(jax.random.PRNGKey(1), (BATCH, Z))
+  labels = jnp.array([3, 0, 9, 3])
+  x = jax.random.uniform(jax.random.PRNGKey(2), (BATCH, 32, 32, 3), minval=-1, maxval=1)
+  return z, labels, x
+
+
+def _nhwc(t):
+  return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+def test_mapping_network_tracks_w_avg_and_truncates_as_the_official():
+  z, labels, _ = _inputs()
+  mapping = networks.MappingNetwork(Z, CLASSES, W, num_ws=6, num_layers=8)
+  variables = _randomised(mapping.init(jax.random.PRNGKey(0), z, labels), jax.random.PRNGKey(3))
+  ws, state = mapping.apply(variables, z, labels, train=True, mutable=[networks.STATE])
+  t_mapping = ref.MappingNetwork(Z, CLASSES, W, 6, 8)
+  assert ref.load_flax(t_mapping, variables) == 2 + 16 + 1   # embed, fc0-7, w_avg
+  t_mapping.train()
+  t_ws = t_mapping(ref.tensor(z), torch.tensor(np.asarray(labels)).long())
+  _close(ws, t_ws.detach().numpy())
+  _close(state[networks.STATE]['w_avg'], t_mapping.w_avg.numpy(), atol=1e-6)
+  assert float(jnp.abs(state[networks.STATE]['w_avg'] - variables[networks.STATE]['w_avg']).max()) > 1e-4
+  # truncation toward the (new) w_avg, the first 2 of 6 ws only
+  truncated = mapping.apply({**variables, **state}, z, labels, truncation_psi=0.5,
+                            truncation_cutoff=2)
+  t_mapping.eval()
+  with torch.no_grad():
+    t_truncated = t_mapping(ref.tensor(z), torch.tensor(np.asarray(labels)).long(), 0.5, 2)
+  _close(truncated, t_truncated.numpy())
+  _close(truncated[:, 2:], ws[:, 2:])
+  assert float(jnp.abs(truncated[:, :2] - ws[:, :2]).max()) > 0.01
+
+
+def _generator(c_dim):
+  gen = networks.GeneratorNetwork(32, 3, c_dim, W, mapping_layers=2, **SMALL)
+  t_gen = ref.Generator(Z, c_dim, W, 32, 3, mapping_layers=2, **SMALL)
+  return gen, t_gen
+
+
+@pytest.mark.parametrize('c_dim,fused', [(CLASSES, True), (0, False)])
+def test_generator_is_the_officials(c_dim, fused):
+  z, labels, _ = _inputs()
+  labels = labels if c_dim else None
+  gen, t_gen = _generator(c_dim)
+  variables = _randomised(jax.jit(gen.init)(jax.random.PRNGKey(0), z, labels),
+                          jax.random.PRNGKey(4))
+  params, state = variables['params'], variables[networks.STATE]
+  cot = jax.random.normal(jax.random.PRNGKey(5), (BATCH, 32, 32, 3))
+
+  @jax.jit
+  def run(params):
+    def f(p):
+      return gen.apply({'params': p, networks.STATE: state}, z, labels, truncation_psi=0.8,
+                       noise_mode='const', fused_modconv=fused)
+    images, vjp = jax.vjp(f, params)
+    return images, vjp(cot)[0]
+
+  images, grads = run(params)
+  ref.load_flax(t_gen, variables)
+  t_gen.eval()   # (in training mode the official mapping updates w_avg before truncating)
+  t_labels = torch.tensor(np.asarray(labels)).long() if c_dim else None
+  t_images = t_gen(ref.tensor(z), t_labels, truncation_psi=0.8, noise_mode='const',
+                   fused_modconv=fused)
+  (t_images * ref.tensor(np.asarray(cot).transpose(0, 3, 1, 2))).sum().backward()
+  _close(images, _nhwc(t_images))
+  _grads_close(t_gen, grads)
+  assert float(jnp.std(images)) > 0.1
+  assert float(jnp.abs(grads['synthesis']['b8']['conv0']['noise_strength'])) > 0
+
+
+def test_noise_modes():
+  z, _, _ = _inputs()
+  gen, _ = _generator(0)
+  variables = _randomised(jax.jit(gen.init)(jax.random.PRNGKey(0), z), jax.random.PRNGKey(4))
+  run = jax.jit(functools.partial(gen.apply, variables), static_argnames='noise_mode')
+  key = jax.random.PRNGKey(7)
+  a = run(z, noise_mode='random', rngs={'noise': key})
+  _close(a, run(z, noise_mode='random', rngs={'noise': key}), atol=0, rtol=0)
+  assert float(jnp.abs(a - run(z, noise_mode='random', rngs={'noise': jax.random.PRNGKey(8)})
+                   ).max()) > 1e-3
+  zero = jax.tree_util.tree_map_with_path(
+      lambda p, v: v * 0 if 'noise_strength' in jax.tree_util.keystr(p) else v, variables)
+  _close(run(z, noise_mode='none'), jax.jit(gen.apply, static_argnames='noise_mode')(
+      zero, z, noise_mode='const'), atol=1e-6)
+  assert float(jnp.abs(run(z, noise_mode='none') - run(z, noise_mode='const')).max()) > 1e-3
+
+
+@pytest.mark.parametrize('c_dim,architecture', [(CLASSES, 'resnet'), (0, 'orig')])
+def test_discriminator_is_the_officials(c_dim, architecture):
+  _, labels, x = _inputs()
+  labels = labels if c_dim else None
+  critic = networks.DiscriminatorNetwork(32, c_dim, architecture, mbstd_group_size=2, **SMALL)
+  variables = _randomised(jax.jit(critic.init)(jax.random.PRNGKey(0), x, labels),
+                          jax.random.PRNGKey(6))
+  cot = jax.random.normal(jax.random.PRNGKey(7), (BATCH, 1))
+
+  @jax.jit
+  def run(params, x):
+    scores, vjp = jax.vjp(lambda p, x: critic.apply({'params': p}, x, labels), params, x)
+    return scores, vjp(cot)
+
+  scores, (grads, x_grad) = run(variables['params'], x)
+  t_critic = ref.Discriminator(c_dim, 32, 3, architecture, mbstd_group_size=2, **SMALL)
+  ref.load_flax(t_critic, variables)
+  t_critic.eval()
+  t_x = ref.tensor(np.asarray(x).transpose(0, 3, 1, 2)).requires_grad_(True)
+  t_labels = torch.tensor(np.asarray(labels)).long() if c_dim else None
+  t_scores = t_critic(t_x, t_labels)
+  (t_scores * ref.tensor(cot)).sum().backward()
+  _close(scores, t_scores.detach().numpy())
+  _grads_close(t_critic, grads)
+  t_x_grad = t_x.grad.numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(x_grad, t_x_grad, atol=GRAD_TOL * np.abs(t_x_grad).max(), rtol=0)
+  assert float(jnp.std(scores)) > 1e-3
+
+
+def _count(module, *args):
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params']
+  return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
+
+
+@pytest.mark.parametrize('c_dim,channel_base,architecture,counts', [
+    # stylegan2-ada-pytorch's train.py --cfg=cifar --cond=1 (32x32: 512 channels everywhere,
+    # mapping 2 layers, D 'orig'); its Generator and Discriminator count these
+    (CLASSES, 32768, 'orig', (20_215_315, 23_089_664)),
+    (CLASSES, 32768, 'resnet', (20_215_315, 23_876_096)),
+    # --cfg=auto at 32x32, unconditional (channel_base 16384: still 512 channels)
+    (0, 16384, 'resnet', (19_947_539, 21_507_073)),
+])
+def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, counts):
+  z, labels, x = jnp.zeros((2, 512)), jnp.zeros((2,), jnp.int32), jnp.zeros((2, 32, 32, 3))
+  labels = labels if c_dim else None
+  arch = dict(channel_base=channel_base, channel_max=512)
+  ours = (_count(networks.GeneratorNetwork(32, 3, c_dim, 512, mapping_layers=2, **arch), z,
+                 labels),
+          _count(networks.DiscriminatorNetwork(32, c_dim, architecture, **arch), x, labels))
+  with torch.device('meta'):
+    theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, 32, 3, 2, **arch)),
+              ref.parameter_count(ref.Discriminator(c_dim, 32, 3, architecture, **arch)))
+  assert ours == theirs == counts
