@@ -540,7 +540,9 @@ def to_torch_layout(name, value, shape):
 
 
 def grads_in_torch_layout(module, flax_grads):
-  """{name: (our gradient in the official layout, torch's .grad)} of every parameter."""
+  """{name: (our gradient in the official layout, torch's .grad)} of every parameter (torch's
+  zeros where the loss does not reach it, .grad None)."""
   flat = {'.'.join(k.key for k in path): leaf for path, leaf in _flatten_with_path(flax_grads)}
-  return {name: (to_torch_layout(name, flat[name], p.shape).numpy(), p.grad.numpy())
+  return {name: (to_torch_layout(name, flat[name], p.shape).numpy(),
+                 np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy())
           for name, p in module.named_parameters()}

@@ -11,6 +11,9 @@ modes; the parameter counts at the official CIFAR-10 and 'auto' configurations. 
 agree within atol 2e-5 + rtol 1e-4 (images of order 1, scores of order 1-10), gradients within
 1e-4 of the largest of the same parameter (sums over thousands of terms), the noise strengths'
 (scalars: one sum over every output of their layer, with cancellation) within 1e-3 of theirs.
+The R1 penalty |grad_x D|^2 (second order, at 16x16) agrees within rtol 1e-4, its parameter
+gradients within 1e-3 of the largest of the same parameter (the biases' are small sums of
+terms through minibatch std's nonlinearity, with cancellation).
 """
 
 import functools
@@ -27,7 +30,7 @@ from gan_jax.models.stylegan2 import networks
 torch = reference_import('torch')   # CI installs it: missing there, the run fails
 import stylegan2_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-ATOL, RTOL, GRAD_TOL, NOISE_GRAD_TOL = 2e-5, 1e-4, 1e-4, 1e-3
+ATOL, RTOL, GRAD_TOL, NOISE_GRAD_TOL, R1_GRAD_TOL = 2e-5, 1e-4, 1e-4, 1e-3, 1e-3
 SMALL = dict(channel_base=512, channel_max=32, conv_clamp=1.0)
 Z, W, CLASSES, BATCH = 16, 24, 10, 4
 
@@ -68,13 +71,13 @@ def _close(ours, theirs, atol=ATOL, rtol=RTOL):
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=atol, rtol=rtol)
 
 
-def _grads_close(t_module, grads):
+def _grads_close(t_module, grads, grad_tol=GRAD_TOL):
   pairs = ref.grads_in_torch_layout(t_module, grads)
   assert pairs
   for name, (ours, theirs) in pairs.items():
     scale = max(float(np.abs(theirs).max()), 1e-12)
     # a noise strength's gradient is one sum over all B x H x W x C outputs of its layer
-    tol = NOISE_GRAD_TOL if name.endswith('noise_strength') else GRAD_TOL
+    tol = NOISE_GRAD_TOL if name.endswith('noise_strength') else grad_tol
     np.testing.assert_allclose(ours, theirs, atol=tol * scale, rtol=0, err_msg=name)
 
 
@@ -222,3 +225,46 @@ def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, c
     theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, 32, 3, 2, **arch)),
               ref.parameter_count(ref.Discriminator(c_dim, 32, 3, architecture, **arch)))
   assert ours == theirs == counts
+
+
+def test_a_training_forward_updates_w_avg_alone():
+  """train=True (non-fused modconv, random noise from the 'noise' stream) changes w_avg in the
+  'batch_stats' collection the trainer carries, and nothing else there."""
+  z, labels, _ = _inputs()
+  gen, _ = _generator(CLASSES)
+  variables = _variables(gen, z, labels)
+  images, state = jax.jit(functools.partial(gen.apply, train=True, mutable=[networks.STATE]))(
+      variables, z, labels, rngs={'noise': jax.random.PRNGKey(0)})
+  assert images.shape == (BATCH, 32, 32, 3)
+  old, new = variables[networks.STATE], state[networks.STATE]
+  assert float(jnp.abs(new['mapping']['w_avg'] - old['mapping']['w_avg']).max()) > 1e-3
+  same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new['synthesis'], old['synthesis'])
+  assert all(jax.tree.leaves(same))
+
+
+def test_r1_penalty_gradients_are_the_officials():
+  """The R1 penalty's parameter gradients (second order through every op of D: upfirdn2d,
+  strided and 1x1 convs, minibatch std, clamps) equal torch's double backward."""
+  _, labels, x = _inputs()
+  x = x[:, :16, :16]
+  critic = networks.DiscriminatorNetwork(16, CLASSES, 'resnet', mbstd_group_size=2, **SMALL)
+  variables = _variables(critic, x, labels, seed=2)
+
+  @jax.jit
+  def r1_grads(params):
+    def penalty(p):
+      x_grad = jax.grad(lambda x: jnp.sum(critic.apply({'params': p}, x, labels)))(x)
+      return jnp.sum(jnp.square(x_grad))
+    return jax.value_and_grad(penalty)(params)
+
+  value, grads = r1_grads(variables['params'])
+  t_critic = ref.Discriminator(CLASSES, 16, 3, 'resnet', mbstd_group_size=2, **SMALL)
+  ref.load_flax(t_critic, variables)
+  t_x = ref.tensor(np.asarray(x).transpose(0, 3, 1, 2)).requires_grad_(True)
+  scores = t_critic(t_x, torch.tensor(np.asarray(labels)).long())
+  x_grad, = torch.autograd.grad(scores.sum(), t_x, create_graph=True)
+  t_value = x_grad.square().sum()
+  t_value.backward()
+  _close(value, float(t_value.detach()), rtol=1e-4)
+  assert float(value) > 0
+  _grads_close(t_critic, grads, R1_GRAD_TOL)
