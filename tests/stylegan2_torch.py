@@ -302,7 +302,8 @@ class SynthesisLayer(torch.nn.Module):
   def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1,
                use_noise=True, conv_clamp=None):
     super().__init__()
-    self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
+    self.resolution, self.up, self.use_noise = resolution, up, use_noise
+    self.conv_clamp = conv_clamp
     self.register_buffer('resample_filter', setup_filter())
     self.padding = kernel_size // 2
     self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
