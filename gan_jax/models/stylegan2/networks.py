@@ -79,7 +79,9 @@ class MappingNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, z, labels, train: bool = False, truncation_psi: float = 1.0,
-               truncation_cutoff: Optional[int] = None):
+               truncation_cutoff: Optional[int] = None, skip_w_avg_update: bool = False):
+    """skip_w_avg_update: a training-mode call that leaves w_avg (the official style mixing's
+    second mapping)."""
     parts = []
     if self.z_dim > 0:
       parts.append(normalize_2nd_moment(z.astype(jnp.float32)))
@@ -95,7 +97,7 @@ class MappingNetwork(nn.Module):
     tracks = self.num_ws is not None and self.w_avg_beta is not None
     if tracks:
       w_avg = self.variable(STATE, 'w_avg', jnp.zeros, (self.w_dim,))
-      if train and not self.is_initializing():
+      if train and not skip_w_avg_update and not self.is_initializing():
         # lerp(mean, w_avg, beta); no gradient flows into the statistic
         batch_mean = jax.lax.stop_gradient(x.mean(axis=0))
         w_avg.value = batch_mean + self.w_avg_beta * (w_avg.value - batch_mean)
@@ -293,10 +295,13 @@ class DiscriminatorNetwork(nn.Module):
 
 
 class GeneratorNetwork(nn.Module):
-  """The official Generator: mapping then synthesis; z [B, z_dim], labels -> [B, R, R, C]."""
+  """The official Generator: mapping then synthesis; z [B, z_dim], labels -> [B, R, R, C].
+  `map` and `synthesize` are its two halves (`apply(..., method='map')`), for the losses that
+  need ws: style mixing, the path length penalty."""
   img_resolution: int
   img_channels: int = 3
   c_dim: int = 0
+  z_dim: int = 512
   w_dim: int = 512
   mapping_layers: int = 8
   channel_base: int = 32768
@@ -304,16 +309,30 @@ class GeneratorNetwork(nn.Module):
   conv_clamp: Optional[float] = None
   w_avg_beta: Optional[float] = 0.995
 
-  @nn.compact
+  @property
+  def num_ws(self) -> int:
+    return generator_num_ws(self.img_resolution)
+
+  def setup(self):
+    self.mapping = MappingNetwork(self.z_dim, self.c_dim, self.w_dim, self.num_ws,
+                                  self.mapping_layers, w_avg_beta=self.w_avg_beta)
+    self.synthesis = SynthesisNetwork(self.img_resolution, self.img_channels, self.channel_base,
+                                      self.channel_max, self.conv_clamp)
+
   def __call__(self, z, labels=None, train: bool = False, truncation_psi: float = 1.0,
                truncation_cutoff: Optional[int] = None, noise_mode: str = 'random',
                fused_modconv: Optional[bool] = None):
-    """fused_modconv None: fused in evaluation, not in training (the official default)."""
-    ws = MappingNetwork(z.shape[-1], self.c_dim, self.w_dim,
-                        generator_num_ws(self.img_resolution), self.mapping_layers,
-                        w_avg_beta=self.w_avg_beta, name='mapping')(
-                            z, labels, train, truncation_psi, truncation_cutoff)
+    ws = self.map(z, labels, train, truncation_psi, truncation_cutoff)
+    return self.synthesize(ws, train, noise_mode, fused_modconv)
+
+  def map(self, z, labels=None, train: bool = False, truncation_psi: float = 1.0,
+          truncation_cutoff: Optional[int] = None, skip_w_avg_update: bool = False):
+    """ws [B, num_ws, w_dim] of z and labels (MappingNetwork)."""
+    return self.mapping(z, labels, train, truncation_psi, truncation_cutoff, skip_w_avg_update)
+
+  def synthesize(self, ws, train: bool = False, noise_mode: str = 'random',
+                 fused_modconv: Optional[bool] = None):
+    """Images of ws. fused_modconv None: fused in evaluation, not in training (the official
+    default)."""
     fused = (not train) if fused_modconv is None else fused_modconv
-    return SynthesisNetwork(self.img_resolution, self.img_channels, self.channel_base,
-                            self.channel_max, self.conv_clamp, name='synthesis')(
-                                ws, noise_mode, fused)
+    return self.synthesis(ws, noise_mode, fused)
