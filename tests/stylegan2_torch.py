@@ -13,6 +13,7 @@ Weights are in the official layouts (conv [O, I, kh, kw], dense [out, in]); `fro
 gan_jax's HWIO and [in, out] arrays into them.
 """
 
+import jax
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -519,7 +520,6 @@ def load_flax(module, variables):
 
 
 def _flatten_with_path(tree):
-  import jax  # pylint: disable=g-import-not-at-top
   return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 

@@ -5,10 +5,11 @@
     `num_layers` lrelu dense layers at lr_multiplier 0.01; in training it tracks w_avg, the
     moving average of w (beta 0.995), and truncation pulls w toward it.
   * `SynthesisNetwork` ('skip'): a learned 4x4 constant, then per resolution a block of
-    modulated 3x3 convs (the first of each block after 4x4 upsampling by 2), each with its noise
-    input (a learned strength) and lrelu, and a ToRGB (1x1 modulated conv without
-    demodulation) whose image is added to the upsampled image of the blocks before.
-  * `Discriminator` ('resnet' or 'orig'): FromRGB at full resolution, per resolution two 3x3
+    modulated 3x3 convs (above 4x4 the first upsamples by 2), each with its noise input (a
+    learned strength) and lrelu, and a ToRGB (1x1 modulated conv without demodulation) whose
+    image is added to the upsampled image of the blocks before.
+  * `GeneratorNetwork`: mapping then synthesis, callable as its halves `map` and `synthesize`.
+  * `DiscriminatorNetwork` ('resnet' or 'orig'): FromRGB at full resolution, per resolution two 3x3
     convs (the second downsampling by 2) and, for 'resnet', a 1x1 skip conv down (both branches
     times sqrt(0.5)), then the epilogue at 4x4: minibatch standard deviation, conv, dense,
     dense to 1, or to cmap_dim projected onto the label's mapping (`cmap`, an 8-layer mapping
@@ -19,8 +20,8 @@ clamps its output to +-conv_clamp. Flax module and parameter names are the offic
 names (synthesis/b8/conv0/affine/weight), kernels HWIO, dense weights [in, out].
 
 State beside the parameters, in the 'batch_stats' collection (the one the trainer already
-carries through training steps and EMA): the mapping's `w_avg` [w_dim], updated in training
-mode, and each synthesis layer's fixed `noise_const` [res, res] (noise_mode 'const').
+carries through training steps, and its EMA blends): the mapping's `w_avg` [w_dim], updated in
+training mode, and each synthesis layer's fixed `noise_const` [res, res] (noise_mode 'const').
 noise_mode 'random' draws from the 'noise' PRNG stream (`apply(..., rngs={'noise': key})`).
 """
 
