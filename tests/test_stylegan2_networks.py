@@ -1,0 +1,285 @@
+"""gan_jax/models/stylegan2/networks.py computes what stylegan2-ada-pytorch's training/networks.py
+computes: tests/stylegan2_torch.py's networks (which equal the official modules on the official
+weights, output for output) loaded with our random weights, on the same inputs, at 32x32 with
+small widths (channel_base 512, channel_max 32: 32 channels up to 16x16, 16 at 32x32).
+
+Checked: the mapping network (conditional and not, its w_avg update in training and truncation
+with a cutoff), the whole generator (const noise with random strengths, fused and non-fused
+modulated convs, truncation, conv_clamp that bites), the whole discriminator ('resnet' and
+'orig', conditional through cmap and not), outputs and every parameter's gradient; the noise
+modes; the parameter counts at the official CIFAR-10 and 'auto' configurations. Float32: outputs
+agree within atol 2e-5 + rtol 1e-4 (images of order 1, scores of order 1-10), gradients within
+1e-4 of the largest of the same parameter (sums over thousands of terms), the noise strengths'
+(scalars: one sum over every output of their layer, with cancellation) within 1e-3 of theirs.
+The R1 penalty |grad_x D|^2 (second order, at 16x16) agrees within rtol 1e-4, its parameter
+gradients within 1e-3 of the largest of the same parameter (the biases' are small sums of
+terms through minibatch std's nonlinearity, with cancellation).
+"""
+
+import functools
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import reference_import
+from gan_jax.models.stylegan2 import networks
+
+torch = reference_import('torch')   # CI installs it: missing there, the run fails
+import stylegan2_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ATOL, RTOL, GRAD_TOL, NOISE_GRAD_TOL, R1_GRAD_TOL = 2e-5, 1e-4, 1e-4, 1e-3, 1e-3
+SMALL = dict(channel_base=512, channel_max=32, conv_clamp=1.0)
+Z, W, CLASSES, BATCH = 16, 24, 10, 4
+
+
+def _variables(module, *args, seed=0):
+  """Variables of `module`'s shapes drawn as its initialisers draw them (weights N(0, 1), the
+  mapping layers' N(0, 1) / lr_multiplier, the constants N(0, 1)), with biases (the affine
+  layers' around their initial 1), noise strengths and w_avg random too (initially 0 or 1: a
+  check would not see them). Drawn with numpy: jitting init costs ~10 s of compilation here."""
+  rng = np.random.default_rng(seed)
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    x = rng.standard_normal(leaf.shape).astype(np.float32)
+    if name.endswith("['bias']"):
+      return x * 0.3 + ("['affine']" in name)
+    if name.endswith("['noise_strength']") or name.endswith("['w_avg']"):
+      return x * 0.5
+    if "['mapping']['fc" in name and name.endswith("['weight']"):
+      return x / 0.01
+    return x
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@jax.jit
+def _randomised(variables, key):
+  """`variables` with biases and w_avg drawn at random (initially 0 or 1)."""
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    noise = jax.random.normal(jax.random.fold_in(key, zlib.crc32(name.encode())), leaf.shape)
+    if name.endswith("['bias']") or name.endswith("['w_avg']"):
+      return leaf + 0.3 * noise
+    return leaf
+  return jax.tree_util.tree_map_with_path(draw, variables)
+
+
+def _close(ours, theirs, atol=ATOL, rtol=RTOL):
+  np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=atol, rtol=rtol)
+
+
+def _grads_close(t_module, grads, grad_tol=GRAD_TOL):
+  pairs = ref.grads_in_torch_layout(t_module, grads)
+  assert pairs
+  for name, (ours, theirs) in pairs.items():
+    scale = max(float(np.abs(theirs).max()), 1e-12)
+    # a noise strength's gradient is one sum over all B x H x W x C outputs of its layer
+    tol = NOISE_GRAD_TOL if name.endswith('noise_strength') else grad_tol
+    np.testing.assert_allclose(ours, theirs, atol=tol * scale, rtol=0, err_msg=name)
+
+
+def _normal(seed, shape):
+  """N(0, 1) draws (numpy's: jax.random compiles anew for every shape, ~3 s here)."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _inputs():
+  z = _normal(1, (BATCH, Z))
+  labels = jnp.array([3, 0, 9, 3])
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (BATCH, 32, 32, 3)), jnp.float32)
+  return z, labels, x
+
+
+def _nhwc(t):
+  return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+def test_mapping_network_tracks_w_avg_and_truncates_as_the_official():
+  z, labels, _ = _inputs()
+  mapping = networks.MappingNetwork(Z, CLASSES, W, num_ws=6, num_layers=8)
+  variables = _randomised(mapping.init(jax.random.PRNGKey(0), z, labels), jax.random.PRNGKey(3))
+  ws, state = mapping.apply(variables, z, labels, train=True, mutable=[networks.STATE])
+  t_mapping = ref.MappingNetwork(Z, CLASSES, W, 6, 8)
+  assert ref.load_flax(t_mapping, variables) == 2 + 16 + 1   # embed, fc0-7, w_avg
+  t_mapping.train()
+  t_ws = t_mapping(ref.tensor(z), torch.tensor(np.asarray(labels)).long())
+  _close(ws, t_ws.detach().numpy())
+  _close(state[networks.STATE]['w_avg'], t_mapping.w_avg.numpy(), atol=1e-6)
+  moved = state[networks.STATE]['w_avg'] - variables[networks.STATE]['w_avg']
+  assert float(jnp.abs(moved).max()) > 1e-4
+  # truncation toward the (new) w_avg, the first 2 of 6 ws only
+  truncated = mapping.apply({**variables, **state}, z, labels, truncation_psi=0.5,
+                            truncation_cutoff=2)
+  t_mapping.eval()
+  with torch.no_grad():
+    t_truncated = t_mapping(ref.tensor(z), torch.tensor(np.asarray(labels)).long(), 0.5, 2)
+  _close(truncated, t_truncated.numpy())
+  _close(truncated[:, 2:], ws[:, 2:])
+  assert float(jnp.abs(truncated[:, :2] - ws[:, :2]).max()) > 0.01
+
+
+def _generator(c_dim):
+  gen = networks.GeneratorNetwork(32, 3, c_dim, Z, W, mapping_layers=2, **SMALL)
+  t_gen = ref.Generator(Z, c_dim, W, 32, 3, mapping_layers=2, **SMALL)
+  return gen, t_gen
+
+
+@pytest.mark.parametrize('c_dim,fused', [(CLASSES, True), (0, False)])
+def test_generator_is_the_officials(c_dim, fused):
+  z, labels, _ = _inputs()
+  labels = labels if c_dim else None
+  gen, t_gen = _generator(c_dim)
+  variables = _variables(gen, z, labels)
+  params, state = variables['params'], variables[networks.STATE]
+  cot = _normal(5, (BATCH, 32, 32, 3))
+
+  @jax.jit
+  def run(params):
+    def f(p):
+      return gen.apply({'params': p, networks.STATE: state}, z, labels, truncation_psi=0.8,
+                       noise_mode='const', fused_modconv=fused)
+    images, vjp = jax.vjp(f, params)
+    return images, vjp(cot)[0]
+
+  images, grads = run(params)
+  ref.load_flax(t_gen, variables)
+  t_gen.eval()   # (in training mode the official mapping updates w_avg before truncating)
+  t_labels = torch.tensor(np.asarray(labels)).long() if c_dim else None
+  t_images = t_gen(ref.tensor(z), t_labels, truncation_psi=0.8, noise_mode='const',
+                   fused_modconv=fused)
+  (t_images * ref.tensor(np.asarray(cot).transpose(0, 3, 1, 2))).sum().backward()
+  _close(images, _nhwc(t_images))
+  _grads_close(t_gen, grads)
+  assert float(jnp.std(images)) > 0.1
+  assert float(jnp.abs(grads['synthesis']['b8']['conv0']['noise_strength'])) > 0
+
+
+def test_noise_modes():
+  z, _, _ = _inputs()
+  gen, _ = _generator(0)
+  variables = _variables(gen, z)
+  run = jax.jit(gen.apply, static_argnames='noise_mode')
+  key = jax.random.PRNGKey(7)
+  a = run(variables, z, noise_mode='random', rngs={'noise': key})
+  _close(a, run(variables, z, noise_mode='random', rngs={'noise': key}), atol=0, rtol=0)
+  b = run(variables, z, noise_mode='random', rngs={'noise': jax.random.PRNGKey(8)})
+  assert float(jnp.abs(a - b).max()) > 1e-3
+  zero = jax.tree_util.tree_map_with_path(
+      lambda p, v: v * 0 if 'noise_strength' in jax.tree_util.keystr(p) else v, variables)
+  none = run(variables, z, noise_mode='none')
+  _close(none, run(zero, z, noise_mode='const'), atol=1e-6)
+  assert float(jnp.abs(none - run(variables, z, noise_mode='const')).max()) > 1e-3
+
+
+@pytest.mark.parametrize('c_dim,architecture', [(CLASSES, 'resnet'), (0, 'orig')])
+def test_discriminator_is_the_officials(c_dim, architecture):
+  _, labels, x = _inputs()
+  labels = labels if c_dim else None
+  critic = networks.DiscriminatorNetwork(32, c_dim, architecture, mbstd_group_size=2, **SMALL)
+  variables = _variables(critic, x, labels, seed=1)
+  cot = _normal(7, (BATCH, 1))
+
+  @jax.jit
+  def run(params, x):
+    scores, vjp = jax.vjp(lambda p, x: critic.apply({'params': p}, x, labels), params, x)
+    return scores, vjp(cot)
+
+  scores, (grads, x_grad) = run(variables['params'], x)
+  t_critic = ref.Discriminator(c_dim, 32, 3, architecture, mbstd_group_size=2, **SMALL)
+  ref.load_flax(t_critic, variables)
+  t_critic.eval()
+  t_x = ref.tensor(np.asarray(x).transpose(0, 3, 1, 2)).requires_grad_(True)
+  t_labels = torch.tensor(np.asarray(labels)).long() if c_dim else None
+  t_scores = t_critic(t_x, t_labels)
+  (t_scores * ref.tensor(cot)).sum().backward()
+  _close(scores, t_scores.detach().numpy())
+  _grads_close(t_critic, grads)
+  t_x_grad = t_x.grad.numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(x_grad, t_x_grad, atol=GRAD_TOL * np.abs(t_x_grad).max(), rtol=0)
+  assert float(jnp.std(scores)) > 1e-3
+
+
+def _count(module, *args):
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params']
+  return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
+
+
+@pytest.mark.parametrize('c_dim,channel_base,architecture,counts', [
+    # stylegan2-ada-pytorch's train.py --cfg=cifar --cond=1 (32x32: 512 channels everywhere,
+    # mapping 2 layers, D 'orig'); its Generator and Discriminator count these
+    (CLASSES, 32768, 'orig', (20_215_315, 23_089_664)),
+    (CLASSES, 32768, 'resnet', (20_215_315, 23_876_096)),
+    # --cfg=auto at 32x32, unconditional (channel_base 16384: still 512 channels)
+    (0, 16384, 'resnet', (19_947_539, 21_507_073)),
+])
+def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, counts):
+  z, labels, x = jnp.zeros((2, 512)), jnp.zeros((2,), jnp.int32), jnp.zeros((2, 32, 32, 3))
+  labels = labels if c_dim else None
+  arch = dict(channel_base=channel_base, channel_max=512)
+  ours = (_count(networks.GeneratorNetwork(32, 3, c_dim, 512, 512, mapping_layers=2, **arch),
+                 z, labels),
+          _count(networks.DiscriminatorNetwork(32, c_dim, architecture, **arch), x, labels))
+  with torch.device('meta'):
+    theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, 32, 3, 2, **arch)),
+              ref.parameter_count(ref.Discriminator(c_dim, 32, 3, architecture, **arch)))
+  assert ours == theirs == counts
+
+
+def test_a_training_forward_updates_w_avg_alone():
+  """In training mode `map` changes w_avg in the 'batch_stats' collection the trainer carries
+  (and leaves it with skip_w_avg_update); `synthesize` (non-fused modconv, random noise from
+  the 'noise' stream) leaves that collection as it is."""
+  z, labels, _ = _inputs()
+  gen, _ = _generator(CLASSES)
+  variables = _variables(gen, z, labels)
+
+  @jax.jit
+  def halves(variables):
+    mapped = gen.apply(variables, z, labels, train=True, method='map', mutable=[networks.STATE])
+    skipped = gen.apply(variables, z, labels, train=True, skip_w_avg_update=True, method='map',
+                        mutable=[networks.STATE])
+    images, synthesised = gen.apply(variables, mapped[0], train=True, method='synthesize',
+                                    mutable=[networks.STATE],
+                                    rngs={'noise': jax.random.PRNGKey(0)})
+    return mapped, skipped[1], synthesised, images
+
+  (ws, updated), skipped, synthesised, images = halves(variables)
+  assert ws.shape == (BATCH, gen.num_ws, W) and images.shape == (BATCH, 32, 32, 3)
+  old = variables[networks.STATE]
+  moved = updated[networks.STATE]['mapping']['w_avg'] - old['mapping']['w_avg']
+  _close(moved, 0.005 * (ws[:, 0].mean(axis=0) - old['mapping']['w_avg']), atol=1e-6)
+  assert float(jnp.abs(moved).max()) > 1e-3
+  _close(skipped[networks.STATE]['mapping']['w_avg'], old['mapping']['w_avg'], atol=0, rtol=0)
+  same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), synthesised[networks.STATE], old)
+  assert all(jax.tree.leaves(same))
+
+
+def test_r1_penalty_gradients_are_the_officials():
+  """The R1 penalty's parameter gradients (second order through every op of D: upfirdn2d,
+  strided and 1x1 convs, minibatch std, clamps) equal torch's double backward."""
+  _, labels, x = _inputs()
+  x = x[:, :16, :16]
+  critic = networks.DiscriminatorNetwork(16, CLASSES, 'resnet', mbstd_group_size=2, **SMALL)
+  variables = _variables(critic, x, labels, seed=2)
+
+  @jax.jit
+  def r1_grads(params):
+    def penalty(p):
+      x_grad = jax.grad(lambda x: jnp.sum(critic.apply({'params': p}, x, labels)))(x)
+      return jnp.sum(jnp.square(x_grad))
+    return jax.value_and_grad(penalty)(params)
+
+  value, grads = r1_grads(variables['params'])
+  t_critic = ref.Discriminator(CLASSES, 16, 3, 'resnet', mbstd_group_size=2, **SMALL)
+  ref.load_flax(t_critic, variables)
+  t_x = ref.tensor(np.asarray(x).transpose(0, 3, 1, 2)).requires_grad_(True)
+  scores = t_critic(t_x, torch.tensor(np.asarray(labels)).long())
+  x_grad, = torch.autograd.grad(scores.sum(), t_x, create_graph=True)
+  t_value = x_grad.square().sum()
+  t_value.backward()
+  _close(value, float(t_value.detach()), rtol=1e-4)
+  assert float(value) > 0
+  _grads_close(t_critic, grads, R1_GRAD_TOL)
