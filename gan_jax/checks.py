@@ -54,6 +54,11 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
   if spec.r1 and config.model.critic_norm == 'batch':
     raise ConfigError("R1 is per example, so the critic cannot use batch norm: set "
                       "model.critic_norm to 'layer' or 'none'")
+  conditionings = models.ARCHITECTURES[config.model.arch].conditionings
+  if spec.is_conditional and conditionings and spec.conditional not in conditionings:
+    raise ConfigError(f"model.arch {config.model.arch!r} is conditioned by "
+                      f"{' or '.join(map(repr, conditionings))}: set model.conditional to it or "
+                      f"'none', got {spec.conditional!r}")
   if spec.is_conditional:
     try:
       models.label_input_of(spec.conditional, config.model.gen_norm,

@@ -58,7 +58,7 @@ _OPTIMIZER = (  # gen_optimizer.* and critic_optimizer.*
 
 FIELDS = (
     F('gan', FROM_ARGS, "paper preset: 'wgan' | 'wgan_gp' | 'dcgan' | 'acgan' | 'sngan' | "
-      "'biggan' (gan_jax/gans.py)"),
+      "'biggan' | 'stylegan2' (gan_jax/gans.py)"),
     F('acgan_adversarial', '', "old ACGAN field, still read: 'nonsaturating' | "
       "'wasserstein_clip' | 'wasserstein_gp'"),
     F('seed', 0, 'PRNG seed: parameters, noise and data order', f'[0, {2**32 - 1}]',
@@ -105,7 +105,8 @@ FIELDS = (
     F('dataset.label_key', '', "TFDS: the ClassLabel feature; '' = 'label' if there is one; "
       "'none'"),
 
-    F('model.arch', 'conv', "'conv' | 'resnet' | 'mlp' | 'biggan'", choices=models.ARCHS),
+    F('model.arch', 'conv', "'conv' | 'resnet' | 'mlp' | 'biggan' | 'stylegan2'",
+      choices=models.ARCHS),
     F('model.width', 64, "conv: channels of the finest layer (DIM); mlp: hidden units; biggan: "
       "G's ch", '[1, inf)', 'channels or units'),
     F('model.critic_width', 0, "the critic's width, if not model.width (0)", '[0, inf)',
@@ -128,6 +129,26 @@ FIELDS = (
       choices=(False, True), absent_is_default=True),
     F('model.shared_dim', 128, "biggan: G's shared class embedding's size (0: latent_dim)",
       '[0, inf)', "the embedding's size; 0: latent_dim", absent_is_default=True),
+    F('model.channel_base', 32768, 'stylegan2: channels at resolution r are min(channel_base '
+      '/ r, channel_max), in G and D', '[1, inf)', 'channels times pixels',
+      absent_is_default=True),
+    F('model.channel_max', 512, 'stylegan2: ... at most this many', '[1, inf)', 'channels',
+      absent_is_default=True),
+    F('model.w_dim', 512, "stylegan2: the size of w, the mapping network's output", '[1, inf)',
+      'the size of w', absent_is_default=True),
+    F('model.mapping_layers', 8, "stylegan2: the mapping network's dense layers", '[1, inf)',
+      'dense layers', absent_is_default=True),
+    F('model.conv_clamp', 256.0, "stylegan2: every conv's output clamped to +-this (0: none)",
+      '[0, inf)', 'the clamp; 0: none', absent_is_default=True),
+    F('model.mbstd_group_size', 4, "stylegan2: the critic's minibatch standard deviation over "
+      'groups of this many images (0: the whole batch; must divide the per-device batch)',
+      '[0, inf)', 'images per group; 0: the batch', absent_is_default=True),
+    F('model.critic_architecture', 'resnet', "stylegan2: the critic's blocks, 'resnet' (1x1 "
+      "skips) | 'orig' (none: the ADA paper's CIFAR-10)",
+      choices=models.stylegan2.CRITIC_ARCHITECTURES, absent_is_default=True),
+    F('model.noise_mode', 'random', "stylegan2: G's noise inputs, 'random' (drawn per image) | "
+      "'const' (fixed per layer) | 'none'", choices=models.stylegan2.NOISE_MODES,
+      absent_is_default=True),
     F('model.conv_impl', 'auto', "conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: "
       'hybrid)', choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
@@ -183,6 +204,9 @@ FIELDS = (
       'samples use it', '[0, 1)', "the EMA's decay, below 1; 0: off", absent_is_default=True),
     F('ema.start_step', 0, 'generator updates before the average starts (a copy until then)',
       '[0, inf)', 'generator updates before the EMA averages', absent_is_default=True),
+    F('ema.rampup', 0.0, "the EMA's half-life at most this fraction of the images seen "
+      "(StyleGAN2-ADA's ramp-up, 0.05; 0: ema.decay throughout)", '[0, inf)',
+      'a fraction of the images seen; 0: none', absent_is_default=True),
     F('augment.policy', '', "DiffAugment: a comma list of 'color', 'translation', 'cutout' "
       "('': none)", absent_is_default=True),
     *(dataclasses.replace(f, name=f'{player}_optimizer.{f.name}', doc=f"{player}'s {f.doc}")

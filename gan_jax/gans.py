@@ -64,6 +64,8 @@ PRESETS = {
     'acgan': GanSpec('nonsaturating', 'none', 'acgan'),
     'sngan': GanSpec('hinge', 'none', 'none'),   # with model.spectral_norm (configs/sngan.py)
     'biggan': GanSpec('hinge', 'none', 'projection'),  # model.arch 'biggan' (configs/biggan.py)
+    # model.arch 'stylegan2', lazy R1 (configs/stylegan2.py; conditional: 'projection')
+    'stylegan2': GanSpec('nonsaturating', 'r1', 'none'),
 }
 
 # The field ACGAN configs had before the grid (`acgan_adversarial`): when set, it decides the

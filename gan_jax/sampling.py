@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import files, images, seeds
+from gan_jax import files, images, seeds, updates
 from gan_jax.stepper import Stepper
 
 # Named PRNG streams of a run's seed that are not training: the TensorBoard grid's fixed z,
@@ -97,7 +97,10 @@ def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 25
       chunk = None if labels is None else labels[start:start + n]
       z = (stepper.noise(z_key, n) if truncation is None else
            truncated_noise(z_key, n, stepper.latent_dim, truncation))
-      yield stepper.generate(state, z, None if chunk is None else jnp.asarray(chunk)), chunk
+      # a generator with noise inputs: each batch's from its z key (so from `key` alone)
+      noise_key = jax.random.fold_in(z_key, updates.NOISE_STREAM)
+      yield stepper.generate(state, z, None if chunk is None else jnp.asarray(chunk),
+                             noise_key), chunk
   return logged(generate(), num_samples, progress) if progress else generate()
 
 

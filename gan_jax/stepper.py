@@ -163,13 +163,16 @@ class Stepper:
     """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""
     return self.step(state, self.put(host_batches))
 
-  def generate(self, state: TrainState, z, labels=None):
+  def generate(self, state: TrainState, z, labels=None, noise_key=None):
     """Images in [-1, 1] from the generator of `state` (one copy, one run: a member's
     seeds.member of a stacked state): on the device with one
     process; with several, the rows split over every device of every process and all of them
-    gathered back to each process (numpy)."""
+    gathered back to each process (numpy). `noise_key`: the draws of a generator with noise
+    inputs (updates.generate; None: a fixed key)."""
+    if not self.gan.gen_noise:
+      noise_key = None   # other generators draw nothing: one compiled function as before
     if jax.process_count() == 1:
-      return self._generate(state, z, labels)
+      return self._generate(state, z, labels, noise_key=noise_key)
     n, size = z.shape[0], self.mesh.size
     padded = -(-n // size) * size
     split = sharding.batch_sharding(self.mesh, leading=0)
@@ -178,7 +181,8 @@ class Stepper:
       x = np.asarray(x)
       x = np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)]) if padded > n else x
       return jax.make_array_from_callback(x.shape, split, lambda index: x[index])
-    images = self._generate(state, to_global(z), None if labels is None else to_global(labels))
+    images = self._generate(state, to_global(z), None if labels is None else to_global(labels),
+                            noise_key=noise_key)
     return multihost_utils.process_allgather(images, tiled=True)[:n]
 
   def noise(self, key, num: int) -> jax.Array:

@@ -73,6 +73,8 @@ class GAN:
   lecam_form: str = 'one_sided'  # losses.LECAM_FORMS
   spectral_estimate: str = 'u'  # how spectral norm estimates sigma (spectral.ESTIMATES)
   ortho_weight: float = 0.0    # BigGAN's orthogonal regularisation of G's kernels (0: off)
+  gen_noise: bool = False      # G draws from a 'noise' PRNG stream (models.Family.noise)
+  ema_rampup: float = 0.0      # the EMA's half-life at most this fraction of the images seen
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -102,7 +104,8 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy),
       lecam_weight=config.loss.lecam_weight, lecam_decay=config.loss.lecam_decay,
       lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form,
-      spectral_estimate=config.model.spectral_estimate, ortho_weight=config.loss.ortho_weight)
+      spectral_estimate=config.model.spectral_estimate, ortho_weight=config.loss.ortho_weight,
+      gen_noise=models.ARCHITECTURES[config.model.arch].noise, ema_rampup=config.ema.rampup)
 
 
 def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
@@ -142,13 +145,15 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
                     skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam)
 
 
-def _apply(module, params, stats, *args, train: bool):
-  """Applies a module; in training with batch norm also returns the updated statistics."""
+def _apply(module, params, stats, *args, train: bool, rngs=None):
+  """Applies a module (`rngs`: its PRNG streams, e.g. G's 'noise'); in training with batch
+  norm also returns the updated statistics."""
   variables = {'params': params, **({'batch_stats': stats} if stats else {})}
+  kwargs = {'rngs': rngs} if rngs else {}
   if train and stats:
-    out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'])
+    out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'], **kwargs)
     return out, updates['batch_stats']
-  return module.apply(variables, *args, train=train), stats
+  return module.apply(variables, *args, train=train, **kwargs), stats
 
 
 def _draw(gan: GAN, sample_fn, batch_size: int):
@@ -181,6 +186,22 @@ def _sample_inputs(gan: GAN, key, batch_size: int):
 # Folded into an update's key for its DiffAugment draws: a key of its own (fold_in(key, 1) would
 # be split(key)[1], a key the update already uses).
 AUGMENT_STREAM = 0x5A7E
+# ... and for the generator's noise inputs (models.Family.noise; other families draw none).
+NOISE_STREAM = 0x4015E
+# The noise key of a sample drawn without one (updates.generate): the same z gives the same image.
+FIXED_NOISE_KEY = 0x4015E
+
+
+def _gen_rngs(gan: GAN, key):
+  """The generator's PRNG streams in an update of key `key`: {'noise': ...} for a family
+  with noise inputs, None otherwise (so other families' updates draw exactly what they did).
+  Under pmap each device folds in its index: its rows get noise of their own."""
+  if not gan.gen_noise:
+    return None
+  noise_key = jax.random.fold_in(key, NOISE_STREAM)
+  if gan.axis_name is not None:
+    noise_key = jax.random.fold_in(noise_key, jax.lax.axis_index(gan.axis_name))
+  return {'noise': noise_key}
 
 
 def _critic(gan: GAN, params, stats, x, labels, train: bool = True):
@@ -220,7 +241,8 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
   z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
   # The generator's batch statistics change only in its own update.
   gen_params, _ = spectral.normalise(gen.params, gen.spectral, gan.spectral_estimate)
-  fake, _ = _apply(gan.generator, gen_params, gen.stats, z, fake_labels, train=True)
+  fake, _ = _apply(gan.generator, gen_params, gen.stats, z, fake_labels, train=True,
+                   rngs=_gen_rngs(gan, key))
   fake = jax.lax.stop_gradient(fake)
   if gan.augment:  # real and fake as the critic sees them, each example its own draw
     real_key, fake_key = jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM))
@@ -316,7 +338,8 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
   def loss_fn(params):
     ortho = losses.orthogonal_penalty(params) if gan.ortho_weight else None  # raw weights
     params, _ = spectral.normalise(params, sigma_vectors, gan.spectral_estimate)
-    fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True)
+    fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True,
+                         rngs=_gen_rngs(gan, key))
     if gan.augment:
       fake = _augment(gan, jax.random.fold_in(key, AUGMENT_STREAM), fake)
     # The critic's statistics are not updated by the generator's step.
@@ -343,10 +366,19 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
                      vectors), metrics
 
 
-def ema_update(ema, gen: PlayerState, step, decay: float, start: int):
+def ema_update(ema, gen: PlayerState, step, decay: float, start: int, rampup: float = 0.0):
   """The generator's EMA after its update `step` (0-based): a copy of `gen`'s parameters and
-  batch statistics before update `start`, then decay * ema + (1 - decay) * gen."""
-  rate = jnp.where(step < start, 0.0, decay).astype(jnp.float32)
+  batch statistics before update `start`, then decay * ema + (1 - decay) * gen.
+
+  With `rampup` > 0 (StyleGAN2-ADA's ema_rampup), the half-life in images is at most `rampup`
+  times the images seen before the update: with B images per update and decay
+  0.5 ** (B / half-life), the rate is min(decay, 0.5 ** (1 / (rampup * step))), B cancelling
+  (0 at step 0: a copy)."""
+  if rampup > 0:
+    ramped = jnp.power(0.5, 1.0 / (rampup * step.astype(jnp.float32)))  # step 0: 0.5 ** inf
+    rate = jnp.where(step < start, 0.0, jnp.minimum(decay, ramped)).astype(jnp.float32)
+  else:
+    rate = jnp.where(step < start, 0.0, decay).astype(jnp.float32)
   blend = lambda e, x: rate * e + (1.0 - rate) * x
   return {'params': jax.tree.map(blend, ema['params'], gen.params),
           'stats': jax.tree.map(blend, ema['stats'], gen.stats)}
@@ -386,7 +418,7 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
   gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size)
   ema = state.ema
   if gan.ema_decay > 0:
-    ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start)
+    ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start, gan.ema_rampup)
   metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
   if lecam:  # the anchors after the iteration's last critic update (the others: means)
     metrics.update(lecam_alpha_real=lecam['real'], lecam_alpha_fake=lecam['fake'])
@@ -439,8 +471,14 @@ def generator_variables(state: TrainState, use_ema: bool = True,
           source['stats'])
 
 
-def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True):
+def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True,
+             noise_key=None):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages): the EMA
-  generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one."""
+  generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one. A
+  generator with noise inputs (gan.gen_noise) draws them from `noise_key`, or without one from
+  a fixed key (the same z and labels, the same images); other generators ignore it."""
   params, stats = generator_variables(state, use_ema, gan.spectral_estimate)
-  return _apply(gan.generator, params, stats, z, labels, train=False)[0]
+  rngs = None
+  if gan.gen_noise:
+    rngs = {'noise': jax.random.PRNGKey(FIXED_NOISE_KEY) if noise_key is None else noise_key}
+  return _apply(gan.generator, params, stats, z, labels, train=False, rngs=rngs)[0]

@@ -8,6 +8,8 @@
   * 'mlp':    fully connected G and D (mlp.py).
   * 'biggan': BigGAN's ResNets with self-attention, hierarchical z and a shared class
               embedding into conditional batch norms, at 32 to 256 px (biggan.py).
+  * 'stylegan2': StyleGAN2's mapping and 'skip' synthesis networks with noise inputs, its
+              'resnet' / 'orig' discriminator, at 32 to 256 px (stylegan2/).
 A new family is a module with a `build` and a `check_size`, and one entry in ARCHITECTURES.
 
 Every generator takes `(z, labels, train)`, every critic `(x, labels, train)` and returns
@@ -23,7 +25,7 @@ from typing import Any, Optional, Sequence
 import jax.numpy as jnp
 
 from gan_jax import layers
-from gan_jax.models import biggan, conv, mlp, resnet
+from gan_jax.models import biggan, conv, mlp, resnet, stylegan2
 from gan_jax.models.biggan import BigGANCritic, BigGANGenerator, SelfAttention
 from gan_jax.models.conditioning import (CONDITIONINGS, LABEL_INPUTS, ConditionalBatchNorm,
                                          CriticHeads, GeneratorInput, check_conditioning,
@@ -41,6 +43,8 @@ ARCHITECTURES = {
     'resnet': Family(resnet.build, resnet.check_size),
     'mlp': Family(mlp.build, mlp.check_size),
     'biggan': Family(biggan.build, biggan.check_size, biggan.check_config),
+    'stylegan2': Family(stylegan2.build, stylegan2.check_size, stylegan2.check_config,
+                        noise=True, conditionings=('projection',)),
 }
 ARCHS = tuple(ARCHITECTURES)
 

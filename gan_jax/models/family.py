@@ -2,7 +2,7 @@
 generator and critic declare alike (`Player`, `ConvPlayer`), and the sub-modules that make their
 layers in the model's own scope (`in_scope_of`)."""
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -17,6 +17,11 @@ class Family(NamedTuple):
   # (model config, latent_dim, image shape) -> None; raises ValueError for a combination of
   # its own fields the family cannot build (None: every one it takes the size of)
   check_config: Optional[Callable] = None
+  # the generator draws from a 'noise' PRNG stream (StyleGAN2's noise inputs): the trainer and
+  # the sampler give it one
+  noise: bool = False
+  # the model.conditional values a conditional pair takes (): any)
+  conditionings: Tuple[str, ...] = ()
 
 
 class Player(nn.Module, kw_only=True):

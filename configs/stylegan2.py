@@ -1,0 +1,100 @@
+"""StyleGAN2 (Karras et al. 2020) as StyleGAN2-ADA's train.py configures it (ADA itself, path
+length regularisation and style mixing are not wired in yet): model.arch 'stylegan2', the
+non-saturating logistic loss, lazy R1 every 16 critic updates, Adam(b1 0, b2 0.99, eps 1e-8)
+with the lazy-regularisation adjustment, an EMA of G by half-life with ramp-up.
+docs/stylegan2.md has what is checked against the official code.
+
+  python main.py --config=configs/stylegan2.py:cifar10 --workdir=/tmp/sg2_cifar
+  # not run here; the ADA paper's conditional CIFAR-10 ('cifar', 2 V100s): FID 2.42 with ADA
+  python main.py --config=configs/stylegan2.py:fashion_mnist,runlocal --workdir=/tmp/sg2
+  python main.py --config=configs/stylegan2.py:celeb_a --config.dataset.path=/data/faces \
+      --workdir=/tmp/sg2_faces        # a folder, 'auto' settings at 64 px
+
+Settings (train.py's cfg_specs):
+  cifar (cifar10, or the option on any 32 px data): ref_gpus 2, batch 64, minibatch-std groups of
+     32 (the batch per GPU), fmaps 1 (channel_base 32768, channel_max 512: 512 channels at every
+     resolution), lr 0.0025, gamma 0.01, EMA half-life 500k images, ramp-up 0.05, mapping 2
+     layers, D 'orig', 100M images; conditional (projection: the mapping's embedding, D's cmap).
+  auto (every other dataset, 32 to 256 px), for 8 GPUs: batch max(min(8 min(4096 / res, 32),
+     64), 8) = 64, groups min(batch / 8, 4) = 4, fmaps 0.5 (channel_base 16384), lr 0.0025,
+     gamma 0.0002 res^2 / batch, EMA half-life batch 10 / 32 = 20k images, ramp-up 0.05,
+     mapping 2 layers, D 'resnet', 25M images; unconditional.
+Both: z and w 512, conv_clamp 256, G and D in float32 (the official trains its 4 finest
+resolutions in float16). Lazy regularisation: R1 every 16th critic update, weighted gamma / 2
+times 16; both optimizers' lr and betas adjusted by mb_ratio = interval / (interval + 1), D's
+with 16, G's with 4 (the official's G interval, kept though 'cifar' has no path length penalty).
+The official takes R1 in a separate Adam step (17 steps per 16 minibatches); here it joins the
+16th update's loss.
+
+Options:
+  cifar      the 'cifar' settings on any dataset
+  auto       the 'auto' settings (cifar10 unconditional by them)
+  size64     dataset.image_size 64
+  size128    dataset.image_size 128
+  runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 every 2nd update
+"""
+
+from configs import common
+
+OPTIONS = ('cifar', 'auto', *common.SIZE_OPTIONS)
+R1_EVERY, GEN_REG_EVERY = 16, 4     # the official D_reg_interval and G_reg_interval
+# train.py's cfg_specs: the fixed 'cifar' spec
+CIFAR = dict(gpus=2, kimg=100_000, batch=64, mbstd=32, fmaps=1.0, lr=0.0025, gamma=0.01,
+             ema_kimg=500, ramp=0.05, mapping=2)
+
+
+def auto_spec(res: int, gpus: int = 8) -> dict:
+  """train.py's 'auto' spec at resolution `res` for `gpus` GPUs."""
+  batch = max(min(gpus * min(4096 // res, 32), 64), gpus)
+  return dict(gpus=gpus, kimg=25_000, batch=batch, mbstd=min(batch // gpus, 4),
+              fmaps=1.0 if res >= 512 else 0.5, lr=0.002 if res >= 1024 else 0.0025,
+              gamma=0.0002 * res ** 2 / batch, ema_kimg=batch * 10 / 32, ramp=0.05, mapping=2)
+
+
+def lazy_adam(lr: float, interval: int, b1: float = 0.0, b2: float = 0.99):
+  """Adam with the official lazy-regularisation adjustment: lr and betas ** mb_ratio."""
+  ratio = interval / (interval + 1)
+  return common.optimizer('adam', lr * ratio, b1=b1 ** ratio, b2=b2 ** ratio)
+
+
+def get_config(arg=None):
+  dataset, options = common.parse_arg(arg, OPTIONS)
+  if {'cifar', 'auto'} <= options:
+    raise ValueError("choose one of the options 'cifar' and 'auto'")
+  c = common.base_config('stylegan2', dataset)
+  if not common.image_size_option(c, options) and c.dataset.image_size < 32:
+    c.dataset.image_size = 32      # fashion_mnist, mnist, digits: the smallest networks
+  cifar = 'cifar' in options or (dataset == 'cifar10' and 'auto' not in options)
+  spec = CIFAR if cifar else auto_spec(c.dataset.image_size)
+  c.model.arch = 'stylegan2'
+  c.model.conditional = 'projection' if cifar else 'none'
+  c.model.channel_base = int(spec['fmaps'] * 32768)
+  c.model.channel_max = 512
+  c.model.w_dim = 512
+  c.model.mapping_layers = spec['mapping']
+  c.model.conv_clamp = 256.0
+  c.model.mbstd_group_size = spec['mbstd']
+  c.model.critic_architecture = 'orig' if cifar else 'resnet'
+  c.model.noise_mode = 'random'
+  c.latent_dim = 512
+  c.batch_size = spec['batch']
+  c.n_critic = 1
+  c.num_steps = int(spec['kimg'] * 1000 // spec['batch'])
+  c.loss.r1_weight = spec['gamma']
+  c.loss.r1_every = R1_EVERY
+  # EMA: beta = 0.5 ** (batch / half-life), the half-life at most ramp times the images seen
+  c.ema.decay = 0.5 ** (spec['batch'] / (spec['ema_kimg'] * 1000))
+  c.ema.start_step = 0
+  c.ema.rampup = spec['ramp']
+  c.gen_optimizer = lazy_adam(spec['lr'], GEN_REG_EVERY)
+  c.critic_optimizer = lazy_adam(spec['lr'], R1_EVERY)
+  if 'runlocal' in options:
+    common.runlocal(c)
+    c.dataset.image_size = 32
+    c.model.channel_base = 128     # 16, 16, 8, 4 channels at 4, 8, 16, 32 px
+    c.model.channel_max = 16
+    c.model.w_dim = 16
+    c.model.mbstd_group_size = 4
+    c.loss.r1_every = 2            # both R1 branches in a few steps
+    c.ema.rampup = 0.5
+  return c
