@@ -1,0 +1,178 @@
+"""model.arch 'stylegan2' (gan_jax/models/stylegan2/__init__.py), the 'stylegan2' preset and
+configs/stylegan2.py: the registry's contract, the refusals, the official parameter counts of
+the 'cifar' config, the EMA's ramp-up, and the runlocal config training, resuming exactly and
+sampling deterministically (the networks against the official code: test_stylegan2_networks.py).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config, model_config
+from gan_jax import checks, modes, models, sampling, trainer, updates
+from gan_jax.errors import ConfigError
+from gan_jax.stepper import Stepper
+
+TINY = dict(channel_base=128, channel_max=16, w_dim=16, mapping_layers=2, gen_norm='none',
+            critic_norm='none')
+
+
+def _count(variables):
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+
+
+def _init(module, *inputs):
+  return module.init(jax.random.PRNGKey(0), *inputs, train=False)
+
+
+@pytest.mark.parametrize('classes', [0, 10])
+def test_the_pair_obeys_the_registrys_contract(classes):
+  """Shapes by tracing (the values: test_stylegan2_networks.py against the official code; the
+  labels' effect on G: the runlocal test)."""
+  gen, critic = models.build(model_config('stylegan2', **TINY), (32, 32, 1), classes,
+                             conditioning='projection')
+  z, labels = jnp.zeros((4, 8)), jnp.arange(4)
+  gen_vars = jax.eval_shape(lambda: _init(gen, z, labels))
+  assert set(gen_vars['params']) == {'mapping', 'synthesis'}   # the official names
+  assert gen_vars['batch_stats']['mapping']['w_avg'].shape == (16,)
+  images = jax.eval_shape(lambda v: gen.apply(v, z, labels, train=True,
+                                             rngs={'noise': jax.random.PRNGKey(2)},
+                                             mutable=['batch_stats'])[0], gen_vars)
+  assert images.shape == (4, 32, 32, 1) and images.dtype == jnp.float32
+  critic_vars = jax.eval_shape(lambda x: _init(critic, x, labels), images)
+  adv, class_logits = jax.eval_shape(lambda v, x: critic.apply(v, x, labels, train=True),
+                                     critic_vars, images)
+  assert adv.shape == (4,) and class_logits is None
+  # conditional: G embeds the one-hot label in its mapping, D maps it to cmap (16 channels at 4x4)
+  g_embed = gen_vars['params']['mapping'].get('embed')
+  d_mapping = critic_vars['params'].get('mapping')
+  if classes:
+    assert g_embed['weight'].shape == (10, 16)
+    assert d_mapping['embed']['weight'].shape == (10, 16)
+    assert critic_vars['params']['b4']['out']['weight'].shape == (16, 16)   # to cmap_dim
+  else:
+    assert g_embed is None and d_mapping is None
+    assert critic_vars['params']['b4']['out']['weight'].shape == (16, 1)
+
+
+def test_the_cifar_configs_parameter_counts_are_the_officials():
+  """stylegan2-ada-pytorch's train.py --cfg=cifar --cond=1: G 20,215,315, D ('orig')
+  23,089,664 (test_stylegan2_networks.py counts the official modules)."""
+  config = load_config('stylegan2.py:cifar10')
+  gen, critic = models.build(config.model, (32, 32, 3), 10, conditioning='projection')
+  labels = jnp.zeros((1,), jnp.int32)
+  counts = (_count(jax.eval_shape(lambda: _init(gen, jnp.zeros((1, 512)), labels))),
+            _count(jax.eval_shape(lambda: _init(critic, jnp.zeros((1, 32, 32, 3)), labels))))
+  assert counts == (20_215_315, 23_089_664)
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('overrides,shape,message', [
+    ({}, (48, 48, 3), 'side 32, 64, 128, 256'),
+    ({'model__gen_label_input': 'embed'}, (32, 32, 3), "leave model.gen_label_input ''"),
+    ({'model__spectral_norm': True}, (32, 32, 3), 'not spectral norm'),
+    ({'model__critic_norm': 'layer'}, (32, 32, 3), "critic_norm 'none'"),
+])
+def test_what_stylegan2_cannot_build_is_refused_in_one_line(overrides, shape, message):
+  config = load_config('stylegan2.py:digits,runlocal', **overrides)
+  checks.check_config(config, 1)
+  with pytest.raises(ConfigError, match=message) as refused:
+    checks.check_data(config, shape, 10)
+  assert '\n' not in str(refused.value)
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'model__conditional': 'acgan'},
+     "model.arch 'stylegan2' is conditioned by 'projection': set model.conditional to it or "
+     "'none', got 'acgan'"),
+    ({'model__critic_architecture': 'skip'}, "model.critic_architecture must be one of"),
+    ({'model__noise_mode': 'fixed'}, 'model.noise_mode must be one of'),
+])
+def test_conditioning_other_than_projection_and_unknown_choices_are_refused(overrides, message):
+  with pytest.raises(ConfigError, match=message) as refused:
+    checks.check_config(load_config('stylegan2.py:digits,runlocal', **overrides), 1)
+  assert '\n' not in str(refused.value)
+
+
+# --- the config ----------------------------------------------------------------------------------
+
+def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution():
+  c = load_config('stylegan2.py:cifar10')
+  m = c.model
+  assert (c.gan, m.arch, m.conditional, m.critic_architecture) == (
+      'stylegan2', 'stylegan2', 'projection', 'orig')
+  assert (m.channel_base, m.channel_max, m.mapping_layers, m.w_dim, c.latent_dim) == (
+      32768, 512, 2, 512, 512)
+  assert (c.batch_size, m.mbstd_group_size, m.conv_clamp, c.n_critic) == (64, 32, 256.0, 1)
+  assert (c.loss.r1_weight, c.loss.r1_every, c.num_steps) == (0.01, 16, 100_000_000 // 64)
+  assert c.ema.decay == pytest.approx(0.5 ** (64 / 500_000)) and c.ema.rampup == 0.05
+  # lazy regularisation: lr and betas ** (interval / (interval + 1)), D 16, G 4
+  d, g = c.critic_optimizer, c.gen_optimizer
+  assert (d.learning_rate, d.b1, d.b2) == pytest.approx((0.0025 * 16 / 17, 0, 0.99 ** (16 / 17)))
+  assert (g.learning_rate, g.b1, g.b2) == pytest.approx((0.0025 * 4 / 5, 0, 0.99 ** (4 / 5)))
+  for arg, side, gamma in (('cifar10,auto', 32, 0.0032), ('celeb_a', 64, 0.0128),
+                           ('celeb_a,size128', 128, 0.0512)):
+    a = load_config(f'stylegan2.py:{arg}')   # 'auto' for 8 GPUs: gamma 0.0002 res^2 / 64
+    assert a.dataset.image_size == side and a.loss.r1_weight == pytest.approx(gamma)
+    assert a.model.conditional == 'none' and a.model.critic_architecture == 'resnet'
+    assert (a.batch_size, a.model.mbstd_group_size, a.model.channel_base) == (64, 4, 16384)
+    assert a.ema.decay == pytest.approx(0.5 ** (64 / 20_000)) and a.num_steps == 390_625
+  assert load_config('stylegan2.py:fashion_mnist').dataset.image_size == 32   # resized
+  with pytest.raises(ValueError, match="one of the options 'cifar' and 'auto'"):
+    load_config('stylegan2.py:cifar10,cifar,auto')
+
+
+def test_the_ema_half_life_ramps_up_with_the_images_seen():
+  """StyleGAN2-ADA: beta = 0.5 ** (B / min(half-life, rampup * images seen)); a copy at 0."""
+  gen = updates.PlayerState({'w': jnp.ones(())}, {}, None)
+  ema = {'params': {'w': jnp.zeros(())}, 'stats': {}}
+  decay, rampup, batch = 0.5 ** (64 / 500_000), 0.05, 64
+  for step in (0, 1, 100, 10_000, 200_000):
+    rate = 0.0 if step == 0 else 0.5 ** (batch / min(500_000, rampup * step * batch))
+    out = updates.ema_update(ema, gen, jnp.asarray(step), decay, 0, rampup)
+    np.testing.assert_allclose(out['params']['w'], 1 - rate, rtol=1e-5, atol=1e-7)
+  # without a ramp-up, the decay from the start
+  out = updates.ema_update(ema, gen, jnp.asarray(1), decay, 0)
+  np.testing.assert_allclose(out['params']['w'], 1 - decay, atol=1e-7)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def _tree_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path):
+  spec = 'stylegan2.py:digits,cifar,runlocal'    # conditional: the 'cifar' settings
+  quiet = dict(sample_every=0, log_every=0)   # the training calls alone (time)
+  straight = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'straight'))
+  modes.train(load_config(spec, num_steps=2, **quiet), str(tmp_path / 'resumed'))
+  resumed = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'resumed'))
+  assert int(straight.step) == int(resumed.step) == 4
+  _tree_equal(straight, resumed)       # 2 + 2 steps are 4 straight, bit for bit
+  w_avg = np.asarray(straight.gen.stats['mapping']['w_avg'])
+  assert np.abs(w_avg).max() > 0       # the mapping's average moved in training
+  assert straight.critic.params['mapping']['embed']['weight'].shape == (10, 16)  # conditional
+
+  config = load_config(spec)
+  stepper = Stepper(config, (32, 32, 1), 10)
+  first = sampling.draw(stepper, straight, seed=0, num_samples=12)
+  again = sampling.draw(stepper, resumed, seed=0, num_samples=12)
+  other = sampling.draw(stepper, straight, seed=1, num_samples=12)
+  np.testing.assert_array_equal(first[0], again[0])     # the sample stream decides
+  np.testing.assert_array_equal(first[1], again[1])
+  assert np.abs(first[0] - other[0]).max() > 1e-3
+  # the noise inputs count: the same z with other noise gives other images
+  z, labels = stepper.noise(jax.random.PRNGKey(3), 4), jnp.arange(4)
+  fixed = np.asarray(stepper.generate(straight, z, labels))
+  np.testing.assert_array_equal(fixed, stepper.generate(straight, z, labels))
+  noisy = np.asarray(stepper.generate(straight, z, labels, jax.random.PRNGKey(4)))
+  assert np.abs(noisy - fixed).max() > 1e-5
+  # ... and so do the labels (the mapping's embedding)
+  relabelled = np.asarray(stepper.generate(straight, z, labels + 4))
+  assert np.abs(relabelled - fixed).max() > 1e-5
