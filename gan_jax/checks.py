@@ -41,6 +41,14 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
                       f'devices; use a multiple of {num_devices}')
+  group = config.model.mbstd_group_size
+  if config.model.arch == 'stylegan2' and group:
+    # the critic's minibatch std groups the rows it sees at once: the global batch under jit,
+    # a device's under pmap
+    rows = config.batch_size // (num_devices if config.parallelism == 'pmap' else 1)
+    if rows % min(group, rows):
+      raise ConfigError(f'model.mbstd_group_size {group} must divide the critic\'s batch of '
+                        f'{rows} images (or exceed it); 0 takes the whole batch')
   if config.dataset.subset < 1 and config.dataset.storage == 'stream':
     raise ConfigError("dataset.subset keeps part of a dataset held in memory: set "
                       "dataset.storage to 'memory'")

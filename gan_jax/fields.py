@@ -141,7 +141,7 @@ FIELDS = (
     F('model.conv_clamp', 256.0, "stylegan2: every conv's output clamped to +-this (0: none)",
       '[0, inf)', 'the clamp; 0: none', absent_is_default=True),
     F('model.mbstd_group_size', 4, "stylegan2: the critic's minibatch standard deviation over "
-      'groups of this many images (0: the whole batch; must divide the per-device batch)',
+      'groups of this many images (0: the whole batch; must divide the batch it sees)',
       '[0, inf)', 'images per group; 0: the batch', absent_is_default=True),
     F('model.critic_architecture', 'resnet', "stylegan2: the critic's blocks, 'resnet' (1x1 "
       "skips) | 'orig' (none: the ADA paper's CIFAR-10)",

@@ -91,6 +91,8 @@ def test_what_stylegan2_cannot_build_is_refused_in_one_line(overrides, shape, me
      "'none', got 'acgan'"),
     ({'model__critic_architecture': 'skip'}, "model.critic_architecture must be one of"),
     ({'model__noise_mode': 'fixed'}, 'model.noise_mode must be one of'),
+    ({'model__mbstd_group_size': 6},
+     "model.mbstd_group_size 6 must divide the critic's batch of 16 images"),
 ])
 def test_conditioning_other_than_projection_and_unknown_choices_are_refused(overrides, message):
   with pytest.raises(ConfigError, match=message) as refused:
