@@ -15,8 +15,10 @@ from gan_jax.stepper import Stepper
 
 pytestmark = pytest.mark.slow
 
-# The tests' shared compilation cache is for CPU programs; these compile for TPUs.
-_ENV = {'JAX_COMPILATION_CACHE_DIR': None, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': None}
+# The tests' shared compilation cache and XLA flags are for CPU programs; these compile for
+# TPUs, as a user's --mode=compile does.
+_ENV = {'JAX_COMPILATION_CACHE_DIR': None, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': None,
+        'XLA_FLAGS': None}
 
 
 def _compile(*args, workdir=None):
