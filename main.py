@@ -5,6 +5,7 @@
       --num_samples=1000 --out=/tmp/run/samples.npz [--neighbours=5]
   python main.py --workdir=/tmp/run --mode=interpolate --num_samples=16   # interpolation.gif, .mp4
   python main.py --workdir=/tmp/run --mode=eval --config.eval.classifier=classifiers/mnist
+  python main.py --workdir=/tmp/run --mode=eval --compare=/tmp/run2   # one protocol, a table
   python main.py --mode=compile --config=configs/dcgan.py:cifar10 --target=v5e-8 [--workdir=DIR]
 sample, interpolate and eval without --config use the workdir's config.json (overrides still
 apply).
@@ -18,6 +19,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
+from configs import workdir as workdir_config
 from gan_jax import aot, cli, modes, platforms
 from gan_jax.errors import ConfigError
 
@@ -47,6 +49,8 @@ flags.DEFINE_integer('step', None, 'sample, interpolate, eval: checkpoint step (
                      'latest).')
 flags.DEFINE_bool('best', False, 'sample, interpolate, eval: the best checkpoint by '
                   'eval.best_metric.')
+flags.DEFINE_list('compare', [], 'eval: other workdirs to score with this one\'s evaluation '
+                  'settings (one protocol), and a table of all.')
 flags.DEFINE_bool('raw_generator', False, 'sample, interpolate, eval: with ema.decay > 0, the '
                   'trained generator instead of its exponential moving average.')
 flags.DEFINE_float('truncation', None, 'sample, interpolate: draw z truncated at this '
@@ -103,7 +107,7 @@ def run(config) -> None:
   if FLAGS.truncation is not None and FLAGS.mode not in ('sample', 'interpolate'):
     raise ConfigError(f'--truncation is for --mode=sample and interpolate; --mode={FLAGS.mode} '
                       f'takes --config.eval.truncation=T (and eval.truncation_sweep)')
-  for name, mode in (('neighbours', 'sample'), ('keyframes', 'interpolate'),
+  for name, mode in (('compare', 'eval'), ('neighbours', 'sample'), ('keyframes', 'interpolate'),
                      ('frames_between', 'interpolate'), ('fps', 'interpolate')):
     if FLAGS[name].present and FLAGS.mode != mode:
       raise ConfigError(f'--{name} is for --mode={mode}, not --mode={FLAGS.mode}')
@@ -124,6 +128,12 @@ def run(config) -> None:
     _report(modes.interpolate(config, workdir, FLAGS.num_samples, out, FLAGS.keyframes,
                               FLAGS.frames_between, FLAGS.fps, FLAGS.step, FLAGS.best,
                               FLAGS.seed_index, FLAGS.raw_generator, FLAGS.truncation))
+  elif FLAGS.compare:
+    others = [(other, workdir_config.get_config(other)) for other in FLAGS.compare]
+    result = modes.compare(config, workdir, others, FLAGS.step, FLAGS.best, FLAGS.raw_generator)
+    if jax.process_index() == 0:
+      print(result.pop('table'))
+    _report(result)
   else:
     _report(modes.evaluate(config, workdir, FLAGS.step, FLAGS.best, FLAGS.raw_generator))
 

@@ -350,8 +350,9 @@ class Evaluator:
     `num_classes` give each extractor's intra-FID.
 
     Returns:
-      {'num_samples', 'reference': {dataset or path, split, count} (see `reference`),
-      'extractors': {kind: info}, and
+      {'num_samples', 'reference': {dataset or path, split, count[, class_counts]} (see
+      `reference`), 'extractors': {kind: info with 'weights_hash'}, 'class_counts' (the
+      samples of each class, with `num_classes`), and
       each extractor's metrics (see extractors.NAMES), plus `label_key` for labelled images}.
     """
     config, ev = self.config, self.config.eval
@@ -374,11 +375,14 @@ class Evaluator:
     result = {
         'num_samples': total,
         'reference': reference(config, refs[0].stats.count),
-        'extractors': {ext.kind: {**ext.info, 'stats': ref.path,
+        'extractors': {ext.kind: {**ext.info, 'weights_hash': ext.cache_key, 'stats': ref.path,
                                   **({'per_class_stats': ref.classes_path}
                                      if ref.classes_path else {})}
                        for ext, ref in zip(self.extractors, refs)},
     }
+    if by_class:  # the images of each class: the reference's, and the samples'
+      result['reference']['class_counts'] = refs[0].classes.count.astype(int).tolist()
+      result['class_counts'] = by_class[0].count.astype(int).tolist()
     for i, (ext, ref, acc) in enumerate(zip(self.extractors, refs, accs)):
       labelled = by_class and by_class[i].count.sum() > 0
       result.update(compare(ext, ev, ref, acc, config.seed, by_class[i] if labelled else None))

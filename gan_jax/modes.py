@@ -11,13 +11,13 @@ files' headers).
 """
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import jax
 
-from gan_jax import (checkpoints, checks, extractors, image_files, input_pipeline,
-                     interpolation, neighbours, rundir, sampling, seeds, trainer)
+from gan_jax import (checkpoints, checks, extractors, files, image_files, input_pipeline,
+                     interpolation, neighbours, protocol, rundir, sampling, seeds, trainer)
 from gan_jax.errors import ConfigError
 from gan_jax.evaluator import Evaluator, truncation_sweep
 from gan_jax.stepper import Stepper
@@ -65,7 +65,9 @@ def _evaluation(config, stepper: Stepper, evaluator: Evaluator) -> trainer.Evalu
                           for k, seed in enumerate(stepper.seeds)])
 
   def run(state):
-    result = scores(state, truncation)
+    # The seed of the samples' stream (sampling.EVAL_STREAM of it): part of the protocol card.
+    result = {'seed': config.seed if stepper.num_seeds == 1 else list(stepper.seeds),
+              **scores(state, truncation)}
     for threshold in sweep:
       result.update({f'truncation_{threshold:g}/{name}': value
                      for name, value in scores(state, threshold).items()
@@ -249,9 +251,33 @@ def interpolate(config, workdir: str, num_walks: int, out: str, keyframes: int,
 def evaluate(config, workdir: str, step: Optional[int] = None, best: bool = False,
              raw_generator: bool = False) -> Dict[str, Any]:
   """Scores a checkpoint (default: the latest) with the configured extractors; with
-  ema.decay > 0 the EMA generator, unless `raw_generator`."""
+  ema.decay > 0 the EMA generator, unless `raw_generator`. The result is its own protocol
+  card (gan_jax/protocol.py)."""
   with image_files.listings():  # a reference folder listed once: evaluator, reference stats
     return _evaluate(config, workdir, step, best, raw_generator)
+
+
+def compare(config, workdir: str, others: Sequence[Tuple[str, Any]], step: Optional[int] = None,
+            best: bool = False, raw_generator: bool = False) -> Dict[str, Any]:
+  """Scores `workdir` (with `config`) and each of `others`, (workdir, its own config) pairs,
+  with `config`'s eval settings: one protocol. ConfigError, before any scoring, where a run's
+  reference images would not be `config`'s.
+
+  Returns:
+    {'runs': [each run's evaluate result, with its 'workdir'], 'table': markdown}.
+  """
+  configs = [config]
+  for other, other_config in others:
+    other_config = protocol.with_eval_of(other_config, config)
+    differ = protocol.mismatch(config, other_config)
+    if differ:
+      raise ConfigError(f'{other} is not scored on the protocol of {workdir}: its reference '
+                        f'images differ ({differ})')
+    configs.append(other_config)
+  names = [workdir, *(other for other, _ in others)]
+  results = [{'workdir': files.absolute(name), **evaluate(c, name, step, best, raw_generator)}
+             for name, c in zip(names, configs)]
+  return {'runs': results, 'table': protocol.table(names, results)}
 
 
 def _evaluate(config, workdir: str, step: Optional[int], best: bool,
@@ -263,5 +289,5 @@ def _evaluate(config, workdir: str, step: Optional[int], best: bool,
   evaluator = Evaluator(config, spec.image_shape, spec.num_classes)  # checks the eval settings
   stepper = _stepper(config, spec.image_shape, spec.num_classes, raw_generator)
   state = _restore(config, workdir, stepper, step, best)
-  result = {'step': int(state.step), **_evaluation(config, stepper, evaluator).run(state)}
-  return {**result, **(_generator(stepper) if config.ema.decay > 0 else {})}
+  return {'step': int(state.step), **_generator(stepper),
+          **_evaluation(config, stepper, evaluator).run(state)}

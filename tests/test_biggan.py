@@ -273,6 +273,7 @@ def test_a_training_step_iterates_each_players_vectors_once_and_applies_the_pena
     np.testing.assert_allclose(u, expected[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_runlocal_trains_resumes_and_samples(tmp_path):
   """configs/biggan.py:digits,runlocal (32 px, attention, EMA) through main.py: 2 steps, then
   resumed to 4; sampling uses the EMA."""

@@ -252,6 +252,7 @@ def test_a_tfds_dataset_found_only_in_its_data_dir_trains_and_its_workdir_sample
   assert again.dataset.to_dict() == config.dataset.to_dict()
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_a_folder_trains_at_its_own_channels_and_the_log_says_the_shape(tmp_path):
   """A preset's dataset name sets the size of a user's folder, never its channels: a colour
   folder trains in RGB under the digits preset (1 channel), unless dataset.channels says

@@ -21,6 +21,7 @@ def _events(workdir):
   return acc.Tags()
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_train_then_sample_acgan(tmp_path):
   workdir = tmp_path / 'run'
   result = run_main('--config=configs/acgan.py:digits,runlocal', f'--workdir={workdir}')
@@ -59,6 +60,7 @@ def test_train_then_sample_acgan(tmp_path):
   assert (tmp_path / 'out' / 's.png').stat().st_size > 100
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_wgan_gp_trains_and_resumes_from_the_command_line(tmp_path):
   args = ['--config=configs/wgan_gp.py:digits,runlocal', f'--workdir={tmp_path}',
           '--config.num_steps=2']
@@ -161,6 +163,7 @@ def test_batch_not_divisible_by_the_devices(tmp_path):
   assert not (tmp_path / 'w').exists()
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_nonfinite_stops_naming_step_and_metric_or_is_skipped(tmp_path):
   spec = 'wgan_gp.py:digits,runlocal,mlp'  # the MLP compiles in a second
   args = [f'--config=configs/{spec}', f'--workdir={tmp_path}', '--config.checkpoint_every=1', '--config.log_every=1']

@@ -62,6 +62,7 @@ def test_one_vs_eight_devices_same_parameters_jit_pmap_and_steps_per_call():
     assert float(max_diff) < 1e-4 * max(1.0, float(scale)), (spec, mode, max_diff)
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
   """Projection conditioning, conditional batch norm, spectral norm of both players, the hinge
   loss, the generator's EMA, DiffAugment and LeCam (multidevice_check.BOTH['toolkit']); R1 every
@@ -73,6 +74,7 @@ def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
     assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_many_seeds_on_eight_devices_equal_separate_one_device_runs():
   """num_seeds members on 8 devices: replicated (3 members: 3 does not divide 8) and split
   over a 'seeds' mesh axis (4 members: a 4 x 2 mesh; 8: one member per device) each equal the

@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import ROOT, restore_state
 from gan_jax import checkpoints
@@ -77,6 +78,7 @@ def test_sigint_checkpoints_and_exits_0(tmp_path):
   _interrupt(tmp_path, signal.SIGINT)
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_sigterm_and_kill9_then_resume_equal_an_uninterrupted_run(tmp_path):
   interrupted = tmp_path / 'interrupted'
   stopped_at = _interrupt(interrupted, signal.SIGTERM)

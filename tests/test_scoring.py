@@ -16,6 +16,7 @@ from gan_jax import (classifier, evaluator, extractors, feature_metrics, incepti
 from gan_jax.errors import ConfigError
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monkeypatch):
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))   # reference statistics
   config = load_config('acgan.py:digits,runlocal', num_steps=2)
@@ -112,6 +113,7 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   assert result.returncode == 2 and 'no classifier in' in result.stderr
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_eval_mode_with_inception_weights(tmp_path, monkeypatch):
   """--mode=eval with an Inception weights file (random weights: the architecture, resizing
   and metric plumbing are what is tested; tests/test_inception.py checks the port itself)."""
@@ -429,3 +431,61 @@ def test_intra_fid_refuses_classes_without_a_covariance(clf_dir, tmp_path):
   config.dataset.path = str(npz)
   with pytest.raises(ConfigError, match='intra-FID needs the reference images. classes'):
     evaluator.Evaluator(config, (28, 28, 1), 10)
+
+
+def test_compare_scores_runs_on_one_protocol_with_its_card(conditional_run, clf_dir, tmp_path):
+  """--mode=eval --compare: a conditional and an unconditional run scored with the first's
+  eval settings; each result is its protocol card; the table has both rows."""
+  workdir, _ = conditional_run
+  other = tmp_path / 'unconditional'
+  modes.train(load_config('wgan_gp.py:digits,runlocal,mlp', num_steps=1, sample_every=0,
+                          checkpoint_every=1), str(other))
+  small = dict(classifier=str(clf_dir), num_samples=20, kid_subsets=2, kid_subset_size=10,
+               pr_samples=10, stats_dir=str(tmp_path / 'stats'))
+  result = run_main(f'--workdir={workdir}', '--mode=eval', f'--compare={other}',
+                    *[f'--config.eval.{k}={v}' for k, v in small.items()])
+  assert result.returncode == 0, result.stderr[-3000:]
+  *table, line = result.stdout.strip().splitlines()
+  runs = json.loads(line)['runs']
+  assert [r['workdir'] for r in runs] == [str(workdir), str(other)]
+  conditional, unconditional = runs
+  # One protocol: the same extractor weights and statistics, reference and sample count.
+  for key in ('weights_hash', 'stats', 'path'):
+    assert conditional['extractors']['domain'][key] == unconditional['extractors']['domain'][key]
+  assert len(conditional['extractors']['domain']['weights_hash']) == 10
+  reference = {k: v for k, v in conditional['reference'].items() if k != 'class_counts'}
+  assert reference == unconditional['reference'] == {'dataset': 'digits', 'split': 'train',
+                                                      'count': 1797}
+  assert sum(conditional['reference']['class_counts']) == 1797
+  assert conditional['class_counts'] == [2] * 10   # 20 samples, the classes interleaved
+  assert 'class_counts' not in unconditional
+  for run in runs:
+    assert (run['num_samples'], run['seed'], run['generator']) == (20, 0, 'raw')
+  assert (conditional['step'], unconditional['step']) == (2, 1)
+  # The table: a row per run, its scores as in the JSON, — where a run has no such score.
+  head = [c.strip() for c in table[0].strip('|').split('|')]
+  assert head[:3] == ['run', 'step', 'generator'] and 'domain_fid' in head
+  rows = [[c.strip() for c in row.strip('|').split('|')] for row in table[2:]]
+  assert [row[0] for row in rows] == [str(workdir), str(other)] and len(table) == 4
+  fid = head.index('domain_fid')
+  assert [float(row[fid]) for row in rows] == pytest.approx(
+      [r['domain_fid'] for r in runs], rel=1e-3)
+  accuracy = head.index('acgan_label_accuracy')
+  assert rows[1][accuracy] == '—' and float(rows[0][accuracy]) >= 0
+  intra = head.index('domain_intra_fid')
+  assert rows[1][intra] == '—' and float(rows[0][intra]) > 0
+
+
+def test_compare_refuses_runs_whose_reference_images_differ(conditional_run, clf_dir, tmp_path):
+  workdir, spec = conditional_run
+  config = load_config(spec)
+  config.eval.classifier = str(clf_dir)
+  other = load_config('wgan_gp.py:digits,runlocal,mlp')
+  other.dataset.image_size = 16
+  with pytest.raises(ConfigError, match=r'not scored on the protocol of .*dataset.image_size '
+                                        r'28 against 16'):
+    modes.compare(config, str(workdir), [(str(tmp_path / 'other'), other)])
+  assert not (tmp_path / 'other').exists()
+  # --compare is for --mode=eval
+  result = run_main(f'--workdir={workdir}', '--mode=sample', f'--compare={tmp_path}')
+  assert result.returncode == 2 and '--compare is for --mode=eval' in result.stderr

@@ -36,20 +36,22 @@ def _train(spec, workdir, **overrides):
 # Batch norm (dcgan, conv), weight clipping and WGAN's boosted n_critic schedule (wgan), the
 # gradient penalty (wgan_gp) and labels (acgan); steps_per_call auto gives calls of 2 and 1.
 # seed_mapping auto runs conv members in a loop on CPU, MLP members under vmap.
-@pytest.mark.parametrize('spec,mapping', [
-    ('dcgan.py:digits,runlocal', 'auto'), ('wgan.py:digits,runlocal,mlp', 'auto'),
-    ('wgan_gp.py:digits,runlocal,mlp', 'loop'), ('acgan.py:digits,runlocal,mlp', 'auto')])
-def test_members_equal_separate_runs_of_their_seeds(spec, mapping, tmp_path):
+# The conv members run in a loop, one program each: two of them (the slowest case to compile).
+@pytest.mark.parametrize('spec,mapping,count', [
+    ('dcgan.py:digits,runlocal', 'auto', 2), ('wgan.py:digits,runlocal,mlp', 'auto', 3),
+    ('wgan_gp.py:digits,runlocal,mlp', 'loop', 3), ('acgan.py:digits,runlocal,mlp', 'auto', 3)])
+def test_members_equal_separate_runs_of_their_seeds(spec, mapping, count, tmp_path):
   overrides = dict(num_steps=5, log_every=5, checkpoint_every=0)
-  stacked, stepper = _train(spec, tmp_path / 'many', seed=SEED, num_seeds=3,
+  stacked, stepper = _train(spec, tmp_path / 'many', seed=SEED, num_seeds=count,
                             seed_mapping=mapping, **overrides)
   assert stepper.mapping == seeds.mapping(load_config(spec, seed_mapping=mapping), 1, 'cpu')
-  assert stepper.seeds == [7, 8, 9]
+  member_seeds = list(range(SEED, SEED + count))
+  assert stepper.seeds == member_seeds
   assert stacked.step.shape == () and int(stacked.step) == 5
-  assert stacked.key.shape[0] == 3 and stacked.skipped.shape == (3,)
-  separate = [_train(spec, tmp_path / f'seed{s}', seed=s, **overrides)[0] for s in (7, 8, 9)]
+  assert stacked.key.shape[0] == count and stacked.skipped.shape == (count,)
+  separate = [_train(spec, tmp_path / f'seed{s}', seed=s, **overrides)[0] for s in member_seeds]
   _assert_close(stacked, seeds.stack(separate), 1e-4)
-  for k in range(3):
+  for k in range(count):
     _assert_close(seeds.member(stacked, k), separate[k], 1e-4)
   # The members differ: no member is another seed's run.
   assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
@@ -247,6 +249,7 @@ def test_evaluation_scores_every_member_with_its_own_seeds_samples():
   assert len(set(members)) == 3
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_sample_mode_writes_a_members_samples_and_refuses_bad_values(tmp_path):
   spec = 'configs/dcgan.py:digits,runlocal,mlp'
   many, alone = tmp_path / 'many', tmp_path / 'alone'

@@ -130,6 +130,7 @@ def test_bad_thresholds_are_refused():
     evaluator.check(config)
 
 
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_sample_and_eval_modes_write_the_threshold(tmp_path):
   from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / 'run'
