@@ -159,8 +159,10 @@ def geometric(images, g_inv):
   g_inv = translate2d(-0.5 * one, -0.5 * one) @ g_inv @ translate2d_inv(-0.5 * one, -0.5 * one)
 
   shape = [b, c, (h + hz_pad * 2) * 2, (w + hz_pad * 2) * 2]
+  # the official's scalars are Python floats, inverted in float64 before the cast to float32
+  # (inverting the float32 2 / side instead moves theta by an ulp on non-square images)
   g_inv = (scale2d(one * (2 / images.shape[3]), one * (2 / images.shape[2])) @ g_inv
-           @ scale2d_inv(one * (2 / shape[3]), one * (2 / shape[2])))
+           @ scale2d(one * (1 / (2 / shape[3])), one * (1 / (2 / shape[2]))))
   grid = F.affine_grid(g_inv[:, :2, :], shape, align_corners=False)
   images = F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
   return downsample2d(images, f, padding=-hz_pad * 2)
