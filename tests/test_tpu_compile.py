@@ -47,6 +47,7 @@ PRESETS = [
     # BigGAN at runlocal widths: the same blocks, attention and shared embedding in a minute
     # (the full CIFAR-10 BigGAN compiles too, in 20 minutes here: docs/biggan.md)
     ('biggan.py:cifar10,runlocal', 'v5e-4'),
+    ('stylegan2.py:cifar10,runlocal', 'v5e-4'),   # StyleGAN2 (modulated convs, noise, lazy R1)
 ]
 
 
