@@ -10,6 +10,7 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import ROOT, restore_state, run_main
 
@@ -24,6 +25,7 @@ def _format1_workdir(tmp_path):
   return workdir
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_format1_workdir_samples_without_config_as_a_fresh_run(tmp_path):
   """Sampling a format-1 workdir (its own config.json) gives the samples of the same run trained
   fresh: its checkpoint restores into the same parameters. (acgan_wgp_mlp_samples.npz, the
@@ -86,6 +88,7 @@ FORMAT2 = os.path.join(ROOT, 'tests', 'data', 'workdir_format2')
 FORMAT2_SPEC = 'dcgan.py:digits,runlocal,mlp'   # batch norm in G and D: statistics too
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_format2_workdir_samples_and_resumes(tmp_path):
   old = tmp_path / 'old'
   shutil.copytree(os.path.join(FORMAT2, 'dcgan_mlp'), old)
@@ -109,6 +112,7 @@ FORMAT3 = os.path.join(ROOT, 'tests', 'data', 'workdir_format3')
 FORMAT3_SPEC = 'dcgan.py:digits,runlocal,mlp,modern'   # EMA, spectral norm, DiffAugment
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_format3_workdir_samples_and_resumes(tmp_path):
   old = tmp_path / 'old'
   shutil.copytree(os.path.join(FORMAT3, 'dcgan_modern_mlp'), old)

@@ -292,6 +292,7 @@ def test_convert_tool_refuses_with_one_line(tmp_path):
   assert result.returncode == 2 and 'SwiGLU' in result.stderr
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_eval_mode_with_dinov2_weights(tmp_path, monkeypatch):
   """--mode=eval with DINOv2 weights alone (a tiny random ViT: the preprocessing, metric
   plumbing and names are what is tested; the port is checked above)."""

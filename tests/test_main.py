@@ -201,6 +201,7 @@ def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
       f'error: {tmp_path} has no config.json: give --config, or train there first')
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_a_folder_of_classes_trains_and_its_samples_are_named(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   data = tmp_path / 'data'

@@ -5,6 +5,7 @@ import os
 
 import jax
 from absl import logging
+import pytest
 
 from gan_jax import platforms
 
@@ -40,6 +41,7 @@ def test_compilation_cache_directory():
   assert platforms.compilation_cache_dir('gs://b/cache', '/w') == 'gs://b/cache'
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_a_second_run_reads_compiled_programs_from_the_cache(tmp_path):
   from conftest import run_main  # pylint: disable=g-import-not-at-top
   cache = tmp_path / 'cache'

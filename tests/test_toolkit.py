@@ -70,6 +70,7 @@ def test_training_keeps_the_ema_of_the_generators_parameters_and_samples_with_it
   assert float(jnp.max(jnp.abs(raw_images - ema_images))) > 1e-4
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_sample_mode_uses_the_ema_generator_unless_raw_generator(tmp_path):
   workdir = tmp_path / 'run'
   proc = run_main('--config=configs/dcgan.py:digits,runlocal,mlp', f'--workdir={workdir}',

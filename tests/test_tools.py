@@ -44,6 +44,7 @@ def test_held_out_rows_are_stratified_seeded_and_leave_every_class_a_row():
   np.testing.assert_array_equal(unlabelled, classifier.held_out_rows(None, 40, 0.1, seed=3))
 
 
+@pytest.mark.slow   # several processes (main.py runs)
 def test_classifier_on_a_folder_holds_out_rows_and_eval_names_the_folder(tmp_path):
   folder = _folder(tmp_path / 'photos')
   clf = tmp_path / 'clf'

@@ -58,7 +58,7 @@ def _z_stepper(spec='dcgan.py:digits,runlocal,mlp', **overrides):
   config = load_config(spec, **overrides)
   data = input_pipeline.load(config.dataset)
   stepper = Stepper(config, data.image_shape, data.num_classes)
-  stepper.generate = lambda state, z, labels=None: z
+  stepper.generate = lambda state, z, labels=None, noise_key=None: z
   return config, stepper
 
 
