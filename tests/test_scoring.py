@@ -72,6 +72,8 @@ def test_classifier_trains_saves_loads_and_eval_mode_scores_a_run(tmp_path, monk
   scores = json.loads(result.stdout.strip().splitlines()[-1])
   assert scores['step'] == best_step and scores['num_samples'] == 200
   assert scores['domain_fid'] == pytest.approx(fids[best_step], rel=1e-4)  # same samples
+  counts = scores['reference'].pop('class_counts')   # a conditional run: each class's images
+  assert len(counts) == 10 and sum(counts) == 1797
   assert scores['reference'] == {'dataset': 'digits', 'split': 'train', 'count': 1797}
   assert scores['extractors']['domain']['stats'].startswith(str(tmp_path / 'cache'))
   assert scores['domain_fid'] > 0 and 1.0 <= scores['classifier_score'] <= 10.0
