@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from gan_jax import layers
 from gan_jax.models.conditioning import CriticHeads, norm_layer
-from gan_jax.models.family import ConvPlayer, critic_width, in_scope_of
+from gan_jax.models.family import ConvPlayer, check_square, critic_width, in_scope_of
 from gan_jax.models.resnet import ResBlock
 
 # G's class embedding: spectral norm leaves it alone (spectral.UNNORMALISED_EMBEDDINGS), as the
@@ -83,10 +83,7 @@ def latent_chunk(side: int, latent_dim: int, hierarchical: bool) -> int:
 
 def check_size(h: int, w: int) -> None:
   """Raises ValueError unless the images are square of a side BigGAN has an architecture for."""
-  if not (h == w and h in SIDES):
-    raise ValueError(f"model.arch='biggan' takes square images of side "
-                     f"{', '.join(map(str, SIDES))} (BigGAN-PyTorch's architectures), got "
-                     f"{h}x{w}; resize the data (dataset.image_size) or use another model.arch")
+  check_square('biggan', SIDES, h, w, " (BigGAN-PyTorch's architectures)")
 
 
 def check_config(m, latent_dim: int, image_shape) -> None:

@@ -57,3 +57,12 @@ def in_scope_of(parent: nn.Module, child: nn.Module) -> nn.Module:
 def critic_width(m) -> int:
   """The critic's width: model.critic_width, or model.width (0)."""
   return m.critic_width or m.width
+
+
+def check_square(arch: str, sides, h: int, w: int, source: str = '') -> None:
+  """Raises ValueError unless the images are square of one of `sides` (a family that builds
+  its architecture per side; `source`: where those architectures come from, said after them)."""
+  if not (h == w and h in sides):
+    raise ValueError(f"model.arch={arch!r} takes square images of side "
+                     f"{', '.join(map(str, sides))}{source}, got {h}x{w}; resize the data "
+                     f"(dataset.image_size) or use another model.arch")

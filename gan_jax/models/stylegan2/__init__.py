@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gan_jax.models.family import Player, in_scope_of
+from gan_jax.models.family import Player, check_square, in_scope_of
 from gan_jax.models.stylegan2.networks import (NOISE_MODES, DiscriminatorNetwork,
                                                GeneratorNetwork)
 
@@ -32,10 +32,7 @@ CRITIC_ARCHITECTURES = ('resnet', 'orig')
 
 def check_size(h: int, w: int) -> None:
   """Raises ValueError unless the images are square of a side the family builds."""
-  if not (h == w and h in SIDES):
-    raise ValueError(f"model.arch='stylegan2' takes square images of side "
-                     f"{', '.join(map(str, SIDES))}, got {h}x{w}; resize the data "
-                     f"(dataset.image_size) or use another model.arch")
+  check_square('stylegan2', SIDES, h, w)
 
 
 def check_config(m, latent_dim: int, image_shape) -> None:
