@@ -374,11 +374,11 @@ def ema_update(ema, gen: PlayerState, step, decay: float, start: int, rampup: fl
   times the images seen before the update: with B images per update and decay
   0.5 ** (B / half-life), the rate is min(decay, 0.5 ** (1 / (rampup * step))), B cancelling
   (0 at step 0: a copy)."""
+  rate = decay
   if rampup > 0:
     ramped = jnp.power(0.5, 1.0 / (rampup * step.astype(jnp.float32)))  # step 0: 0.5 ** inf
-    rate = jnp.where(step < start, 0.0, jnp.minimum(decay, ramped)).astype(jnp.float32)
-  else:
-    rate = jnp.where(step < start, 0.0, decay).astype(jnp.float32)
+    rate = jnp.minimum(decay, ramped)
+  rate = jnp.where(step < start, 0.0, rate).astype(jnp.float32)
   blend = lambda e, x: rate * e + (1.0 - rate) * x
   return {'params': jax.tree.map(blend, ema['params'], gen.params),
           'stats': jax.tree.map(blend, ema['stats'], gen.stats)}
