@@ -1,7 +1,8 @@
-"""StyleGAN2 (Karras et al. 2020) as StyleGAN2-ADA's train.py configures it (ADA itself, path
-length regularisation and style mixing are not wired in yet): model.arch 'stylegan2', the
-non-saturating logistic loss, lazy R1 every 16 critic updates, Adam(b1 0, b2 0.99, eps 1e-8)
-with the lazy-regularisation adjustment, an EMA of G by half-life with ramp-up.
+"""StyleGAN2-ADA (Karras et al. 2020) as its train.py configures it (path length regularisation
+and style mixing are not wired in yet): model.arch 'stylegan2', the non-saturating logistic
+loss, lazy R1 every 16 critic updates, Adam(b1 0, b2 0.99, eps 1e-8) with the
+lazy-regularisation adjustment, an EMA of G by half-life with ramp-up, and ADA ('bgc', p from
+0 toward E[sign(D(real))] = 0.6, moved every 4 minibatches by batch * 4 / 500k).
 docs/stylegan2.md has what is checked against the official code.
 
   python main.py --config=configs/stylegan2.py:cifar10 --workdir=/tmp/sg2_cifar
@@ -31,12 +32,14 @@ Options:
   auto       the 'auto' settings (cifar10 unconditional by them)
   size64     dataset.image_size 64
   size128    dataset.image_size 128
-  runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 every 2nd update
+  noada      no augmentation (train.py's --aug=noaug)
+  runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 every 2nd update,
+             p moving every update by 0.1 (ada_kimg 0.16 at its batch of 16)
 """
 
 from configs import common
 
-OPTIONS = ('cifar', 'auto', *common.SIZE_OPTIONS)
+OPTIONS = ('cifar', 'auto', 'noada', *common.SIZE_OPTIONS)
 R1_EVERY, GEN_REG_EVERY = 16, 4     # the official D_reg_interval and G_reg_interval
 # train.py's cfg_specs: the fixed 'cifar' spec
 CIFAR = dict(gpus=2, kimg=100_000, batch=64, mbstd=32, fmaps=1.0, lr=0.0025, gamma=0.01,
@@ -88,6 +91,12 @@ def get_config(arg=None):
   c.ema.rampup = spec['ramp']
   c.gen_optimizer = lazy_adam(spec['lr'], GEN_REG_EVERY)
   c.critic_optimizer = lazy_adam(spec['lr'], R1_EVERY)
+  if 'noada' not in options:  # train.py's defaults: --aug=ada --augpipe=bgc --target=0.6
+    c.augment.ada = 'bgc'
+    c.augment.ada_p = 0.0
+    c.augment.ada_target = 0.6
+    c.augment.ada_interval = 4
+    c.augment.ada_kimg = 500.0
   if 'runlocal' in options:
     common.runlocal(c)
     c.dataset.image_size = 32
@@ -97,4 +106,6 @@ def get_config(arg=None):
     c.model.mbstd_group_size = 4
     c.loss.r1_every = 2            # both R1 branches in a few steps
     c.ema.rampup = 0.5
+    c.augment.ada_interval = 1
+    c.augment.ada_kimg = 0.16
   return c

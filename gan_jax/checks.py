@@ -77,6 +77,9 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
     augment.parse_policy(config.augment.policy)
   except ValueError as e:
     raise ConfigError(f'augment.policy: {e}') from None
+  if config.augment.policy and config.augment.ada:
+    raise ConfigError(f'augment.policy {config.augment.policy!r} and augment.ada '
+                      f'{config.augment.ada!r}: choose one augmentation (DiffAugment or ADA)')
   if spec.weight_clipping and config.loss.clip_value <= 0:
     raise ConfigError(f'loss.clip_value must be > 0 for weight clipping, '
                       f'got {config.loss.clip_value}')

@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from gan_jax import (image_files, input_pipeline, layers, losses, models, optimizers,
+from gan_jax import (ada, image_files, input_pipeline, layers, losses, models, optimizers,
                      resize, spectral)
 
 INF = math.inf
@@ -209,6 +209,16 @@ FIELDS = (
       'a fraction of the images seen; 0: none', absent_is_default=True),
     F('augment.policy', '', "DiffAugment: a comma list of 'color', 'translation', 'cutout' "
       "('': none)", absent_is_default=True),
+    F('augment.ada', '', "ADA (StyleGAN2-ADA): the pipeline, 'bgc' (the paper's) | 'bg' | 'blit' "
+      "| 'geom' | 'color' ('': none)", choices=('', *ada.PIPELINES), absent_is_default=True),
+    F('augment.ada_p', 0.0, "ADA's p at step 0 (with ada_target 0: throughout)", '[0, 1]',
+      'a probability', absent_is_default=True),
+    F('augment.ada_target', 0.6, "ADA: the E[sign(D(real))] p is moved toward (0: a fixed p)",
+      '[0, 1)', 'a mean sign, below 1; 0: a fixed p', absent_is_default=True),
+    F('augment.ada_interval', 4, 'ADA: critic updates between moves of p', '[1, inf)',
+      'critic updates', absent_is_default=True),
+    F('augment.ada_kimg', 500.0, 'ADA: thousands of real images for p to move by 1 (its speed)',
+      '(0, inf)', 'thousands of images', absent_is_default=True),
     *(dataclasses.replace(f, name=f'{player}_optimizer.{f.name}', doc=f"{player}'s {f.doc}")
       for player in ('gen', 'critic') for f in _OPTIMIZER),
 

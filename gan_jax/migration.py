@@ -6,7 +6,8 @@ stream position). Checkpoints written before formats were recorded are known by 
   1  one flat record: step, key, skipped, gen_params, gen_stats, gen_opt_state, critic_...
   2  per-player state (gen, critic: params, stats, opt_state), no EMA, no spectral vectors
   3  a player's `spectral` vectors and the generator's `ema` ({} if unused), no LeCam anchors
-  4  today's TrainState: format 3 and the LeCam anchors `lecam` ({} if unused)
+  4  format 3 and the LeCam anchors `lecam` ({} if unused)
+  5  today's TrainState: format 4 and ADA's `ada` (p and its sign sums; {} if unused)
 
 A run's config.json from before the GAN grid (no loss.adversarial) named its GAN by `gan` (and
 ACGAN's acgan_adversarial) alone: `upgrade_config` clears the grid fields it lacks, so the
@@ -18,7 +19,7 @@ from typing import Any, Dict, Mapping
 
 from gan_jax.updates import PlayerState, TrainState
 
-FORMAT = 4  # what this version writes
+FORMAT = 5  # what this version writes
 _PARTS = ('params', 'stats', 'opt_state')
 
 
@@ -66,19 +67,31 @@ def _from_3(tree: dict) -> TrainState:
   return TrainState(**{name: tree[name] for name in _KEPT_3})
 
 
+_KEPT_4 = _KEPT_3 + ('lecam',)  # ... and in format 4
+
+
+def _as_4(state: TrainState) -> dict:
+  return {name: getattr(state, name) for name in _KEPT_4}
+
+
+def _from_4(tree: dict) -> TrainState:
+  return TrainState(**{name: tree[name] for name in _KEPT_4})
+
+
 _same = lambda state: state
 # format -> (today's state -> that layout, that layout -> today's state)
 LAYOUTS: Dict[int, tuple] = {1: (_as_1, _from_1), 2: (_as_2, _from_2), 3: (_as_3, _from_3),
-                             4: (_same, _same)}
+                             4: (_as_4, _from_4), 5: (_same, _same)}
 
 
 def can_hold(target: TrainState, fmt: int) -> bool:
   """Whether a state of format `fmt` restores into `target`: formats 1 and 2 hold no EMA and no
-  spectral vectors, format 3 no LeCam anchors, so only a target without them reads them."""
+  spectral vectors, format 3 no LeCam anchors, format 4 no ADA state, so only a target without
+  them reads them."""
   if fmt == FORMAT:
     return True
-  return not (target.lecam or (fmt < 3 and (target.ema or target.gen.spectral or
-                                            target.critic.spectral)))
+  return not (target.ada or (fmt < 4 and target.lecam) or
+              (fmt < 3 and (target.ema or target.gen.spectral or target.critic.spectral)))
 
 
 def layout(target, fmt: int):

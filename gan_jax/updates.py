@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gan_jax import augment, gans, images, losses, models, optimizers, spectral
+from gan_jax import ada, augment, gans, images, losses, models, optimizers, spectral
 
 Metrics = Dict[str, jax.Array]
 Health = Dict[str, jax.Array]  # name -> bool: all of it finite ('metrics', 'gen.params', ...)
@@ -40,6 +40,9 @@ class TrainState:
   # LeCam's anchors {'real': alpha_R, 'fake': alpha_F}, float32 scalars: moving averages of the
   # critic's mean outputs on real and generated images ({} with loss.lecam_weight 0)
   lecam: Any = flax.struct.field(default_factory=dict)
+  # ADA's {'p': the augmentation probability, 'signs': the sum of the critic updates' mean
+  # sign(D(real)) since p last moved, 'count': how many}, float32 scalars ({} without ADA)
+  ada: Any = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,9 @@ class GAN:
   ortho_weight: float = 0.0    # BigGAN's orthogonal regularisation of G's kernels (0: off)
   gen_noise: bool = False      # G draws from a 'noise' PRNG stream (models.Family.noise)
   ema_rampup: float = 0.0      # the EMA's half-life at most this fraction of the images seen
+  ada_spec: Optional[ada.Spec] = None  # ADA's pipeline (augment.ada; None: no ADA)
+  ada_p: float = 0.0           # ADA's p at step 0
+  ada_tuning: ada.Tuning = ada.Tuning()  # how p adapts (target None: a fixed p)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -105,7 +111,18 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       lecam_weight=config.loss.lecam_weight, lecam_decay=config.loss.lecam_decay,
       lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form,
       spectral_estimate=config.model.spectral_estimate, ortho_weight=config.loss.ortho_weight,
-      gen_noise=models.ARCHITECTURES[config.model.arch].noise, ema_rampup=config.ema.rampup)
+      gen_noise=models.ARCHITECTURES[config.model.arch].noise, ema_rampup=config.ema.rampup,
+      **_ada_fields(config.augment))
+
+
+def _ada_fields(augment_config) -> dict:
+  """The GAN's ADA fields of config.augment (none without augment.ada)."""
+  if not augment_config.ada:
+    return {}
+  target = augment_config.ada_target or None  # 0: p stays at augment.ada_p
+  return dict(ada_spec=ada.PIPELINES[augment_config.ada], ada_p=augment_config.ada_p,
+              ada_tuning=ada.Tuning(target=target, interval=augment_config.ada_interval,
+                                    kimg=augment_config.ada_kimg))
 
 
 def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
@@ -140,9 +157,12 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
   # (the anchors' first value is a batch's mean: updates before lecam_start copy it)
   lecam = ({'real': jnp.zeros((), jnp.float32), 'fake': jnp.zeros((), jnp.float32)}
            if gan.lecam_weight > 0 else {})
+  zero = jnp.zeros((), jnp.float32)
+  ada_state = ({'p': jnp.asarray(gan.ada_p, jnp.float32), 'signs': zero, 'count': zero}
+               if gan.ada_spec is not None else {})
   return TrainState(step=jnp.zeros((), jnp.int32), key=train_key, gen=gen,
                     critic=player(critic_vars, gan.critic_tx, critic_key, gan.critic_spectral),
-                    skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam)
+                    skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam, ada=ada_state)
 
 
 def _apply(module, params, stats, *args, train: bool, rngs=None):
@@ -188,6 +208,8 @@ def _sample_inputs(gan: GAN, key, batch_size: int):
 AUGMENT_STREAM = 0x5A7E
 # ... and for the generator's noise inputs (models.Family.noise; other families draw none).
 NOISE_STREAM = 0x4015E
+# ... and for ADA's draws.
+ADA_STREAM = 0xADA
 # The noise key of a sample drawn without one (updates.generate): the same z gives the same image.
 FIXED_NOISE_KEY = 0x4015E
 
@@ -220,6 +242,28 @@ def _augment(gan: GAN, key, x):
   return augment.apply(x, draws, gan.augment)
 
 
+def _ada_view(gan: GAN, key, p, batch_size: int):
+  """ADA's view of a batch of images: x -> augmented x, the draws fixed by `key` and `p`. Under
+  pmap the draws are the global batch's, each device keeping its rows (as the noise's)."""
+  draws = _draw(gan, lambda n: ada.draw(key, p, gan.ada_spec, n), batch_size)
+  return lambda x: ada.apply(x, draws, gan.ada_spec)
+
+
+def ada_after(gan: GAN, ada_state, real_sign, update: jax.Array, images_per_update: int):
+  """ADA's state after critic update number `update` (0-based, over the whole run), whose real
+  images had the mean sign(D) `real_sign`: after every ada_tuning.interval-th update p moves by
+  ada.adjust_p on the mean of the interval's signs (as the official training loop does after
+  every ada_interval-th minibatch), and the sums start again."""
+  signs, count = ada_state['signs'] + real_sign, ada_state['count'] + 1.0
+  tuning = gan.ada_tuning
+  due = (update + 1) % tuning.interval == 0
+  moved = ada.adjust_p(ada_state['p'], signs / count, images_per_update * tuning.interval,
+                       tuning)
+  zero = jnp.zeros((), jnp.float32)
+  return {'p': jnp.where(due, moved, ada_state['p']), 'signs': jnp.where(due, zero, signs),
+          'count': jnp.where(due, zero, count)}
+
+
 def _heads(gan: GAN, class_logits):
   """(class head's logits [B, K], the TAC twin's [B, K] or None) of a critic's class_logits."""
   if gan.class_loss != 'tac':
@@ -228,12 +272,14 @@ def _heads(gan: GAN, class_logits):
 
 
 def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True,
-                  lecam=None, step=0):
+                  lecam=None, step=0, ada_p=None):
   """One critic update on one real batch; returns (critic, metrics). `r1_now`: whether this
   update takes the R1 penalty (loss.r1_every > 1: every r1_every-th update). With LeCam
   (loss.lecam_weight > 0), `lecam` holds the anchors before this update and `step` is the
   generator step it belongs to; the anchors after it are the metrics lecam_alpha_real and
-  lecam_alpha_fake (`lecam_of`)."""
+  lecam_alpha_fake (`lecam_of`). With ADA, `ada_p` is its p: the critic sees real and fake
+  images through ADA's pipeline, R1 is the gradient at the real images before it (as in the
+  official loss), and the metric ada_sign_real is the mean sign(D(real)) over the batch."""
   critic_stats = critic.stats
   input_key, eps_key = jax.random.split(key)
   real = images.to_signed(batch['image'])
@@ -247,6 +293,11 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
   if gan.augment:  # real and fake as the critic sees them, each example its own draw
     real_key, fake_key = jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM))
     real, fake = _augment(gan, real_key, real), _augment(gan, fake_key, fake)
+  r1_view, r1_real = (lambda x: x), real  # R1: the gradient of D(r1_view(x)) at x = r1_real
+  if gan.ada_spec is not None:
+    real_key, fake_key = jax.random.split(jax.random.fold_in(key, ADA_STREAM))
+    r1_view = _ada_view(gan, real_key, ada_p, real.shape[0])
+    real, fake = r1_view(real), _ada_view(gan, fake_key, ada_p, fake.shape[0])(fake)
   # one power iteration; the sigmas' vectors (spectral.py's estimates)
   vectors, sigma_vectors = spectral.power_step(critic.params, critic.spectral,
                                                gan.spectral_estimate)
@@ -258,6 +309,9 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
     (real_adv, real_cls), stats = _critic(gan, params, critic_stats, real, real_labels)
     (fake_adv, fake_cls), stats = _critic(gan, params, stats, fake, fake_labels)
     loss, metrics = critic_loss_fn(real_adv, fake_adv)
+    if gan.ada_spec is not None:
+      metrics['ada_sign_real'] = _pmean(gan, jnp.mean(
+          jnp.sign(jax.lax.stop_gradient(real_adv)).astype(jnp.float32)))
     if gan.lecam_weight > 0:
       loss += _lecam(gan, lecam, step, real_adv, fake_adv, metrics)
     # Penalties take the critic's adversarial output at the real images' labels (a projection
@@ -271,9 +325,9 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
       loss += gan.gp_weight * penalty
       metrics.update(gradient_penalty=penalty, grad_norm=grad_norm)
     if gan.spec.r1:  # lazy (r1_every > 1): computed on its updates only, scaled to the mean
-      penalty = (losses.r1_penalty(critic_fn, real) if gan.r1_every == 1 else
-                 jax.lax.cond(r1_now, lambda: losses.r1_penalty(critic_fn, real),
-                              lambda: jnp.zeros((), jnp.float32)))
+      r1 = lambda: losses.r1_penalty(lambda x: critic_fn(r1_view(x)), r1_real)
+      penalty = (r1() if gan.r1_every == 1 else
+                 jax.lax.cond(r1_now, r1, lambda: jnp.zeros((), jnp.float32)))
       loss += 0.5 * gan.r1_weight * gan.r1_every * penalty
       metrics['r1_penalty'] = penalty
     if gan.spec.class_head:
@@ -326,8 +380,10 @@ def lecam_of(metrics):
   return {'real': metrics['lecam_alpha_real'], 'fake': metrics['lecam_alpha_fake']}
 
 
-def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int):
-  """One generator update; returns (gen, metrics)."""
+def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int,
+               ada_p=None):
+  """One generator update; returns (gen, metrics). With ADA (`ada_p`: its p) the critic sees
+  the generated images through ADA's pipeline."""
   z, labels = _sample_inputs(gan, key, batch_size)
   _, gen_loss_fn = losses.ADVERSARIAL[gan.spec.adversarial]
   vectors, sigma_vectors = spectral.power_step(gen.params, gen.spectral,
@@ -342,6 +398,8 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
                          rngs=_gen_rngs(gan, key))
     if gan.augment:
       fake = _augment(gan, jax.random.fold_in(key, AUGMENT_STREAM), fake)
+    if gan.ada_spec is not None:
+      fake = _ada_view(gan, jax.random.fold_in(key, ADA_STREAM), ada_p, batch_size)(fake)
     # The critic's statistics are not updated by the generator's step.
     (fake_adv, fake_cls), _ = _critic(gan, critic_params, critic.stats, fake, labels)
     loss, metrics = gen_loss_fn(fake_adv)
@@ -399,32 +457,43 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
   n_critic, batch_size = batch['image'].shape[:2]
   keys = jax.random.split(jax.random.fold_in(state.key, state.step), n_critic + 1)
 
+  # ADA moves p by the real images of the whole batch (under pmap: of every device)
+  images_per_update = batch_size * (jax.lax.axis_size(gan.axis_name) if gan.axis_name else 1)
+
   def critic_body(carry, inputs):
-    critic, lecam = carry  # lecam: the LeCam anchors ({} without)
+    critic, lecam, ada_state = carry  # the LeCam anchors, ADA's p ({} without)
     one_batch, key, *index = inputs
-    # lazy R1: on the critic updates numbered step * n_critic + i that r1_every divides
-    r1_now = (state.step * n_critic + index[0]) % gan.r1_every == 0 if index else True
+    # the critic updates are numbered step * n_critic + i over the run
+    update = state.step * n_critic + index[0] if index else None
+    # lazy R1: on the critic updates that r1_every divides
+    r1_now = update % gan.r1_every == 0 if index else True
     critic, metrics = critic_update(gan, state.gen, critic, one_batch, key, r1_now, lecam,
-                                    state.step)
-    return (critic, lecam_of(metrics) if lecam else lecam), metrics
+                                    state.step, ada_state['p'] if ada_state else None)
+    if ada_state:
+      ada_state = ada_after(gan, ada_state, metrics['ada_sign_real'], update, images_per_update)
+    return (critic, lecam_of(metrics) if lecam else lecam, ada_state), metrics
 
   gen_lr, critic_lr = gan.gen_lr(state.step), gan.critic_lr(state.step)
   critic = state.critic.replace(
       opt_state=optimizers.set_learning_rate(state.critic.opt_state, critic_lr))
-  lazy_r1 = gan.spec.r1 and gan.r1_every > 1
-  inputs = (batch, keys[1:]) + ((jnp.arange(n_critic),) if lazy_r1 else ())
-  (critic, lecam), c_metrics = jax.lax.scan(critic_body, (critic, state.lecam), inputs)
+  numbered = (gan.spec.r1 and gan.r1_every > 1) or bool(state.ada)  # lazy R1 or ADA
+  inputs = (batch, keys[1:]) + ((jnp.arange(n_critic),) if numbered else ())
+  (critic, lecam, ada_state), c_metrics = jax.lax.scan(
+      critic_body, (critic, state.lecam, state.ada), inputs)
   gen = state.gen.replace(opt_state=optimizers.set_learning_rate(state.gen.opt_state, gen_lr))
-  gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size)
+  gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size,
+                              ada_state['p'] if ada_state else None)
   ema = state.ema
   if gan.ema_decay > 0:
     ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start, gan.ema_rampup)
   metrics = _pmean(gan, {**jax.tree.map(jnp.mean, c_metrics), **g_metrics})
   if lecam:  # the anchors after the iteration's last critic update (the others: means)
     metrics.update(lecam_alpha_real=lecam['real'], lecam_alpha_fake=lecam['fake'])
+  if ada_state:  # p after the iteration
+    metrics['ada_p'] = ada_state['p']
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
-  new_state = state.replace(gen=gen, critic=critic, ema=ema, lecam=lecam)
+  new_state = state.replace(gen=gen, critic=critic, ema=ema, lecam=lecam, ada=ada_state)
   health = {'metrics': all_finite(metrics)}
   for player in ('gen', 'critic'):
     for part in ('params', 'stats', 'opt_state', 'spectral'):
@@ -434,6 +503,8 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
     health['ema'] = all_finite(ema)
   if lecam:
     health['lecam'] = all_finite(lecam)
+  if ada_state:
+    health['ada'] = all_finite(ada_state)
   finite = jnp.all(jnp.stack(list(health.values())))
   if gan.skip_nonfinite:  # keep the old state; the data and the step move on
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)

@@ -56,7 +56,11 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
                     'augment__policy': 'color,translation,cutout',
                     'loss__lecam_weight': 0.3, 'loss__lecam_start_step': 0},
         'r1': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
-               'loss__adversarial': 'least_squares', 'augment__policy': 'translation,cutout'}}
+               'loss__adversarial': 'least_squares', 'augment__policy': 'translation,cutout'},
+        # ADA with R1: p from 0.5 moving by 0.1 after every 2nd critic update (signs pmean'd)
+        'ada': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
+                'loss__adversarial': 'nonsaturating', 'augment__ada': 'bgc',
+                'augment__ada_p': 0.5, 'augment__ada_interval': 2, 'augment__ada_kimg': 0.32}}
 
 
 def main():
@@ -103,7 +107,8 @@ def main():
       # own size (a device's mean in place of the global batch's shows there, not above).
       relative += [float(np.max(np.abs(np.asarray(a) - np.asarray(b)) /
                                 np.maximum(np.abs(np.asarray(a)), 1e-6)))
-                   for a, b in zip(jax.tree.leaves(one.lecam), jax.tree.leaves(eight.lecam),
+                   for a, b in zip(jax.tree.leaves((one.lecam, one.ada)),
+                                   jax.tree.leaves((eight.lecam, eight.ada)),
                                    strict=True)]
       print(spec, token, max(diffs), scale, max(relative), flush=True)
 

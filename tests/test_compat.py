@@ -2,7 +2,8 @@
 as fresh runs of their config do: format 1 (one flat train-state record, ACGAN's
 `acgan_adversarial` in its config.json), format 2 (per-player state without EMA or spectral
 norm vectors, a config.json without the toolkit's fields) and format 3 (EMA and spectral norm
-vectors, no LeCam anchors, a config.json without the LeCam and truncation fields)."""
+vectors, no LeCam anchors, a config.json without the LeCam and truncation fields) and format 4
+(LeCam's anchors, no ADA state, a config.json without the ADA fields)."""
 
 import json
 import os
@@ -12,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, restore_state, run_main
+from conftest import ROOT, load_config, restore_state, run_main
 
 FORMAT1 = os.path.join(ROOT, 'tests', 'data', 'workdir_format1')
 # What its run was started with: the ACGAN preset's class loss was the paper's ('paper' now).
@@ -130,4 +131,45 @@ def test_format3_workdir_samples_and_resumes(tmp_path):
   proc = run_main(f'--config=configs/{FORMAT3_SPEC}', f'--workdir={old}',
                   '--config.num_steps=6', '--config.loss.lecam_weight=0.3')
   assert proc.returncode == 2 and 'loss.lecam_weight (0.0 -> 0.3)' in proc.stderr, (
+      proc.stderr[-2000:])
+
+
+FORMAT4 = os.path.join(ROOT, 'tests', 'data', 'workdir_format4')
+FORMAT4_SPEC = FORMAT3_SPEC   # written by main at 25f8ac7, the last to write format 4
+
+
+def test_format4_layout_is_todays_without_ada_and_holds_only_runs_without_it():
+  from gan_jax import input_pipeline, migration  # pylint: disable=g-import-not-at-top
+  from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
+  targets = {}
+  for name, overrides in (('plain', {}), ('ada', {'augment__ada': 'bgc',
+                                                   'augment__policy': ''})):
+    config = load_config(FORMAT4_SPEC, **overrides)
+    data = input_pipeline.spec(config.dataset)
+    targets[name] = Stepper(config, data.image_shape, data.num_classes).abstract_state()
+  assert migration.FORMAT == 5 and migration.can_hold(targets['plain'], 4)
+  assert not migration.can_hold(targets['ada'], 4) and migration.can_hold(targets['ada'], 5)
+  layout = migration.layout(targets['plain'], 4)
+  assert set(layout) == {'step', 'key', 'gen', 'critic', 'skipped', 'ema', 'lecam'}
+  assert migration.upgrade(layout, 4).ada == {}
+
+
+@pytest.mark.slow   # several processes (main.py runs)
+def test_format4_workdir_samples_and_resumes(tmp_path):
+  old = tmp_path / 'old'
+  shutil.copytree(os.path.join(FORMAT4, 'dcgan_modern_mlp'), old)
+  out = tmp_path / 'old.npz'
+  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result['step'] == 2 and result['generator'] == 'ema'
+  with np.load(out) as now, np.load(os.path.join(FORMAT4, 'dcgan_modern_mlp_samples.npz')) as then:
+    # The samples stored with it: bitwise on the CPU that wrote them, round-off on another.
+    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
+  resumed = _resumes_as_a_fresh_run_trains(old, FORMAT4_SPEC, tmp_path)
+  assert resumed.ema and resumed.critic.spectral and resumed.ada == {}
+  # ADA on it is a change of config, refused in one line.
+  proc = run_main(f'--config=configs/{FORMAT4_SPEC}', f'--workdir={old}',
+                  '--config.num_steps=6', '--config.augment.policy=', '--config.augment.ada=bgc')
+  assert proc.returncode == 2 and "augment.ada ('' -> 'bgc')" in proc.stderr, (
       proc.stderr[-2000:])

@@ -150,7 +150,7 @@ def test_resume_with_lecam_is_exact(num_seeds, tmp_path):
 def test_a_checkpoint_of_the_format_before_the_anchors_restores_only_without_them():
   _, _, stepper = _setup()
   target = stepper.abstract_state()
-  assert migration.can_hold(target, 3) and migration.FORMAT == 4
+  assert migration.can_hold(target, 3) and migration.FORMAT == 5
   _, _, with_lecam = _setup(loss__lecam_weight=0.3)
   assert not migration.can_hold(with_lecam.abstract_state(), 3)
   assert migration.can_hold(with_lecam.abstract_state(), 4)

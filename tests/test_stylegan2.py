@@ -160,6 +160,8 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   w_avg = np.asarray(straight.gen.stats['mapping']['w_avg'])
   assert np.abs(w_avg).max() > 0       # the mapping's average moved in training
   assert straight.critic.params['mapping']['embed']['weight'].shape == (10, 16)  # conditional
+  # ADA's p and its sign sums are in the state, and resume exactly (compared above)
+  assert set(straight.ada) == {'p', 'signs', 'count'} and 0 <= float(straight.ada['p']) <= 1
 
   config = load_config(spec)
   stepper = Stepper(config, (32, 32, 1), 10)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from gan_jax import augment, errors, gans, input_pipeline, losses, modes, spectral, updates
+from gan_jax import (ada, augment, checks, errors, gans, images, input_pipeline, losses, modes, spectral,
+                     updates)
 from gan_jax.stepper import Stepper
 
 
@@ -249,6 +250,101 @@ def test_augmentation_changes_the_critics_view_but_keeps_the_generators_gradient
   moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(
       jax.tree.leaves(grads['augmented'][1]), jax.tree.leaves(state.gen.params))]
   assert all(np.isfinite(moved)) and min(moved) > 0
+
+
+# --- ADA where the critic sees images ------------------------------------------------------------
+
+def _ada_config(**overrides):
+  """An R1 GAN with ADA ('bgc') at the runlocal batch of 16, one critic update per iteration."""
+  return load_config('wgan_gp.py:digits,runlocal,mlp', loss__lipschitz='r1',
+                     loss__adversarial='nonsaturating', n_critic=1, augment__ada='bgc',
+                     **overrides)
+
+
+def _train(config, iterations):
+  """`iterations` iterations of one call each; (state, [metrics of each])."""
+  stepper, data = _stepper(config)
+  state = stepper.init()
+  stream = input_pipeline.BatchStream(data, config.batch_size, config.seed)
+  logged = []
+  for _ in range(iterations):
+    state, metrics, _ = stepper.train(state, [stream.next(config.n_critic)])
+    logged.append({k: float(v[0]) for k, v in metrics.items()})
+  return state, logged
+
+
+def test_ada_p_moves_after_every_interval_by_the_mean_of_its_real_signs():
+  """p against a replay of the official heuristic (training_loop.py) on the logged sign means:
+  after every 3rd critic update, p + sign(mean of the 3 updates' E[sign D(real)] - target) *
+  16 * 3 / (kimg * 1000), clipped to [0, 1]."""
+  kimg, target, interval = 0.48, 0.1, 3          # a move of 16 * 3 / 480 = 0.1
+  config = _ada_config(augment__ada_p=0.5, augment__ada_target=target,
+                       augment__ada_interval=interval, augment__ada_kimg=kimg)
+  state, logged = _train(config, 9)
+  p, signs, expected = 0.5, [], []
+  for metrics in logged:
+    signs.append(metrics['ada_sign_real'])
+    if len(signs) == interval:
+      p = min(max(p + np.sign(np.mean(signs) - target) * 16 * interval / (kimg * 1000), 0), 1)
+      signs = []
+    expected.append(p)
+  np.testing.assert_allclose([m['ada_p'] for m in logged], expected, atol=1e-6)
+  assert len(set(np.round(expected, 6))) > 1           # it moved (16 signs: never on 0.1)
+  assert float(state.ada['count']) == 0.0 and abs(float(state.ada['p']) - expected[-1]) < 1e-6
+
+
+def test_ada_at_a_fixed_p_of_0_trains_exactly_as_without_it_and_a_fixed_p_stays():
+  plain, _ = _train(load_config('wgan_gp.py:digits,runlocal,mlp', loss__lipschitz='r1',
+                                loss__adversarial='nonsaturating', n_critic=1), 3)
+  zero, logged = _train(_ada_config(augment__ada_p=0.0, augment__ada_target=0.0), 3)
+  assert [m['ada_p'] for m in logged] == [0.0] * 3
+  for a, b in zip(jax.tree.leaves((plain.gen, plain.critic)),
+                  jax.tree.leaves((zero.gen, zero.critic)), strict=True):
+    np.testing.assert_array_equal(a, b)
+  half, logged = _train(_ada_config(augment__ada_p=0.5, augment__ada_target=0.0), 3)
+  assert [m['ada_p'] for m in logged] == [0.5] * 3
+  assert float(jnp.max(jnp.abs(half.critic.params['Dense_0']['kernel'] -
+                               zero.critic.params['Dense_0']['kernel']))) > 0
+
+
+def test_with_ada_the_critic_sees_augmented_images_and_r1_is_taken_before_the_pipeline():
+  config = _ada_config(augment__ada_p=1.0, augment__ada_target=0.0)
+  stepper, data = _stepper(config)
+  state = stepper.init()
+  batch = jax.tree.map(lambda x: x[0], _batch(data, config))
+  gan, seen, at = stepper.gan, [], []
+  real = np.asarray(images.to_signed(batch['image']))
+
+  def view(x, draws, spec):   # records what the pipeline is given, shows the critic zeros
+    del draws, spec
+    seen.append(np.asarray(x) if not isinstance(x, jax.core.Tracer) else 'traced')
+    return jnp.zeros_like(x)
+
+  penalty = losses.r1_penalty
+
+  def r1(critic_fn, x):
+    at.append(np.asarray(x))
+    return penalty(critic_fn, x)
+
+  with mock.patch.object(ada, 'apply', view), mock.patch.object(losses, 'r1_penalty', r1):
+    _, metrics = updates.critic_update(gan, state.gen, state.critic, batch,
+                                       jax.random.PRNGKey(0), ada_p=jnp.float32(1.0))
+    gen, _ = updates.gen_update(gan, state.gen, state.critic, jax.random.PRNGKey(1), 16,
+                                ada_p=jnp.float32(1.0))
+  np.testing.assert_array_equal(at[0], real)          # R1: the gradient at the real images
+  np.testing.assert_array_equal(seen[0], real)        # which the pipeline then transforms
+  # Real and fake both became zeros: the critic cannot tell them apart, and R1's gradient
+  # through a pipeline that shows nothing is 0.
+  assert float(metrics['d_real']) == float(metrics['d_fake'])
+  assert float(metrics['r1_penalty']) == 0.0
+  for a, b in zip(jax.tree.leaves(gen.params), jax.tree.leaves(state.gen.params), strict=True):
+    np.testing.assert_array_equal(a, b)               # G reaches D only through the pipeline
+
+
+def test_ada_and_diffaugment_together_are_refused_in_one_line():
+  config = _ada_config(augment__policy='translation')
+  with pytest.raises(errors.ConfigError, match='choose one augmentation'):
+    checks.check_config(config, 1)
 
 
 # --- projection ---------------------------------------------------------------------------------
