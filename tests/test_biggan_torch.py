@@ -186,6 +186,7 @@ def _pair(side=32):
   return (gen, critic), (t_gen, t_critic), (g, c), (z, labels, x)
 
 
+@pytest.mark.slow   # both whole networks in two frameworks: half a minute on 2 cores
 def test_whole_generator_and_discriminator_are_biggans_in_eval_mode():
   (gen, critic), (t_gen, t_critic), (g, c), (z, labels, x) = _pair()
   assert 'SelfAttention_0' in g[0] and 'SelfAttention_0' in c[0]

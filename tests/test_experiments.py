@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -21,6 +23,7 @@ def test_benchmark_prints_one_json_line_with_steps_per_call():
   assert abs(line['images_per_s'] - 5 * 16 / line['seconds_per_iter']) < 0.01 * line['images_per_s']
 
 
+@pytest.mark.slow   # a process training two ways, half a minute or more on 2 cores
 def test_benchmark_loop_times_the_training_loop_beside_the_bare_step():
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'benchmark.py'),

@@ -37,9 +37,11 @@ def _train(spec, workdir, **overrides):
 # gradient penalty (wgan_gp) and labels (acgan); steps_per_call auto gives calls of 2 and 1.
 # seed_mapping auto runs conv members in a loop on CPU, MLP members under vmap.
 # The conv members run in a loop, one program each: two of them (the slowest case to compile).
+# The conv and ACGAN cases are slow (over a minute on 2 cores; CI runs them).
 @pytest.mark.parametrize('spec,mapping,count', [
-    ('dcgan.py:digits,runlocal', 'auto', 2), ('wgan.py:digits,runlocal,mlp', 'auto', 3),
-    ('wgan_gp.py:digits,runlocal,mlp', 'loop', 3), ('acgan.py:digits,runlocal,mlp', 'auto', 3)])
+    pytest.param('dcgan.py:digits,runlocal', 'auto', 2, marks=pytest.mark.slow),
+    ('wgan.py:digits,runlocal,mlp', 'auto', 3), ('wgan_gp.py:digits,runlocal,mlp', 'loop', 3),
+    pytest.param('acgan.py:digits,runlocal,mlp', 'auto', 3, marks=pytest.mark.slow)])
 def test_members_equal_separate_runs_of_their_seeds(spec, mapping, count, tmp_path):
   overrides = dict(num_steps=5, log_every=5, checkpoint_every=0)
   stacked, stepper = _train(spec, tmp_path / 'many', seed=SEED, num_seeds=count,
@@ -69,7 +71,7 @@ def test_auto_mapping_loops_conv_members_on_cpu_alone():
 
 
 def test_stacked_init_is_bitwise_each_seeds_compiled_init():
-  config = load_config('dcgan.py:digits,runlocal', seed=SEED)
+  config = load_config('dcgan.py:digits,runlocal,mlp', seed=SEED)   # (MLP: quick to compile)
   gan = updates.build_gan(config, (28, 28, 1), 10)
   stacked = jax.jit(lambda: seeds.init(gan, [7, 8], (28, 28, 1)))()
   for k, seed in enumerate((7, 8)):

@@ -149,6 +149,7 @@ def _tree_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow   # three trainings of the runlocal config: over a minute on 2 cores
 def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path):
   spec = 'stylegan2.py:digits,cifar,runlocal'    # conditional: the 'cifar' settings
   quiet = dict(sample_every=0, log_every=0)   # the training calls alone (time)
