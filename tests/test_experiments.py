@@ -83,3 +83,21 @@ def test_conditional_table_gives_each_variants_mean_and_spread_over_its_seeds():
   results['acgan', 1200, 1]['domain_intra_fid'] = 24.0
   assert conditional_table.table(results).splitlines()[-1] == (
       '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 22.0 ± 2.8 | 0,1 |')
+
+
+def test_eval_cost_times_every_extractor_and_metric(tmp_path):
+  from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
+  _random_classifier(tmp_path / 'clf')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'eval_cost.py'), '--dataset=digits',
+       f'--classifier={tmp_path / "clf"}', '--images=20', '--batch=10', '--num_samples=200',
+       '--kid_subsets=2', '--kid_subset_size=50', '--pr_samples=60', '--classes=4'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert set(line['extract']) == {'domain'} and line['extract']['domain']['images_timed'] == 20
+  assert line['extract']['domain']['seconds_per_1000'] > 0
+  assert set(line['metrics']['domain']) == {
+      'statistics_of_the_samples', 'fid', 'kid', 'precision_recall_density_coverage',
+      'intra_fid_4_classes'}
+  assert all(s >= 0 for s in line['metrics']['domain'].values())
