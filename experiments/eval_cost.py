@@ -114,6 +114,8 @@ def main():
   parser.add_argument('--dinov2', default='', help='DINOv2 weights (.npz)')
   parser.add_argument('--random_weights', default='',
                       help='write random Inception and DINOv2 ViT-L/14 weights here and use them')
+  parser.add_argument('--kinds', default='inception,dinov2,domain',
+                      help='the extractors to time, of those with weights')
   parser.add_argument('--images', type=int, default=200, help='images timed per extractor')
   parser.add_argument('--batch', type=int, default=50, help='images per predict call')
   parser.add_argument('--classes', type=int, default=10, help='classes of the intra-FID')
@@ -125,9 +127,13 @@ def main():
   image_shape = tuple(int(s) for s in args.image_shape.split(','))
   config = common.base_config('dcgan', args.dataset)
   weights = _random_weights(args.random_weights) if args.random_weights else {}
-  config.eval.inception_weights = args.inception or weights.get('inception', '')
-  config.eval.dinov2_weights = args.dinov2 or weights.get('dinov2', '')
-  config.eval.classifier = args.classifier
+  kinds = set(args.kinds.split(','))
+  if 'inception' in kinds:
+    config.eval.inception_weights = args.inception or weights.get('inception', '')
+  if 'dinov2' in kinds:
+    config.eval.dinov2_weights = args.dinov2 or weights.get('dinov2', '')
+  if 'domain' in kinds:
+    config.eval.classifier = args.classifier
   for name in ('num_samples', 'kid_subsets', 'kid_subset_size', 'pr_samples'):
     if getattr(args, name):
       config.eval[name] = getattr(args, name)
