@@ -85,28 +85,37 @@ def test_format1_workdir_evaluates_without_config(tmp_path):
   assert result['domain_fid'] > 0 and 0 <= result['acgan_label_accuracy'] <= 1
 
 
+def _samples_as_stored(fixture: str, name: str, tmp_path):
+  """Copies the old workdir `fixture`/`name`, samples it without a config and checks the
+  samples against those stored beside it (`name`_samples.npz): bitwise on the CPU that wrote
+  them, round-off on another. Returns (the copy's path, the sample mode's JSON line)."""
+  old = tmp_path / 'old'
+  shutil.copytree(os.path.join(fixture, name), old)
+  out = tmp_path / 'old.npz'
+  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with np.load(out) as now, np.load(os.path.join(fixture, f'{name}_samples.npz')) as then:
+    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
+  return old, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _refused_on_resume(old, spec: str, flags, message: str):
+  """Resuming `old` with `flags` is a change of config, refused in one line naming `message`."""
+  proc = run_main(f'--config=configs/{spec}', f'--workdir={old}', '--config.num_steps=6', *flags)
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
 FORMAT2 = os.path.join(ROOT, 'tests', 'data', 'workdir_format2')
 FORMAT2_SPEC = 'dcgan.py:digits,runlocal,mlp'   # batch norm in G and D: statistics too
 
 
 @pytest.mark.slow   # several processes (main.py runs)
 def test_format2_workdir_samples_and_resumes(tmp_path):
-  old = tmp_path / 'old'
-  shutil.copytree(os.path.join(FORMAT2, 'dcgan_mlp'), old)
-  out = tmp_path / 'old.npz'
-  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  old, result = _samples_as_stored(FORMAT2, 'dcgan_mlp', tmp_path)
   assert result['step'] == 2 and 'generator' not in result   # no EMA: nothing to say
-  with np.load(out) as now, np.load(os.path.join(FORMAT2, 'dcgan_mlp_samples.npz')) as then:
-    # The samples stored with it: bitwise on the CPU that wrote them, round-off on another.
-    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
   resumed = _resumes_as_a_fresh_run_trains(old, FORMAT2_SPEC, tmp_path)
   assert not resumed.ema and not resumed.critic.spectral
-  # Resuming it with a toolkit option is a change of config, refused in one line.
-  proc = run_main(f'--config=configs/{FORMAT2_SPEC}', f'--workdir={old}',
-                  '--config.num_steps=6', '--config.ema.decay=0.9')
-  assert proc.returncode == 2 and 'ema.decay (0.0 -> 0.9)' in proc.stderr, proc.stderr[-2000:]
+  _refused_on_resume(old, FORMAT2_SPEC, ['--config.ema.decay=0.9'], 'ema.decay (0.0 -> 0.9)')
 
 
 FORMAT3 = os.path.join(ROOT, 'tests', 'data', 'workdir_format3')
@@ -115,23 +124,13 @@ FORMAT3_SPEC = 'dcgan.py:digits,runlocal,mlp,modern'   # EMA, spectral norm, Dif
 
 @pytest.mark.slow   # several processes (main.py runs)
 def test_format3_workdir_samples_and_resumes(tmp_path):
-  old = tmp_path / 'old'
-  shutil.copytree(os.path.join(FORMAT3, 'dcgan_modern_mlp'), old)
-  out = tmp_path / 'old.npz'
-  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  old, result = _samples_as_stored(FORMAT3, 'dcgan_modern_mlp', tmp_path)
   assert result['step'] == 2 and result['generator'] == 'ema' and 'truncation' not in result
-  with np.load(out) as now, np.load(os.path.join(FORMAT3, 'dcgan_modern_mlp_samples.npz')) as then:
-    # The samples stored with it: bitwise on the CPU that wrote them, round-off on another.
-    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
   resumed = _resumes_as_a_fresh_run_trains(old, FORMAT3_SPEC, tmp_path)
   assert resumed.ema and resumed.critic.spectral and resumed.lecam == {}
   # Its checkpoints are now of today's format; LeCam on it is a change of config, refused.
-  proc = run_main(f'--config=configs/{FORMAT3_SPEC}', f'--workdir={old}',
-                  '--config.num_steps=6', '--config.loss.lecam_weight=0.3')
-  assert proc.returncode == 2 and 'loss.lecam_weight (0.0 -> 0.3)' in proc.stderr, (
-      proc.stderr[-2000:])
+  _refused_on_resume(old, FORMAT3_SPEC, ['--config.loss.lecam_weight=0.3'],
+                     'loss.lecam_weight (0.0 -> 0.3)')
 
 
 FORMAT4 = os.path.join(ROOT, 'tests', 'data', 'workdir_format4')
@@ -156,20 +155,9 @@ def test_format4_layout_is_todays_without_ada_and_holds_only_runs_without_it():
 
 @pytest.mark.slow   # several processes (main.py runs)
 def test_format4_workdir_samples_and_resumes(tmp_path):
-  old = tmp_path / 'old'
-  shutil.copytree(os.path.join(FORMAT4, 'dcgan_modern_mlp'), old)
-  out = tmp_path / 'old.npz'
-  proc = run_main(f'--workdir={old}', '--mode=sample', '--num_samples=20', f'--out={out}')
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  old, result = _samples_as_stored(FORMAT4, 'dcgan_modern_mlp', tmp_path)
   assert result['step'] == 2 and result['generator'] == 'ema'
-  with np.load(out) as now, np.load(os.path.join(FORMAT4, 'dcgan_modern_mlp_samples.npz')) as then:
-    # The samples stored with it: bitwise on the CPU that wrote them, round-off on another.
-    np.testing.assert_allclose(now['images'], then['images'], atol=1e-5)
   resumed = _resumes_as_a_fresh_run_trains(old, FORMAT4_SPEC, tmp_path)
   assert resumed.ema and resumed.critic.spectral and resumed.ada == {}
-  # ADA on it is a change of config, refused in one line.
-  proc = run_main(f'--config=configs/{FORMAT4_SPEC}', f'--workdir={old}',
-                  '--config.num_steps=6', '--config.augment.policy=', '--config.augment.ada=bgc')
-  assert proc.returncode == 2 and "augment.ada ('' -> 'bgc')" in proc.stderr, (
-      proc.stderr[-2000:])
+  _refused_on_resume(old, FORMAT4_SPEC, ['--config.augment.policy=', '--config.augment.ada=bgc'],
+                     "augment.ada ('' -> 'bgc')")
