@@ -273,7 +273,8 @@ FIELDS = (
       'k = 3; density/coverage: eval.dc_k)', '[4, inf)',
       'precision/recall: k = 3 nearest neighbours and the sample', resume=True),
     F('eval.truncation', 0.0, 'evaluations draw z truncated at this threshold (the truncation '
-      "trick: |z_i| <= it, resampled; 0: untruncated)", '[0, inf)',
+      "trick: |z_i| <= it, resampled; stylegan2: psi, every w pulled toward w_avg; 0: "
+      'untruncated)', '[0, inf)',
       'the truncation threshold; 0: none', resume=True),
     F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
       "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),

@@ -626,13 +626,16 @@ def generator_variables(state: TrainState, use_ema: bool = True,
 
 
 def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True,
-             noise_key=None):
+             noise_key=None, truncation_psi: Optional[float] = None):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages): the EMA
   generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one. A
   generator with noise inputs (gan.gen_noise) draws them from `noise_key`, or without one from
-  a fixed key (the same z and labels, the same images); other generators ignore it."""
+  a fixed key (the same z and labels, the same images); other generators ignore it. A
+  generator with ws (models.Family.styles) takes `truncation_psi` (a Python float): every w
+  pulled toward w_avg, w_avg + psi (w - w_avg)."""
   params, stats = generator_variables(state, use_ema, gan.spectral_estimate)
   rngs = None
   if gan.gen_noise:
     rngs = {'noise': jax.random.PRNGKey(FIXED_NOISE_KEY) if noise_key is None else noise_key}
-  return _apply(gan.generator, params, stats, z, labels, train=False, rngs=rngs)[0]
+  kwargs = {} if truncation_psi is None else {'truncation_psi': truncation_psi}
+  return _apply(gan.generator, params, stats, z, labels, train=False, rngs=rngs, **kwargs)[0]
