@@ -54,7 +54,8 @@ flags.DEFINE_list('compare', [], 'eval: other workdirs to score with this one\'s
 flags.DEFINE_bool('raw_generator', False, 'sample, interpolate, eval: with ema.decay > 0, the '
                   'trained generator instead of its exponential moving average.')
 flags.DEFINE_float('truncation', None, 'sample, interpolate: draw z truncated at this '
-                   'threshold (the truncation trick: every |z_i| <= it, resampled); '
+                   'threshold (the truncation trick: every |z_i| <= it, resampled); for '
+                   'stylegan2 psi, every w pulled toward w_avg (w_avg + psi (w - w_avg)); '
                    'evaluations take --config.eval.truncation and eval.truncation_sweep.')
 flags.DEFINE_integer('seed_index', 0, 'sample, interpolate, with num_seeds > 1: the member '
                      'whose samples to write (seed config.seed + seed_index).')

@@ -1,8 +1,9 @@
-"""StyleGAN2-ADA (Karras et al. 2020) as its train.py configures it (path length regularisation
-and style mixing are not wired in yet): model.arch 'stylegan2', the non-saturating logistic
-loss, lazy R1 every 16 critic updates, Adam(b1 0, b2 0.99, eps 1e-8) with the
-lazy-regularisation adjustment, an EMA of G by half-life with ramp-up, and ADA ('bgc', p from
-0 toward E[sign(D(real))] = 0.6, moved every 4 minibatches by batch * 4 / 500k).
+"""StyleGAN2-ADA (Karras et al. 2020) as its train.py configures it: model.arch 'stylegan2', the
+non-saturating logistic loss, lazy R1 every 16 critic updates, for 'auto' style mixing (0.9)
+and the lazy path length penalty (weight 2, every 4 generator updates), Adam(b1 0, b2 0.99,
+eps 1e-8) with the lazy-regularisation adjustment, an EMA of G by half-life with ramp-up, and
+ADA ('bgc', p from 0 toward E[sign(D(real))] = 0.6, moved every 4 minibatches by batch * 4 /
+500k).
 docs/stylegan2.md has what is checked against the official code.
 
   python main.py --config=configs/stylegan2.py:cifar10 --workdir=/tmp/sg2_cifar
@@ -15,17 +16,19 @@ Settings (train.py's cfg_specs):
   cifar (cifar10, or the option on any 32 px data): ref_gpus 2, batch 64, minibatch-std groups of
      32 (the batch per GPU), fmaps 1 (channel_base 32768, channel_max 512: 512 channels at every
      resolution), lr 0.0025, gamma 0.01, EMA half-life 500k images, ramp-up 0.05, mapping 2
-     layers, D 'orig', 100M images; conditional (projection: the mapping's embedding, D's cmap).
+     layers, D 'orig', 100M images, no style mixing and no path length penalty (style_mixing 0,
+     pl_weight 0); conditional (projection: the mapping's embedding, D's cmap).
   auto (every other dataset, 32 to 256 px), for 8 GPUs: batch max(min(8 min(4096 / res, 32),
      64), 8) = 64, groups min(batch / 8, 4) = 4, fmaps 0.5 (channel_base 16384), lr 0.0025,
      gamma 0.0002 res^2 / batch, EMA half-life batch 10 / 32 = 20k images, ramp-up 0.05,
-     mapping 2 layers, D 'resnet', 25M images; unconditional.
+     mapping 2 layers, D 'resnet', 25M images, style mixing 0.9 and the path length penalty
+     (weight 2, on batch / 2, pl_mean's rate 0.01: StyleGAN2Loss's defaults); unconditional.
 Both: z and w 512, conv_clamp 256, G and D in float32 (the official trains its 4 finest
 resolutions in float16). Lazy regularisation: R1 every 16th critic update, weighted gamma / 2
-times 16; both optimizers' lr and betas adjusted by mb_ratio = interval / (interval + 1), D's
-with 16, G's with 4 (the official's G interval, kept though 'cifar' has no path length penalty).
-The official takes R1 in a separate Adam step (17 steps per 16 minibatches); here it joins the
-16th update's loss.
+times 16, and the path length penalty every 4th generator update, times 4; both optimizers'
+lr and betas adjusted by mb_ratio = interval / (interval + 1), D's with 16, G's with 4 (as the
+official, also for 'cifar' without the penalty). The official takes each regulariser in a
+separate Adam step (17 steps per 16 minibatches, 5 per 4); here it joins its update's loss.
 
 Options:
   cifar      the 'cifar' settings on any dataset
@@ -33,8 +36,9 @@ Options:
   size64     dataset.image_size 64
   size128    dataset.image_size 128
   noada      no augmentation (train.py's --aug=noaug)
-  runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 every 2nd update,
-             p moving every update by 0.1 (ada_kimg 0.16 at its batch of 16)
+  runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 and the path
+             length penalty every 2nd update, p moving every update by 0.1 (ada_kimg 0.16 at
+             its batch of 16)
 """
 
 from configs import common
@@ -43,7 +47,9 @@ OPTIONS = ('cifar', 'auto', 'noada', *common.SIZE_OPTIONS)
 R1_EVERY, GEN_REG_EVERY = 16, 4     # the official D_reg_interval and G_reg_interval
 # train.py's cfg_specs: the fixed 'cifar' spec
 CIFAR = dict(gpus=2, kimg=100_000, batch=64, mbstd=32, fmaps=1.0, lr=0.0025, gamma=0.01,
-             ema_kimg=500, ramp=0.05, mapping=2)
+             ema_kimg=500, ramp=0.05, mapping=2, style_mixing=0.0, pl_weight=0.0)
+# StyleGAN2Loss's defaults, which train.py keeps but for 'cifar'
+STYLE_MIXING, PL_WEIGHT, PL_BATCH_SHRINK, PL_DECAY = 0.9, 2.0, 2, 0.01
 
 
 def auto_spec(res: int, gpus: int = 8) -> dict:
@@ -51,7 +57,8 @@ def auto_spec(res: int, gpus: int = 8) -> dict:
   batch = max(min(gpus * min(4096 // res, 32), 64), gpus)
   return dict(gpus=gpus, kimg=25_000, batch=batch, mbstd=min(batch // gpus, 4),
               fmaps=1.0 if res >= 512 else 0.5, lr=0.002 if res >= 1024 else 0.0025,
-              gamma=0.0002 * res ** 2 / batch, ema_kimg=batch * 10 / 32, ramp=0.05, mapping=2)
+              gamma=0.0002 * res ** 2 / batch, ema_kimg=batch * 10 / 32, ramp=0.05, mapping=2,
+              style_mixing=STYLE_MIXING, pl_weight=PL_WEIGHT)
 
 
 def lazy_adam(lr: float, interval: int, b1: float = 0.0, b2: float = 0.99):
@@ -79,12 +86,17 @@ def get_config(arg=None):
   c.model.mbstd_group_size = spec['mbstd']
   c.model.critic_architecture = 'orig' if cifar else 'resnet'
   c.model.noise_mode = 'random'
+  c.model.style_mixing = spec['style_mixing']
   c.latent_dim = 512
   c.batch_size = spec['batch']
   c.n_critic = 1
   c.num_steps = int(spec['kimg'] * 1000 // spec['batch'])
   c.loss.r1_weight = spec['gamma']
   c.loss.r1_every = R1_EVERY
+  c.loss.pl_weight = spec['pl_weight']
+  c.loss.pl_every = GEN_REG_EVERY
+  c.loss.pl_batch_shrink = PL_BATCH_SHRINK
+  c.loss.pl_decay = PL_DECAY
   # EMA: beta = 0.5 ** (batch / half-life), the half-life at most ramp times the images seen
   c.ema.decay = 0.5 ** (spec['batch'] / (spec['ema_kimg'] * 1000))
   c.ema.start_step = 0
@@ -105,6 +117,7 @@ def get_config(arg=None):
     c.model.w_dim = 16
     c.model.mbstd_group_size = 4
     c.loss.r1_every = 2            # both R1 branches in a few steps
+    c.loss.pl_every = 2            # ... and both of the path length penalty's
     c.ema.rampup = 0.5
     c.augment.ada_interval = 1
     c.augment.ada_kimg = 0.16

@@ -55,6 +55,12 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
   if config.model.critic_pool != 'mean' and config.model.arch != 'resnet':
     raise ConfigError(f"model.critic_pool {config.model.critic_pool!r} is the ResNet critic's "
                       f"global pool; model.arch {config.model.arch!r} has none: leave it 'mean'")
+  if not models.ARCHITECTURES[config.model.arch].styles:
+    for name, value in (('model.style_mixing', config.model.style_mixing),
+                        ('loss.pl_weight', config.loss.pl_weight)):
+      if value > 0:
+        raise ConfigError(f"{name} {value} works on the ws of StyleGAN2's generator: model.arch "
+                          f"{config.model.arch!r} has none (set it 0)")
   spec = gans.resolve(config)
   if spec.gradient_penalty and config.model.critic_norm == 'batch':
     raise ConfigError("the gradient penalty is per example, so the critic cannot use batch norm: "

@@ -149,6 +149,9 @@ FIELDS = (
     F('model.noise_mode', 'random', "stylegan2: G's noise inputs, 'random' (drawn per image) | "
       "'const' (fixed per layer) | 'none'", choices=models.stylegan2.NOISE_MODES,
       absent_is_default=True),
+    F('model.style_mixing', 0.0, "stylegan2: the probability that a batch's ws from a cutoff "
+      'uniform in [1, num_ws) on are those of other z, in training (StyleGAN2: 0.9; 0: none)',
+      '[0, 1]', 'a probability', absent_is_default=True),
     F('model.conv_impl', 'auto', "conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: "
       'hybrid)', choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
@@ -185,6 +188,16 @@ FIELDS = (
     F('loss.r1_every', 1, 'R1 on every this-many-th critic update only, times this (lazy '
       'regularisation)', '[1, inf)', 'critic updates between R1 penalties',
       absent_is_default=True),
+    F('loss.pl_weight', 0.0, "stylegan2: weight of the path length penalty E[(|J_w^T y| - a)^2] "
+      "in G's loss, a the lengths' moving average (StyleGAN2: 2; 0: off)", '[0, inf)',
+      "the penalty's weight", absent_is_default=True),
+    F('loss.pl_every', 4, 'the path length penalty on every this-many-th generator update only, '
+      'times this (lazy regularisation)', '[1, inf)', 'generator updates between penalties',
+      absent_is_default=True),
+    F('loss.pl_batch_shrink', 2, "the path length penalty's batch: the batch divided by this",
+      '[1, inf)', 'a divisor of the batch', absent_is_default=True),
+    F('loss.pl_decay', 0.01, "the rate of the path lengths' moving average a", '[0, 1]',
+      'a rate', absent_is_default=True),
     F('loss.lecam_weight', 0.0, 'lambda of LeCam regularisation (Tseng et al. 2021) in the '
       "critic's loss (0: off); 0.3 in the paper's CIFAR runs", '[0, inf)', "LeCam's lambda",
       absent_is_default=True),
@@ -260,7 +273,8 @@ FIELDS = (
       'k = 3; density/coverage: eval.dc_k)', '[4, inf)',
       'precision/recall: k = 3 nearest neighbours and the sample', resume=True),
     F('eval.truncation', 0.0, 'evaluations draw z truncated at this threshold (the truncation '
-      "trick: |z_i| <= it, resampled; 0: untruncated)", '[0, inf)',
+      "trick: |z_i| <= it, resampled; stylegan2: psi, every w pulled toward w_avg; 0: "
+      'untruncated)', '[0, inf)',
       'the truncation threshold; 0: none', resume=True),
     F('eval.truncation_sweep', '', "... and also score these thresholds, a comma list "
       "('0.25,0.5,1.0'; '': none), as truncation_T/METRIC", resume=True),

@@ -74,19 +74,20 @@ def layout(num_classes: int, num_walks: int) -> Tuple[int, int]:
 def keyframe_noise(stepper: Stepper, seed: int, keyframes: int, walks: int,
                    truncation: Optional[float] = None) -> np.ndarray:
   """[keyframes, walks, latent_dim] z of `seed`'s INTERPOLATE_STREAM (truncated at
-  `truncation`, if given)."""
+  `truncation`, if given: sampling.latents)."""
   key = sampling.stream_key(seed, sampling.INTERPOLATE_STREAM)
   num = keyframes * walks
-  z = (stepper.noise(key, num) if truncation is None else
-       sampling.truncated_noise(key, num, stepper.latent_dim, truncation))
+  z = sampling.latents(stepper, key, num, truncation)
   return np.asarray(z).reshape(keyframes, walks, stepper.latent_dim)
 
 
 def render(stepper: Stepper, state, latents: np.ndarray, ncol: int,
-           class_names: Sequence[str] = ()) -> List[np.ndarray]:
+           class_names: Sequence[str] = (), truncation: Optional[float] = None
+           ) -> List[np.ndarray]:
   """uint8 frames [H', W', C] of latents [T, walks, D]: each frame a grid of the walks' images
   (a conditional generator: one row per class, every row the same walks), upscaled SCALE
-  times, rows named by `class_names` when there is one per class."""
+  times, rows named by `class_names` when there is one per class; a generator with ws pulls
+  them toward w_avg with psi `truncation` (sampling.psi)."""
   classes = stepper.num_classes
   cells = latents.shape[1] * (classes or 1)
   labels = (np.repeat(np.arange(classes, dtype=np.int32), latents.shape[1]) if classes
@@ -100,7 +101,8 @@ def render(stepper: Stepper, state, latents: np.ndarray, ncol: int,
     f = len(z)
     made = np.asarray(images.to_unit(np.asarray(stepper.generate(
         state, jnp.asarray(z.reshape(f * cells, -1)),
-        None if labels is None else jnp.asarray(np.tile(labels, f))))))
+        None if labels is None else jnp.asarray(np.tile(labels, f)),
+        **sampling.psi(stepper, truncation)))))
     for picture in made.reshape((f, cells) + made.shape[1:]):
       grid = images.make_grid(picture, ncol)
       grid = np.repeat(np.repeat(grid, SCALE, axis=0), SCALE, axis=1)
@@ -154,7 +156,7 @@ def write_interpolation(stepper: Stepper, state, seed: int, num_walks: int, out:
   line's fields."""
   walks, ncol = layout(stepper.num_classes, num_walks)
   latents = walk(keyframe_noise(stepper, seed, keyframes, walks, truncation), frames_between)
-  frames = render(stepper, state, latents, ncol, class_names)
+  frames = render(stepper, state, latents, ncol, class_names, truncation)
   stem = files.path(out).with_suffix('') if files.path(out).suffix in ('.gif', '.mp4') else out
   gif, mp4 = f'{stem}.gif', f'{stem}.mp4'
   height, width = frames[0].shape[:2]

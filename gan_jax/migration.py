@@ -7,7 +7,8 @@ stream position). Checkpoints written before formats were recorded are known by 
   2  per-player state (gen, critic: params, stats, opt_state), no EMA, no spectral vectors
   3  a player's `spectral` vectors and the generator's `ema` ({} if unused), no LeCam anchors
   4  format 3 and the LeCam anchors `lecam` ({} if unused)
-  5  today's TrainState: format 4 and ADA's `ada` (p and its sign sums; {} if unused)
+  5  today's TrainState: format 4, ADA's `ada` (p and its sign sums) and the path length
+     penalty's `path_length` (pl_mean) ({} if unused)
 
 A run's config.json from before the GAN grid (no loss.adversarial) named its GAN by `gan` (and
 ACGAN's acgan_adversarial) alone: `upgrade_config` clears the grid fields it lacks, so the
@@ -86,11 +87,11 @@ LAYOUTS: Dict[int, tuple] = {1: (_as_1, _from_1), 2: (_as_2, _from_2), 3: (_as_3
 
 def can_hold(target: TrainState, fmt: int) -> bool:
   """Whether a state of format `fmt` restores into `target`: formats 1 and 2 hold no EMA and no
-  spectral vectors, format 3 no LeCam anchors, format 4 no ADA state, so only a target without
-  them reads them."""
+  spectral vectors, format 3 no LeCam anchors, format 4 no ADA state and no pl_mean, so only a
+  target without them reads them."""
   if fmt == FORMAT:
     return True
-  return not (target.ada or (fmt < 4 and target.lecam) or
+  return not (target.ada or target.path_length or (fmt < 4 and target.lecam) or
               (fmt < 3 and (target.ema or target.gen.spectral or target.critic.spectral)))
 
 

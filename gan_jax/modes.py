@@ -163,7 +163,8 @@ def _sampling(config, workdir: str, step: Optional[int], best: bool, seed_index:
   `seed_index`'s with num_seeds > 1."""
   checks.check_config(config, jax.device_count())
   if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
-    raise ConfigError(f'--truncation must be a threshold > 0, got {truncation}')
+    raise ConfigError(f'--truncation must be > 0 (a threshold on |z_i|; stylegan2: psi toward '
+                      f'w_avg), got {truncation}')
   if not 0 <= seed_index < config.num_seeds:
     raise ConfigError(f'--seed_index must be >= 0 and < num_seeds ({config.num_seeds}), '
                       f'got {seed_index}')

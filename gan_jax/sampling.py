@@ -79,13 +79,32 @@ def truncated_noise(key, num: int, latent_dim: int, threshold: float) -> jax.Arr
   return jax.random.truncated_normal(key, -threshold, threshold, (num, latent_dim), jnp.float32)
 
 
+def latents(stepper: Stepper, key, num: int, truncation: Optional[float] = None) -> jax.Array:
+  """[num, latent_dim] z of `key` for samples truncated at `truncation` (None: none): for a
+  generator with ws (stepper.truncates_w) N(0, I) z, `truncation` being psi toward w_avg
+  (`psi`); for the others truncated_noise's z at that threshold."""
+  if truncation is None or stepper.truncates_w:
+    return stepper.noise(key, num)
+  return truncated_noise(key, num, stepper.latent_dim, truncation)
+
+
+def psi(stepper: Stepper, truncation: Optional[float] = None) -> Dict[str, float]:
+  """Stepper.generate's truncation argument for samples truncated at `truncation`: StyleGAN's
+  truncation (Karras et al. 2019), w = w_avg + psi (w - w_avg) with psi = `truncation`, for
+  a generator with ws; none for the others (their z is truncated: `latents`)."""
+  if truncation is None or not stepper.truncates_w:
+    return {}
+  return {'truncation_psi': truncation}
+
+
 def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 256,
             interleaved: bool = False, progress: str = '', truncation: Optional[float] = None
             ) -> Iterator[Tuple[jax.Array, Optional[np.ndarray]]]:
   """Yields (images in [-1, 1] on the device [b, H, W, C], labels [b] or None) for
   `num_samples` samples; a conditional GAN's labels are balanced over the classes. With
   `progress` ('Sampling', 'Evaluating'), long runs log how far they are (`logged`); with
-  `truncation` (a threshold > 0), z is truncated_noise's."""
+  `truncation` (> 0), z is truncated_noise's at that threshold, or a generator with ws pulls
+  them toward w_avg with psi `truncation` (`latents`, `psi`)."""
   labels = (balanced_labels(num_samples, stepper.num_classes, interleaved)
             if stepper.num_classes else None)
 
@@ -95,12 +114,11 @@ def batches(stepper: Stepper, state, num_samples: int, key, batch_size: int = 25
       key, z_key = jax.random.split(key)
       n = min(batch_size, num_samples - start)
       chunk = None if labels is None else labels[start:start + n]
-      z = (stepper.noise(z_key, n) if truncation is None else
-           truncated_noise(z_key, n, stepper.latent_dim, truncation))
+      z = latents(stepper, z_key, n, truncation)
       # a generator with noise inputs: each batch's from its z key (so from `key` alone)
       noise_key = jax.random.fold_in(z_key, updates.NOISE_STREAM)
       yield stepper.generate(state, z, None if chunk is None else jnp.asarray(chunk),
-                             noise_key), chunk
+                             noise_key, **psi(stepper, truncation)), chunk
   return logged(generate(), num_samples, progress) if progress else generate()
 
 
@@ -138,7 +156,7 @@ def draw(stepper: Stepper, state, seed: int, num_samples: int,
          truncation: Optional[float] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
   """--mode=sample's `num_samples` samples of `seed` (SAMPLE_STREAM), on the host: (images in
   [0, 1] [N, H, W, C], labels [N] balanced in blocks for a conditional GAN, else None); with
-  `truncation`, of truncated z (truncated_noise)."""
+  `truncation`, truncated (`batches`)."""
   # Each batch comes to the host as it is made: the progress log times finished samples.
   parts = [(np.asarray(images.to_unit(np.asarray(b))), l) for b, l in batches(
       stepper, state, num_samples, stream_key(seed, SAMPLE_STREAM), progress='Sampling',

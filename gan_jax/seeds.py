@@ -20,8 +20,9 @@ from gan_jax import input_pipeline, updates
 from gan_jax.updates import TrainState
 
 # vmap axes of a stacked TrainState: the member axis of every leaf but the shared step.
-STATE_AXES = TrainState(step=None, key=0, gen=0, critic=0, skipped=0, ema=0, lecam=0, ada=0)
-_STACKED = ('key', 'gen', 'critic', 'skipped', 'ema', 'lecam', 'ada')
+STATE_AXES = TrainState(step=None, key=0, gen=0, critic=0, skipped=0, ema=0, lecam=0, ada=0,
+                        path_length=0)
+_STACKED = ('key', 'gen', 'critic', 'skipped', 'ema', 'lecam', 'ada', 'path_length')
 
 
 def member_seeds(config) -> List[int]:

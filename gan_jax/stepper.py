@@ -14,7 +14,7 @@ split on B. Two seams wrap the step, each chosen once from the config:
 """
 
 import functools
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import jax
 from jax.experimental import multihost_utils
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from gan_jax import flops, seeds, sharding, updates
+from gan_jax import flops, models, seeds, sharding, updates
 from gan_jax.updates import TrainState
 
 
@@ -75,7 +75,10 @@ class Stepper:
     # Samples come from the generator's EMA when the run keeps one, unless `raw_generator`.
     self.uses_ema = config.ema.decay > 0 and not raw_generator
     self._generate = jax.jit(functools.partial(updates.generate, self.gan,
-                                               use_ema=self.uses_ema))
+                                               use_ema=self.uses_ema),
+                             static_argnames='truncation_psi')
+    # Sampling's truncation: psi toward w_avg for a generator with ws, else a threshold on z
+    self.truncates_w = models.ARCHITECTURES[config.model.arch].styles
 
   @property
   def latent_dim(self) -> int:
@@ -163,16 +166,21 @@ class Stepper:
     """len(host_batches) iterations in one compiled call: `step(state, put(host_batches))`."""
     return self.step(state, self.put(host_batches))
 
-  def generate(self, state: TrainState, z, labels=None, noise_key=None):
+  def generate(self, state: TrainState, z, labels=None, noise_key=None,
+               truncation_psi: Optional[float] = None):
     """Images in [-1, 1] from the generator of `state` (one copy, one run: a member's
     seeds.member of a stacked state): on the device with one
     process; with several, the rows split over every device of every process and all of them
     gathered back to each process (numpy). `noise_key`: the draws of a generator with noise
-    inputs (updates.generate; None: a fixed key)."""
+    inputs (updates.generate; None: a fixed key); `truncation_psi`: a generator with ws
+    (truncates_w) pulls them toward w_avg (one compiled function per psi)."""
     if not self.gan.gen_noise:
       noise_key = None   # other generators draw nothing: one compiled function as before
+    kwargs = {'noise_key': noise_key}
+    if truncation_psi is not None:
+      kwargs['truncation_psi'] = float(truncation_psi)
     if jax.process_count() == 1:
-      return self._generate(state, z, labels, noise_key=noise_key)
+      return self._generate(state, z, labels, **kwargs)
     n, size = z.shape[0], self.mesh.size
     padded = -(-n // size) * size
     split = sharding.batch_sharding(self.mesh, leading=0)
@@ -182,7 +190,7 @@ class Stepper:
       x = np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)]) if padded > n else x
       return jax.make_array_from_callback(x.shape, split, lambda index: x[index])
     images = self._generate(state, to_global(z), None if labels is None else to_global(labels),
-                            noise_key=noise_key)
+                            **kwargs)
     return multihost_utils.process_allgather(images, tiled=True)[:n]
 
   def noise(self, key, num: int) -> jax.Array:

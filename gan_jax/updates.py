@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gan_jax import ada, augment, gans, images, losses, models, optimizers, spectral
+from gan_jax import ada, augment, gans, images, losses, models, optimizers, spectral, styles
 
 Metrics = Dict[str, jax.Array]
 Health = Dict[str, jax.Array]  # name -> bool: all of it finite ('metrics', 'gen.params', ...)
@@ -43,6 +43,9 @@ class TrainState:
   # ADA's {'p': the augmentation probability, 'signs': the sum of the critic updates' mean
   # sign(D(real)) since p last moved, 'count': how many}, float32 scalars ({} without ADA)
   ada: Any = flax.struct.field(default_factory=dict)
+  # the path length penalty's {'mean': the moving average of the path lengths}, a float32
+  # scalar ({} with loss.pl_weight 0)
+  path_length: Any = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,11 @@ class GAN:
   ada_spec: Optional[ada.Spec] = None  # ADA's pipeline (augment.ada; None: no ADA)
   ada_p: float = 0.0           # ADA's p at step 0
   ada_tuning: ada.Tuning = ada.Tuning()  # how p adapts (target None: a fixed p)
+  style_mixing: float = 0.0    # the probability of a batch's style mixing (models.Family.styles)
+  pl_weight: float = 0.0       # the path length penalty's weight (0: none, and no pl_mean)
+  pl_every: int = 4            # the penalty on every this-many-th generator update, times this
+  pl_batch_shrink: int = 2     # ... on the batch divided by this
+  pl_decay: float = 0.01       # the path lengths' moving average's rate
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -112,7 +120,9 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       lecam_start=config.loss.lecam_start_step, lecam_form=config.loss.lecam_form,
       spectral_estimate=config.model.spectral_estimate, ortho_weight=config.loss.ortho_weight,
       gen_noise=models.ARCHITECTURES[config.model.arch].noise, ema_rampup=config.ema.rampup,
-      **_ada_fields(config.augment))
+      style_mixing=config.model.style_mixing, pl_weight=config.loss.pl_weight,
+      pl_every=config.loss.pl_every, pl_batch_shrink=config.loss.pl_batch_shrink,
+      pl_decay=config.loss.pl_decay, **_ada_fields(config.augment))
 
 
 def _ada_fields(augment_config) -> dict:
@@ -160,16 +170,19 @@ def init_from_key(gan: GAN, seed_key, image_shape) -> TrainState:
   zero = jnp.zeros((), jnp.float32)
   ada_state = ({'p': jnp.asarray(gan.ada_p, jnp.float32), 'signs': zero, 'count': zero}
                if gan.ada_spec is not None else {})
+  path_length = {'mean': zero} if gan.pl_weight > 0 else {}   # the official pl_mean starts at 0
   return TrainState(step=jnp.zeros((), jnp.int32), key=train_key, gen=gen,
                     critic=player(critic_vars, gan.critic_tx, critic_key, gan.critic_spectral),
-                    skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam, ada=ada_state)
+                    skipped=jnp.zeros((), jnp.int32), ema=ema, lecam=lecam, ada=ada_state,
+                    path_length=path_length)
 
 
-def _apply(module, params, stats, *args, train: bool, rngs=None):
-  """Applies a module (`rngs`: its PRNG streams, e.g. G's 'noise'); in training with batch
-  norm also returns the updated statistics."""
+def _apply(module, params, stats, *args, train: bool, rngs=None, **kwargs):
+  """Applies a module (`rngs`: its PRNG streams, e.g. G's 'noise'; `kwargs`: apply's, e.g.
+  `method`, and the method's); in training with batch norm also returns the updated
+  statistics."""
   variables = {'params': params, **({'batch_stats': stats} if stats else {})}
-  kwargs = {'rngs': rngs} if rngs else {}
+  kwargs = {'rngs': rngs, **kwargs} if rngs else kwargs
   if train and stats:
     out, updates = module.apply(variables, *args, train=True, mutable=['batch_stats'], **kwargs)
     return out, updates['batch_stats']
@@ -210,6 +223,9 @@ AUGMENT_STREAM = 0x5A7E
 NOISE_STREAM = 0x4015E
 # ... and for ADA's draws.
 ADA_STREAM = 0xADA
+# ... and for style mixing's (the other z, the cutoff), and the path length penalty's.
+MIXING_STREAM = 0x313C
+PATH_LENGTH_STREAM = 0x9A7F
 # The noise key of a sample drawn without one (updates.generate): the same z gives the same image.
 FIXED_NOISE_KEY = 0x4015E
 
@@ -224,6 +240,60 @@ def _gen_rngs(gan: GAN, key):
   if gan.axis_name is not None:
     noise_key = jax.random.fold_in(noise_key, jax.lax.axis_index(gan.axis_name))
   return {'noise': noise_key}
+
+
+def _mapped(gan: GAN, params, stats, z, labels, key):
+  """(ws [B, num_ws, w_dim], G's statistics after) of z and labels in training (w_avg moves).
+  With style mixing (gan.style_mixing > 0), with that probability the ws from a cutoff on,
+  uniform in [1, num_ws), are those of other z ~ N(0, I) with the same labels (mapped without
+  moving w_avg): the official run_G. The other z are the global batch's rows, each device
+  keeping its own (as _draw's); the cutoff is drawn once from `key` alone, so every device
+  takes the same (as one GPU of the official does for its batch)."""
+  ws, new_stats = _apply(gan.generator, params, stats, z, labels, train=True, method='map')
+  if gan.style_mixing > 0:
+    z_key, cutoff_key = jax.random.split(jax.random.fold_in(key, MIXING_STREAM))
+    other_z = _draw(gan, lambda n: jax.random.normal(z_key, (n, gan.latent_dim), jnp.float32),
+                    z.shape[0])
+    other_ws, _ = _apply(gan.generator, params, stats, other_z, labels, train=True,
+                         method='map', skip_w_avg_update=True)
+    ws = styles.mix(ws, other_ws, styles.mixing_cutoff(cutoff_key, gan.style_mixing,
+                                                       ws.shape[1]))
+  return ws, new_stats
+
+
+def _synthesized(gan: GAN, params, stats, ws, key):
+  """G's images of ws in training (its noise inputs from `key`, as _generated's)."""
+  return _apply(gan.generator, params, stats, ws, train=True, rngs=_gen_rngs(gan, key),
+                method='synthesize')[0]
+
+
+def _generated(gan: GAN, params, stats, z, labels, key):
+  """(G's images of z and labels in training, its statistics after), the noise inputs and
+  style mixing's draws from `key`. Without style mixing, G's plain call."""
+  if gan.style_mixing == 0:
+    return _apply(gan.generator, params, stats, z, labels, train=True, rngs=_gen_rngs(gan, key))
+  ws, stats = _mapped(gan, params, stats, z, labels, key)
+  return _synthesized(gan, params, stats, ws, key), stats
+
+
+def _path_length(gan: GAN, params, stats, pl_mean, key, batch_size: int):
+  """The path length penalty (the official Gpl): (penalty, pl_mean after). On
+  batch_size // pl_batch_shrink (at least 1) fresh z and labels, G's images and ws (with style
+  mixing) and y ~ N(0, I) / sqrt(H W), the lengths |d sum(images * y) / d ws| (styles.
+  path_lengths); pl_mean moves toward their mean over the global batch (pmean'd under pmap),
+  the penalty is the mean of (length - pl_mean)^2. w_avg moves in the update's main forward
+  only (these statistics are dropped)."""
+  pl_key = jax.random.fold_in(key, PATH_LENGTH_STREAM)
+  input_key, noise_key = jax.random.split(pl_key)
+  rows = max(1, batch_size // gan.pl_batch_shrink)
+  z, labels = _sample_inputs(gan, input_key, rows)
+  ws, _ = _mapped(gan, params, stats, z, labels, pl_key)
+  synthesize = lambda ws: _synthesized(gan, params, stats, ws, pl_key)
+  shape = jax.eval_shape(synthesize, ws).shape
+  noise = _draw(gan, lambda n: jax.random.normal(noise_key, (n, *shape[1:]), jnp.float32), rows)
+  _, lengths = styles.path_lengths(synthesize, ws, noise)
+  pl_mean = styles.pl_mean_after(pl_mean, _pmean(gan, jnp.mean(lengths)), gan.pl_decay)
+  return styles.pl_penalty(lengths, pl_mean), pl_mean
 
 
 def _critic(gan: GAN, params, stats, x, labels, train: bool = True):
@@ -287,8 +357,7 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
   z, fake_labels = _sample_inputs(gan, input_key, real.shape[0])
   # The generator's batch statistics change only in its own update.
   gen_params, _ = spectral.normalise(gen.params, gen.spectral, gan.spectral_estimate)
-  fake, _ = _apply(gan.generator, gen_params, gen.stats, z, fake_labels, train=True,
-                   rngs=_gen_rngs(gan, key))
+  fake, _ = _generated(gan, gen_params, gen.stats, z, fake_labels, key)
   fake = jax.lax.stop_gradient(fake)
   if gan.augment:  # real and fake as the critic sees them, each example its own draw
     real_key, fake_key = jax.random.split(jax.random.fold_in(key, AUGMENT_STREAM))
@@ -381,9 +450,12 @@ def lecam_of(metrics):
 
 
 def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size: int,
-               ada_p=None):
+               ada_p=None, path_length=None, pl_now=True):
   """One generator update; returns (gen, metrics). With ADA (`ada_p`: its p) the critic sees
-  the generated images through ADA's pipeline."""
+  the generated images through ADA's pipeline. With the path length penalty
+  (loss.pl_weight > 0), `path_length` holds pl_mean before the update and `pl_now` says
+  whether this update takes the penalty (lazy, pl_every > 1: every pl_every-th update, the
+  penalty times pl_every); the metric pl_mean is the average after it."""
   z, labels = _sample_inputs(gan, key, batch_size)
   _, gen_loss_fn = losses.ADVERSARIAL[gan.spec.adversarial]
   vectors, sigma_vectors = spectral.power_step(gen.params, gen.spectral,
@@ -394,8 +466,7 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
   def loss_fn(params):
     ortho = losses.orthogonal_penalty(params) if gan.ortho_weight else None  # raw weights
     params, _ = spectral.normalise(params, sigma_vectors, gan.spectral_estimate)
-    fake, stats = _apply(gan.generator, params, gen.stats, z, labels, train=True,
-                         rngs=_gen_rngs(gan, key))
+    fake, stats = _generated(gan, params, gen.stats, z, labels, key)
     if gan.augment:
       fake = _augment(gan, jax.random.fold_in(key, AUGMENT_STREAM), fake)
     if gan.ada_spec is not None:
@@ -414,6 +485,12 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
     if ortho is not None:
       loss += gan.ortho_weight * ortho
       metrics['ortho_penalty'] = ortho
+    if gan.pl_weight > 0:  # lazy (pl_every > 1): on its updates only, scaled to the mean
+      pl = lambda: _path_length(gan, params, gen.stats, path_length['mean'], key, batch_size)
+      penalty, pl_mean = (pl() if gan.pl_every == 1 else jax.lax.cond(
+          pl_now, pl, lambda: (jnp.zeros((), jnp.float32), path_length['mean'])))
+      loss += gan.pl_weight * gan.pl_every * penalty
+      metrics.update(pl_penalty=penalty, pl_mean=pl_mean)
     metrics['gen_loss'] = loss
     return loss, (stats, metrics)
 
@@ -481,8 +558,11 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
   (critic, lecam, ada_state), c_metrics = jax.lax.scan(
       critic_body, (critic, state.lecam, state.ada), inputs)
   gen = state.gen.replace(opt_state=optimizers.set_learning_rate(state.gen.opt_state, gen_lr))
+  # lazy path length penalty: on the generator updates that pl_every divides
   gen, g_metrics = gen_update(gan, gen, critic, keys[0], batch_size,
-                              ada_state['p'] if ada_state else None)
+                              ada_state['p'] if ada_state else None, state.path_length,
+                              state.step % gan.pl_every == 0)
+  path_length = {'mean': g_metrics['pl_mean']} if state.path_length else {}
   ema = state.ema
   if gan.ema_decay > 0:
     ema = ema_update(state.ema, gen, state.step, gan.ema_decay, gan.ema_start, gan.ema_rampup)
@@ -493,7 +573,8 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
     metrics['ada_p'] = ada_state['p']
   metrics.update(n_critic=jnp.asarray(n_critic, jnp.float32), gen_learning_rate=gen_lr,
                  critic_learning_rate=critic_lr)
-  new_state = state.replace(gen=gen, critic=critic, ema=ema, lecam=lecam, ada=ada_state)
+  new_state = state.replace(gen=gen, critic=critic, ema=ema, lecam=lecam, ada=ada_state,
+                            path_length=path_length)
   health = {'metrics': all_finite(metrics)}
   for player in ('gen', 'critic'):
     for part in ('params', 'stats', 'opt_state', 'spectral'):
@@ -505,6 +586,8 @@ def train_step(state: TrainState, batch, *, gan: GAN) -> Tuple[TrainState, Metri
     health['lecam'] = all_finite(lecam)
   if ada_state:
     health['ada'] = all_finite(ada_state)
+  if path_length:
+    health['path_length'] = all_finite(path_length)
   finite = jnp.all(jnp.stack(list(health.values())))
   if gan.skip_nonfinite:  # keep the old state; the data and the step move on
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
@@ -543,13 +626,16 @@ def generator_variables(state: TrainState, use_ema: bool = True,
 
 
 def generate(gan: GAN, state: TrainState, z, labels=None, use_ema: bool = True,
-             noise_key=None):
+             noise_key=None, truncation_psi: Optional[float] = None):
   """Samples in [-1, 1] from G in inference mode (batch norm uses running averages): the EMA
   generator when the run keeps one (ema.decay > 0) and `use_ema`, else the trained one. A
   generator with noise inputs (gan.gen_noise) draws them from `noise_key`, or without one from
-  a fixed key (the same z and labels, the same images); other generators ignore it."""
+  a fixed key (the same z and labels, the same images); other generators ignore it. A
+  generator with ws (models.Family.styles) takes `truncation_psi` (a Python float): every w
+  pulled toward w_avg, w_avg + psi (w - w_avg)."""
   params, stats = generator_variables(state, use_ema, gan.spectral_estimate)
   rngs = None
   if gan.gen_noise:
     rngs = {'noise': jax.random.PRNGKey(FIXED_NOISE_KEY) if noise_key is None else noise_key}
-  return _apply(gan.generator, params, stats, z, labels, train=False, rngs=rngs)[0]
+  kwargs = {} if truncation_psi is None else {'truncation_psi': truncation_psi}
+  return _apply(gan.generator, params, stats, z, labels, train=False, rngs=rngs, **kwargs)[0]

@@ -275,7 +275,7 @@ class MappingNetwork(torch.nn.Module):
     if num_ws is not None and w_avg_beta is not None:
       self.register_buffer('w_avg', torch.zeros([w_dim]))
 
-  def forward(self, z, c, truncation_psi=1, truncation_cutoff=None):
+  def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, skip_w_avg_update=False):
     x = None
     if self.z_dim > 0:
       x = normalize_2nd_moment(z.float())
@@ -284,7 +284,7 @@ class MappingNetwork(torch.nn.Module):
       x = torch.cat([x, y], dim=1) if x is not None else y
     for idx in range(self.num_layers):
       x = getattr(self, f'fc{idx}')(x)
-    if self.w_avg_beta is not None and self.training:
+    if self.w_avg_beta is not None and self.training and not skip_w_avg_update:
       self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
     if self.num_ws is not None:
       x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
@@ -416,6 +416,29 @@ class Generator(torch.nn.Module):
 
   def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, **kwargs):
     return self.synthesis(self.mapping(z, c, truncation_psi, truncation_cutoff), **kwargs)
+
+
+def run_G(G, z, c, other_z, cutoff, **synthesis_kwargs):
+  """StyleGAN2Loss.run_G with its random draws given: `other_z` (its randn_like(z)) and
+  `cutoff` (num_ws: no mixing). Returns (img, ws)."""
+  ws = G.mapping(z, c)
+  if cutoff < ws.shape[1]:
+    ws[:, cutoff:] = G.mapping(other_z, c, skip_w_avg_update=True)[:, cutoff:]
+  return G.synthesis(ws, **synthesis_kwargs), ws
+
+
+def path_length_penalty(G, z, c, other_z, cutoff, noise, pl_mean, pl_decay,
+                        **synthesis_kwargs):
+  """StyleGAN2Loss's Gpl phase on z and c (already shrunk) with its draws given: `noise` its
+  torch.randn_like(gen_img). Returns (mean penalty, lengths, pl_mean after); the penalty keeps
+  its graph (backward() gives the parameters' gradients)."""
+  gen_img, gen_ws = run_G(G, z, c, other_z, cutoff, **synthesis_kwargs)
+  pl_noise = noise / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+  pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
+                                 create_graph=True, only_inputs=True)[0]
+  pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+  pl_mean = pl_mean.lerp(pl_lengths.mean(), pl_decay).detach()
+  return (pl_lengths - pl_mean).square().mean(), pl_lengths, pl_mean
 
 
 class DiscriminatorBlock(torch.nn.Module):

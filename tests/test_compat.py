@@ -148,9 +148,12 @@ def test_format4_layout_is_todays_without_ada_and_holds_only_runs_without_it():
     targets[name] = Stepper(config, data.image_shape, data.num_classes).abstract_state()
   assert migration.FORMAT == 5 and migration.can_hold(targets['plain'], 4)
   assert not migration.can_hold(targets['ada'], 4) and migration.can_hold(targets['ada'], 5)
+  # ... nor pl_mean (loss.pl_weight > 0, stylegan2), which format 5 holds too
+  with_pl = targets['plain'].replace(path_length={'mean': jax.ShapeDtypeStruct((), np.float32)})
+  assert not migration.can_hold(with_pl, 4) and migration.can_hold(with_pl, 5)
   layout = migration.layout(targets['plain'], 4)
   assert set(layout) == {'step', 'key', 'gen', 'critic', 'skipped', 'ema', 'lecam'}
-  assert migration.upgrade(layout, 4).ada == {}
+  assert migration.upgrade(layout, 4).ada == {} and migration.upgrade(layout, 4).path_length == {}
 
 
 @pytest.mark.slow   # several processes (main.py runs)

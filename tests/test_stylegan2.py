@@ -1,10 +1,15 @@
 """model.arch 'stylegan2' (gan_jax/models/stylegan2/__init__.py), the 'stylegan2' preset and
 configs/stylegan2.py: the registry's contract, the refusals, the official parameter counts of
-the 'cifar' config, the EMA's ramp-up, and the runlocal config training, resuming exactly and
-sampling deterministically (the networks against the official code: test_stylegan2_networks.py).
+the 'cifar' config, the EMA's ramp-up, style mixing's draws and the path length penalty in the
+updates (jit and pmap alike), and the runlocal config training with both, resuming exactly and
+sampling deterministically (the networks, style mixing and the penalty against the official
+code: test_stylegan2_networks.py).
 """
 
+import dataclasses
+import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config, model_config
-from gan_jax import checks, modes, models, sampling, trainer, updates
+from gan_jax import checks, modes, models, sampling, styles, trainer, updates
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -100,6 +105,20 @@ def test_conditioning_other_than_projection_and_unknown_choices_are_refused(over
   assert '\n' not in str(refused.value)
 
 
+@pytest.mark.parametrize('overrides,message', [
+    ({'model__style_mixing': 0.9},
+     "model.style_mixing 0.9 works on the ws of StyleGAN2's generator: model.arch 'mlp' has "
+     "none (set it 0)"),
+    ({'loss__pl_weight': 2.0}, "loss.pl_weight 2.0 works on the ws of StyleGAN2's generator"),
+])
+def test_style_mixing_and_the_path_length_penalty_are_refused_for_other_families(overrides,
+                                                                                 message):
+  checks.check_config(load_config('dcgan.py:digits,runlocal,mlp'), 1)
+  with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+    checks.check_config(load_config('dcgan.py:digits,runlocal,mlp', **overrides), 1)
+  assert '\n' not in str(refused.value)
+
+
 # --- the config ----------------------------------------------------------------------------------
 
 def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution():
@@ -116,6 +135,7 @@ def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution
   d, g = c.critic_optimizer, c.gen_optimizer
   assert (d.learning_rate, d.b1, d.b2) == pytest.approx((0.0025 * 16 / 17, 0, 0.99 ** (16 / 17)))
   assert (g.learning_rate, g.b1, g.b2) == pytest.approx((0.0025 * 4 / 5, 0, 0.99 ** (4 / 5)))
+  assert (m.style_mixing, c.loss.pl_weight) == (0.0, 0.0)     # 'cifar': neither
   for arg, side, gamma in (('cifar10,auto', 32, 0.0032), ('celeb_a', 64, 0.0128),
                            ('celeb_a,size128', 128, 0.0512)):
     a = load_config(f'stylegan2.py:{arg}')   # 'auto' for 8 GPUs: gamma 0.0002 res^2 / 64
@@ -123,6 +143,11 @@ def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution
     assert a.model.conditional == 'none' and a.model.critic_architecture == 'resnet'
     assert (a.batch_size, a.model.mbstd_group_size, a.model.channel_base) == (64, 4, 16384)
     assert a.ema.decay == pytest.approx(0.5 ** (64 / 20_000)) and a.num_steps == 390_625
+    # StyleGAN2Loss's defaults: style mixing 0.9, the path length penalty on batch / 2 every
+    # 4th G update (G_reg_interval), weight 2, pl_mean's rate 0.01
+    assert a.model.style_mixing == 0.9
+    assert (a.loss.pl_weight, a.loss.pl_every, a.loss.pl_batch_shrink, a.loss.pl_decay) == (
+        2.0, 4, 2, 0.01)
   assert load_config('stylegan2.py:fashion_mnist').dataset.image_size == 32   # resized
   with pytest.raises(ValueError, match="one of the options 'cifar' and 'auto'"):
     load_config('stylegan2.py:cifar10,cifar,auto')
@@ -142,6 +167,92 @@ def test_the_ema_half_life_ramps_up_with_the_images_seen():
   np.testing.assert_allclose(out['params']['w'], 1 - decay, atol=1e-7)
 
 
+# --- style mixing and the path length penalty in the updates ------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _sg2():
+  """(GAN, its initial state) of the unconditional runlocal config with style mixing 0.9 and
+  the path length penalty."""
+  config = load_config('stylegan2.py:digits,auto,runlocal')
+  gan = updates.build_gan(config, (32, 32, 1), 0)
+  return gan, jax.jit(functools.partial(updates.init_state, gan, 0, (32, 32, 1)))()
+
+
+def _map(gan, gen, z, **kwargs):
+  return gan.generator.apply({'params': gen.params, 'batch_stats': gen.stats}, z, train=True,
+                             method='map', mutable=['batch_stats'], **kwargs)
+
+
+def test_the_mixing_cutoff_is_one_per_batch_uniform_below_num_ws_with_its_probability():
+  cutoffs = np.asarray(jax.vmap(lambda k: styles.mixing_cutoff(k, 0.9, 8))(
+      jax.random.split(jax.random.PRNGKey(0), 20_000)))
+  assert cutoffs.shape == (20_000,) and cutoffs.min() == 1 and cutoffs.max() == 8
+  np.testing.assert_allclose(np.mean(cutoffs == 8), 0.1, atol=0.01)   # not mixed
+  counts = np.bincount(cutoffs[cutoffs < 8], minlength=8)[1:]
+  np.testing.assert_allclose(counts / counts.sum(), 1 / 7, atol=0.01)   # 1..7 alike
+  never = jax.vmap(lambda k: styles.mixing_cutoff(k, 0.0, 8))(jax.random.split(
+      jax.random.PRNGKey(1), 1000))
+  assert set(np.asarray(never).tolist()) == {8}
+
+
+def test_mixing_takes_the_ws_after_one_cutoff_from_other_z_and_without_it_is_the_plain_forward():
+  gan, state = _sg2()
+  gen = state.gen
+  z = jax.random.normal(jax.random.PRNGKey(1), (6, gan.latent_dim))
+  key = jax.random.PRNGKey(2)
+  (plain, plain_stats), num_ws = _map(gan, gen, z), gan.generator.num_ws
+  # p = 1: the other z as _mapped draws them, the ws from the batch's cutoff on theirs
+  always = dataclasses.replace(gan, style_mixing=1.0)
+  ws, stats = updates._mapped(always, gen.params, gen.stats, z, None, key)
+  z_key, cutoff_key = jax.random.split(jax.random.fold_in(key, updates.MIXING_STREAM))
+  other, _ = _map(gan, gen, jax.random.normal(z_key, z.shape))
+  cutoff = int(styles.mixing_cutoff(cutoff_key, 1.0, num_ws))
+  assert 1 <= cutoff < num_ws == ws.shape[1] == 8
+  np.testing.assert_array_equal(ws[:, :cutoff], plain[:, :cutoff])
+  np.testing.assert_array_equal(ws[:, cutoff:], other[:, cutoff:])
+  assert float(jnp.abs(other - plain).min()) > 0       # so every row switches at the cutoff
+  _tree_equal(stats, plain_stats)                      # w_avg moved by z's ws alone
+  assert float(jnp.abs(stats['mapping']['w_avg'] - gen.stats['mapping']['w_avg']).max()) > 0
+  # p > 0 but no mixing drawn (cutoff num_ws): the plain forward, images and statistics
+  never = dataclasses.replace(gan, style_mixing=1e-9)
+  images, stats = updates._generated(never, gen.params, gen.stats, z, None, key)
+  plain_images, plain_stats = updates._generated(dataclasses.replace(gan, style_mixing=0.0),
+                                                 gen.params, gen.stats, z, None, key)
+  np.testing.assert_allclose(images, plain_images, atol=1e-6)
+  _tree_equal(stats, plain_stats)
+
+
+def _as_devices(gan, fn, devices: int):
+  """`fn(gan)` run as `devices` pmap devices (a vmap with the device axis): each its share of
+  the batch, concatenated."""
+  named = dataclasses.replace(gan, axis_name='devices')
+  return jax.vmap(lambda _: fn(named), axis_name='devices')(jnp.arange(devices))
+
+
+def test_mixing_and_the_path_length_penalty_draw_the_same_on_one_device_and_on_two():
+  """Under pmap each device keeps its rows of the global batch's other z and of the penalty's
+  z and y, and every device takes the same cutoff and pl_mean; the penalty is then the global
+  batch's mean. (G's noise inputs are fixed here: a device draws its own.)"""
+  gan, state = _sg2()
+  gen = state.gen
+  gan = dataclasses.replace(gan, style_mixing=1.0,
+                            generator=gan.generator.clone(noise_mode='const'))
+  z = jax.random.normal(jax.random.PRNGKey(1), (8, gan.latent_dim))
+  key, pl_mean = jax.random.PRNGKey(3), jnp.asarray(0.5, jnp.float32)
+  ws, _ = updates._mapped(gan, gen.params, gen.stats, z, None, key)
+  halves = _as_devices(gan, lambda g: updates._mapped(
+      g, gen.params, gen.stats, z.reshape(2, 4, -1)[jax.lax.axis_index('devices')], None,
+      key)[0], 2)
+  np.testing.assert_allclose(halves.reshape(ws.shape), ws, atol=1e-6)
+  one = jax.jit(lambda: updates._path_length(gan, gen.params, gen.stats, pl_mean, key, 8))()
+  two = jax.jit(lambda: _as_devices(gan, lambda g: (lambda p, m: (
+      jax.lax.pmean(p, 'devices'), m))(*updates._path_length(g, gen.params, gen.stats, pl_mean,
+                                                             key, 4)), 2))()
+  np.testing.assert_allclose(two[0], one[0], rtol=1e-5)        # the penalty, both devices
+  np.testing.assert_allclose(two[1], one[1], rtol=1e-6)        # pl_mean, both devices
+  assert float(one[0]) > 0 and float(one[1]) != 0.5
+
+
 # --- training ------------------------------------------------------------------------------------
 
 def _tree_equal(a, b):
@@ -149,10 +260,11 @@ def _tree_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.slow   # three trainings of the runlocal config: over a minute on 2 cores
+@pytest.mark.slow   # three trainings of the runlocal config: minutes on 2 cores
 def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path):
   spec = 'stylegan2.py:digits,cifar,runlocal'    # conditional: the 'cifar' settings
-  quiet = dict(sample_every=0, log_every=0)   # the training calls alone (time)
+  # ... with 'auto''s style mixing and path length penalty (every 2nd G update in runlocal)
+  quiet = dict(sample_every=0, log_every=0, model__style_mixing=0.9, loss__pl_weight=2.0)
   straight = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'straight'))
   modes.train(load_config(spec, num_steps=2, **quiet), str(tmp_path / 'resumed'))
   resumed = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'resumed'))
@@ -163,8 +275,10 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   assert straight.critic.params['mapping']['embed']['weight'].shape == (10, 16)  # conditional
   # ADA's p and its sign sums are in the state, and resume exactly (compared above)
   assert set(straight.ada) == {'p', 'signs', 'count'} and 0 <= float(straight.ada['p']) <= 1
+  # ... and so does pl_mean, moved by the penalties of G updates 0 and 2 from its start at 0
+  assert set(straight.path_length) == {'mean'} and float(straight.path_length['mean']) > 0
 
-  config = load_config(spec)
+  config = load_config(spec, **quiet)
   stepper = Stepper(config, (32, 32, 1), 10)
   first = sampling.draw(stepper, straight, seed=0, num_samples=12)
   again = sampling.draw(stepper, resumed, seed=0, num_samples=12)

@@ -13,7 +13,12 @@ agree within atol 2e-5 + rtol 1e-4 (images of order 1, scores of order 1-10), gr
 (scalars: one sum over every output of their layer, with cancellation) within 1e-3 of theirs.
 The R1 penalty |grad_x D|^2 (second order, at 16x16) agrees within rtol 1e-4, its parameter
 gradients within 1e-3 of the largest of the same parameter (the biases' are small sums of
-terms through minibatch std's nonlinearity, with cancellation).
+terms through minibatch std's nonlinearity, with cancellation). Style mixing and the path
+length penalty (gan_jax/styles.py, at 16x16, StyleGAN2Loss's run_G and Gpl phase given the same
+random draws): the mixed ws, images, path lengths, pl_mean and penalty within atol 2e-5 + rtol
+1e-4, the penalty's parameter gradients (second order through G) within 1e-4 of the largest of
+the same parameter, the noise strengths' within 5e-3 (one of them is 400 times smaller than the
+others, a sum with cancellation: 9e-4 of it seen).
 """
 
 import functools
@@ -25,12 +30,14 @@ import numpy as np
 import pytest
 
 from conftest import reference_import
+from gan_jax import styles
 from gan_jax.models.stylegan2 import networks
 
 torch = reference_import('torch')   # CI installs it: missing there, the run fails
 import stylegan2_torch as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ATOL, RTOL, GRAD_TOL, NOISE_GRAD_TOL, R1_GRAD_TOL = 2e-5, 1e-4, 1e-4, 1e-3, 1e-3
+PL_NOISE_GRAD_TOL = 5e-3
 SMALL = dict(channel_base=512, channel_max=32, conv_clamp=1.0)
 Z, W, CLASSES, BATCH = 16, 24, 10, 4
 
@@ -71,13 +78,13 @@ def _close(ours, theirs, atol=ATOL, rtol=RTOL):
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=atol, rtol=rtol)
 
 
-def _grads_close(t_module, grads, grad_tol=GRAD_TOL):
+def _grads_close(t_module, grads, grad_tol=GRAD_TOL, noise_grad_tol=NOISE_GRAD_TOL):
   pairs = ref.grads_in_torch_layout(t_module, grads)
   assert pairs
   for name, (ours, theirs) in pairs.items():
     scale = max(float(np.abs(theirs).max()), 1e-12)
     # a noise strength's gradient is one sum over all B x H x W x C outputs of its layer
-    tol = NOISE_GRAD_TOL if name.endswith('noise_strength') else grad_tol
+    tol = noise_grad_tol if name.endswith('noise_strength') else grad_tol
     np.testing.assert_allclose(ours, theirs, atol=tol * scale, rtol=0, err_msg=name)
 
 
@@ -283,3 +290,54 @@ def test_r1_penalty_gradients_are_the_officials():
   _close(value, float(t_value.detach()), rtol=1e-4)
   assert float(value) > 0
   _grads_close(t_critic, grads, R1_GRAD_TOL)
+
+
+def test_style_mixing_and_the_path_length_penalty_are_the_officials():
+  """StyleGAN2Loss's Gpl phase (run_G mixing from a cutoff of 2 of 6 ws, the lengths of
+  J^T y, pl_mean's lerp at rate 0.01 from 0.4, the penalty) with its random draws given, against
+  styles.mix, path_lengths, pl_mean_after and pl_penalty on G's map and synthesize halves."""
+  z, labels, _ = _inputs()
+  other_z, noise = _normal(8, (BATCH, Z)), _normal(9, (BATCH, 16, 16, 3))
+  cutoff, pl_mean, decay = 2, 0.4, 0.01
+  gen = networks.GeneratorNetwork(16, 3, CLASSES, Z, W, mapping_layers=2, **SMALL)
+  variables = _variables(gen, z, labels, seed=3)
+  state = variables[networks.STATE]
+
+  @jax.jit
+  def run(params):
+    def penalty(p):
+      v = {'params': p, networks.STATE: state}
+      mapped = lambda z, **kw: gen.apply(v, z, labels, train=True, method='map',
+                                         mutable=[networks.STATE], **kw)[0]
+      plain = mapped(z)
+      ws = styles.mix(plain, mapped(other_z, skip_w_avg_update=True), cutoff)
+      synthesize = lambda ws: gen.apply(v, ws, train=True, noise_mode='const',
+                                        method='synthesize')
+      images, lengths = styles.path_lengths(synthesize, ws, noise)
+      new_mean = styles.pl_mean_after(pl_mean, jnp.mean(lengths), decay)
+      return styles.pl_penalty(lengths, new_mean), (plain, ws, images, lengths, new_mean)
+    return jax.value_and_grad(penalty, has_aux=True)(params)
+
+  (value, (plain, ws, images, lengths, new_mean)), grads = run(variables['params'])
+  t_gen = ref.Generator(Z, CLASSES, W, 16, 3, mapping_layers=2, **SMALL)
+  ref.load_flax(t_gen, variables)
+  t_gen.train()
+  t_value, t_lengths, t_mean = ref.path_length_penalty(
+      t_gen, ref.tensor(z), torch.tensor(np.asarray(labels)).long(), ref.tensor(other_z),
+      cutoff, ref.tensor(np.asarray(noise).transpose(0, 3, 1, 2)), torch.tensor(pl_mean),
+      decay, noise_mode='const', fused_modconv=False)
+  t_value.backward()
+  with torch.no_grad():
+    t_images, t_ws = ref.run_G(t_gen, ref.tensor(z), torch.tensor(np.asarray(labels)).long(),
+                               ref.tensor(other_z), cutoff, noise_mode='const',
+                               fused_modconv=False)
+  _close(ws, t_ws.numpy())
+  _close(images, _nhwc(t_images))
+  _close(lengths, t_lengths.detach().numpy())
+  _close(new_mean, float(t_mean))
+  _close(value, float(t_value.detach()))
+  _grads_close(t_gen, grads, noise_grad_tol=PL_NOISE_GRAD_TOL)
+  # the mix: ws before the cutoff are z's, from it those of the other z
+  _close(ws[:, :cutoff], plain[:, :cutoff], atol=1e-6)   # (XLA's fusions: round-off apart)
+  assert float(jnp.abs(ws[:, cutoff:] - plain[:, cutoff:]).min()) > 0
+  assert float(value) > 0 and abs(float(new_mean) - pl_mean) > 1e-4

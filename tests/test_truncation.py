@@ -1,16 +1,19 @@
 """The truncation trick (Brock et al. 2019): z drawn from N(0, I) with every |z_i| above the
 threshold drawn again, in --mode=sample (--truncation) and in evaluations (eval.truncation and
-eval.truncation_sweep); without a threshold, the samples of today's N(0, I) bit for bit."""
+eval.truncation_sweep); without a threshold, the samples of today's N(0, I) bit for bit. For
+StyleGAN2 (a generator with ws) the same value is psi: every w pulled toward w_avg."""
 
 import json
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import load_config, run_main
-from gan_jax import evaluator, input_pipeline, modes, sampling, trainer
+from gan_jax import (evaluator, input_pipeline, interpolation, modes, sampling, trainer,
+                     updates)
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -75,6 +78,41 @@ def test_sampling_draws_normal_z_without_a_threshold_and_truncated_z_with_one():
         t, sampling.truncated_noise(z_key, len(z), stepper.latent_dim, 0.5))
   assert float(np.max(np.abs(np.concatenate(plain)))) > 2
   assert float(np.max(np.abs(np.concatenate(truncated)))) <= 0.5
+
+
+def test_stylegan2_truncation_is_psi_toward_w_avg_of_normal_z():
+  """StyleGAN's truncation (the official truncation_cutoff None): samples of N(0, I) z whose ws
+  are w_avg + psi (w - w_avg), in sample batches and interpolation's keyframes alike."""
+  config = load_config('stylegan2.py:digits,auto,runlocal')
+  stepper = Stepper(config, (32, 32, 1), 0)
+  assert stepper.truncates_w and not _z_stepper()[1].truncates_w
+  state = stepper.init()
+  w_avg = jnp.linspace(-1, 1, config.model.w_dim)   # (0 at init: give truncation a target)
+  with_avg = lambda stats: {**stats, 'mapping': {'w_avg': w_avg}}
+  state = state.replace(ema={**state.ema, 'stats': with_avg(state.ema['stats'])},
+                        gen=state.gen.replace(stats=with_avg(state.gen.stats)))
+  key = jax.random.PRNGKey(5)
+  plain, = [b for b, _ in sampling.batches(stepper, state, 6, key, batch_size=8)]
+  half, = [b for b, _ in sampling.batches(stepper, state, 6, key, batch_size=8,
+                                          truncation=0.5)]
+  _, z_key = jax.random.split(key)
+  z, noise_key = stepper.noise(z_key, 6), jax.random.fold_in(z_key, updates.NOISE_STREAM)
+  np.testing.assert_array_equal(plain, stepper.generate(state, z, None, noise_key))
+  np.testing.assert_array_equal(plain, stepper.generate(state, z, None, noise_key,
+                                                        truncation_psi=1.0))   # psi 1: none
+  # psi 0.5 by hand: the EMA generator's ws of the same z, halfway to w_avg, synthesised
+  variables = {'params': state.ema['params'], 'batch_stats': state.ema['stats']}
+  generator = stepper.gan.generator
+  ws = generator.apply(variables, z, train=False, method='map')
+  by_hand = generator.apply(variables, w_avg + 0.5 * (ws - w_avg), train=False,
+                            method='synthesize', rngs={'noise': noise_key})
+  np.testing.assert_allclose(half, by_hand, atol=1e-5)
+  assert float(jnp.abs(half - plain).max()) > 1e-3
+  # interpolation: the keyframes' z are N(0, I) (psi acts on their ws when rendered)
+  latents = interpolation.keyframe_noise(stepper, 0, 2, 3, 0.5)
+  np.testing.assert_array_equal(latents, interpolation.keyframe_noise(stepper, 0, 2, 3))
+  frames = [interpolation.render(stepper, state, latents, 3, truncation=t) for t in (None, 0.5)]
+  assert np.abs(frames[0][0].astype(int) - frames[1][0]).max() > 0
 
 
 class _MaxAbsZ:

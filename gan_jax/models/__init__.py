@@ -44,7 +44,7 @@ ARCHITECTURES = {
     'mlp': Family(mlp.build, mlp.check_size),
     'biggan': Family(biggan.build, biggan.check_size, biggan.check_config),
     'stylegan2': Family(stylegan2.build, stylegan2.check_size, stylegan2.check_config,
-                        noise=True, conditionings=('projection',)),
+                        noise=True, conditionings=('projection',), styles=True),
 }
 ARCHS = tuple(ARCHITECTURES)
 

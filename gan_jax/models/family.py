@@ -22,6 +22,11 @@ class Family(NamedTuple):
   noise: bool = False
   # the model.conditional values a conditional pair takes (): any)
   conditionings: Tuple[str, ...] = ()
+  # the generator maps z to ws [B, num_ws, w_dim] and synthesises images from them (its
+  # methods `map` and `synthesize`, StyleGAN2's): style mixing and the path length penalty
+  # work on them, and sampling's truncation is psi toward w_avg (G's truncation_psi), not a
+  # threshold on z
+  styles: bool = False
 
 
 class Player(nn.Module, kw_only=True):

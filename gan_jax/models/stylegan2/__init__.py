@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gan_jax.models.family import Player, check_square, in_scope_of
 from gan_jax.models.stylegan2.networks import (NOISE_MODES, DiscriminatorNetwork,
-                                               GeneratorNetwork)
+                                               GeneratorNetwork, generator_num_ws)
 
 SIDES = (32, 64, 128, 256)
 CRITIC_ARCHITECTURES = ('resnet', 'orig')
@@ -55,7 +55,9 @@ def _clamp(conv_clamp: float) -> Optional[float]:
 
 
 class StyleGAN2Generator(Player):
-  """The official Generator behind the registry's (z, labels, train) (module docstring)."""
+  """The official Generator behind the registry's (z, labels, train) (module docstring), and
+  its halves `map` (z, labels -> ws [B, num_ws, w_dim]) and `synthesize` (ws -> images), which
+  style mixing and the path length penalty take (`apply(..., method='map')`)."""
   image_shape: Tuple[int, int, int]
   channel_base: int = 32768
   channel_max: int = 512
@@ -64,15 +66,38 @@ class StyleGAN2Generator(Player):
   conv_clamp: float = 256.0        # 0: none
   noise_mode: str = 'random'
 
+  @property
+  def num_ws(self) -> int:
+    return generator_num_ws(self.image_shape[0])
+
   @nn.compact
-  def __call__(self, z, labels=None, train: bool = True):
+  def _network(self, z_dim: int) -> GeneratorNetwork:
+    """The network, its layers in this module's scope. `z_dim` > 0 says the mapping takes z
+    (its first layer's size comes from z itself): `synthesize`, which has no z, passes 1."""
+    return in_scope_of(self, GeneratorNetwork(
+        self.image_shape[0], self.image_shape[2], self.num_classes, z_dim, self.w_dim,
+        self.mapping_layers, self.channel_base, self.channel_max, _clamp(self.conv_clamp)))
+
+  def _labels(self, labels):
     if self.num_classes > 0 and labels is None:
       raise ValueError('a conditional generator needs labels')
-    net = in_scope_of(self, GeneratorNetwork(
-        self.image_shape[0], self.image_shape[2], self.num_classes, z.shape[-1], self.w_dim,
-        self.mapping_layers, self.channel_base, self.channel_max, _clamp(self.conv_clamp)))
-    images = net(z, labels if self.num_classes else None, train, noise_mode=self.noise_mode)
+    return labels if self.num_classes else None
+
+  def __call__(self, z, labels=None, train: bool = True, truncation_psi: float = 1.0):
+    """Images of z and labels; `truncation_psi` < 1 pulls every w toward w_avg."""
+    images = self._network(z.shape[-1])(z, self._labels(labels), train, truncation_psi,
+                                        noise_mode=self.noise_mode)
     return images.astype(jnp.float32)
+
+  def map(self, z, labels=None, train: bool = True, skip_w_avg_update: bool = False):
+    """ws [B, num_ws, w_dim] of z and labels (in training w_avg moves, unless
+    `skip_w_avg_update`)."""
+    return self._network(z.shape[-1]).map(z, self._labels(labels), train,
+                                          skip_w_avg_update=skip_w_avg_update)
+
+  def synthesize(self, ws, train: bool = True):
+    """Images [B, R, R, C] of ws [B, num_ws, w_dim]."""
+    return self._network(1).synthesize(ws, train, self.noise_mode).astype(jnp.float32)
 
 
 class StyleGAN2Critic(Player):
