@@ -101,3 +101,17 @@ def test_eval_cost_times_every_extractor_and_metric(tmp_path):
       'statistics_of_the_samples', 'fid', 'kid', 'precision_recall_density_coverage',
       'intra_fid_4_classes'}
   assert all(s >= 0 for s in line['metrics']['domain'].values())
+
+
+def test_xla_cpu_flags_times_each_set_against_the_default():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'xla_cpu_flags.py'),
+       '--config=configs/wgan_gp.py:digits,runlocal,mlp', '--batch_size=16', '--steps=1',
+       '--rounds=1', '--candidates=vector_512'], cwd=ROOT, capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.strip().splitlines()
+  line = json.loads(lines[-1])
+  assert set(line['medians']) == {'default', 'vector_512'}
+  assert all(s > 0 for s in line['medians'].values())
+  assert any(l.startswith('| vector_512 | `--xla_cpu_prefer_vector_width=512` |') for l in lines)
