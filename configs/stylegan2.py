@@ -11,6 +11,8 @@ docs/stylegan2.md has what is checked against the official code.
   python main.py --config=configs/stylegan2.py:fashion_mnist,runlocal --workdir=/tmp/sg2
   python main.py --config=configs/stylegan2.py:celeb_a --config.dataset.path=/data/faces \
       --workdir=/tmp/sg2_faces        # a folder, 'auto' settings at 64 px
+  python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table  # 'small'
+  # not run yet: against DCGAN and SNGAN on Fashion-MNIST at 32 px, 600 s each (docs/stylegan2.md)
 
 Settings (train.py's cfg_specs):
   cifar (cifar10, or the option on any 32 px data): ref_gpus 2, batch 64, minibatch-std groups of
@@ -33,6 +35,14 @@ separate Adam step (17 steps per 16 minibatches, 5 per 4); here it joins its upd
 Options:
   cifar      the 'cifar' settings on any dataset
   auto       the 'auto' settings (cifar10 unconditional by them)
+  small      a CPU-sized 'auto': the 'auto' settings for one GPU (batch 32, minibatch-std groups
+             of 4, gamma 0.0002 res^2 / 32 = 0.0064 at 32 px, EMA half-life 10k images, lr
+             0.0025, 781,250 steps) with channel_base 1024, channel_max 128 (128, 128, 64, 32
+             channels at 4, 8, 16, 32 px) and z and w 128; mapping 2 layers, style mixing, the
+             path length penalty and ADA as 'auto'. At 32x32x1: G 748,715 and D 871,521
+             parameters, 38 GFLOP per iteration (gan_jax/flops.py's count, R1 and the penalty
+             at their intervals), about a second on a 2-core CPU by DCGAN's FLOP/s there
+             (docs/speed.md; estimated, not timed). experiments/stylegan2_table.py uses it
   size64     dataset.image_size 64
   size128    dataset.image_size 128
   noada      no augmentation (train.py's --aug=noaug)
@@ -43,13 +53,15 @@ Options:
 
 from configs import common
 
-OPTIONS = ('cifar', 'auto', 'noada', *common.SIZE_OPTIONS)
+OPTIONS = ('cifar', 'auto', 'small', 'noada', *common.SIZE_OPTIONS)
 R1_EVERY, GEN_REG_EVERY = 16, 4     # the official D_reg_interval and G_reg_interval
 # train.py's cfg_specs: the fixed 'cifar' spec
 CIFAR = dict(gpus=2, kimg=100_000, batch=64, mbstd=32, fmaps=1.0, lr=0.0025, gamma=0.01,
              ema_kimg=500, ramp=0.05, mapping=2, style_mixing=0.0, pl_weight=0.0)
 # StyleGAN2Loss's defaults, which train.py keeps but for 'cifar'
 STYLE_MIXING, PL_WEIGHT, PL_BATCH_SHRINK, PL_DECAY = 0.9, 2.0, 2, 0.01
+# 'small': 'auto' for one GPU with these widths (channels min(channel_base / res, channel_max))
+SMALL = dict(gpus=1, channel_base=1024, channel_max=128, w_dim=128)
 
 
 def auto_spec(res: int, gpus: int = 8) -> dict:
@@ -69,13 +81,15 @@ def lazy_adam(lr: float, interval: int, b1: float = 0.0, b2: float = 0.99):
 
 def get_config(arg=None):
   dataset, options = common.parse_arg(arg, OPTIONS)
-  if {'cifar', 'auto'} <= options:
-    raise ValueError("choose one of the options 'cifar' and 'auto'")
+  if len({'cifar', 'auto', 'small'} & options) > 1:
+    raise ValueError("choose one of the options 'cifar', 'auto' and 'small'")
   c = common.base_config('stylegan2', dataset)
   if not common.image_size_option(c, options) and c.dataset.image_size < 32:
     c.dataset.image_size = 32      # fashion_mnist, mnist, digits: the smallest networks
-  cifar = 'cifar' in options or (dataset == 'cifar10' and 'auto' not in options)
-  spec = CIFAR if cifar else auto_spec(c.dataset.image_size)
+  small = 'small' in options
+  cifar = 'cifar' in options or (dataset == 'cifar10' and not {'auto', 'small'} & options)
+  spec = (CIFAR if cifar else
+          auto_spec(c.dataset.image_size, SMALL['gpus'] if small else 8))
   c.model.arch = 'stylegan2'
   c.model.conditional = 'projection' if cifar else 'none'
   c.model.channel_base = int(spec['fmaps'] * 32768)
@@ -109,6 +123,11 @@ def get_config(arg=None):
     c.augment.ada_target = 0.6
     c.augment.ada_interval = 4
     c.augment.ada_kimg = 500.0
+  if small:
+    c.model.channel_base = SMALL['channel_base']
+    c.model.channel_max = SMALL['channel_max']
+    c.model.w_dim = SMALL['w_dim']
+    c.latent_dim = SMALL['w_dim']
   if 'runlocal' in options:
     common.runlocal(c)
     c.dataset.image_size = 32

@@ -149,8 +149,34 @@ def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution
     assert (a.loss.pl_weight, a.loss.pl_every, a.loss.pl_batch_shrink, a.loss.pl_decay) == (
         2.0, 4, 2, 0.01)
   assert load_config('stylegan2.py:fashion_mnist').dataset.image_size == 32   # resized
-  with pytest.raises(ValueError, match="one of the options 'cifar' and 'auto'"):
-    load_config('stylegan2.py:cifar10,cifar,auto')
+  for arg in ('cifar10,cifar,auto', 'cifar10,cifar,small', 'cifar10,auto,small'):
+    with pytest.raises(ValueError, match="one of the options 'cifar', 'auto' and 'small'"):
+      load_config(f'stylegan2.py:{arg}')
+
+
+def test_small_is_auto_for_one_gpu_with_the_documented_widths_and_sizes():
+  """configs/stylegan2.py's 'small': train.py's 'auto' for 1 GPU at 32 px (batch 32, groups of
+  4, gamma 0.0002 * 32^2 / 32, EMA half-life 10k images), channel_base 1024, channel_max 128,
+  z and w 128; G 748,715 and D 871,521 parameters at 32x32x1 (unconditional)."""
+  s, a = load_config('stylegan2.py:fashion_mnist,small'), load_config('stylegan2.py:cifar10,auto')
+  m = s.model
+  assert (s.dataset.image_size, m.conditional, m.critic_architecture) == (32, 'none', 'resnet')
+  assert load_config('stylegan2.py:cifar10,small').model.conditional == 'none'
+  assert (m.channel_base, m.channel_max, m.w_dim, s.latent_dim, m.mapping_layers) == (
+      1024, 128, 128, 128, 2)
+  assert [min(m.channel_base // r, m.channel_max) for r in (4, 8, 16, 32)] == [128, 128, 64, 32]
+  assert (s.batch_size, m.mbstd_group_size, s.num_steps) == (32, 4, 25_000_000 // 32)
+  assert s.loss.r1_weight == pytest.approx(0.0064) and s.loss.r1_every == 16
+  assert s.ema.decay == pytest.approx(0.5 ** (32 / 10_000)) and s.ema.rampup == 0.05
+  # the rest is auto's: lr and the lazy adjustment, style mixing, the penalty, ADA
+  assert s.gen_optimizer == a.gen_optimizer and s.critic_optimizer == a.critic_optimizer
+  assert (m.style_mixing, m.conv_clamp, m.noise_mode) == (0.9, 256.0, 'random')
+  assert s.loss.to_dict() == {**a.loss.to_dict(), 'r1_weight': s.loss.r1_weight}
+  assert s.augment.to_dict() == a.augment.to_dict()
+  gen, critic = models.build(m, (32, 32, 1), 0, conditioning='projection')
+  counts = (_count(jax.eval_shape(lambda: _init(gen, jnp.zeros((1, 128)), None))),
+            _count(jax.eval_shape(lambda: _init(critic, jnp.zeros((1, 32, 32, 1)), None))))
+  assert counts == (748_715, 871_521)
 
 
 def test_the_ema_half_life_ramps_up_with_the_images_seen():
