@@ -1,7 +1,9 @@
-"""What the Fashion-MNIST table scripts (toolkit_table.py, conditional_table.py) share: running
-main.py with its log in a file, and the domain classifier their evaluations score with."""
+"""What the Fashion-MNIST table scripts (toolkit_table.py, conditional_table.py,
+stylegan2_table.py) share: running main.py with its log in a file (for a wall-clock budget if
+asked), and the domain classifier their evaluations score with."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -9,24 +11,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDX = '/usr/share/datasets/fashion-mnist'   # apt-get install dataset-fashion-mnist
 
 
-def run_main(args, log: str) -> str:
+def run_main(args, log: str, seconds: float = 0) -> str:
   """Runs `python main.py ARGS` from the repository root, its stderr into `log`; returns its
-  stdout, or raises RuntimeError naming the log."""
+  stdout, or raises RuntimeError naming the log. With `seconds`, sends it SIGTERM that long
+  after its start, and main.py checkpoints and exits 0 (docs/training.md, 'Preemption')."""
   with open(log, 'w') as f:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=f, text=True,
-                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=f, text=True,
+                            env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+    try:
+      stdout, _ = proc.communicate(timeout=seconds or None)
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGTERM)
+      stdout, _ = proc.communicate()
   if proc.returncode:
     raise RuntimeError(f'main.py {" ".join(args)} failed ({proc.returncode}); see {log}')
-  return proc.stdout
+  return stdout
 
 
-def domain_classifier(path: str, idx: str) -> str:
-  """`path`, a Fashion-MNIST domain classifier trained on the IDX files in `idx` unless one is
-  there already (gan_jax/tools/train_classifier.py; its output in PATH.log)."""
+def domain_classifier(path: str, data: str, image_size: int = 0) -> str:
+  """`path`, a Fashion-MNIST domain classifier trained on `data` (the IDX directory, or a folder
+  of its images) unless one is there already (gan_jax/tools/train_classifier.py, at
+  `image_size` where not 0; its output in PATH.log)."""
   if not os.path.exists(os.path.join(path, 'meta.json')):
+    size = [f'--image_size={image_size}'] if image_size else []
     with open(path + '.log', 'w') as f:
       subprocess.run([sys.executable, '-m', 'gan_jax.tools.train_classifier',
-                      '--dataset=fashion_mnist', f'--path={idx}', f'--out={path}'],
+                      '--dataset=fashion_mnist', f'--path={data}', f'--out={path}', *size],
                      cwd=ROOT, stdout=f, stderr=f, check=True)
   return path

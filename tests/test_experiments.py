@@ -85,6 +85,44 @@ def test_conditional_table_gives_each_variants_mean_and_spread_over_its_seeds():
       '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 22.0 ± 2.8 | 0,1 |')
 
 
+def _stylegan2_table(*args):
+  """experiments/stylegan2_table.py ARGS in a subprocess (its flags are conditional_table's)."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'stylegan2_table.py'),
+                         *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_path):
+  def run(grid, row, budget, seed, fid, iterations, seconds, **p):
+    return {'grid': grid, 'row': row, 'budget': budget, 'seed': seed, 'domain_fid': fid,
+            'iterations': iterations, 'seconds': seconds, **p}
+  runs = [run('wallclock', 'sngan', 600, 0, 80.0, 500, 603),
+          run('wallclock', 'stylegan2', 600, 0, 40.0, 700, 605, ada_p=0.1),
+          run('wallclock', 'stylegan2', 600, 1, 50.0, 720, 607, ada_p=0.2),
+          run('ada', 'ada', 2000, 0, 30.0, 2000, 2100, ada_p=0.3),
+          run('ada', 'ada', 2000, 1, 34.0, 2000, 2200, ada_p=0.5)]
+  (tmp_path / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in runs))
+  tables = {grid: _stylegan2_table(f'--grid={grid}', '--table', f'--out={tmp_path}')
+            for grid in ('wallclock', 'ada')}
+  assert all(t.returncode == 0 for t in tables.values()), tables
+  assert tables['wallclock'].stdout.splitlines()[2:] == [   # the grid's order; one seed: no
+      "| stylegan2 | StyleGAN2-ADA, configs/stylegan2.py's 'small' | 600 s | 45.0 ± 7.1 | "
+      '710 ± 14 | 606 ± 1 | 0.150 ± 0.071 | 0,1 |',                # spread; no ADA: no p
+      '| sngan | SNGAN, the preset (conv model) at 32 px | 600 s | 80.0 | 500 | 603 | — | 0 |']
+  assert tables['ada'].stdout.splitlines()[2:] == [
+      "| ada | ADA 'bgc', target 0.6, ada_kimg 100 | 2000 iterations | 32.0 ± 2.8 | 2000 ± 0 | "
+      '2150 ± 71 | 0.400 ± 0.141 | 0,1 |']
+
+
+def test_stylegan2_table_refuses_an_unknown_row_before_any_work(tmp_path):
+  result = _stylegan2_table('--grid=ada', '--only=ada,dcgan', f'--out={tmp_path / "out"}')
+  assert result.returncode == 1
+  assert 'no row dcgan in the ada grid; its rows: noada, ada, diffaugment' in result.stderr
+  assert not (tmp_path / 'out').exists()
+  assert 'grid' in _stylegan2_table('--table', f'--out={tmp_path}').stderr   # required
+  result = _stylegan2_table('--grid=wallclock', '--table', f'--out={tmp_path}')
+  assert result.returncode == 0 and result.stdout.count('\n') == 2   # no runs: the header
+
+
 def test_eval_cost_times_every_extractor_and_metric(tmp_path):
   from test_scoring import _random_classifier  # pylint: disable=g-import-not-at-top
   _random_classifier(tmp_path / 'clf')

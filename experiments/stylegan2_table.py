@@ -1,0 +1,224 @@
+r"""docs/stylegan2.md's measurements on Fashion-MNIST at 32x32 (issue #30), two grids of a run per
+seed, each scored by --mode=eval with the domain classifier (gan_jax/tools/train_classifier.py):
+the domain FID of 5,000 samples against the 10,000 test images.
+
+  python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table [--seconds=600]
+  python experiments/stylegan2_table.py --grid=ada --out=/tmp/sg2_table [--steps=2000]
+  python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table --table
+
+wallclock: StyleGAN2 (configs/stylegan2.py's CPU-sized 'small' option), DCGAN
+  (configs/dcgan.py:fashion_mnist) and SNGAN (configs/sngan.py:fashion_mnist) for SECONDS of
+  wall-clock each: main.py gets SIGTERM that long after it starts (Python's start, decoding the
+  data and compiling count), checkpoints and exits (docs/training.md, 'Preemption'). Each keeps
+  its preset's num_steps, which none reaches (SNGAN's linear lr decay over 50,000 iterations
+  barely starts), and takes max_steps_per_call 4, so that the calls dispatched before the signal
+  end soon after it. The row records the iterations reached and the seconds to main.py's exit.
+  DCGAN's conv model takes 32 px (4, 8, 16, 32 px; 256, 128, 64 channels at width 64); SNGAN's
+  fashion_mnist preset is its conv model with spectral norm (chosen at the preset's 28 px),
+  not the paper's ResNet that configs/sngan.py:cifar10 builds at 32 px. A run left unfinished
+  by an interruption starts again from scratch (resumed, it would get more than SECONDS).
+ada: StyleGAN2 'small' on dataset.subset 0.025 (1,500 of the 60,000 training images, the same
+  for every run) for STEPS iterations: 'noada' (no augmentation), 'ada' (the preset's 'bgc',
+  adaptive toward E[sign D(real)] = 0.6, every 4 iterations, with augment.ada_kimg 100 in place
+  of the official 500, so that p can move by up to 0.64 in 2,000 iterations at batch 32 rather
+  than 0.128) and 'diffaugment' (color, translation, cutout; ADA off). An interrupted run
+  resumes exactly (its seconds are then those of its last part).
+Runs with ADA ('ada', and 'stylegan2' of wallclock with the official ada_kimg 500) also record
+the final p and its curve, train/ada_p every log_every (100) iterations, read from the run's
+event files by gan_jax/tools/plot_fid.py (which draws it in WORKDIR/train_ada_p.png). Every run
+also leaves a grid of 100 samples, WORKDIR/samples.png.
+
+32 px: IDX files load at their own 28x28, so the IDX files are written once as PNG folders
+(gan_jax/tools/idx_to_folder.py, OUT/fashion_png/train and test) and every run trains on the
+train folder at dataset.image_size 32 (Lanczos, as any folder). The domain classifier trains on
+that folder at 32 px (testing on 10 % of it held out: a folder has one split); the evaluation
+reads the test folder as dataset.path (its one split, eval.reference_split 'train').
+
+Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. Not run
+yet: by the estimate of configs/stylegan2.py ('small': about a second an iteration on a 2-core
+CPU), the ada grid is about 9 runs of 35 minutes and the wallclock grid 9 runs of SECONDS.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from table_runs import IDX, ROOT, domain_classifier, run_main  # experiments/table_runs.py
+
+flags.DEFINE_enum('grid', None, ['wallclock', 'ada'], 'Which grid to run (or print).')
+flags.DEFINE_string('out', '/tmp/sg2_table', 'Directory for the data, classifier, runs, results.')
+flags.DEFINE_integer('seconds', 600, 'wallclock: wall-clock seconds of every run.')
+flags.DEFINE_integer('steps', 2000, 'ada: generator iterations of every run.')
+flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every row, a run each.')
+flags.DEFINE_integer('samples', 5000, 'Generated samples per run and evaluation.')
+flags.DEFINE_string('idx', IDX, 'The Fashion-MNIST IDX directory.')
+flags.DEFINE_list('only', [], 'Rows of the grid to run (names as in the table).')
+flags.DEFINE_bool('table', False, 'Print the markdown table of the grid in OUT/results.jsonl '
+                  'and stop.')
+flags.mark_flag_as_required('grid')
+FLAGS = flags.FLAGS
+
+SIZE = 32
+SMALL = 'configs/stylegan2.py:fashion_mnist,small'
+ADA_SUBSET = 0.025
+DIFFAUGMENT = 'color,translation,cutout'
+# grid -> row -> (config file argument, overrides, what it is)
+GRIDS = {
+    'wallclock': {
+        'stylegan2': (SMALL, {}, "StyleGAN2-ADA, configs/stylegan2.py's 'small'"),
+        'dcgan': ('configs/dcgan.py:fashion_mnist', {'dataset.image_size': SIZE},
+                  'DCGAN, the preset at 32 px'),
+        'sngan': ('configs/sngan.py:fashion_mnist', {'dataset.image_size': SIZE},
+                  'SNGAN, the preset (conv model) at 32 px'),
+    },
+    'ada': {
+        'noada': (SMALL + ',noada', {'dataset.subset': ADA_SUBSET}, 'no augmentation'),
+        'ada': (SMALL, {'dataset.subset': ADA_SUBSET, 'augment.ada_kimg': 100},
+                "ADA 'bgc', target 0.6, ada_kimg 100"),
+        'diffaugment': (SMALL + ',noada', {'dataset.subset': ADA_SUBSET,
+                                           'augment.policy': DIFFAUGMENT},
+                        f'DiffAugment ({DIFFAUGMENT}), no ADA'),
+    },
+}
+SCORES = ('domain_fid', 'classifier_score')   # of the eval line, where it has them
+
+
+def budget(grid: str) -> int:
+  """A run's length: seconds of wall-clock (wallclock) or iterations (ada)."""
+  return FLAGS.seconds if grid == 'wallclock' else FLAGS.steps
+
+
+def run_flags(grid, row, seed, data, classifier):
+  """(workdir, main.py's flags for every mode of the run, reading its images from `data`)."""
+  config, overrides, _ = GRIDS[grid][row]
+  workdir = os.path.join(FLAGS.out, grid, f'{row}_{budget(grid)}_s{seed}')
+  length = (['--config.max_steps_per_call=4'] if grid == 'wallclock' else
+            [f'--config.num_steps={FLAGS.steps}'])
+  return workdir, [
+      f'--config={config}', f'--workdir={workdir}', f'--config.dataset.path={data}',
+      f'--config.seed={seed}', f'--config.eval.classifier={classifier}',
+      '--config.eval.reference_split=train', f'--config.eval.num_samples={FLAGS.samples}',
+      '--config.sample_every=0', *length, *[f'--config.{k}={v}' for k, v in overrides.items()]]
+
+
+def p_curve(workdir: str):
+  """[[step, p]] of the run's train/ada_p (gan_jax/tools/plot_fid.py reads its event files and
+  draws them in WORKDIR/train_ada_p.png)."""
+  proc = subprocess.run([sys.executable, '-m', 'gan_jax.tools.plot_fid', f'--workdir={workdir}',
+                         '--metric=train/ada_p'], cwd=ROOT, capture_output=True, text=True,
+                        check=True)
+  line = json.loads(proc.stdout.splitlines()[-1])
+  return [[step, round(p, 5)] for step, p in zip(line['steps'], line['values'])]
+
+
+def run_row(grid, row, seed, folders, classifier):
+  """A finished run's line of OUT/results.jsonl: it trains, is scored and samples a grid."""
+  workdir, train = run_flags(grid, row, seed, folders['train'], classifier)
+  if grid == 'wallclock':
+    shutil.rmtree(workdir, ignore_errors=True)   # from scratch: the budget is one run's
+  start = time.time()
+  run_main(train, workdir + '.train.log', FLAGS.seconds if grid == 'wallclock' else 0)
+  seconds = round(time.time() - start)
+  _, test = run_flags(grid, row, seed, folders['test'], classifier)
+  scores = json.loads(run_main([*test, '--mode=eval'], workdir + '.eval.log').splitlines()[-1])
+  run_main([*train, '--mode=sample', '--num_samples=100',
+            f'--out={os.path.join(workdir, "samples.npz")}'], workdir + '.sample.log')
+  config, overrides, _ = GRIDS[grid][row]
+  result = {'grid': grid, 'row': row, 'budget': budget(grid), 'seed': seed, 'config': config,
+            'overrides': overrides, 'samples': FLAGS.samples, 'iterations': scores['step'],
+            'seconds': seconds, 'classifier_test_accuracy': _accuracy(classifier),
+            **{k: scores[k] for k in SCORES if k in scores}}
+  if config == SMALL:   # the preset's ADA: its p
+    curve = p_curve(workdir)
+    result.update(ada_p=curve[-1][1], ada_p_curve=curve)
+  return result
+
+
+def _accuracy(classifier):
+  with open(os.path.join(classifier, 'meta.json')) as f:
+    return json.load(f)['test_accuracy']
+
+
+def fashion_png(idx: str) -> dict:
+  """{'train': folder, 'test': folder}: the IDX files as PNG folders in OUT/fashion_png, written
+  once (gan_jax/tools/idx_to_folder.py)."""
+  folder = os.path.join(FLAGS.out, 'fashion_png')
+  if not os.path.isdir(folder):
+    partial = folder + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    with open(folder + '.log', 'w') as f:
+      subprocess.run([sys.executable, '-m', 'gan_jax.tools.idx_to_folder', f'--idx_dir={idx}',
+                      f'--out={partial}'], cwd=ROOT, stdout=f, stderr=f, check=True)
+    os.replace(partial, folder)
+  return {split: os.path.join(folder, split) for split in ('train', 'test')}
+
+
+def _results(path):
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return {(r['grid'], r['row'], r['budget'], r['seed']): r for r in map(json.loads, f) if r}
+
+
+def _mean_std(values):
+  mean = sum(values) / len(values)
+  return mean, (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+
+
+def table(results, grid: str) -> str:
+  """The markdown table of `grid`: a line per row and budget, the domain FID against the test
+  images, the iterations, the seconds and (ADA's rows) the final p as mean ± std over the
+  seeds' runs."""
+  unit = 's' if grid == 'wallclock' else 'iterations'
+  lines = [f'| row | what it is | budget | domain FID (test) | iterations | seconds | final p | '
+           'seeds |', '|---|---|---|---|---|---|---|---|']
+  groups = {}
+  for (g, row, length, _), r in results.items():
+    if g == grid:
+      groups.setdefault((row, length), []).append(r)
+  order = lambda key: (key[1], list(GRIDS[grid]).index(key[0]) if key[0] in GRIDS[grid] else 99)
+  for row, length in sorted(groups, key=order):
+    runs = sorted(groups[row, length], key=lambda r: r['seed'])
+    def cell(key, digits):
+      if not all(key in r for r in runs):
+        return '—'
+      mean, std = _mean_std([r[key] for r in runs])
+      return f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(runs) > 1 else '')
+    what = GRIDS[grid][row][2] if row in GRIDS[grid] else ''
+    lines.append(f'| {row} | {what} | {length} {unit} | {cell("domain_fid", 1)} | '
+                 f'{cell("iterations", 0)} | {cell("seconds", 0)} | {cell("ada_p", 3)} | '
+                 f'{",".join(str(r["seed"]) for r in runs)} |')
+  return '\n'.join(lines)
+
+
+def main(_):
+  unknown = set(FLAGS.only) - set(GRIDS[FLAGS.grid])
+  if unknown:
+    raise app.UsageError(f'--only: no row {", ".join(sorted(unknown))} in the {FLAGS.grid} '
+                         f'grid; its rows: {", ".join(GRIDS[FLAGS.grid])}')
+  path = os.path.join(FLAGS.out, 'results.jsonl')
+  if FLAGS.table:
+    print(table(_results(path), FLAGS.grid))
+    return
+  os.makedirs(FLAGS.out, exist_ok=True)
+  folders = fashion_png(FLAGS.idx)
+  classifier = domain_classifier(os.path.join(FLAGS.out, 'classifier'), folders['train'], SIZE)
+  done = _results(path)
+  for row in GRIDS[FLAGS.grid]:
+    for seed in map(int, FLAGS.seeds):
+      if ((FLAGS.grid, row, budget(FLAGS.grid), seed) in done
+          or (FLAGS.only and row not in FLAGS.only)):
+        continue
+      result = run_row(FLAGS.grid, row, seed, folders, classifier)
+      with open(path, 'a') as f:
+        f.write(json.dumps(result) + '\n')
+      print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
