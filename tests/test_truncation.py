@@ -80,6 +80,7 @@ def test_sampling_draws_normal_z_without_a_threshold_and_truncated_z_with_one():
   assert float(np.max(np.abs(np.concatenate(truncated)))) <= 0.5
 
 
+@pytest.mark.slow   # StyleGAN2's networks op by op and several compiles: about a minute
 def test_stylegan2_truncation_is_psi_toward_w_avg_of_normal_z():
   """StyleGAN's truncation (the official truncation_cutoff None): samples of N(0, I) z whose ws
   are w_avg + psi (w - w_avg), in sample batches and interpolation's keyframes alike."""
