@@ -19,6 +19,10 @@ Options (the adversarial part is one of the first three):
   mlp               fully connected G and D, width 512
   paper             the paper's class loss: D's class head learns from real and generated
                     images (loss.class_loss 'real_fake'; the default is 'real')
+  reacgan           ReACGAN's class loss (Kang et al. 2021): D2D-CE on a class embedding and
+                    class proxies in the critic, on real images only, in place of the
+                    cross-entropy (loss.class_loss 'd2d'), weight 0.5, T 0.5, m_p 0.98, a
+                    512-d embedding (StudioGAN's ReACGAN CIFAR-10 settings)
   projection        a projection critic (Miyato & Koyama 2018) in place of the class head; G
                     takes the label through z times an embedding and conditional batch norm
                     (model.gen_label_input 'embed_cbn'): label accuracy 0.885, domain FID 7.0 at
@@ -30,7 +34,7 @@ from gan_jax import gans
 
 # option -> (loss.adversarial, loss.lipschitz)
 ADVERSARIAL_OPTIONS = gans.ACGAN_ADVERSARIAL
-OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection')
+OPTIONS = (*ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection', 'reacgan')
 
 
 def get_config(arg=None):
@@ -63,6 +67,15 @@ def get_config(arg=None):
     c.model.init_std = 0.0
     c.gen_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
     c.critic_optimizer = common.optimizer('adam', 1e-4, b1=0.0, b2=0.9)
+  if 'reacgan' in options:
+    if 'paper' in options or 'projection' in options:
+      raise ValueError('option reacgan is the class head\'s loss: use it without paper and '
+                       'projection')
+    c.loss.class_loss = 'd2d'
+    c.loss.aux_weight = 0.5       # StudioGAN's cond_lambda
+    c.loss.d2d_temperature = 0.5
+    c.loss.d2d_margin = 0.98
+    c.model.class_embed_dim = 512
   if 'projection' in options:
     if 'paper' in options:
       raise ValueError('option paper is the class head\'s loss; projection has no class head')

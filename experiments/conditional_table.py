@@ -44,6 +44,8 @@ VARIANTS = {
     'acgan': (ACGAN, {}, "ACGAN, the preset: the critic's class head learns from real images "
               'only'),
     'acgan_tac': (ACGAN, {'loss.class_loss': 'tac'}, 'ACGAN with a TAC-GAN twin head'),
+    'acgan_d2d': (ACGAN + ',reacgan', {}, "ACGAN with ReACGAN's data-to-data cross-entropy "
+                  '(on real images, in the critic; on its samples, in the generator)'),
     'projection': (ACGAN, {'model.conditional': 'projection'}, 'projection critic, conditional '
                    'batch norm in G (the ACGAN preset otherwise)'),
     'projection_no_bn': (ACGAN, {'model.conditional': 'projection', 'model.critic_norm': 'none'},

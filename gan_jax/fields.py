@@ -156,6 +156,9 @@ FIELDS = (
       'hybrid)', choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
       "'projection'; '' = gan's"),
+    F('model.class_embed_dim', 512, "loss.class_loss 'd2d': the size of the critic's class "
+      "embedding and proxies (StudioGAN's d_embed_dim)", '[1, inf)', 'an embedding size',
+      absent_is_default=True),
     F('model.gen_label_input', '', "conditional G: how labels enter it, 'embed' (z times a "
       "label embedding) | 'cbn' (conditional batch norm) | 'embed_cbn' (both) | 'concat' (z and "
       "the one-hot label); '' = the conditioning's (projection with batch norm: cbn; else embed)",
@@ -181,8 +184,14 @@ FIELDS = (
       'the class loss weight'),
     F('loss.class_loss', 'real_fake', "what the ACGAN critic's class head learns from: "
       "'real_fake' (the paper: real and generated images) | 'real' (real images only, "
-      "StudioGAN's ACGAN) | 'tac' (real only, and a twin head on the generated: TAC-GAN)",
+      "StudioGAN's ACGAN) | 'tac' (real only, and a twin head on the generated: TAC-GAN) | "
+      "'d2d' (real only, ReACGAN's data-to-data cross-entropy on a class embedding)",
       choices=losses.CLASS_LOSSES, absent_is_default=True),
+    F('loss.d2d_temperature', 0.5, "class_loss 'd2d': the temperature T of the data-to-data "
+      "cross-entropy (ReACGAN's CIFAR-10 setting)", '(0, inf)', 'a temperature',
+      absent_is_default=True),
+    F('loss.d2d_margin', 0.98, "class_loss 'd2d': the margin m_p of the data-to-data "
+      'cross-entropy (ReACGAN)', '[-1, 1]', 'a cosine margin', absent_is_default=True),
     F('loss.r1_weight', 10.0, "gamma of R1 (lipschitz 'r1'): the loss adds gamma / 2 "
       'E|grad D(x_real)|^2', '[0, inf)', "R1's gamma", absent_is_default=True),
     F('loss.r1_every', 1, 'R1 on every this-many-th critic update only, times this (lazy '

@@ -147,7 +147,12 @@ def interpolate(real, fake, eps):
 #   'tac':       real images only, and a twin head learns the generated images' classes; the
 #                generator's loss subtracts the twin's cross-entropy (TAC-GAN, Gong et al. 2019),
 #                which removes the bias of 'real' toward samples far from the class boundaries.
-CLASS_LOSSES = ('real_fake', 'real', 'tac')
+#   'd2d':       real images only, with the data-to-data cross-entropy in place of the
+#                cross-entropy (ReACGAN, Kang et al. 2021; `data_to_data_xent`): the class head
+#                is a unit embedding of the critic's features and a unit proxy per class, and
+#                each image is pulled toward its class's proxy and pushed from the other classes'
+#                images of the batch, not from the other classes' proxies.
+CLASS_LOSSES = ('real_fake', 'real', 'tac', 'd2d')
 
 
 def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:
@@ -155,6 +160,46 @@ def auxiliary_xent(class_logits, labels) -> Tuple[jax.Array, jax.Array]:
   xent = optax.softmax_cross_entropy_with_integer_labels(class_logits, labels)
   acc = jnp.mean(jnp.argmax(class_logits, -1) == labels)
   return jnp.mean(xent), acc
+
+
+def _without_diagonal(m):
+  """[B, B] -> [B, B - 1]: row i of `m` without its entry i."""
+  b = m.shape[0]
+  cols = jnp.arange(b - 1)[None, :]
+  return jnp.take_along_axis(m, cols + (cols >= jnp.arange(b)[:, None]), axis=1)
+
+
+def data_to_data_xent(embed, proxy_sims, labels, temperature: float, margin: float
+                      ) -> Tuple[jax.Array, jax.Array]:
+  """ReACGAN's data-to-data cross-entropy (Kang et al. 2021, eq. 8, with the official code's
+  margins, false-negative removal and shift): (its mean over the batch, the accuracy of the
+  nearest proxy).
+
+  `embed` [B, E]: the critic's unit embeddings of the batch's images; `proxy_sims` [B, K]: the
+  cosine of each to every class's unit proxy; `labels` [B]. With s_ij = cos(e_i, e_j) and
+  s_i = cos(e_i, proxy of y_i), T the temperature and m the margin, per image
+
+    pos_i = relu((m - s_i) / T),
+    neg_i = log(exp(-pos_i) + sum_{j != i, y_j != y_i} exp(relu((s_ij + m - 1) / T) - M_i)),
+
+  M_i the largest (s_ij + m - 1) / T over j != i (held constant in the gradient), as
+  StudioGAN's `Data2DataCrossEntropyLoss` computes it (its shift applies to the data-to-data
+  terms only, so it is part of the loss, not only of its numerics); the loss is the mean of
+  pos_i + neg_i. Images of the same class are not negatives of each other (the false-negative
+  removal). The batch is the global one: under pmap the caller gathers it.
+  """
+  embed, proxy_sims = embed.astype(jnp.float32), proxy_sims.astype(jnp.float32)
+  sims = _without_diagonal(
+      (jnp.matmul(embed, embed.T, precision=jax.lax.Precision.HIGHEST) + margin - 1.0)
+      / temperature)
+  sims = jax.nn.relu(sims) - jax.lax.stop_gradient(jnp.max(sims, axis=1, keepdims=True))
+  negatives = _without_diagonal(labels[:, None] != labels[None, :])
+  to_proxy = jnp.take_along_axis(proxy_sims, labels[:, None], axis=1)[:, 0]
+  attraction = jax.nn.relu((margin - to_proxy) / temperature)
+  repulsion = jnp.log(jnp.exp(-attraction) +
+                      jnp.sum(jnp.where(negatives, jnp.exp(sims), 0.0), axis=1))
+  accuracy = jnp.mean(jnp.argmax(proxy_sims, -1) == labels)
+  return jnp.mean(attraction + repulsion), accuracy
 
 
 def orthogonal_penalty(params) -> jax.Array:

@@ -66,6 +66,8 @@ class GAN:
   gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
   critic_lr: Callable[[jax.Array], jax.Array]
   axis_name: Optional[str] = None  # pmap: the device axis to average gradients and metrics over
+  d2d_temperature: float = 0.5  # class_loss 'd2d': the data-to-data cross-entropy's T and m_p
+  d2d_margin: float = 0.98
   ema_decay: float = 0.0       # the generator's EMA (0: none)
   ema_start: int = 0           # generator updates before the EMA starts averaging (a copy before)
   gen_spectral: bool = False   # spectral norm on the generator's weights
@@ -111,7 +113,8 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       critic_lr=optimizers.lr_schedule(config.critic_optimizer, config.num_steps),
       latent_dim=config.latent_dim, gp_weight=config.loss.gp_weight,
       clip_value=config.loss.clip_value, aux_weight=config.loss.aux_weight,
-      class_loss=config.loss.class_loss,
+      class_loss=config.loss.class_loss, d2d_temperature=config.loss.d2d_temperature,
+      d2d_margin=config.loss.d2d_margin,
       skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, ema_decay=config.ema.decay,
       ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
@@ -136,10 +139,11 @@ def _ada_fields(augment_config) -> dict:
 
 
 def _conditioning(spec: gans.GanSpec, class_loss: str) -> str:
-  """How the models use labels (models/conditioning.py): a TAC critic has a twin class head."""
+  """How the models use labels (models/conditioning.py): a TAC critic has a twin class head,
+  a D2D-CE critic ReACGAN's embedding and proxies."""
   if spec.projection:
     return 'projection'
-  return 'tac' if class_loss == 'tac' else 'acgan'
+  return class_loss if class_loss in ('tac', 'd2d') else 'acgan'
 
 
 def init_state(gan: GAN, seed: int, image_shape) -> TrainState:
@@ -335,10 +339,24 @@ def ada_after(gan: GAN, ada_state, real_sign, update: jax.Array, images_per_upda
 
 
 def _heads(gan: GAN, class_logits):
-  """(class head's logits [B, K], the TAC twin's [B, K] or None) of a critic's class_logits."""
-  if gan.class_loss != 'tac':
+  """(class head's logits [B, K], the TAC twin's [B, K] or None) of a critic's class_logits;
+  with class_loss 'd2d', (the cosines to the class proxies [B, K], the unit embeddings
+  [B, E])."""
+  if gan.class_loss not in ('tac', 'd2d'):
     return class_logits, None
   return class_logits[:, :gan.num_classes], class_logits[:, gan.num_classes:]
+
+
+def _class_loss(gan: GAN, logits, second, labels):
+  """(the class loss, its accuracy) of one pass's _heads (`logits`, `second`) at `labels`: the
+  cross-entropy of the logits, or with class_loss 'd2d' the data-to-data cross-entropy of the
+  global batch (gathered from every device under pmap)."""
+  if gan.class_loss != 'd2d':
+    return losses.auxiliary_xent(logits, labels)
+  if gan.axis_name is not None:
+    logits, second, labels = (jax.lax.all_gather(x, gan.axis_name, tiled=True)
+                              for x in (logits, second, labels))
+  return losses.data_to_data_xent(second, logits, labels, gan.d2d_temperature, gan.d2d_margin)
 
 
 def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r1_now=True,
@@ -400,12 +418,13 @@ def critic_update(gan: GAN, gen: PlayerState, critic: PlayerState, batch, key, r
       loss += 0.5 * gan.r1_weight * gan.r1_every * penalty
       metrics['r1_penalty'] = penalty
     if gan.spec.class_head:
-      (real_cls, _), (fake_cls, fake_twin) = _heads(gan, real_cls), _heads(gan, fake_cls)
-      real_xent, real_acc = losses.auxiliary_xent(real_cls, batch['label'])
+      (real_cls, real_second), (fake_cls, fake_twin) = (_heads(gan, real_cls),
+                                                         _heads(gan, fake_cls))
+      real_xent, real_acc = _class_loss(gan, real_cls, real_second, batch['label'])
       fake_xent, fake_acc = losses.auxiliary_xent(fake_cls, fake_labels)
       if gan.class_loss == 'real_fake':
         loss += gan.aux_weight * (real_xent + fake_xent)
-      elif gan.class_loss == 'real':
+      elif gan.class_loss in ('real', 'd2d'):  # 'd2d': fake_xent is only for its accuracy
         loss += gan.aux_weight * real_xent
       else:  # 'tac': the twin learns the generated images' classes
         twin_xent, twin_acc = losses.auxiliary_xent(fake_twin, fake_labels)
@@ -475,12 +494,12 @@ def gen_update(gan: GAN, gen: PlayerState, critic: PlayerState, key, batch_size:
     (fake_adv, fake_cls), _ = _critic(gan, critic_params, critic.stats, fake, labels)
     loss, metrics = gen_loss_fn(fake_adv)
     if gan.spec.class_head:
-      fake_cls, fake_twin = _heads(gan, fake_cls)
-      xent, _ = losses.auxiliary_xent(fake_cls, labels)
+      fake_cls, second = _heads(gan, fake_cls)
+      xent, _ = _class_loss(gan, fake_cls, second, labels)
       loss += gan.aux_weight * xent
       metrics['aux_loss_fake'] = xent
-      if fake_twin is not None:  # TAC: away from the twin's view of the generated classes
-        twin_xent, _ = losses.auxiliary_xent(fake_twin, labels)
+      if gan.class_loss == 'tac':  # away from the twin's view of the generated classes
+        twin_xent, _ = losses.auxiliary_xent(second, labels)
         loss -= gan.aux_weight * twin_xent
     if ortho is not None:
       loss += gan.ortho_weight * ortho

@@ -57,6 +57,8 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
                     'loss__lecam_weight': 0.3, 'loss__lecam_start_step': 0},
         'r1': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
                'loss__adversarial': 'least_squares', 'augment__policy': 'translation,cutout'},
+        # ReACGAN's data-to-data cross-entropy: a loss of the whole batch (gathered under pmap)
+        'd2d': {'loss__class_loss': 'd2d', 'model__class_embed_dim': 16},
         # ADA with R1: p from 0.5 moving by 0.1 after every 2nd critic update (signs pmean'd)
         'ada': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
                 'loss__adversarial': 'nonsaturating', 'augment__ada': 'bgc',

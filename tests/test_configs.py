@@ -9,7 +9,8 @@ from gan_jax import gans
 def test_acgan_adversarial_options_are_named():
   assert tuple(acgan.ADVERSARIAL_OPTIONS) == ('nonsaturating', 'wasserstein_clip',
                                               'wasserstein_gp')
-  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection'}
+  assert set(acgan.OPTIONS) == {*acgan.ADVERSARIAL_OPTIONS, 'mlp', 'paper', 'projection',
+                               'reacgan'}
   assert gans.resolve(acgan.get_config('digits')) == gans.GanSpec('nonsaturating', 'none',
                                                                   'acgan')
   for name, (adversarial, lipschitz) in acgan.ADVERSARIAL_OPTIONS.items():

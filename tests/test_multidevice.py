@@ -66,9 +66,10 @@ def test_one_vs_eight_devices_same_parameters_jit_pmap_and_steps_per_call():
 def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
   """Projection conditioning, conditional batch norm, spectral norm of both players, the hinge
   loss, the generator's EMA, DiffAugment and LeCam (multidevice_check.BOTH['toolkit']); R1 every
-  second critic update with the least-squares loss ('r1'); ADA with R1 ('ada'): the same
+  second critic update with the least-squares loss ('r1'); ADA with R1 ('ada'); ReACGAN's
+  data-to-data cross-entropy, a loss of the global batch ('d2d'): the same
   parameters, EMA, power iteration vectors, LeCam anchors and ADA's p on 1 device and on 8."""
-  runs = {'acgan.py:digits,runlocal,mlp': 'jit@toolkit,pmap@toolkit',
+  runs = {'acgan.py:digits,runlocal,mlp': 'jit@toolkit,pmap@toolkit,jit@d2d,pmap@d2d',
           'wgan_gp.py:digits,runlocal,mlp': 'jit@r1,pmap@r1,jit@ada,pmap@ada'}
   for spec, mode, max_diff, scale, relative in _run_check(runs):
     assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)

@@ -131,7 +131,8 @@ def test_acgan_and_unconditional_trees_are_fixed(arch, shape, num_classes, condi
 
 
 def test_unknown_conditioning_is_named():
-  with pytest.raises(ValueError, match="unknown conditioning 'film'.*'acgan', 'tac', 'projection'"):
+  with pytest.raises(ValueError,
+                     match="unknown conditioning 'film'.*'acgan', 'tac', 'd2d', 'projection'"):
     models.build(_model_config('conv'), (28, 28, 1), K, conditioning='film')
 
 

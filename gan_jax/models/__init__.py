@@ -74,13 +74,14 @@ def build(model_config, image_shape, num_classes: int, axis_name: Optional[str] 
           dtype: Any = jnp.float32, conditioning: str = 'acgan', platform: Optional[str] = None):
   """Returns (generator, critic) modules for `model_config` and the data's image shape
   (`axis_name`: pmap's device axis, for synced batch norm; `dtype`: computation dtype;
-  `conditioning`: how num_classes > 0 is used, 'acgan' or 'projection'; `platform`: where
+  `conditioning`: how num_classes > 0 is used (CONDITIONINGS); `platform`: where
   they will run, which picks conv_impl 'auto''s layers, default this host's backend)."""
   check_image_shape(model_config.arch, image_shape)
   check_conditioning(conditioning)
   conv_impl = layers.resolve(model_config.conv_impl, platform)
   common = dict(init_std=model_config.init_std, num_classes=num_classes,
-                conditioning=conditioning, axis_name=axis_name, dtype=dtype)
+                conditioning=conditioning, axis_name=axis_name, dtype=dtype,
+                class_embed_dim=model_config.class_embed_dim)
   image_shape = tuple(int(s) for s in image_shape)
   return ARCHITECTURES[model_config.arch].build(model_config, image_shape, common, conv_impl)
 

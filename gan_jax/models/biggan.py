@@ -193,8 +193,8 @@ class BigGANCritic(ConvPlayer):
         x = SelfAttention(init, self.conv_impl, self.dtype)(x)
     x = jnp.sum(nn.relu(x), axis=(1, 2))  # [B, C]
     return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
-                                         self.dtype, kernel_init=init,
-                                         embedding_init=init))(x, labels)
+                                         self.dtype, kernel_init=init, embedding_init=init,
+                                         embed_dim=self.class_embed_dim))(x, labels)
 
 
 def build(m, image_shape, common, conv_impl):

@@ -6,6 +6,11 @@ A model's `conditioning` field says how:
   * 'tac':        ACGAN's, and the critic has a twin class head (params/twin_head) beside the
                   class head: TAC-GAN (Gong et al. 2019), whose twin classifies the generated
                   images and whose class_logits are [class head's, twin's] ([B, 2K]).
+  * 'd2d':        ACGAN's generator; the critic's class head is ReACGAN's (Kang et al. 2021): a
+                  unit embedding of its features (params/embed_head, a linear layer to
+                  embed_dim) and a unit proxy per class (params/class_proxies), class_logits
+                  [the cosine to each proxy, the embedding] ([B, K + embed_dim]), for the
+                  data-to-data cross-entropy (losses.data_to_data_xent).
   * 'projection': Miyato & Koyama 2018, "cGANs with Projection Discriminator". The critic's
                   adv_logits are linear(phi(x)) + <embed(y), phi(x)>, phi(x) the features its
                   heads see (flattened or globally pooled), and it has no class head. The
@@ -30,7 +35,7 @@ import jax.numpy as jnp
 
 from gan_jax.models import init
 
-CONDITIONINGS = ('acgan', 'tac', 'projection')
+CONDITIONINGS = ('acgan', 'tac', 'd2d', 'projection')
 
 
 def check_conditioning(conditioning: str) -> None:
@@ -41,7 +46,7 @@ def check_conditioning(conditioning: str) -> None:
 
 
 def conditioning_of(m) -> str:
-  """How module `m` uses labels: 'none' (num_classes 0), 'acgan', 'tac' or 'projection'."""
+  """How module `m` uses labels: 'none' (num_classes 0) or one of CONDITIONINGS."""
   check_conditioning(m.conditioning)
   return m.conditioning if m.num_classes > 0 else 'none'
 
@@ -182,7 +187,10 @@ class CriticHeads(nn.Module):
   """A critic's (adv_logits [B], class_logits [B, K] or None) on its features phi [B, D],
   float32 whatever the compute dtype.
 
-  'acgan': a class head beside the adversarial one; 'tac': and its twin, class_logits [B, 2K].
+  'acgan': a class head beside the adversarial one; 'tac': and its twin, class_logits [B, 2K];
+  'd2d': class_logits [B, K + embed_dim], the cosines of the features' unit embedding to the
+  classes' unit proxies, then the embedding (ReACGAN's head; both normalised as F.normalize
+  does, with the official normalize_d_embed).
   'projection': adv_logits are linear(phi) + <embed(y), phi> and there is no class head.
   """
   num_classes: int = 0
@@ -192,6 +200,7 @@ class CriticHeads(nn.Module):
   # the heads' initialisers; None: init.kernel_init(init_std) and init.embed_init(init_std)
   kernel_init: Optional[Callable] = None
   embedding_init: Optional[Callable] = None
+  embed_dim: int = 512  # 'd2d': the embedding's size (StudioGAN's d_embed_dim)
 
   @nn.compact
   def __call__(self, features, labels=None):
@@ -212,6 +221,15 @@ class CriticHeads(nn.Module):
       return adv + jnp.sum(embed.astype(jnp.float32) * features.astype(jnp.float32), -1), None
     if conditioning == 'none':
       return adv, None
+    if conditioning == 'd2d':
+      unit = lambda v: v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+      embed = unit(dense(self.embed_dim, 'embed_head').astype(jnp.float32))  # [B, E]
+      proxies = nn.Embed(self.num_classes, self.embed_dim,
+                         embedding_init=self.embedding_init or init.embed_init(self.init_std),
+                         name='class_proxies')
+      proxies = unit(proxies.embedding.astype(jnp.float32))  # [K, E]
+      cosines = jnp.matmul(embed, proxies.T, precision=jax.lax.Precision.HIGHEST)
+      return adv, jnp.concatenate([cosines, embed], -1)
     logits = dense(self.num_classes, 'class_head')
     if conditioning == 'tac':
       logits = jnp.concatenate([logits, dense(self.num_classes, 'twin_head')], -1)

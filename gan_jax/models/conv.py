@@ -102,7 +102,7 @@ class ConvCritic(ConvPlayer):
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
     return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
-                                         self.dtype))(x, labels)
+                                         self.dtype, embed_dim=self.class_embed_dim))(x, labels)
 
 
 def build(m, image_shape, common, conv_impl):

@@ -37,7 +37,8 @@ class Player(nn.Module, kw_only=True):
   """
   init_std: float = 0.0            # N(0, init_std) kernels; 0: Flax's defaults (init.py)
   num_classes: int = 0             # 0: unconditional (labels unused)
-  conditioning: str = 'acgan'      # how num_classes > 0 is used: 'acgan' or 'projection'
+  conditioning: str = 'acgan'      # how num_classes > 0 is used (conditioning.CONDITIONINGS)
+  class_embed_dim: int = 512       # conditioning 'd2d': the critic's class embedding size
   axis_name: Optional[str] = None  # pmap's device axis, for synced batch norm
   dtype: Any = jnp.float32         # computation dtype (parameters stay float32)
 

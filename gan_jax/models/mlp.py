@@ -79,7 +79,7 @@ class MLPCritic(Player):
   def __call__(self, x, labels=None, train: bool = True):
     x = in_scope_of(self, _trunk_of(self))(x.reshape(x.shape[0], -1), train)
     return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
-                                         self.dtype))(x, labels)
+                                         self.dtype, embed_dim=self.class_embed_dim))(x, labels)
 
 
 def build(m, image_shape, common, _):

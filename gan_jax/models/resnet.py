@@ -169,7 +169,7 @@ class ResNetCritic(ConvPlayer):
         x = block(self.width * min(8, 2 ** (i + 1)), 'down')(x, train)
       x = x.reshape(x.shape[0], -1)  # [B, 4 * 4 * 8w]
     return in_scope_of(self, CriticHeads(self.num_classes, self.conditioning, self.init_std,
-                                         self.dtype))(x, labels)
+                                         self.dtype, embed_dim=self.class_embed_dim))(x, labels)
 
 
 def build(m, image_shape, common, conv_impl):
