@@ -46,6 +46,12 @@ VARIANTS = {
     'acgan_tac': (ACGAN, {'loss.class_loss': 'tac'}, 'ACGAN with a TAC-GAN twin head'),
     'acgan_d2d': (ACGAN + ',reacgan', {}, "ACGAN with ReACGAN's data-to-data cross-entropy "
                   '(on real images, in the critic; on its samples, in the generator)'),
+    'acgan_d2d_sn_hinge': (ACGAN + ',reacgan', {'loss.adversarial': 'hinge',
+                                                'model.critic_norm': 'none',
+                                                'model.spectral_norm': True},
+                           "... with ReACGAN's critic: hinge loss, spectral norm, no batch norm"),
+    'acgan_d2d_weight_1': (ACGAN + ',reacgan', {'loss.aux_weight': 1.0},
+                           '... with the class loss weighted 1 (the preset\'s), not 0.5'),
     'projection': (ACGAN, {'model.conditional': 'projection'}, 'projection critic, conditional '
                    'batch norm in G (the ACGAN preset otherwise)'),
     'projection_no_bn': (ACGAN, {'model.conditional': 'projection', 'model.critic_norm': 'none'},

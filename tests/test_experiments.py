@@ -153,3 +153,17 @@ def test_xla_cpu_flags_times_each_set_against_the_default():
   assert set(line['medians']) == {'default', 'vector_512'}
   assert all(s > 0 for s in line['medians'].values())
   assert any(l.startswith('| vector_512 | `--xla_cpu_prefer_vector_width=512` |') for l in lines)
+
+
+@pytest.mark.slow   # a grouped convolution takes tens of seconds on XLA:CPU
+def test_modconv_bench_times_both_forms_of_the_modulated_convolution():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'modconv_bench.py'),
+       '--layers=small_16px_conv0_up', '--rounds=1'], cwd=ROOT, capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert line['layer'] == 'small_16px_conv0_up'
+  assert line['fused_ms'] > 0 and line['unfused_ms'] > 0
+  # the same convolutions' work in both forms, within the modulation's and demodulation's
+  assert line['fused_gflop'] > 1 and abs(line['fused_gflop'] / line['unfused_gflop'] - 1) < 0.05

@@ -84,3 +84,15 @@ def test_many_seeds_on_eight_devices_equal_separate_one_device_runs():
           'wgan_gp.py:digits,runlocal,mlp': 'seeds_8'}
   for spec, mode, _, _, relative in _run_check(runs):
     assert float(relative) < 1e-4, (spec, mode, relative)
+
+
+@pytest.mark.slow   # several minutes on 2 cores: StyleGAN2's compiles
+def test_stylegan2_on_one_and_eight_devices_jit_and_pmap():
+  """The StyleGAN2 runlocal config (ADA, lazy R1, style mixing, the path length penalty, the
+  mapping's w_avg, G's EMA with ramp-up): the same state on 1 device and on 8, under jit, and
+  under pmap with G's noise inputs fixed and minibatch std over groups of 1
+  (multidevice_check.BOTH['sg2_pmap']: under pmap each device draws its own noise and groups
+  its own rows, as each GPU does in the official code)."""
+  runs = {'stylegan2.py:digits,runlocal': 'jit,pmap@sg2_pmap'}
+  for spec, mode, max_diff, scale, relative in _run_check(runs):
+    assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)

@@ -76,7 +76,8 @@ class StyleGAN2Generator(Player):
     (its first layer's size comes from z itself): `synthesize`, which has no z, passes 1."""
     return in_scope_of(self, GeneratorNetwork(
         self.image_shape[0], self.image_shape[2], self.num_classes, z_dim, self.w_dim,
-        self.mapping_layers, self.channel_base, self.channel_max, _clamp(self.conv_clamp)))
+        self.mapping_layers, self.channel_base, self.channel_max, _clamp(self.conv_clamp),
+        axis_name=self.axis_name))
 
   def _labels(self, labels):
     if self.num_classes > 0 and labels is None:

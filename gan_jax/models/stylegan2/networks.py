@@ -21,7 +21,8 @@ names (synthesis/b8/conv0/affine/weight), kernels HWIO, dense weights [in, out].
 
 State beside the parameters, in the 'batch_stats' collection (the one the trainer already
 carries through training steps, and its EMA blends): the mapping's `w_avg` [w_dim], updated in
-training mode, and each synthesis layer's fixed `noise_const` [res, res] (noise_mode 'const').
+training mode toward the batch's mean w (under pmap the global batch's, as batch norm's
+statistics are synced: the official code keeps one per GPU and saves rank 0's), and each synthesis layer's fixed `noise_const` [res, res] (noise_mode 'const').
 noise_mode 'random' draws from the 'noise' PRNG stream (`apply(..., rngs={'noise': key})`).
 """
 
@@ -77,6 +78,7 @@ class MappingNetwork(nn.Module):
   activation: str = 'lrelu'
   lr_multiplier: float = 0.01
   w_avg_beta: Optional[float] = 0.995    # None: no w_avg
+  axis_name: Optional[str] = None       # pmap's device axis: w_avg follows the global batch
 
   @nn.compact
   def __call__(self, z, labels, train: bool = False, truncation_psi: float = 1.0,
@@ -101,6 +103,8 @@ class MappingNetwork(nn.Module):
       if train and not skip_w_avg_update and not self.is_initializing():
         # lerp(mean, w_avg, beta); no gradient flows into the statistic
         batch_mean = jax.lax.stop_gradient(x.mean(axis=0))
+        if self.axis_name is not None:  # as the jit mesh's global batch (the official: each GPU's)
+          batch_mean = jax.lax.pmean(batch_mean, self.axis_name)
         w_avg.value = batch_mean + self.w_avg_beta * (w_avg.value - batch_mean)
     if self.num_ws is not None:
       x = jnp.broadcast_to(x[:, None], (x.shape[0], self.num_ws, self.w_dim))
@@ -309,6 +313,7 @@ class GeneratorNetwork(nn.Module):
   channel_max: int = 512
   conv_clamp: Optional[float] = None
   w_avg_beta: Optional[float] = 0.995
+  axis_name: Optional[str] = None  # pmap's device axis (the mapping's w_avg)
 
   @property
   def num_ws(self) -> int:
@@ -316,7 +321,8 @@ class GeneratorNetwork(nn.Module):
 
   def setup(self):
     self.mapping = MappingNetwork(self.z_dim, self.c_dim, self.w_dim, self.num_ws,
-                                  self.mapping_layers, w_avg_beta=self.w_avg_beta)
+                                  self.mapping_layers, w_avg_beta=self.w_avg_beta,
+                                  axis_name=self.axis_name)
     self.synthesis = SynthesisNetwork(self.img_resolution, self.img_channels, self.channel_base,
                                       self.channel_max, self.conv_clamp)
 

@@ -1,0 +1,128 @@
+r"""StyleGAN2's modulated convolution in its two forms (gan_jax/models/stylegan2/ops.py's
+`modulated_conv2d`), forward and backward, at the layer shapes of configs/stylegan2.py:
+
+  fused      per-example kernels w * styles, demodulated, in ONE grouped convolution (the
+             examples as feature groups); the official code's form in evaluation
+  unfused    x * styles, the shared kernel's convolution, then times the demodulation
+             coefficients; the official code's form in training, and gan_jax's
+
+Both compute the same function (tests/test_stylegan2_ops.py). Without --target it times each
+on this host's devices (median of --rounds, after a warm-up call; run it on a quiet machine);
+with --target (a Python with libtpu: requirements-tpu.txt) it compiles each for one chip of
+that TPU and prints XLA's memory and cost analyses instead (no chip needed): the same FLOPs,
+but the fused form builds a kernel per example.
+
+  python experiments/modconv_bench.py --rounds=5
+  .venv-tpu/bin/python experiments/modconv_bench.py --target=v5e-8
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+from gan_jax import flops  # pylint: disable=g-import-not-at-top
+from gan_jax.models.stylegan2 import ops  # pylint: disable=g-import-not-at-top
+
+# name -> (batch, resolution of the input, in channels, out channels, up): a synthesis layer of
+# configs/stylegan2.py's 'small' option (batch 32, 128 channels at 8-16 px) and of its 'cifar'
+# setting (32 per GPU, 512 channels at every resolution), 3x3 kernels; `up` 2 is a block's
+# first convolution (upsampling with the FIR filter), 1 its second.
+LAYERS = {
+    'small_16px_conv1': (32, 16, 128, 128, 1),
+    'small_16px_conv0_up': (32, 8, 128, 128, 2),
+    'cifar_16px_conv1': (32, 16, 512, 512, 1),
+    'cifar_32px_conv0_up': (32, 16, 512, 512, 2),
+}
+
+
+def _layer(fused: bool, up: int):
+  """(x, weight, styles, cotangent) -> the gradients of <modulated_conv2d(...), cotangent>."""
+  f = ops.setup_filter()  # the synthesis layer's call (networks.SynthesisLayer)
+
+  def loss(x, weight, styles, cotangent):
+    y = ops.modulated_conv2d(x, weight, styles, up=up, padding=1, resample_filter=f,
+                             flip_weight=up == 1, demodulate=True, fused_modconv=fused)
+    return jnp.sum(y * cotangent)
+
+  return jax.grad(loss, argnums=(0, 1, 2))
+
+
+def _inputs(batch, res, cin, cout, up, abstract_on=None):
+  shapes = [(batch, res, res, cin), (3, 3, cin, cout), (batch, cin),
+            (batch, res * up, res * up, cout)]
+  if abstract_on is not None:
+    sharding = jax.sharding.SingleDeviceSharding(abstract_on)
+    return [jax.ShapeDtypeStruct(s, jnp.float32, sharding=sharding) for s in shapes]
+  keys = jax.random.split(jax.random.PRNGKey(0), len(shapes))
+  return [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, shapes)]
+
+
+def time_layers(rounds: int, names):
+  for name in names:
+    batch, res, cin, cout, up = LAYERS[name]
+    args = _inputs(batch, res, cin, cout, up)
+    row = {'layer': name, 'device': jax.devices()[0].device_kind}
+    for fused in (True, False):
+      fn = jax.jit(_layer(fused, up))
+      form = 'fused' if fused else 'unfused'
+      row[f'{form}_gflop'] = round(flops.count(jax.make_jaxpr(fn)(*args).jaxpr) / 1e9, 3)
+      jax.block_until_ready(fn(*args))  # compile and warm up
+      seconds = []
+      for _ in range(rounds):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        seconds.append(time.perf_counter() - start)
+      row[f'{form}_ms'] = round(1e3 * statistics.median(seconds), 2)
+    row['unfused_speedup'] = round(row['fused_ms'] / row['unfused_ms'], 2)
+    print(json.dumps(row), flush=True)
+
+
+def compile_layers(target: str, names):
+  from gan_jax import targets  # pylint: disable=g-import-not-at-top
+  device = targets.devices(target)[0]
+  for name in names:
+    batch, res, cin, cout, up = LAYERS[name]
+    row = {'layer': name, 'target': target, 'device_kind': device.device_kind}
+    for fused in (True, False):
+      form = 'fused' if fused else 'unfused'
+      args = _inputs(batch, res, cin, cout, up, abstract_on=device)
+      lowered = jax.jit(_layer(fused, up)).lower(*args)
+      row[f'{form}_gflop'] = round(flops.count(jax.make_jaxpr(_layer(fused, up))(*args).jaxpr)
+                                   / 1e9, 3)
+      compiled = lowered.compile()
+      memory = compiled.memory_analysis()
+      cost = compiled.cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      row[f'{form}_temp_mib'] = round(memory.temp_size_in_bytes / 2 ** 20, 1)
+      row[f'{form}_bytes_accessed_mib'] = round(cost.get('bytes accessed', float('nan'))
+                                                / 2 ** 20, 1)
+    print(json.dumps(row), flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--rounds', type=int, default=5, help='timed calls per form and layer')
+  parser.add_argument('--target', default='', help='a TPU slice (e.g. v5e-8): compile, not time')
+  parser.add_argument('--layers', default=','.join(LAYERS),
+                      help=f'comma-separated, of {", ".join(LAYERS)}')
+  args = parser.parse_args()
+  names = [n for n in args.layers.split(',') if n]
+  unknown = [n for n in names if n not in LAYERS]
+  if unknown:
+    parser.error(f'unknown layers {unknown}; use some of {", ".join(LAYERS)}')
+  if args.target:
+    compile_layers(args.target, names)
+  else:
+    time_layers(args.rounds, names)
+
+
+if __name__ == '__main__':
+  main()
