@@ -125,9 +125,11 @@ def _optimizer(params, o):
 
 
 def benchmark(config, image_shape, steps: int, device: str = 'cpu',
-              compiled: bool = False) -> dict:
+              compiled: bool = False, autocast: bool = False) -> dict:
   """Seconds per iteration (n_critic critic updates + one G update) in PyTorch on `device`,
-  eager or with the generator and critic under torch.compile (`compiled`)."""
+  eager or with the generator and critic under torch.compile (`compiled`); with `autocast`,
+  each iteration under torch.autocast(bfloat16): convolutions and products in bfloat16 (on a
+  CPU, oneDNN's: AMX where there is one), parameters and optimizers in float32."""
   torch.manual_seed(0)
   gen, critic = build(config, image_shape)
   gen, critic = gen.to(device), critic.to(device)
@@ -142,6 +144,12 @@ def benchmark(config, image_shape, steps: int, device: str = 'cpu',
   softplus = nn.functional.softplus
 
   def iteration():
+    if autocast:
+      with torch.autocast(device.split(':')[0], dtype=torch.bfloat16):
+        return step()
+    return step()
+
+  def step():
     for i in range(n):
       real = real_all[i]
       with torch.no_grad():
@@ -180,6 +188,6 @@ def benchmark(config, image_shape, steps: int, device: str = 'cpu',
   sync()
   seconds = (time.perf_counter() - t0) / steps
   return {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads(),
-          'torch_device': device, 'torch_compiled': compiled,
+          'torch_device': device, 'torch_compiled': compiled, 'torch_autocast': autocast,
           'torch_warmup_s': round(warmup, 2), 'torch_seconds_per_iter': round(seconds, 5),
           'torch_images_per_s': round(n * b / seconds, 1)}

@@ -4,7 +4,8 @@ work a TPU's MXU or a GPU's tensor cores do), every scan counted as often as it 
 XLA's cost analysis counts a loop's body once (a scan of 25 matrix products reports the FLOPs
 of one, on XLA:CPU and XLA:TPU alike), and a training call is two nested scans (iterations, then
 critic updates): so the FLOPs come from the call's jaxpr instead. Elementwise work (activations,
-normalisation, the optimizers) is left out, as in the usual model-FLOPs utilisation; a `cond`
+normalisation, the optimizers) is left out (the custom call of gan_jax/mkl_gemm.py is a
+matrix product and counts as one), as in the usual model-FLOPs utilisation; a `cond`
 counts its costlier branch (lazy R1: as if every critic update took the penalty); a `while`
 loop of unknown length counts its body once.
 """
@@ -38,6 +39,17 @@ def _conv(eqn) -> float:
   return 2.0 * _size(eqn.outvars[0].aval.shape) * window / dilation
 
 
+def _gemm(eqn) -> float:
+  """gan_jax/mkl_gemm.py's product: [..., M, N] from a contraction of K (a's last axis, or its
+  second last if transposed)."""
+  a = eqn.invars[0].aval.shape
+  k = a[-2] if dict(eqn.params['attributes'])['trans_a'] else a[-1]
+  return 2.0 * _size(eqn.outvars[0].aval.shape) * k
+
+
+GEMM_TARGETS = ('gan_bf16_gemm',)   # gan_jax.mkl_gemm.TARGET
+
+
 def count(jaxpr) -> float:
   """FLOPs of one run of `jaxpr` (a Jaxpr or ClosedJaxpr), nested programs included."""
   jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
@@ -48,6 +60,8 @@ def count(jaxpr) -> float:
       total += _dot(eqn)
     elif name == 'conv_general_dilated':
       total += _conv(eqn)
+    elif name == 'ffi_call' and eqn.params['target_name'] in GEMM_TARGETS:
+      total += _gemm(eqn)
     inner = [count(sub) for sub in jex.core.jaxprs_in_params(eqn.params)]
     if name == 'scan':
       total += eqn.params['length'] * sum(inner)

@@ -23,7 +23,9 @@ D of its adjoint convolution. Two forms of each:
 
 impl 'hybrid' (the CPU default) takes the lax form except where the matmul form measured faster
 (`python experiments/conv_microbench.py --kinds`), 'fast' takes the matmul form everywhere and
-'xla' is plain `lax` with JAX's own derivatives (what GPUs and TPUs run natively). All keep the
+'xla' is plain `lax` with JAX's own derivatives (what GPUs and TPUs run natively). 'mkl' takes
+the matmul form everywhere with its products in bfloat16, summed in float32, by oneMKL
+(gan_jax/mkl_gemm.py: AMX on Intel Xeons that have it; one CPU device). All keep the
 parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and compute the
 same function and derivatives (tests/test_layers.py). `impl='auto'` is 'hybrid' on CPU and
 'xla' elsewhere.
@@ -37,14 +39,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gan_jax import mkl_gemm
+from gan_jax.errors import ConfigError
+
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-IMPLS = ('auto', 'hybrid', 'fast', 'xla')
+IMPLS = ('auto', 'hybrid', 'fast', 'xla', 'mkl')
 
 
 def resolve(impl: str, platform: Optional[str] = None) -> str:
-  """'auto' -> 'hybrid' on a CPU, 'xla' on anything else; the other names stand for themselves.
+  """'auto' -> 'hybrid' on a CPU, 'xla' on anything else; the other names stand for themselves
+  ('mkl' on a CPU only).
 
   `platform` is where the layer will run ('cpu', 'gpu', 'tpu'): the devices a program is
   compiled for, which need not be this host's (a TPU compiled for on a CPU machine). None: the
@@ -53,8 +59,12 @@ def resolve(impl: str, platform: Optional[str] = None) -> str:
   if impl not in IMPLS:
     raise ValueError(f"model.conv_impl must be one of {', '.join(map(repr, IMPLS))}, "
                      f"got {impl!r}")
+  platform = platform or jax.default_backend()
   if impl == 'auto':
-    return 'hybrid' if (platform or jax.default_backend()) == 'cpu' else 'xla'
+    return 'hybrid' if platform == 'cpu' else 'xla'
+  if impl == 'mkl' and platform != 'cpu':
+    raise ConfigError(f"model.conv_impl 'mkl' runs on a CPU (oneMKL), not on {platform}: "
+                      "use 'auto'")
   return impl
 
 
@@ -194,17 +204,49 @@ def _w_taps(x, g, geo):
 #     stride 1 (3x3 32x32x128: 313 against 749 lax and 602 matmul; 1x1: 22 against 252 lax),
 #     but lax for 1-3 output channels (32x32x128 -> 3: 49 against 149); the matmul on inputs
 #     of 1-3 channels (32x32x3 -> 16x16x128: 3.6 against 5.6 lax).
+def _mkl_rows(x):
+  """[..., K] -> [rows, K] in bfloat16 (the products' operands)."""
+  return x.astype(jnp.bfloat16).reshape(-1, x.shape[-1])
+
+
+def _f_mkl(x, w, geo):
+  k, _, cin, f = w.shape
+  patches = im2col(x.astype(jnp.bfloat16), k, k, geo.stride, geo.pads)
+  y = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(w.reshape(k * k * cin, f)))
+  return y.reshape(*patches.shape[:3], f).astype(jnp.result_type(x, w))
+
+
+def _d_mkl(g, w, geo):
+  k, _, cin, f = w.shape
+  cols = mkl_gemm.matmul(_mkl_rows(g), _mkl_rows(w.reshape(k * k * cin, f)), trans_b=True)
+  cols = cols.reshape(*g.shape[:3], k * k * cin)
+  return col2im(cols, k, geo.size, geo.pads, geo.stride).astype(jnp.result_type(g, w))
+
+
+def _w_mkl(x, g, geo):
+  k, c, f = geo.k, x.shape[-1], g.shape[-1]
+  patches = im2col(x.astype(jnp.bfloat16), k, k, geo.stride, geo.pads)
+  dw = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(g), trans_a=True)
+  return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
+
+
 def _f(x, w, geo):
+  if geo.impl == 'mkl':
+    return _f_mkl(x, w, geo)
   matmul = geo.impl == 'fast' or geo.k == 1
   return (_f_matmul if matmul else _f_lax)(x, w, geo)
 
 
 def _d(g, w, geo):
+  if geo.impl == 'mkl':
+    return _d_mkl(g, w, geo)
   lax = geo.impl == 'hybrid' and geo.stride == 1 and geo.k > 1
   return (_d_lax if lax else _d_matmul)(g, w, geo)
 
 
 def _w(x, g, geo):
+  if geo.impl == 'mkl':
+    return _w_mkl(x, g, geo)
   if geo.impl == 'fast' or x.shape[-1] < 4:
     return _w_matmul(x, g, geo)
   taps = geo.stride == 1 and g.shape[-1] >= 4
@@ -263,10 +305,12 @@ def lax_conv_transpose_s2_same(x, kernel):
 FORMS = {
     'conv': {'xla': lax_conv_same,  # (x, kernel, stride=2)
              'fast': functools.partial(conv_same, impl='fast'),
-             'hybrid': functools.partial(conv_same, impl='hybrid')},
+             'hybrid': functools.partial(conv_same, impl='hybrid'),
+             'mkl': functools.partial(conv_same, impl='mkl')},
     'conv_transpose': {'xla': lax_conv_transpose_s2_same,
                        'fast': functools.partial(conv_transpose_s2_same, impl='fast'),
-                       'hybrid': functools.partial(conv_transpose_s2_same, impl='hybrid')},
+                       'hybrid': functools.partial(conv_transpose_s2_same, impl='hybrid'),
+                       'mkl': functools.partial(conv_transpose_s2_same, impl='mkl')},
 }
 
 

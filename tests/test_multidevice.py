@@ -76,6 +76,24 @@ def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
 
 
 @pytest.mark.slow   # several processes, over a minute on 2 cores
+def test_mkl_products_on_one_and_eight_devices_jit_and_pmap():
+  """model.conv_impl='mkl' (gan_jax/mkl_gemm.py, a custom call without a sharding rule): jit
+  over the mesh multiplies the gathered operands, as one device does, and equals it; pmap
+  multiplies each device's rows, and the weight gradients' float32 sums over a device's rows
+  then over devices round to other bfloat16 cotangents in a few places: one bfloat16 unit
+  (2^-8 = 3.9e-3) of a parameter's scale, not more."""
+  from gan_jax import mkl_gemm  # pylint: disable=g-import-not-at-top
+  if not mkl_gemm.available():
+    if os.environ.get('CI'):
+      pytest.fail('oneMKL is missing: .ci/run installs requirements-mkl.txt')
+    pytest.skip(f'needs oneMKL: {mkl_gemm.INSTALL}')
+  runs = {'dcgan.py:digits,runlocal': 'jit@mkl,pmap@mkl'}
+  (_, _, _, _, jit_relative), (_, _, _, _, pmap_relative) = _run_check(runs)
+  assert float(jit_relative) == 0.0
+  assert float(pmap_relative) < 1e-2
+
+
+@pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_many_seeds_on_eight_devices_equal_separate_one_device_runs():
   """num_seeds members on 8 devices: replicated (3 members: 3 does not divide 8) and split
   over a 'seeds' mesh axis (4 members: a 4 x 2 mesh; 8: one member per device) each equal the
