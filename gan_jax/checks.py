@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import jax
 
-from gan_jax import augment, fields, gans, models
+from gan_jax import augment, fields, gans, mkl_gemm, models
 from gan_jax.errors import ConfigError
 
 
@@ -38,6 +38,8 @@ def check_config(config, num_devices: int, num_processes: Optional[int] = None) 
                       '(seed_shards 0 or 1)')
   if config.parallelism == 'pmap' and config.num_seeds > 1:
     raise ConfigError("num_seeds > 1 trains on a mesh: use parallelism 'jit', the default")
+  if config.model.conv_impl == 'mkl':
+    mkl_gemm.register()   # its kernel built and loaded now, or one line on what is missing
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {num_devices} '
                       f'devices; use a multiple of {num_devices}')

@@ -106,3 +106,19 @@ def test_col2im_is_the_adjoint_of_im2col(size, k, pads, stride):
 def test_impl_names_are_checked():
   with pytest.raises(ValueError, match="'auto', 'hybrid', 'fast', 'xla'"):
     layers.resolve('cudnn')
+
+
+def test_mkl_without_onemkl_is_one_line(monkeypatch, config_factory):
+  """conv_impl 'mkl' where the mkl wheel is missing: the config check refuses it, naming the
+  install command, before anything runs."""
+  from gan_jax import checks, mkl_gemm  # pylint: disable=g-import-not-at-top
+  from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(mkl_gemm, 'library_dir', lambda: None)
+  mkl_gemm.register.cache_clear()
+  config = config_factory('dcgan.py:digits,runlocal')
+  config.model.conv_impl = 'mkl'
+  try:
+    with pytest.raises(ConfigError, match='requirements-mkl.txt'):
+      checks.check_config(config, 1)
+  finally:
+    mkl_gemm.register.cache_clear()
