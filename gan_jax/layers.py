@@ -209,9 +209,16 @@ def _mkl_rows(x):
   return x.astype(jnp.bfloat16).reshape(-1, x.shape[-1])
 
 
+def _bf16_im2col(x, k: int, stride: int, padding):
+  """im2col of x rounded to bfloat16, moved as 16-bit integers: XLA's CPU backend slices and
+  concatenates bfloat16 arrays by converting them to float32 and back (0x0000 is bfloat16's 0)."""
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.bfloat16), jnp.uint16)
+  return jax.lax.bitcast_convert_type(im2col(bits, k, k, stride, padding), jnp.bfloat16)
+
+
 def _f_mkl(x, w, geo):
   k, _, cin, f = w.shape
-  patches = im2col(x.astype(jnp.bfloat16), k, k, geo.stride, geo.pads)
+  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
   y = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(w.reshape(k * k * cin, f)))
   return y.reshape(*patches.shape[:3], f).astype(jnp.result_type(x, w))
 
@@ -225,7 +232,7 @@ def _d_mkl(g, w, geo):
 
 def _w_mkl(x, g, geo):
   k, c, f = geo.k, x.shape[-1], g.shape[-1]
-  patches = im2col(x.astype(jnp.bfloat16), k, k, geo.stride, geo.pads)
+  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
   dw = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(g), trans_a=True)
   return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
 
