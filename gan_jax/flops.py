@@ -14,6 +14,8 @@ import math
 
 import jax.extend as jex
 
+from gan_jax import mkl_gemm
+
 
 def _size(shape) -> int:
   return math.prod(int(d) for d in shape)
@@ -47,9 +49,6 @@ def _gemm(eqn) -> float:
   return 2.0 * _size(eqn.outvars[0].aval.shape) * k
 
 
-GEMM_TARGETS = ('gan_bf16_gemm',)   # gan_jax.mkl_gemm.TARGET
-
-
 def count(jaxpr) -> float:
   """FLOPs of one run of `jaxpr` (a Jaxpr or ClosedJaxpr), nested programs included."""
   jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
@@ -60,7 +59,7 @@ def count(jaxpr) -> float:
       total += _dot(eqn)
     elif name == 'conv_general_dilated':
       total += _conv(eqn)
-    elif name == 'ffi_call' and eqn.params['target_name'] in GEMM_TARGETS:
+    elif name == 'ffi_call' and eqn.params['target_name'] == mkl_gemm.TARGET:
       total += _gemm(eqn)
     inner = [count(sub) for sub in jex.core.jaxprs_in_params(eqn.params)]
     if name == 'scan':

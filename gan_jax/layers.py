@@ -190,6 +190,39 @@ def _w_taps(x, g, geo):
   return jnp.stack(taps).reshape(k, k, f, c).transpose(0, 1, 3, 2)
 
 
+def _rows(x):
+  """[..., K] -> [rows, K]: a product's operand (mkl_gemm.matmul rounds it to bfloat16)."""
+  return x.reshape(-1, x.shape[-1])
+
+
+def _bf16_im2col(x, k: int, stride: int, padding):
+  """im2col of x rounded to bfloat16, moved as 16-bit integers: XLA's CPU backend slices and
+  concatenates bfloat16 arrays by converting them to float32 and back (0x0000 is bfloat16's 0)."""
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.bfloat16), jnp.uint16)
+  return jax.lax.bitcast_convert_type(im2col(bits, k, k, stride, padding), jnp.bfloat16)
+
+
+def _f_mkl(x, w, geo):
+  k, _, cin, f = w.shape
+  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
+  y = mkl_gemm.matmul(_rows(patches), _rows(w.reshape(k * k * cin, f)))
+  return y.reshape(*patches.shape[:3], f).astype(jnp.result_type(x, w))
+
+
+def _d_mkl(g, w, geo):
+  k, _, cin, f = w.shape
+  cols = mkl_gemm.matmul(_rows(g), _rows(w.reshape(k * k * cin, f)), trans_b=True)
+  cols = cols.reshape(*g.shape[:3], k * k * cin)
+  return col2im(cols, k, geo.size, geo.pads, geo.stride).astype(jnp.result_type(g, w))
+
+
+def _w_mkl(x, g, geo):
+  k, c, f = geo.k, x.shape[-1], g.shape[-1]
+  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
+  dw = mkl_gemm.matmul(_rows(patches), _rows(g), trans_a=True)
+  return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
+
+
 # Which form 'hybrid' takes, from `python experiments/conv_microbench.py --kinds --in_loop` (batch
 # 64, the convolutions of the DCGAN CIFAR-10, WGAN-GP MNIST and ResNet models, inside a while
 # loop) and the training step (`experiments/benchmark.py`). One core, milliseconds:
@@ -204,39 +237,6 @@ def _w_taps(x, g, geo):
 #     stride 1 (3x3 32x32x128: 313 against 749 lax and 602 matmul; 1x1: 22 against 252 lax),
 #     but lax for 1-3 output channels (32x32x128 -> 3: 49 against 149); the matmul on inputs
 #     of 1-3 channels (32x32x3 -> 16x16x128: 3.6 against 5.6 lax).
-def _mkl_rows(x):
-  """[..., K] -> [rows, K] in bfloat16 (the products' operands)."""
-  return x.astype(jnp.bfloat16).reshape(-1, x.shape[-1])
-
-
-def _bf16_im2col(x, k: int, stride: int, padding):
-  """im2col of x rounded to bfloat16, moved as 16-bit integers: XLA's CPU backend slices and
-  concatenates bfloat16 arrays by converting them to float32 and back (0x0000 is bfloat16's 0)."""
-  bits = jax.lax.bitcast_convert_type(x.astype(jnp.bfloat16), jnp.uint16)
-  return jax.lax.bitcast_convert_type(im2col(bits, k, k, stride, padding), jnp.bfloat16)
-
-
-def _f_mkl(x, w, geo):
-  k, _, cin, f = w.shape
-  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
-  y = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(w.reshape(k * k * cin, f)))
-  return y.reshape(*patches.shape[:3], f).astype(jnp.result_type(x, w))
-
-
-def _d_mkl(g, w, geo):
-  k, _, cin, f = w.shape
-  cols = mkl_gemm.matmul(_mkl_rows(g), _mkl_rows(w.reshape(k * k * cin, f)), trans_b=True)
-  cols = cols.reshape(*g.shape[:3], k * k * cin)
-  return col2im(cols, k, geo.size, geo.pads, geo.stride).astype(jnp.result_type(g, w))
-
-
-def _w_mkl(x, g, geo):
-  k, c, f = geo.k, x.shape[-1], g.shape[-1]
-  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
-  dw = mkl_gemm.matmul(_mkl_rows(patches), _mkl_rows(g), trans_a=True)
-  return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
-
-
 def _f(x, w, geo):
   if geo.impl == 'mkl':
     return _f_mkl(x, w, geo)

@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <string>
 
 #include "xla/ffi/api/ffi.h"
 

@@ -20,7 +20,6 @@ import hashlib
 import importlib.metadata
 import os
 import subprocess
-import sys
 import tempfile
 from typing import Optional
 
