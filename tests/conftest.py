@@ -108,17 +108,66 @@ def config_factory():
 def reference_import(name: str, requirements: str = 'requirements-reference.txt'):
   """Module `name` of the PyTorch references the cross-checks compare with (torch,
   transformers: requirements-reference.txt; torchvision and pytorch-fid:
-  requirements-inception-test.txt). The test skips where it is missing, except under CI for
-  what .ci/run installs (requirements-reference.txt), where it fails."""
+  requirements-inception-test.txt). The test skips where it is missing, except under CI, which
+  installs both files, where it fails."""
   import importlib  # pylint: disable=g-import-not-at-top
   try:
+    if name == 'torchvision':
+      return import_torchvision()
     return importlib.import_module(name)
   except (ImportError, OSError, RuntimeError) as e:  # missing, or a build for another torch
-    if os.environ.get('CI') and requirements == 'requirements-reference.txt':
+    if os.environ.get('CI'):
       pytest.fail(f'{name} does not import ({e}): .ci/run installs {requirements}')
     pytest.skip(f'needs {name} ({e}): pip install -r {requirements}',
                 allow_module_level=True)
   return None
+
+
+# The two detection operators whose fake kernels torchvision 0.28 registers on import whether or
+# not its C++ library loaded (torchvision/_meta_registrations.py), with their schemas.
+_TORCHVISION_SCHEMAS = {
+    'nms': '(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
+    'qnms': '(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
+}
+
+
+INCEPTION_VENV_PYTHON = os.path.join(ROOT, '.venv-inception', 'bin', 'python')
+
+
+def pytorch_fid_python():
+  """A Python with pytorch-fid (requirements-inception-test.txt) for tests/test_inception.py's
+  comparison: this one if it has it, else GAN_JAX_INCEPTION_PYTHON, else the repository's
+  .venv-inception (.ci/run makes it: there PyPI's torchvision is kept out of the main
+  environment, where its failing import would also break transformers'). None where none."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('pytorch_fid') is not None:
+    return sys.executable
+  for python in (os.environ.get('GAN_JAX_INCEPTION_PYTHON'), INCEPTION_VENV_PYTHON):
+    if python and os.path.exists(python) and subprocess.run(
+        [python, '-c', 'import pytorch_fid'], capture_output=True).returncode == 0:
+      return python
+  return None
+
+
+def import_torchvision():
+  """torchvision, also PyPI's CUDA build over torch's CPU build (requirements-inception-test.txt):
+  there its C++ operators do not load (libc10_cuda.so is missing) and the import fails with
+  "operator torchvision::nms does not exist"; the two schemas it registers are then declared
+  and it is imported again. Its models (pytorch-fid's network) use none of these operators;
+  calling one raises as without them."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  try:
+    return importlib.import_module('torchvision')
+  except RuntimeError as e:
+    if 'torchvision::nms' not in str(e):
+      raise
+  import torch  # pylint: disable=g-import-not-at-top
+  for module in [m for m in sys.modules if m == 'torchvision' or m.startswith('torchvision.')]:
+    del sys.modules[module]
+  for op, schema in _TORCHVISION_SCHEMAS.items():
+    if not hasattr(torch.ops.torchvision, op):
+      torch.library.define(f'torchvision::{op}', schema)
+  return importlib.import_module('torchvision')
 
 
 TPU_VENV_PYTHON = os.path.join(ROOT, '.venv-tpu', 'bin', 'python')

@@ -1,18 +1,26 @@
 """The Flax InceptionV3 against pytorch-fid's network itself, and the weight file handling.
 
-CI compares the Flax network with tests/inception_torch.py, pytorch-fid's network written in
-plain torch (tests/test_inception_torch.py). The comparison here is with the real package: it
+tests/test_inception_torch.py compares the Flax network with tests/inception_torch.py,
+pytorch-fid's network written in plain torch. The comparison here is with the real package: it
 needs torch (requirements-reference.txt), torchvision and pytorch-fid
-(requirements-inception-test.txt: torchvision's CPU build is on PyTorch's index only, which CI's
-machines cannot reach, so it skips there as wherever they are missing). pytorch-fid's network is
-built with the reference's random weights (its download replaced by that state dict), converted
-with `inception.from_torch`; the three networks see the same images.
+(requirements-inception-test.txt, installed with --no-deps, in this Python or in the venv
+.venv-inception, where the test then runs; CI makes that venv, and it skips elsewhere where they
+are missing). PyPI's torchvision is a CUDA build: over torch's CPU build it imports through
+tests/conftest.py's import_torchvision (its detection operators stay unavailable; the Inception
+blocks are plain torch modules). Kept out of the main environment, since there its failing
+import would also fail transformers' (tests/test_dinov2.py). pytorch-fid's network is built
+with the reference's random weights (its download replaced by that state dict), converted with
+`inception.from_torch`; the three networks see the same images.
 """
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import reference_import
+from conftest import ROOT, pytorch_fid_python, reference_import
 from gan_jax import inception
 from gan_jax.errors import ConfigError
 
@@ -23,6 +31,13 @@ def test_matches_pytorch_fid(monkeypatch):
   (tests/test_inception_torch.py): a strict load of the reference's state dict checks its names
   and shapes, and the two torch networks agree (bit for bit with torch 2.13 on CPU, on 32x32
   and 331x400 inputs; asserted within 1e-5)."""
+  python = pytorch_fid_python()
+  if python not in (None, sys.executable):  # .venv-inception: the test runs there
+    run = subprocess.run([python, '-m', 'pytest', '-q', '-n', '0', '-p', 'no:cacheprovider',
+                          f'{os.path.abspath(__file__)}::test_matches_pytorch_fid'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0 and '1 passed' in run.stdout, run.stdout[-4000:] + run.stderr[-2000:]
+    return
   torch = reference_import('torch')
   reference_import('torchvision', 'requirements-inception-test.txt')
   fid_inception = reference_import('pytorch_fid.inception', 'requirements-inception-test.txt')

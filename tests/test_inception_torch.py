@@ -13,8 +13,8 @@ std ~0.9, up to ~11) within atol 2e-5 + rtol 1e-5, measured at most 8e-6; pool3 
 ~3, up to ~32) and log-probabilities (the top classes' within a few units of each other) within
 atol 1e-4, measured at most 1.2e-5 and 3e-5. About 35 s on 2 CPU cores.
 
-tests/test_inception.py checks the reference against pytorch-fid itself where torchvision and
-pytorch-fid are installed (not in CI: requirements-inception-test.txt).
+tests/test_inception.py checks the reference, and ours, against the pytorch-fid package itself
+(requirements-inception-test.txt; CI installs it).
 """
 
 import json
