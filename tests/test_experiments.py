@@ -23,6 +23,23 @@ def test_benchmark_prints_one_json_line_with_steps_per_call():
   assert abs(line['images_per_s'] - 5 * 16 / line['seconds_per_iter']) < 0.01 * line['images_per_s']
 
 
+def test_step_profile_splits_the_steps_thunk_time_by_kind_of_work():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'step_profile.py'),
+       '--config=configs/dcgan.py:digits,runlocal', '--steps=2'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  kinds = line['kinds']
+  # The conv model's products are XLA's here (conv_impl hybrid); its im2col are slices/concats.
+  assert 'products (XLA dot, convolution)' in kinds and line['products_tflops_per_s'] > 0
+  assert any(k.startswith('slices') for k in kinds) and any(k.startswith('elementwise') for k in kinds)
+  assert abs(sum(v['share'] for v in kinds.values()) - 1) < 0.01
+  assert abs(sum(v['ms_per_iter'] for v in kinds.values()) - line['thunk_ms_per_iter']) < 1
+  assert line['seconds_per_iter'] > 0 and line['gflop_per_iter'] > 0
+
+
 @pytest.mark.slow   # a process training two ways, half a minute or more on 2 cores
 def test_benchmark_loop_times_the_training_loop_beside_the_bare_step():
   result = subprocess.run(
