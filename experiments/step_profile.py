@@ -12,7 +12,8 @@ converts and copies (bfloat16 roundings, transposes) and the remaining elementwi
 cores at once, so the sum of the thunks' times exceeds the step's wall time; the shares are of
 that sum. Prints one JSON line: seconds per iteration (untraced and traced), the FLOPs per
 iteration (gan_jax/flops.py), and per kind the milliseconds per iteration and share; with the
-products' FLOPs over their own time (`products_tflops_per_s`: the rate of the products alone).
+products' FLOPs over their own time (`products_tflops_per_s`: the rate of the products alone);
+`--top=N` lists the N costliest instructions with their shapes.
 """
 
 import collections
@@ -32,6 +33,11 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_cpu_enable_xprof_traceme=true')
 
 import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position  (its flags too)
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('top', 0, 'Also list the TOP costliest instructions (name, kind, shapes, '
+                     'ms per iteration).')
 
 PRODUCTS = ('products (mkl custom call)', 'products (XLA dot, convolution)')
 _SHAPE_OPS = {'parameter', 'constant', 'bitcast', 'reshape', 'broadcast', 'tuple',
@@ -57,9 +63,23 @@ def hlo_instructions(hlo: str):
     calls = re.search(r'calls=%?([\w.\-]+)', line)
     target = re.search(r'custom_call_target="([^"]+)"', line)
     rows[m.group(1)] = (m.group(2), calls.group(1) if calls else None,
-                        target.group(1) if target else None)
-  return {name: (op, computations.get(calls, set()), target)
-          for name, (op, calls, target) in rows.items()}
+                        target.group(1) if target else None, _signature(line))
+  return {name: (op, computations.get(calls, set()), target, signature)
+          for name, (op, calls, target, signature) in rows.items()}
+
+
+def _signature(line: str) -> str:
+  """An HLO instruction's result shape, a custom call's operand shapes, and where it comes from
+  (the end of its op_name), e.g. 'f32[1024,512] <- bf16[1024,4096], bf16[4096,512]
+  jvp(ConvCritic)/Conv_2/ffi_call'."""
+  result = re.search(r'= (\w+\[[\d,]*\])', line)
+  operands = re.search(r'operand_layout_constraints=\{([^}]*)\}', line)
+  operands = re.sub(r'\{[\d,]*\}', '', operands.group(1)) if operands else ''
+  where = re.search(r'op_name="([^"]*)"', line)
+  where = '/'.join(where.group(1).split('/')[-3:]) if where else ''
+  trans = ' '.join(f'{t}' for t in re.findall(r'trans_[ab] = true', line))
+  return ' '.join(filter(None, [result.group(1) if result else '?',
+                                f'<- {operands}' if operands else '', trans, where]))
 
 
 def kind(op: str, called: set, target) -> str:
@@ -79,7 +99,7 @@ def kind(op: str, called: set, target) -> str:
   return 'elementwise (normalisation, activations, optimizer, losses)'
 
 
-def profile(config, steps: int) -> dict:
+def profile(config, steps: int, top: int = 0) -> dict:
   """The JSON row of the module's docstring for `config` (benchmark.py's bare step)."""
   import jax  # pylint: disable=g-import-not-at-top
   bare = benchmark._Bare(config)  # pylint: disable=protected-access
@@ -95,14 +115,16 @@ def profile(config, steps: int) -> dict:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
   times, unmatched = collections.Counter(), collections.Counter()
+  each = collections.Counter()
   for e in events:
     name = e.get('name', '')
     if e.get('ph') != 'X' or 'dur' not in e:
       continue
     if name in instructions:
-      op, called, target = instructions[name]
+      op, called, target, signature = instructions[name]
       if op not in ('while', 'call', 'conditional'):   # their bodies' thunks are counted
         times[kind(op, called, target)] += e['dur'] * 1e-6
+        each[(name, kind(op, called, target), signature)] += e['dur'] * 1e-6
     else:
       unmatched[name] += e['dur'] * 1e-6    # the runtime's own events: not thunks
   total = sum(times.values())
@@ -115,11 +137,14 @@ def profile(config, steps: int) -> dict:
                                if product_seconds else None,
       'kinds': {k: {'ms_per_iter': round(v / steps * 1e3, 1), 'share': round(v / total, 3)}
                 for k, v in times.most_common()},
+      'top': [{'instruction': name, 'kind': k, 'shapes': signature,
+               'ms_per_iter': round(v / steps * 1e3, 2)}
+              for (name, k, signature), v in each.most_common(top)],
   }
 
 
 def main(_):
-  print(json.dumps(profile(benchmark.FLAGS.config, benchmark.FLAGS.steps)))
+  print(json.dumps(profile(benchmark.FLAGS.config, benchmark.FLAGS.steps, FLAGS.top)))
 
 
 if __name__ == '__main__':
