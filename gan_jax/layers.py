@@ -300,6 +300,32 @@ def conv_transpose_s2_same(x, kernel, impl: str = 'hybrid'):
   return conv_dx(x, adjoint_kernel(kernel), geo)
 
 
+def conv_general(x, kernel, stride: int = 1, padding: Pads = ((0, 0), (0, 0)),
+                 lhs_dilation: int = 1, impl: str = 'hybrid'):
+  """== lax.conv_general_dilated(x, kernel, (stride,) * 2, padding, lhs_dilation=(lhs_dilation,)
+  * 2) (NHWC, HWIO, a square kernel, one group) in the F/D/W forms of `impl` ('xla': that lax
+  call). A dilated input (a transposed convolution) is D of the stride-`lhs_dilation`
+  convolution whose dx_pads are `padding`: its kernel is the adjoint, its pads k - 1 - each
+  side's (each at most k - 1), its input the result's size."""
+  padding = tuple(tuple(int(p) for p in side) for side in padding)
+  if impl == 'xla':
+    return jax.lax.conv_general_dilated(x, kernel, (stride,) * 2, padding,
+                                        lhs_dilation=(lhs_dilation,) * 2,
+                                        dimension_numbers=DIMS)
+  k = kernel.shape[0]
+  if kernel.shape[1] != k:
+    raise ValueError(f'layers.conv_general: a square kernel, got {kernel.shape[:2]}')
+  if lhs_dilation == 1:
+    return conv(x, kernel, Geometry(tuple(x.shape[1:3]), k, padding, impl, stride))
+  if stride != 1 or any(p > k - 1 for side in padding for p in side):
+    raise ValueError(f'layers.conv_general: a dilated input takes stride 1 and padding of at '
+                     f'most k - 1 = {k - 1}, got stride {stride}, padding {padding}')
+  s = lhs_dilation
+  size = tuple((n - 1) * s + lo + hi - k + 2 for n, (lo, hi) in zip(x.shape[1:3], padding))
+  geo = Geometry(size, k, tuple((k - 1 - lo, k - 1 - hi) for lo, hi in padding), impl, s)
+  return conv_dx(x, adjoint_kernel(kernel), geo)
+
+
 def lax_conv_same(x, kernel, stride: int = 2):
   return jax.lax.conv_general_dilated(x, kernel, (stride, stride), 'SAME',
                                       dimension_numbers=DIMS)

@@ -122,3 +122,35 @@ def test_mkl_without_onemkl_is_one_line(monkeypatch, config_factory):
       checks.check_config(config, 1)
   finally:
     mkl_gemm.register.cache_clear()
+
+
+@pytest.mark.parametrize('impl', ['hybrid', 'fast'])
+@pytest.mark.parametrize('k, stride, dilation, pads', [
+    (3, 1, 1, ((1, 1), (1, 1))), (3, 1, 1, ((0, 0), (0, 0))), (1, 1, 1, ((0, 0), (0, 0))),
+    (3, 2, 1, ((0, 0), (0, 0))), (4, 2, 1, ((0, 1), (1, 0))), (1, 2, 1, ((0, 0), (0, 0))),
+    (3, 1, 2, ((2, 2), (2, 2))), (3, 1, 2, ((1, 1), (1, 1))), (4, 1, 2, ((3, 2), (0, 1))),
+    (1, 1, 2, ((0, 0), (0, 0)))])
+def test_conv_general_equals_lax_to_the_second_derivative(impl, k, stride, dilation, pads):
+  """layers.conv_general (StyleGAN2's convolutions on a CPU: its strided ones and its
+  transposed ones, a dilated input) against lax.conv_general_dilated, non-square inputs."""
+  rng = np.random.default_rng(k * 10 + stride + dilation)
+  x = jnp.asarray(rng.normal(size=(2, 7, 6, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, 3, 5)) * 0.3, jnp.float32)
+  fn = lambda impl: lambda x, w: layers.conv_general(x, w, stride, pads, dilation, impl)
+  np.testing.assert_allclose(fn(impl)(x, w), fn('xla')(x, w), rtol=1e-5, atol=1e-5)
+
+  def penalty(w, impl):   # the gradient penalty's shape: the input gradient's square norm
+    dx = jax.grad(lambda x: jnp.sum(jnp.sin(fn(impl)(x, w))))(x)
+    return jnp.sum(dx ** 2)
+
+  for order in (penalty, jax.grad(penalty)):
+    got, want = order(w, impl), order(w, 'xla')
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+
+
+def test_conv_general_refuses_what_it_does_not_compute():
+  x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+  with pytest.raises(ValueError, match='stride 1 and padding of at most'):
+    layers.conv_general(x, w, 1, ((3, 3), (3, 3)), 2)
+  with pytest.raises(ValueError, match='a square kernel'):
+    layers.conv_general(x, jnp.ones((3, 1, 2, 2)), 1, ((1, 1), (0, 0)))

@@ -321,3 +321,35 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   # ... and so do the labels (the mapping's embedding)
   relabelled = np.asarray(stepper.generate(straight, z, labels + 4))
   assert np.abs(relabelled - fixed).max() > 1e-5
+
+
+@pytest.mark.slow   # four compiles of both players' second derivatives, a minute or more
+def test_cpu_convolutions_equal_lax_in_both_players_to_r1():
+  """conv_impl 'hybrid' (what 'auto' picks on a CPU: gan_jax/layers.py's F/D/W forms for
+  every one-group convolution, up- and downsampling ones included) computes what 'xla' (the
+  lax calls, the official code's) does: both players' outputs, G's parameter gradients and the
+  R1 penalty's (a second derivative through D)."""
+  from gan_jax.models.stylegan2 import StyleGAN2Critic, StyleGAN2Generator  # pylint: disable=g-import-not-at-top
+  gen = lambda impl: StyleGAN2Generator((32, 32, 1), channel_base=128, channel_max=16,
+                                        w_dim=16, mapping_layers=2, conv_impl=impl)
+  critic = lambda impl: StyleGAN2Critic(channel_base=128, channel_max=16, conv_impl=impl)
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 1))
+  g_vars = gen('xla').init({'params': jax.random.PRNGKey(2), 'noise': jax.random.PRNGKey(3)}, z)
+  d_vars = critic('xla').init(jax.random.PRNGKey(4), x)
+  images = jax.jit(lambda v, impl: gen(impl).apply(v, z, rngs={'noise': jax.random.PRNGKey(5)},
+                                                   mutable=True)[0], static_argnums=1)
+  scores = jax.jit(lambda v, impl: critic(impl).apply(v, x)[0], static_argnums=1)
+  np.testing.assert_allclose(images(g_vars, 'hybrid'), images(g_vars, 'xla'), atol=1e-5)
+  np.testing.assert_allclose(scores(d_vars, 'hybrid'), scores(d_vars, 'xla'), atol=1e-6)
+
+  def r1(v, impl):
+    return jnp.sum(jax.grad(lambda x: jnp.sum(critic(impl).apply(v, x)[0]))(x) ** 2)
+
+  gen_loss = lambda v, impl: jnp.sum(jnp.sin(images(v, impl)))
+  for loss, variables in ((r1, d_vars), (gen_loss, g_vars)):
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    got, want = grad(variables, 'hybrid'), grad(variables, 'xla')
+    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(a, b, atol=1e-5 * scale)

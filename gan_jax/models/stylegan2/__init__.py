@@ -65,6 +65,7 @@ class StyleGAN2Generator(Player):
   mapping_layers: int = 8
   conv_clamp: float = 256.0        # 0: none
   noise_mode: str = 'random'
+  conv_impl: str = 'xla'           # the convolutions' form (layers.resolve: 'hybrid' on a CPU)
 
   @property
   def num_ws(self) -> int:
@@ -77,7 +78,7 @@ class StyleGAN2Generator(Player):
     return in_scope_of(self, GeneratorNetwork(
         self.image_shape[0], self.image_shape[2], self.num_classes, z_dim, self.w_dim,
         self.mapping_layers, self.channel_base, self.channel_max, _clamp(self.conv_clamp),
-        axis_name=self.axis_name))
+        axis_name=self.axis_name, conv_impl=self.conv_impl))
 
   def _labels(self, labels):
     if self.num_classes > 0 and labels is None:
@@ -109,6 +110,7 @@ class StyleGAN2Critic(Player):
   conv_clamp: float = 256.0        # 0: none
   mbstd_group_size: int = 4        # 0: the whole batch
   architecture: str = 'resnet'
+  conv_impl: str = 'xla'           # as the generator's
 
   @nn.compact
   def __call__(self, x, labels=None, train: bool = True):
@@ -118,7 +120,8 @@ class StyleGAN2Critic(Player):
       raise ValueError('a projection critic needs labels')
     net = in_scope_of(self, DiscriminatorNetwork(
         x.shape[1], c_dim, self.architecture, self.channel_base, self.channel_max,
-        _clamp(self.conv_clamp), mbstd_group_size=self.mbstd_group_size or None))
+        _clamp(self.conv_clamp), mbstd_group_size=self.mbstd_group_size or None,
+        conv_impl=self.conv_impl))
     scores = net(x.astype(jnp.float32), labels if c_dim else None)
     return scores[:, 0], None
 
@@ -126,13 +129,12 @@ class StyleGAN2Critic(Player):
 def build(m, image_shape, common, conv_impl):
   """(StyleGAN2Generator, StyleGAN2Critic) of model config `m`; `common`: the fields both
   take. A conditional pair needs conditioning 'projection'."""
-  del conv_impl  # the family's own convolutions (ops.py)
   if common['num_classes'] > 0 and common['conditioning'] != 'projection':
     raise ValueError(f"model.arch='stylegan2' is conditioned by projection (the mapping's "
                      f"embedding in G, cmap in D): set model.conditional='projection' or "
                      f"'none', got {common['conditioning']!r}")
   shared = dict(channel_base=m.channel_base, channel_max=m.channel_max,
-                conv_clamp=m.conv_clamp, **common)
+                conv_clamp=m.conv_clamp, conv_impl=conv_impl, **common)
   return (StyleGAN2Generator(image_shape, w_dim=m.w_dim, mapping_layers=m.mapping_layers,
                              noise_mode=m.noise_mode, **shared),
           StyleGAN2Critic(mbstd_group_size=m.mbstd_group_size,

@@ -129,6 +129,7 @@ class SynthesisLayer(nn.Module):
   use_noise: bool = True
   activation: str = 'lrelu'
   conv_clamp: Optional[float] = None
+  conv_impl: str = 'xla'     # the convolution's form (ops.conv2d_resample)
 
   @nn.compact
   def __call__(self, x, w, noise_mode: str = 'random', fused_modconv: bool = True,
@@ -147,7 +148,7 @@ class SynthesisLayer(nn.Module):
         noise = const.value[None, :, :, None] * strength
     x = modulated_conv2d(x, weight, styles, noise, up=self.up, padding=k // 2,
                          resample_filter=setup_filter(), flip_weight=self.up == 1,
-                         fused_modconv=fused_modconv)
+                         fused_modconv=fused_modconv, conv_impl=self.conv_impl)
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     act_gain = ACTIVATIONS[self.activation][2] * gain
     clamp = None if self.conv_clamp is None else self.conv_clamp * gain
@@ -159,6 +160,7 @@ class ToRGBLayer(nn.Module):
   features: int
   kernel_size: int = 1
   conv_clamp: Optional[float] = None
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, w, fused_modconv: bool = True):
@@ -166,7 +168,8 @@ class ToRGBLayer(nn.Module):
     styles = FullyConnected(cin, bias_init=1.0, name='affine')(w) * (1 / np.sqrt(cin * k * k))
     weight = self.param('weight', nn.initializers.normal(1.0), (k, k, cin, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    x = modulated_conv2d(x, weight, styles, demodulate=False, fused_modconv=fused_modconv)
+    x = modulated_conv2d(x, weight, styles, demodulate=False, fused_modconv=fused_modconv,
+                         conv_impl=self.conv_impl)
     return bias_act(x, bias, clamp=self.conv_clamp)
 
 
@@ -179,11 +182,13 @@ class SynthesisBlock(nn.Module):
   img_channels: int
   conv_clamp: Optional[float] = None
   use_noise: bool = True
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, img, ws, noise_mode: str = 'random', fused_modconv: bool = True):
     res, c = self.resolution, self.out_channels
-    layer = dict(resolution=res, conv_clamp=self.conv_clamp, use_noise=self.use_noise)
+    layer = dict(resolution=res, conv_clamp=self.conv_clamp, use_noise=self.use_noise,
+                 conv_impl=self.conv_impl)
     kwargs = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
     if self.in_channels == 0:
       const = self.param('const', nn.initializers.normal(1.0), (res, res, c))
@@ -194,7 +199,8 @@ class SynthesisBlock(nn.Module):
       x = SynthesisLayer(c, name='conv1', **layer)(x, ws[:, 1], **kwargs)
     if img is not None:
       img = upsample2d(img, setup_filter())
-    y = ToRGBLayer(self.img_channels, conv_clamp=self.conv_clamp, name='torgb')(
+    y = ToRGBLayer(self.img_channels, conv_clamp=self.conv_clamp, conv_impl=self.conv_impl,
+                   name='torgb')(
         x, ws[:, -1], fused_modconv=fused_modconv)
     return x, y if img is None else img + y
 
@@ -207,6 +213,7 @@ class SynthesisNetwork(nn.Module):
   channel_max: int = 512
   conv_clamp: Optional[float] = None
   use_noise: bool = True
+  conv_impl: str = 'xla'     # 'xla' (lax) or gan_jax/layers.py's forms ('hybrid' on a CPU)
 
   @nn.compact
   def __call__(self, ws, noise_mode: str = 'random', fused_modconv: bool = True):
@@ -221,7 +228,8 @@ class SynthesisNetwork(nn.Module):
       block_ws = ws[:, w_idx:w_idx + num_conv + 1]
       x, img = SynthesisBlock(cin, channels(res, self.channel_base, self.channel_max), res,
                               self.img_channels, self.conv_clamp, self.use_noise,
-                              name=f'b{res}')(x, img, block_ws, noise_mode, fused_modconv)
+                              self.conv_impl, name=f'b{res}')(x, img, block_ws, noise_mode,
+                                                              fused_modconv)
       w_idx += num_conv
     return img
 
@@ -233,14 +241,16 @@ class DiscriminatorBlock(nn.Module):
   out_channels: int
   architecture: str = 'resnet'
   conv_clamp: Optional[float] = None
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, img):
-    conv = dict(activation='lrelu', conv_clamp=self.conv_clamp)
+    conv = dict(activation='lrelu', conv_clamp=self.conv_clamp, conv_impl=self.conv_impl)
     if self.in_channels == 0:
       x = Conv2dLayer(self.tmp_channels, 1, name='fromrgb', **conv)(img)
     if self.architecture == 'resnet':
-      y = Conv2dLayer(self.out_channels, 1, use_bias=False, down=2, name='skip')(x, SQRT_HALF)
+      y = Conv2dLayer(self.out_channels, 1, use_bias=False, down=2, conv_impl=self.conv_impl,
+                      name='skip')(x, SQRT_HALF)
       x = Conv2dLayer(self.tmp_channels, 3, name='conv0', **conv)(x)
       x = Conv2dLayer(self.out_channels, 3, down=2, name='conv1', **conv)(x, SQRT_HALF)
       return y + x
@@ -254,13 +264,15 @@ class DiscriminatorEpilogue(nn.Module):
   mbstd_group_size: Optional[int] = 4
   mbstd_num_channels: int = 1
   conv_clamp: Optional[float] = None
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x, cmap=None):
     c = x.shape[-1]
     if self.mbstd_num_channels > 0:
       x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
-    x = Conv2dLayer(c, 3, activation='lrelu', conv_clamp=self.conv_clamp, name='conv')(x)
+    x = Conv2dLayer(c, 3, activation='lrelu', conv_clamp=self.conv_clamp,
+                    conv_impl=self.conv_impl, name='conv')(x)
     # (flattened NHWC: the weight's rows are the official (C, H, W) columns permuted)
     x = FullyConnected(c, 'lrelu', name='fc')(x.reshape(x.shape[0], -1))
     x = FullyConnected(self.cmap_dim or 1, name='out')(x)
@@ -281,6 +293,7 @@ class DiscriminatorNetwork(nn.Module):
   mbstd_group_size: Optional[int] = 4
   mbstd_num_channels: int = 1
   mapping_layers: int = 8                   # the official D's mapping keeps its default
+  conv_impl: str = 'xla'                    # as SynthesisNetwork's
 
   @nn.compact
   def __call__(self, img, labels=None):
@@ -289,14 +302,14 @@ class DiscriminatorNetwork(nn.Module):
     for res in resolutions(self.img_resolution)[:0:-1]:   # R, R/2, ..., 8
       cin = 0 if res == self.img_resolution else ch(res)
       x = DiscriminatorBlock(cin, ch(res), ch(res // 2), self.architecture, self.conv_clamp,
-                             name=f'b{res}')(x, img)
+                             self.conv_impl, name=f'b{res}')(x, img)
     cmap_dim = (self.cmap_dim or ch(4)) if self.c_dim > 0 else 0
     cmap = None
     if cmap_dim:
       cmap = MappingNetwork(0, self.c_dim, cmap_dim, None, self.mapping_layers,
                             w_avg_beta=None, name='mapping')(None, labels)
     return DiscriminatorEpilogue(cmap_dim, self.mbstd_group_size, self.mbstd_num_channels,
-                                 self.conv_clamp, name='b4')(x, cmap)
+                                 self.conv_clamp, self.conv_impl, name='b4')(x, cmap)
 
 
 class GeneratorNetwork(nn.Module):
@@ -314,6 +327,7 @@ class GeneratorNetwork(nn.Module):
   conv_clamp: Optional[float] = None
   w_avg_beta: Optional[float] = 0.995
   axis_name: Optional[str] = None  # pmap's device axis (the mapping's w_avg)
+  conv_impl: str = 'xla'           # SynthesisNetwork's
 
   @property
   def num_ws(self) -> int:
@@ -324,7 +338,8 @@ class GeneratorNetwork(nn.Module):
                                   self.mapping_layers, w_avg_beta=self.w_avg_beta,
                                   axis_name=self.axis_name)
     self.synthesis = SynthesisNetwork(self.img_resolution, self.img_channels, self.channel_base,
-                                      self.channel_max, self.conv_clamp)
+                                      self.channel_max, self.conv_clamp,
+                                      conv_impl=self.conv_impl)
 
   def __call__(self, z, labels=None, train: bool = False, truncation_psi: float = 1.0,
                truncation_cutoff: Optional[int] = None, noise_mode: str = 'random',

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import layers
+
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 FIR = (1, 3, 3, 1)   # the official resample_filter
 # activation -> (function of (x, alpha), default alpha, default gain)
@@ -96,24 +98,28 @@ def downsample2d(x, f, down: int = 2, padding: Padding = 0, gain: float = 1.0):
 
 
 def _conv(x, w, stride: int = 1, padding=((0, 0), (0, 0)), groups: int = 1, flip: bool = False,
-          lhs_dilation: int = 1):
-  """lax convolution of x [N, H, W, C] with kernel w [kh, kw, C / groups, O]: a correlation
-  (torch's conv2d), or a true convolution when `flip`."""
+          lhs_dilation: int = 1, conv_impl: str = 'xla'):
+  """Convolution of x [N, H, W, C] with kernel w [kh, kw, C / groups, O]: a correlation
+  (torch's conv2d), or a true convolution when `flip`. conv_impl: 'xla' (the lax call) or
+  gan_jax/layers.py's F/D/W forms ('hybrid' on a CPU: the lax weight gradients are slow
+  there), for one group and a square kernel (grouped ones stay lax)."""
   if flip:
     w = w[::-1, ::-1]
+  if conv_impl != 'xla' and groups == 1 and w.shape[0] == w.shape[1]:
+    return layers.conv_general(x, w.astype(x.dtype), stride, padding, lhs_dilation, conv_impl)
   return jax.lax.conv_general_dilated(x, w.astype(x.dtype), (stride, stride), padding,
                                       lhs_dilation=(lhs_dilation, lhs_dilation),
                                       dimension_numbers=DIMS, feature_group_count=groups)
 
 
 def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding = 0,
-                    groups: int = 1, flip_weight: bool = True):
+                    groups: int = 1, flip_weight: bool = True, conv_impl: str = 'xla'):
   """Convolution of x [N, H, W, C] with w [kh, kw, C / groups, O] with optional 2x up- or
   downsampling through the FIR filter f, padding once (official conv2d_resample):
     up:   a transposed convolution (stride up), then f with gain up**2;
     down: f, then a strided convolution (1x1 kernels: f with its stride, then the 1x1 conv).
   flip_weight: correlation (torch's conv2d); False: convolution (the official layers' choice
-  when up > 1)."""
+  when up > 1). conv_impl: the convolution's form (`_conv`); the filter is lax's."""
   kh, kw = w.shape[:2]
   fh, fw = (1, 1) if f is None else f.shape
   px0, px1, py0, py1 = _padding4(padding)
@@ -128,13 +134,13 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding =
 
   if kw == 1 and kh == 1 and down > 1 and up == 1:
     x = upfirdn2d(x, f, down=down, padding=pad)
-    return _conv(x, w, groups=groups, flip=flip)
+    return _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
   if kw == 1 and kh == 1 and up > 1 and down == 1:
-    x = _conv(x, w, groups=groups, flip=flip)
+    x = _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
     return upfirdn2d(x, f, up=up, padding=pad, gain=up ** 2)
   if down > 1 and up == 1:
     x = upfirdn2d(x, f, padding=pad)
-    return _conv(x, w, stride=down, groups=groups, flip=flip)
+    return _conv(x, w, stride=down, groups=groups, flip=flip, conv_impl=conv_impl)
   if up > 1:
     # torch's conv_transpose2d(stride up, padding pt): correlation of the zero-inserted input,
     # padded by k - 1 - pt, with the flipped kernel (the official code hands it the kernel
@@ -143,15 +149,16 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding =
     px0, px1, py0, py1 = px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)
     pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
     x = _conv(x, w, padding=((kh - 1 - pyt,) * 2, (kw - 1 - pxt,) * 2), groups=groups,
-              flip=flip, lhs_dilation=up)
+              flip=flip, lhs_dilation=up, conv_impl=conv_impl)
     x = upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up ** 2)
     if down > 1:
       x = upfirdn2d(x, f, down=down)
     return x
   if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-    return _conv(x, w, padding=((py0, py0), (px0, px0)), groups=groups, flip=flip)
+    return _conv(x, w, padding=((py0, py0), (px0, px0)), groups=groups, flip=flip,
+                 conv_impl=conv_impl)
   x = upfirdn2d(x, None, padding=pad)
-  return _conv(x, w, groups=groups, flip=flip)
+  return _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
 
 
 def bias_act(x, b=None, act: str = 'linear', alpha: Optional[float] = None,
@@ -177,13 +184,15 @@ def normalize_2nd_moment(x, axis: int = 1, eps: float = 1e-8):
 
 def modulated_conv2d(x, weight, styles, noise=None, up: int = 1, down: int = 1,
                      padding: Padding = 0, resample_filter=None, demodulate: bool = True,
-                     flip_weight: bool = True, fused_modconv: bool = True):
+                     flip_weight: bool = True, fused_modconv: bool = True,
+                     conv_impl: str = 'xla'):
   """StyleGAN2's modulated convolution of x [N, H, W, I] with weight [kh, kw, I, O] and styles
   [N, I]: the kernel's input channels times the example's styles, and with `demodulate` each
   output channel divided by its per-example norm sqrt(sum w^2 + 1e-8). `noise` (broadcast to
   the output) is added after. fused_modconv: per-example kernels in one grouped convolution
   (feature_group_count N); otherwise x * styles, the shared convolution, then times the
-  demodulation coefficients (the same function, fewer weights)."""
+  demodulation coefficients (the same function, fewer weights). conv_impl: the convolution's
+  form (conv2d_resample's; the fused form's grouped convolution stays lax)."""
   n, _, _, cin = x.shape
   kh, kw, _, cout = weight.shape
   w = dcoefs = None
@@ -191,7 +200,8 @@ def modulated_conv2d(x, weight, styles, noise=None, up: int = 1, down: int = 1,
     w = weight[None] * styles[:, None, None, :, None]                      # [N, kh, kw, I, O]
   if demodulate:
     dcoefs = jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8)  # [N, O]
-  conv = dict(f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
+  conv = dict(f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight,
+              conv_impl=conv_impl)
 
   if not fused_modconv:
     x = x * styles[:, None, None, :].astype(x.dtype)
@@ -265,6 +275,7 @@ class Conv2dLayer(nn.Module):
   up: int = 1
   down: int = 1
   conv_clamp: Optional[float] = None
+  conv_impl: str = 'xla'     # conv2d_resample's
 
   @nn.compact
   def __call__(self, x, gain: float = 1.0):
@@ -272,7 +283,8 @@ class Conv2dLayer(nn.Module):
     weight = self.param('weight', _normal_over(1.0), (k, k, cin, self.features))
     b = self.param('bias', nn.initializers.zeros, (self.features,)) if self.use_bias else None
     x = conv2d_resample(x, weight * (1 / np.sqrt(cin * k * k)), setup_filter(), up=self.up,
-                        down=self.down, padding=k // 2, flip_weight=self.up == 1)
+                        down=self.down, padding=k // 2, flip_weight=self.up == 1,
+                        conv_impl=self.conv_impl)
     act_gain = ACTIVATIONS[self.activation][2] * gain
     clamp = None if self.conv_clamp is None else self.conv_clamp * gain
     return bias_act(x, b, act=self.activation, gain=act_gain, clamp=clamp)
