@@ -196,10 +196,15 @@ def modulated_conv2d(x, weight, styles, noise=None, up: int = 1, down: int = 1,
   n, _, _, cin = x.shape
   kh, kw, _, cout = weight.shape
   w = dcoefs = None
-  if demodulate or fused_modconv:
+  if fused_modconv:
     w = weight[None] * styles[:, None, None, :, None]                      # [N, kh, kw, I, O]
   if demodulate:
-    dcoefs = jax.lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8)  # [N, O]
+    # sum over (kh, kw, I) of (weight * styles)^2 = styles^2 @ (weight^2 summed over taps):
+    # the official sum, reassociated, without the per-example kernels [N, kh, kw, I, O]
+    # (float32 products on a TPU too: HIGHEST, not its default bfloat16 passes)
+    squares = jnp.matmul(jnp.square(styles), jnp.sum(jnp.square(weight), axis=(0, 1)),
+                         precision=jax.lax.Precision.HIGHEST)
+    dcoefs = jax.lax.rsqrt(squares + 1e-8)                                 # [N, O]
   conv = dict(f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight,
               conv_impl=conv_impl)
 
