@@ -41,8 +41,8 @@ Options:
              channels at 4, 8, 16, 32 px) and z and w 128; mapping 2 layers, style mixing, the
              path length penalty and ADA as 'auto'. At 32x32x1: G 748,715 and D 871,521
              parameters, 38 GFLOP per iteration (gan_jax/flops.py's count, R1 and the penalty
-             at their intervals), about a second on a 2-core CPU by DCGAN's FLOP/s there
-             (docs/speed.md; estimated, not timed). experiments/stylegan2_table.py uses it
+             at their intervals); 0.97 s an iteration on a 2-core Intel Xeon (benchmark.py,
+             docs/stylegan2.md "On a CPU"). experiments/stylegan2_table.py uses it
   size64     dataset.image_size 64
   size128    dataset.image_size 128
   noada      no augmentation (train.py's --aug=noaug)

@@ -152,9 +152,10 @@ FIELDS = (
     F('model.style_mixing', 0.0, "stylegan2: the probability that a batch's ws from a cutoff "
       'uniform in [1, num_ws) on are those of other z, in training (StyleGAN2: 0.9; 0: none)',
       '[0, 1]', 'a probability', absent_is_default=True),
-    F('model.conv_impl', 'auto', "conv layers: 'hybrid' | 'fast' | 'xla' | 'auto' (CPU: "
-      "hybrid) | 'mkl' (CPU: the products in bfloat16 by oneMKL, AMX where there is one; "
-      'requirements-mkl.txt; docs/speed.md)', choices=layers.IMPLS),
+    F('model.conv_impl', 'auto', "conv layers (every arch's, StyleGAN2's one-group ones too): "
+      "'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid) | 'mkl' (CPU: the products in "
+      "bfloat16 by oneMKL, AMX where there is one; requirements-mkl.txt; docs/speed.md)",
+      choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
       "'projection'; '' = gan's"),
     F('model.class_embed_dim', 512, "loss.class_loss 'd2d': the size of the critic's class "
