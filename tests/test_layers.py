@@ -124,7 +124,7 @@ def test_mkl_without_onemkl_is_one_line(monkeypatch, config_factory):
     mkl_gemm.register.cache_clear()
 
 
-@pytest.mark.parametrize('impl', ['hybrid', 'fast'])
+@pytest.mark.parametrize('impl', ['hybrid'])    # what 'auto' picks on a CPU
 @pytest.mark.parametrize('k, stride, dilation, pads', [
     (3, 1, 1, ((1, 1), (1, 1))), (3, 1, 1, ((0, 0), (0, 0))), (1, 1, 1, ((0, 0), (0, 0))),
     (3, 2, 1, ((0, 0), (0, 0))), (4, 2, 1, ((0, 1), (1, 0))), (1, 2, 1, ((0, 0), (0, 0))),
