@@ -114,19 +114,18 @@ def profile(config, steps: int, top: int = 0) -> dict:
     with gzip.open(glob.glob(f'{out}/**/*.trace.json.gz', recursive=True)[0]) as f:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
-  times, unmatched = collections.Counter(), collections.Counter()
-  each = collections.Counter()
+  each = collections.Counter()   # (instruction, kind, shapes) -> seconds
   for e in events:
     name = e.get('name', '')
-    if e.get('ph') != 'X' or 'dur' not in e:
-      continue
-    if name in instructions:
+    # thunks only (the runtime's own events are not instructions); a while, call or
+    # conditional is counted through its body's thunks
+    if e.get('ph') == 'X' and 'dur' in e and name in instructions:
       op, called, target, signature = instructions[name]
-      if op not in ('while', 'call', 'conditional'):   # their bodies' thunks are counted
-        times[kind(op, called, target)] += e['dur'] * 1e-6
+      if op not in ('while', 'call', 'conditional'):
         each[(name, kind(op, called, target), signature)] += e['dur'] * 1e-6
-    else:
-      unmatched[name] += e['dur'] * 1e-6    # the runtime's own events: not thunks
+  times = collections.Counter()
+  for (_, k, _), seconds in each.items():
+    times[k] += seconds
   total = sum(times.values())
   product_seconds = sum(times[k] for k in PRODUCTS)
   return {
