@@ -142,9 +142,15 @@ def pytorch_fid_python():
   import importlib.util  # pylint: disable=g-import-not-at-top
   if importlib.util.find_spec('pytorch_fid') is not None:
     return sys.executable
-  for python in (os.environ.get('GAN_JAX_INCEPTION_PYTHON'), INCEPTION_VENV_PYTHON):
+  return _python_importing('pytorch_fid', os.environ.get('GAN_JAX_INCEPTION_PYTHON'),
+                           INCEPTION_VENV_PYTHON)
+
+
+def _python_importing(module: str, *pythons):
+  """The first of `pythons` (paths or None) that exists and imports `module`; None if none."""
+  for python in pythons:
     if python and os.path.exists(python) and subprocess.run(
-        [python, '-c', 'import pytorch_fid'], capture_output=True).returncode == 0:
+        [python, '-c', f'import {module}'], capture_output=True).returncode == 0:
       return python
   return None
 
@@ -177,10 +183,10 @@ def tpu_python():
   """A Python with libtpu (requirements-tpu.txt) for the TPU compile tests: GAN_JAX_TPU_PYTHON,
   else the repository's .venv-tpu (.ci/run makes it), else this one if it has libtpu. None
   where there is none: the tests skip, except under CI, where they fail."""
-  for python in (os.environ.get('GAN_JAX_TPU_PYTHON'), TPU_VENV_PYTHON, sys.executable):
-    if python and os.path.exists(python) and subprocess.run(
-        [python, '-c', 'import libtpu'], capture_output=True).returncode == 0:
-      return python
+  python = _python_importing('libtpu', os.environ.get('GAN_JAX_TPU_PYTHON'), TPU_VENV_PYTHON,
+                             sys.executable)
+  if python:
+    return python
   if os.environ.get('CI'):
     pytest.fail('libtpu is missing: .ci/run installs requirements-tpu.txt in .venv-tpu')
   pytest.skip('needs libtpu: python3 -m venv --system-site-packages .venv-tpu && '
