@@ -49,15 +49,17 @@ def mapping(config, seed_shards: int, backend: str) -> str:
   return 'loop' if loop else 'vmap'
 
 
-def over_members(fn, how: str = 'vmap'):
+def over_members(fn, how: str = 'vmap', spmd_axis_name=None):
   """The training call of one run, `fn(state, batches) -> (state, metrics, health)` on batches
   [K, n_critic, B, ...] with metrics and health [K], as the call of a stacked state on batches
   with a member axis after K ([K, N, n_critic, B, ...]); metrics and health come back [K, N].
   `how`: 'vmap' or 'loop' (see `mapping`); both give each member the computation of a
-  separate run."""
+  separate run. `spmd_axis_name`: the mesh axis the members are split over ('seeds'), which
+  the sharding constraints inside `fn` then keep for the member axis vmap adds."""
   def call(state, batch):
     if how == 'vmap':
-      return jax.vmap(fn, in_axes=(STATE_AXES, 1), out_axes=(STATE_AXES, 1, 1))(state, batch)
+      return jax.vmap(fn, in_axes=(STATE_AXES, 1), out_axes=(STATE_AXES, 1, 1),
+                      spmd_axis_name=spmd_axis_name)(state, batch)
 
     def one_member(inputs):
       parts, member_batch = inputs

@@ -36,6 +36,12 @@ def batch_sharding(mesh: Mesh, leading: int = 1) -> NamedSharding:
   return NamedSharding(mesh, P(*spec))
 
 
+def example_sharding(mesh: Mesh) -> NamedSharding:
+  """Rows of examples [B, ...] inside a step, B split over 'data' (under the vmap of several
+  members, their axis over 'seeds': seeds.over_members)."""
+  return NamedSharding(mesh, P('data'))
+
+
 def member_sharding(mesh: Mesh) -> NamedSharding:
   """A seed-stacked leaf [N, ...]: split on N over the 'seeds' axis if the mesh has one, else
   replicated."""

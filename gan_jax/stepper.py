@@ -41,8 +41,12 @@ class Stepper:
     self.mesh = sharding.make_mesh(devices, self.seed_shards)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.pmap = config.parallelism == 'pmap'
-    self.gan = updates.build_gan(config, self.image_shape, num_classes, platform=self.platform,
-                                 axis_name='data' if self.pmap else None)
+    # jit over several devices: each device draws and computes its own examples
+    batch_split = not self.pmap and self.mesh.shape['data'] > 1
+    self.gan = updates.build_gan(
+        config, self.image_shape, num_classes, platform=self.platform,
+        axis_name='data' if self.pmap else None,
+        batch_sharding=sharding.example_sharding(self.mesh) if batch_split else None)
     self.num_seeds = config.num_seeds
     self.seeds = seeds.member_seeds(config)
     self.mapping = None  # num_seeds > 1: 'vmap' or 'loop' (seeds.mapping)
@@ -56,7 +60,7 @@ class Stepper:
     else:
       init = functools.partial(seeds.init, self.gan, self.seeds, self.image_shape)
       self.mapping = seeds.mapping(config, self.seed_shards, self.platform)
-      call = seeds.over_members(call, self.mapping)
+      call = seeds.over_members(call, self.mapping, 'seeds' if self.seed_shards > 1 else None)
       self._leading = 2
       self._state_sharding = seeds.state_shardings(
           jax.eval_shape(init), sharding.member_sharding(self.mesh), self._repl)

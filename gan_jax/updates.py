@@ -66,6 +66,12 @@ class GAN:
   gen_lr: Callable[[jax.Array], jax.Array]      # generator step -> learning rate
   critic_lr: Callable[[jax.Array], jax.Array]
   axis_name: Optional[str] = None  # pmap: the device axis to average gradients and metrics over
+  # jit over a mesh of several devices: the sharding of an example axis (split over 'data').
+  # The rows a step draws (z, labels, the penalty's weights) are constrained to it, so that
+  # every device computes its own examples' generator and critic passes; left to XLA's
+  # propagation, a generator's whole batch may run on every device (BigGAN's did). None: one
+  # device, or pmap.
+  batch_sharding: Optional[jax.sharding.Sharding] = None
   d2d_temperature: float = 0.5  # class_loss 'd2d': the data-to-data cross-entropy's T and m_p
   d2d_margin: float = 0.98
   ema_decay: float = 0.0       # the generator's EMA (0: none)
@@ -97,9 +103,11 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = None,
-              platform: Optional[str] = None) -> GAN:
+              platform: Optional[str] = None,
+              batch_sharding: Optional[jax.sharding.Sharding] = None) -> GAN:
   """The static GAN of a checked config (gan_jax/checks.py) and the data spec, for devices of
-  `platform` ('cpu', 'gpu', 'tpu'; default: this host's backend)."""
+  `platform` ('cpu', 'gpu', 'tpu'; default: this host's backend); `batch_sharding`: see
+  GAN."""
   spec = gans.resolve(config)
   num_classes = num_classes if spec.is_conditional else 0
   generator, critic = models.build(
@@ -115,7 +123,8 @@ def build_gan(config, image_shape, num_classes: int, axis_name: Optional[str] = 
       clip_value=config.loss.clip_value, aux_weight=config.loss.aux_weight,
       class_loss=config.loss.class_loss, d2d_temperature=config.loss.d2d_temperature,
       d2d_margin=config.loss.d2d_margin,
-      skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, ema_decay=config.ema.decay,
+      skip_nonfinite=config.skip_nonfinite, axis_name=axis_name, batch_sharding=batch_sharding,
+      ema_decay=config.ema.decay,
       ema_start=config.ema.start_step, gen_spectral=config.model.gen_spectral_norm,
       critic_spectral=config.model.spectral_norm, r1_weight=config.loss.r1_weight,
       r1_every=config.loss.r1_every, augment=augment.parse_policy(config.augment.policy),
@@ -198,10 +207,15 @@ def _draw(gan: GAN, sample_fn, batch_size: int):
   examples.
 
   Under pmap every device draws the global batch's rows and keeps its own slice, so the noise
-  (and the augmentations' draws) are those of the jit path (and differ between devices).
+  (and the augmentations' draws) are those of the jit path (and differ between devices). Under
+  jit over a mesh the rows are split over its devices (GAN.batch_sharding): the same values
+  (JAX's random bits do not depend on how they are sharded).
   """
   if gan.axis_name is None:
-    return sample_fn(batch_size)
+    rows = sample_fn(batch_size)
+    if gan.batch_sharding is None:
+      return rows
+    return jax.tree.map(lambda r: jax.lax.with_sharding_constraint(r, gan.batch_sharding), rows)
   rows = sample_fn(batch_size * jax.lax.axis_size(gan.axis_name))
   start = jax.lax.axis_index(gan.axis_name) * batch_size
   return jax.tree.map(lambda r: jax.lax.dynamic_slice_in_dim(r, start, batch_size), rows)

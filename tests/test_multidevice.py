@@ -78,7 +78,8 @@ def test_the_modern_toolkit_on_one_and_eight_devices_jit_and_pmap():
 @pytest.mark.slow   # several processes, over a minute on 2 cores
 def test_mkl_products_on_one_and_eight_devices_jit_and_pmap():
   """model.conv_impl='mkl' (gan_jax/mkl_gemm.py, a custom call without a sharding rule): jit
-  over the mesh multiplies the gathered operands, as one device does, and equals it; pmap
+  over the mesh multiplies the gathered operands, as one device does, and equals it up to
+  float32 rounding of the sums over the split batch elsewhere (1.5e-8 measured); pmap
   multiplies each device's rows, and the weight gradients' float32 sums over a device's rows
   then over devices round to other bfloat16 cotangents in a few places: one bfloat16 unit
   (2^-8 = 3.9e-3) of a parameter's scale, not more."""
@@ -89,7 +90,7 @@ def test_mkl_products_on_one_and_eight_devices_jit_and_pmap():
     pytest.skip(f'needs oneMKL: {mkl_gemm.INSTALL}')
   runs = {'dcgan.py:digits,runlocal': 'jit@mkl,pmap@mkl'}
   (_, _, _, _, jit_relative), (_, _, _, _, pmap_relative) = _run_check(runs)
-  assert float(jit_relative) == 0.0
+  assert float(jit_relative) < 1e-6
   assert float(pmap_relative) < 1e-2
 
 
@@ -114,3 +115,28 @@ def test_stylegan2_on_one_and_eight_devices_jit_and_pmap():
   runs = {'stylegan2.py:digits,runlocal': 'jit,pmap@sg2_pmap'}
   for spec, mode, max_diff, scale, relative in _run_check(runs):
     assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
+
+
+@pytest.mark.slow
+def test_eight_devices_split_the_calls_work():
+  """jit over 8 devices: each device computes an eighth of the call's FLOPs (XLA's cost
+  analysis of the compiled call, per device, against the 1-device call). Left to XLA's
+  sharding propagation, the generator's passes ran on the whole batch on every device (a
+  device did 40-82 % of the 1-device work); the rows a step draws are now constrained to the
+  batch's split (updates._draw). Only the parameters' own work (optimizer, power iterations)
+  is every device's."""
+  specs = ['wgan.py:digits,runlocal@64', 'wgan_gp.py:digits,runlocal@64',
+           'dcgan.py:digits,runlocal@64', 'sngan.py:cifar10,runlocal@64',
+           'biggan.py:digits,runlocal@64', 'stylegan2.py:digits,runlocal@64',
+           # two members on every device, one after the other ('loop' on a CPU)
+           'wgan_gp.py:digits,runlocal@64@num_seeds=2,seed_shards=1']
+  env = subprocess_env({'XLA_FLAGS': simulated_devices(8), 'JAX_PLATFORMS': 'cpu'})
+  result = subprocess.run([sys.executable, os.path.join(HERE, 'split_check.py'), *specs],
+                          capture_output=True, text=True, timeout=900, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
+  assert [l[0] for l in lines] == [s.split('@')[0] for s in specs], result.stdout
+  for spec, one, eight in lines:
+    share = float(eight) / float(one)
+    print(spec, f'{share:.4f}')
+    assert 0.1 < share < 0.125 * 1.05, (spec, share)
