@@ -2,7 +2,7 @@
 compiled training call (XLA's cost analysis) on 1 device and on the 8 of a jit mesh, to show
 that the 8 split the batch's work (a pass computed whole on every device would not).
 
-Arguments: SPEC@BATCH[@KEY=VALUE,...] (load_config's overrides, integers). Prints one line per
+Arguments: SPEC@BATCH[@KEY=VALUE,...] (load_config's overrides: integers, else strings). Prints one line per
 argument: 'SPEC FLOPS_1 FLOPS_8'.
 """
 
@@ -33,7 +33,8 @@ def main():
   for arg in sys.argv[1:]:
     spec, batch, *overrides = arg.split('@')
     pairs = [kv.split('=') for o in overrides for kv in o.split(',')]
-    config = load_config(spec, batch_size=int(batch), **{k: int(v) for k, v in pairs})
+    config = load_config(spec, batch_size=int(batch),
+                         **{k: int(v) if v.isdigit() else v for k, v in pairs})
     one = config.copy_and_resolve_references()
     one.seed_shards = 0   # one device: its members all on it
     print(spec, call_flops(one, jax.devices()[:1]), call_flops(config, jax.devices()),
