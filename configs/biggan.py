@@ -27,6 +27,10 @@ Settings by image side:
 Labels are the dataset's: unlabelled data trains with --config.model.conditional=none.
 
 Options:
+  small      a CPU-sized 32 px model: the StudioGAN settings above with G ch 16 (64 channels)
+             and D critic_width 8 (32 channels), 185 GFLOP per iteration (gan_jax/flops.py) against
+             6,530 at the full widths; experiments/stylegan2_table.py's wallclock grid
+             uses it beside DCGAN, SNGAN and StyleGAN2's 'small'
   runlocal   seconds on a CPU (what the tests use)
   size64     dataset.image_size 64 (the ImageNet settings)
   size128    dataset.image_size 128
@@ -36,7 +40,7 @@ import math
 
 from configs import common
 
-OPTIONS = tuple(common.SIZE_OPTIONS)
+OPTIONS = ('small', *common.SIZE_OPTIONS)
 
 
 def get_config(arg=None):
@@ -77,6 +81,11 @@ def get_config(arg=None):
     c.loss.ortho_weight = 1e-4
     c.gen_optimizer = common.optimizer('adam', 5e-5, b1=0.0, b2=0.999)
     c.critic_optimizer = common.optimizer('adam', 2e-4, b1=0.0, b2=0.999)
+  if 'small' in options:
+    if c.dataset.image_size != 32:
+      raise ValueError(f"'small' is a 32 px model; this dataset is {c.dataset.image_size} px")
+    c.model.width = 16             # G: 64 channels
+    c.model.critic_width = 8       # D: 32 channels
   if 'runlocal' in options:
     common.runlocal(c)
     c.model.width = 2              # G: 8 channels at 32 px (4 ch), 32 at the 4x4 map of 64+

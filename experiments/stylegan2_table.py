@@ -1,13 +1,16 @@
-r"""docs/stylegan2.md's measurements on Fashion-MNIST at 32x32 (issue #30), two grids of a run per
-seed, each scored by --mode=eval with the domain classifier (gan_jax/tools/train_classifier.py):
-the domain FID of 5,000 samples against the 10,000 test images.
+r"""docs/stylegan2.md's and docs/biggan.md's measurements on Fashion-MNIST at 32x32 (issues #30
+and #29), two grids of a run per seed, each scored by --mode=eval with the domain classifier
+(gan_jax/tools/train_classifier.py): the domain FID of 5,000 samples against the 10,000 test
+images and the classifier score; for the conditional rows also the domain intra-FID and the
+label accuracy (how often the classifier sees the class a sample was drawn for).
 
   python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table [--seconds=600]
   python experiments/stylegan2_table.py --grid=ada --out=/tmp/sg2_table [--steps=2000]
   python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table --table
 
 wallclock: StyleGAN2 (configs/stylegan2.py's CPU-sized 'small' option), DCGAN
-  (configs/dcgan.py:fashion_mnist) and SNGAN (configs/sngan.py:fashion_mnist) for SECONDS of
+  (configs/dcgan.py:fashion_mnist), SNGAN (configs/sngan.py:fashion_mnist; and with labels, its
+  'conditional' option) and BigGAN (configs/biggan.py's CPU-sized 'small', labels) for SECONDS of
   wall-clock each: main.py gets SIGTERM that long after it starts (Python's start, decoding the
   data and compiling count), checkpoints and exits (docs/training.md, 'Preemption'). Each keeps
   its preset's num_steps, which none reaches (SNGAN's linear lr decay over 50,000 iterations
@@ -36,7 +39,7 @@ reads the test folder as dataset.path (its one split, eval.reference_split 'trai
 
 Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. Not run
 yet: at 'small''s measured 0.97 s an iteration on a 2-core Intel Xeon (docs/stylegan2.md), the
-ada grid is about 9 runs of 35 minutes and the wallclock grid 9 runs of SECONDS.
+ada grid is about 9 runs of 35 minutes and the wallclock grid 15 runs of SECONDS.
 """
 
 import json
@@ -75,6 +78,12 @@ GRIDS = {
                   'DCGAN, the preset at 32 px'),
         'sngan': ('configs/sngan.py:fashion_mnist', {'dataset.image_size': SIZE},
                   'SNGAN, the preset (conv model) at 32 px'),
+        'sngan_projection': ('configs/sngan.py:fashion_mnist,conditional',
+                             {'dataset.image_size': SIZE},
+                             'SNGAN with the projection critic and conditional batch norm '
+                             '(labels), at 32 px'),
+        'biggan': ('configs/biggan.py:fashion_mnist,small', {},
+                   "BigGAN (labels), configs/biggan.py's 'small'"),
     },
     'ada': {
         'noada': (SMALL + ',noada', {'dataset.subset': ADA_SUBSET}, 'no augmentation'),
@@ -85,7 +94,8 @@ GRIDS = {
                         f'DiffAugment ({DIFFAUGMENT}), no ADA'),
     },
 }
-SCORES = ('domain_fid', 'classifier_score')   # of the eval line, where it has them
+# of the eval line, where it has them (the intra-FID and label accuracy: conditional rows)
+SCORES = ('domain_fid', 'classifier_score', 'domain_intra_fid', 'acgan_label_accuracy')
 
 
 def budget(grid: str) -> int:
@@ -175,8 +185,9 @@ def table(results, grid: str) -> str:
   images, the iterations, the seconds and (ADA's rows) the final p as mean ± std over the
   seeds' runs."""
   unit = 's' if grid == 'wallclock' else 'iterations'
-  lines = [f'| row | what it is | budget | domain FID (test) | iterations | seconds | final p | '
-           'seeds |', '|---|---|---|---|---|---|---|---|']
+  lines = [f'| row | what it is | budget | domain FID (test) | intra-FID | classifier score | '
+           'label accuracy | iterations | seconds | final p | seeds |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
   groups = {}
   for (g, row, length, _), r in results.items():
     if g == grid:
@@ -191,7 +202,8 @@ def table(results, grid: str) -> str:
       return f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(runs) > 1 else '')
     what = GRIDS[grid][row][2] if row in GRIDS[grid] else ''
     lines.append(f'| {row} | {what} | {length} {unit} | {cell("domain_fid", 1)} | '
-                 f'{cell("iterations", 0)} | {cell("seconds", 0)} | {cell("ada_p", 3)} | '
+                 f'{cell("domain_intra_fid", 1)} | {cell("classifier_score", 2)} | '
+                 f'{cell("acgan_label_accuracy", 3)} | {cell("iterations", 0)} | {cell("seconds", 0)} | {cell("ada_p", 3)} | '
                  f'{",".join(str(r["seed"]) for r in runs)} |')
   return '\n'.join(lines)
 

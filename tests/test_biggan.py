@@ -251,6 +251,18 @@ def test_config_by_dataset_is_studiogans_at_32_and_the_papers_above():
     assert c.model.spectral_estimate == 'uv' and c.model.hierarchical
 
 
+def test_small_is_the_32_px_preset_narrower_and_only_at_32_px():
+  """'small' (the CPU comparison's): G ch 16, D critic_width 8, every other field the 32 px
+  preset's; a larger image is refused in one line."""
+  small, full = load_config('biggan.py:fashion_mnist,small'), load_config('biggan.py:fashion_mnist')
+  assert (small.model.width, small.model.critic_width) == (16, 8)
+  with small.unlocked():
+    small.model.width, small.model.critic_width = full.model.width, full.model.critic_width
+  assert small.to_dict() == full.to_dict()
+  with pytest.raises(ValueError, match="'small' is a 32 px model; this dataset is 64 px"):
+    load_config('biggan.py:imagenet_resized/64x64,small')
+
+
 def test_a_training_step_iterates_each_players_vectors_once_and_applies_the_penalty():
   config = load_config('biggan.py:digits,runlocal', loss__ortho_weight=1e-3)
   data = input_pipeline.load(config.dataset)

@@ -112,7 +112,9 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
   def run(grid, row, budget, seed, fid, iterations, seconds, **p):
     return {'grid': grid, 'row': row, 'budget': budget, 'seed': seed, 'domain_fid': fid,
             'iterations': iterations, 'seconds': seconds, **p}
-  runs = [run('wallclock', 'sngan', 600, 0, 80.0, 500, 603),
+  runs = [run('wallclock', 'sngan', 600, 0, 80.0, 500, 603, classifier_score=5.5),
+          run('wallclock', 'biggan', 600, 0, 60.0, 200, 604, domain_intra_fid=90.0,
+              acgan_label_accuracy=0.75),
           run('wallclock', 'stylegan2', 600, 0, 40.0, 700, 605, ada_p=0.1),
           run('wallclock', 'stylegan2', 600, 1, 50.0, 720, 607, ada_p=0.2),
           run('ada', 'ada', 2000, 0, 30.0, 2000, 2100, ada_p=0.3),
@@ -122,12 +124,15 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
             for grid in ('wallclock', 'ada')}
   assert all(t.returncode == 0 for t in tables.values()), tables
   assert tables['wallclock'].stdout.splitlines()[2:] == [   # the grid's order; one seed: no
-      "| stylegan2 | StyleGAN2-ADA, configs/stylegan2.py's 'small' | 600 s | 45.0 ± 7.1 | "
-      '710 ± 14 | 606 ± 1 | 0.150 ± 0.071 | 0,1 |',                # spread; no ADA: no p
-      '| sngan | SNGAN, the preset (conv model) at 32 px | 600 s | 80.0 | 500 | 603 | — | 0 |']
+      "| stylegan2 | StyleGAN2-ADA, configs/stylegan2.py's 'small' | 600 s | 45.0 ± 7.1 | — | "
+      '— | — | 710 ± 14 | 606 ± 1 | 0.150 ± 0.071 | 0,1 |',      # spread; no ADA: no p
+      '| sngan | SNGAN, the preset (conv model) at 32 px | 600 s | 80.0 | — | 5.50 | — | 500 | '
+      '603 | — | 0 |',
+      "| biggan | BigGAN (labels), configs/biggan.py's 'small' | 600 s | 60.0 | 90.0 | — | "
+      '0.750 | 200 | 604 | — | 0 |']                            # conditional: intra-FID, labels
   assert tables['ada'].stdout.splitlines()[2:] == [
-      "| ada | ADA 'bgc', target 0.6, ada_kimg 100 | 2000 iterations | 32.0 ± 2.8 | 2000 ± 0 | "
-      '2150 ± 71 | 0.400 ± 0.141 | 0,1 |']
+      "| ada | ADA 'bgc', target 0.6, ada_kimg 100 | 2000 iterations | 32.0 ± 2.8 | — | — | — | "
+      '2000 ± 0 | 2150 ± 71 | 0.400 ± 0.141 | 0,1 |']
 
 
 def test_stylegan2_table_refuses_an_unknown_row_before_any_work(tmp_path):
