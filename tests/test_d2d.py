@@ -119,7 +119,8 @@ def test_d2d_enters_the_critics_loss_on_real_images_and_the_generators_on_its_sa
 
   def critic_metrics(aux_weight):
     gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
-    return updates.critic_update(gan, state.gen, state.critic, batch, key)[1]
+    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
+    return update(state, batch, key)   # compiled: op by op, the conv model takes a minute
 
   with_class, adversarial_only = critic_metrics(0.5), critic_metrics(0.0)
   np.testing.assert_allclose(float(with_class['critic_loss'] - adversarial_only['critic_loss']),
@@ -133,7 +134,7 @@ def test_d2d_enters_the_critics_loss_on_real_images_and_the_generators_on_its_sa
 
   def gen_loss(aux_weight):
     gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
-    return updates.gen_update(gan, state.gen, state.critic, key, 16)[1]
+    return jax.jit(lambda s, k: updates.gen_update(gan, s.gen, s.critic, k, 16)[1])(state, key)
 
   with_class, adversarial_only = gen_loss(1.0), gen_loss(0.0)
   np.testing.assert_allclose(float(with_class['gen_loss'] - adversarial_only['gen_loss']),
