@@ -107,7 +107,9 @@ def profile(config, steps: int, top: int = 0) -> dict:
   untraced = bare.seconds_per_iter(steps)
   n, b = config.n_critic, config.batch_size
   flops = bare.stepper.call_flops(bare.k, n, b, 'uint8', True) / bare.k
-  instructions = hlo_instructions(bare.stepper.lower(bare.k, n, b).compile().as_text())
+  # the bare step's batch has labels (benchmark._Bare): the program it runs
+  instructions = hlo_instructions(
+      bare.stepper.lower(bare.k, n, b, 'uint8', True).compile().as_text())
   with tempfile.TemporaryDirectory() as out:
     with jax.profiler.trace(out, create_perfetto_trace=True):
       traced = bare.seconds_per_iter(steps)
