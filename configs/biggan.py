@@ -28,9 +28,10 @@ Labels are the dataset's: unlabelled data trains with --config.model.conditional
 
 Options:
   small      a CPU-sized 32 px model: the StudioGAN settings above with G ch 16 (64 channels)
-             and D critic_width 8 (32 channels), 185 GFLOP per iteration (gan_jax/flops.py) against
-             6,530 at the full widths; experiments/stylegan2_table.py's wallclock grid
-             uses it beside DCGAN, SNGAN and StyleGAN2's 'small'
+             and D critic_width 8 (32 channels): 185 GFLOP per iteration (gan_jax/flops.py)
+             against 6,530 at the full widths, 1.71-1.83 s an iteration on a 2-core Intel
+             Xeon (benchmark.py). experiments/stylegan2_table.py's wallclock grid uses it
+             beside DCGAN, SNGAN and StyleGAN2's 'small'
   runlocal   seconds on a CPU (what the tests use)
   size64     dataset.image_size 64 (the ImageNet settings)
   size128    dataset.image_size 128
