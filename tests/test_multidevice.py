@@ -105,6 +105,17 @@ def test_many_seeds_on_eight_devices_equal_separate_one_device_runs():
     assert float(relative) < 1e-4, (spec, mode, relative)
 
 
+@pytest.mark.slow   # several minutes on 2 cores: BigGAN's compiles
+def test_biggan_on_one_and_eight_devices_jit_pmap_and_seeds():
+  """The BigGAN runlocal config (conditional batch norm of the global batch, self-attention,
+  spectral norm of both players with 'uv', the EMA): the same state on 1 device and on 8 under
+  jit and pmap (batch norm's statistics over the mesh, or pmean'd: the paper's cross-replica
+  batch norm), and 3 members on 8 devices equal to 3 separate runs."""
+  runs = {'biggan.py:digits,runlocal': 'jit@tiny_lr_seed1,pmap@tiny_lr_seed1,seeds_3@tiny_lr'}
+  for spec, mode, max_diff, scale, relative in _run_check(runs):
+    assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
+
+
 @pytest.mark.slow   # several minutes on 2 cores: StyleGAN2's compiles
 def test_stylegan2_on_one_and_eight_devices_jit_and_pmap():
   """The StyleGAN2 runlocal config (ADA, lazy R1, style mixing, the path length penalty, the
