@@ -263,6 +263,7 @@ def test_small_is_the_32_px_preset_narrower_and_only_at_32_px():
     load_config('biggan.py:imagenet_resized/64x64,small')
 
 
+@pytest.mark.slow   # 39 s on 2 cores (BigGAN's compile); CI runs it
 def test_a_training_step_iterates_each_players_vectors_once_and_applies_the_penalty():
   config = load_config('biggan.py:digits,runlocal', loss__ortho_weight=1e-3)
   data = input_pipeline.load(config.dataset)

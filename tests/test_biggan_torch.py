@@ -251,6 +251,7 @@ def _train_step(module, t_module, variables, inputs, t_inputs, weights):
                                           biggan_torch.flax_grads(t_module))
 
 
+@pytest.mark.slow   # 35 s on 2 cores; CI runs it
 def test_a_training_step_with_spectral_norm_is_biggans():
   """Batch statistics and one power iteration in G and D: the same outputs, the same new u,
   the same running means (running variances: torch's unbiased batch variance, Flax's biased),

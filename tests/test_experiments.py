@@ -23,6 +23,7 @@ def test_benchmark_prints_one_json_line_with_steps_per_call():
   assert abs(line['images_per_s'] - 5 * 16 / line['seconds_per_iter']) < 0.01 * line['images_per_s']
 
 
+@pytest.mark.slow   # 18 s on 2 cores (compiles and profiles a step); CI runs it
 def test_step_profile_splits_the_steps_thunk_time_by_kind_of_work():
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'step_profile.py'),
@@ -163,6 +164,7 @@ def test_eval_cost_times_every_extractor_and_metric(tmp_path):
   assert all(s >= 0 for s in line['metrics']['domain'].values())
 
 
+@pytest.mark.slow   # 13 s on 2 cores (a compile per flag set); CI runs it
 def test_xla_cpu_flags_times_each_set_against_the_default():
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'xla_cpu_flags.py'),

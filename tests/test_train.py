@@ -512,7 +512,8 @@ def test_class_loss_real_leaves_the_fakes_class_term_out_of_the_critics_loss():
 
   def critic_loss(class_loss, aux_weight=1.0):
     gan = dataclasses.replace(run.gan, class_loss=class_loss, aux_weight=aux_weight)
-    _, metrics = updates.critic_update(gan, state.gen, state.critic, batch, key)
+    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
+    metrics = update(state, batch, key)   # compiled: op by op, the conv model is slow
     return float(metrics['critic_loss']), float(metrics['aux_loss_real'])
 
   both, real_xent = critic_loss('real_fake')
@@ -534,7 +535,8 @@ def test_tac_critic_has_a_twin_head_that_learns_the_generated_classes():
 
   def metrics(aux_weight):
     gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
-    return updates.critic_update(gan, state.gen, state.critic, batch, jax.random.PRNGKey(3))[1]
+    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
+    return update(state, batch, jax.random.PRNGKey(3))
 
   with_classes, adversarial_only = metrics(1.0), metrics(0.0)
   class_terms = float(with_classes['aux_loss_real'] + with_classes['twin_loss_fake'])
