@@ -203,7 +203,8 @@ def table(results, grid: str) -> str:
     what = GRIDS[grid][row][2] if row in GRIDS[grid] else ''
     lines.append(f'| {row} | {what} | {length} {unit} | {cell("domain_fid", 1)} | '
                  f'{cell("domain_intra_fid", 1)} | {cell("classifier_score", 2)} | '
-                 f'{cell("acgan_label_accuracy", 3)} | {cell("iterations", 0)} | {cell("seconds", 0)} | {cell("ada_p", 3)} | '
+                 f'{cell("acgan_label_accuracy", 3)} | {cell("iterations", 0)} | '
+                 f'{cell("seconds", 0)} | {cell("ada_p", 3)} | '
                  f'{",".join(str(r["seed"]) for r in runs)} |')
   return '\n'.join(lines)
 

@@ -67,10 +67,10 @@ class GAN:
   critic_lr: Callable[[jax.Array], jax.Array]
   axis_name: Optional[str] = None  # pmap: the device axis to average gradients and metrics over
   # jit over a mesh of several devices: the sharding of an example axis (split over 'data').
-  # The rows a step draws (z, labels, the penalty's weights) are constrained to it, so that
-  # every device computes its own examples' generator and critic passes; left to XLA's
-  # propagation, a generator's whole batch may run on every device (BigGAN's did). None: one
-  # device, or pmap.
+  # The rows a step draws (_draw: z, labels, the penalty's weights, augmentation draws) are
+  # constrained to it, so that every device computes its own examples' generator and critic
+  # passes; left to XLA's propagation, a generator's whole batch may run on every device
+  # (BigGAN's did). None: one device, or pmap.
   batch_sharding: Optional[jax.sharding.Sharding] = None
   d2d_temperature: float = 0.5  # class_loss 'd2d': the data-to-data cross-entropy's T and m_p
   d2d_margin: float = 0.98

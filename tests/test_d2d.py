@@ -13,7 +13,7 @@ import pytest
 
 from conftest import load_config, reference_import
 from gan_jax import images, losses, models, updates
-from test_train import _Run
+from test_train import _critic_metrics, _Run
 
 torch = reference_import('torch')
 
@@ -118,9 +118,7 @@ def test_d2d_enters_the_critics_loss_on_real_images_and_the_generators_on_its_sa
   key = jax.random.PRNGKey(3)
 
   def critic_metrics(aux_weight):
-    gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
-    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
-    return update(state, batch, key)   # compiled: op by op, the conv model takes a minute
+    return _critic_metrics(dataclasses.replace(run.gan, aux_weight=aux_weight), state, batch, key)
 
   with_class, adversarial_only = critic_metrics(0.5), critic_metrics(0.0)
   np.testing.assert_allclose(float(with_class['critic_loss'] - adversarial_only['critic_loss']),

@@ -49,6 +49,13 @@ class _Run:
     return input_pipeline.BatchStream(self.data, config.batch_size, config.seed)
 
 
+def _critic_metrics(gan, state, batch, key):
+  """The metrics of one critic update of `state` on `batch`, compiled (op by op, a conv model's
+  update takes tens of seconds)."""
+  update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
+  return update(state, batch, key)
+
+
 def _steps(run, state, stream, n_steps, config):
   """Drives the compiled step like the training loop does; returns (state, metrics list)."""
   history = []
@@ -512,8 +519,7 @@ def test_class_loss_real_leaves_the_fakes_class_term_out_of_the_critics_loss():
 
   def critic_loss(class_loss, aux_weight=1.0):
     gan = dataclasses.replace(run.gan, class_loss=class_loss, aux_weight=aux_weight)
-    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
-    metrics = update(state, batch, key)   # compiled: op by op, the conv model is slow
+    metrics = _critic_metrics(gan, state, batch, key)
     return float(metrics['critic_loss']), float(metrics['aux_loss_real'])
 
   both, real_xent = critic_loss('real_fake')
@@ -535,8 +541,7 @@ def test_tac_critic_has_a_twin_head_that_learns_the_generated_classes():
 
   def metrics(aux_weight):
     gan = dataclasses.replace(run.gan, aux_weight=aux_weight)
-    update = jax.jit(lambda s, b, k: updates.critic_update(gan, s.gen, s.critic, b, k)[1])
-    return update(state, batch, jax.random.PRNGKey(3))
+    return _critic_metrics(gan, state, batch, jax.random.PRNGKey(3))
 
   with_classes, adversarial_only = metrics(1.0), metrics(0.0)
   class_terms = float(with_classes['aux_loss_real'] + with_classes['twin_loss_fake'])
