@@ -182,12 +182,14 @@ def _mean_std(values):
 
 def table(results, grid: str) -> str:
   """The markdown table of `grid`: a line per row and budget, the domain FID against the test
-  images, the iterations, the seconds and (ADA's rows) the final p as mean ± std over the
-  seeds' runs."""
-  unit = 's' if grid == 'wallclock' else 'iterations'
+  images, the iterations, (wallclock) the seconds and (ADA's rows) the final p as mean ± std
+  over the seeds' runs. The ada grid's runs are of a number of iterations, so they may share the
+  CPU or be paused: their seconds (in OUT/results.jsonl) are no speed and not in its table."""
+  timed = grid == 'wallclock'
+  unit = 's' if timed else 'iterations'
   lines = [f'| row | what it is | budget | domain FID (test) | intra-FID | classifier score | '
-           'label accuracy | iterations | seconds | final p | seeds |',
-           '|---|---|---|---|---|---|---|---|---|---|---|']
+           f'label accuracy | iterations | {"seconds | " if timed else ""}final p | seeds |',
+           '|---|---|---|---|---|---|---|---|---|---|' + ('---|' if timed else '')]
   groups = {}
   for (g, row, length, _), r in results.items():
     if g == grid:
@@ -204,7 +206,7 @@ def table(results, grid: str) -> str:
     lines.append(f'| {row} | {what} | {length} {unit} | {cell("domain_fid", 1)} | '
                  f'{cell("domain_intra_fid", 1)} | {cell("classifier_score", 2)} | '
                  f'{cell("acgan_label_accuracy", 3)} | {cell("iterations", 0)} | '
-                 f'{cell("seconds", 0)} | {cell("ada_p", 3)} | '
+                 + (f'{cell("seconds", 0)} | ' if timed else '') + f'{cell("ada_p", 3)} | '
                  f'{",".join(str(r["seed"]) for r in runs)} |')
   return '\n'.join(lines)
 
