@@ -14,7 +14,9 @@ IDX = '/usr/share/datasets/fashion-mnist'   # apt-get install dataset-fashion-mn
 def run_main(args, log: str, seconds: float = 0) -> str:
   """Runs `python main.py ARGS` from the repository root, its stderr into `log`; returns its
   stdout, or raises RuntimeError naming the log. With `seconds`, sends it SIGTERM that long
-  after its start, and main.py checkpoints and exits 0 (docs/training.md, 'Preemption')."""
+  after its start, and main.py checkpoints and exits 0 (docs/training.md, 'Preemption').
+  The log's directory is made if missing."""
+  os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
   with open(log, 'w') as f:
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=f, text=True,
