@@ -102,10 +102,13 @@ def _next_candidate(results: Dict[int, Dict[str, Any]], good: int, bad: Optional
     return max(1, bad // 2)
   # Bracketed: where the line between the two ends reaches the capacity (regula falsi), on
   # every other compile; the midpoint on the others, so that one end cannot stall the search.
+  # The guess stays the tolerance inside either end: a batch that fails just over the
+  # capacity puts the line's answer at bad - 1, which would narrow the bracket by one.
   h_good, h_bad = (results[b]['hbm_bytes_per_device'] for b in (good, bad))
   if capacity and h_bad > h_good and len(results) % 2 == 0:
     guess = good + int((capacity - h_good) * (bad - good) / (h_bad - h_good))
-    return min(max(guess, good + _tolerance(good)), bad - 1)
+    step = _tolerance(good)
+    return min(max(guess, good + step), max(bad - step, good + 1))
   return (good + bad) // 2
 
 
