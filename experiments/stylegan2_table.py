@@ -187,9 +187,14 @@ def table(results, grid: str) -> str:
   CPU or be paused: their seconds (in OUT/results.jsonl) are no speed and not in its table."""
   timed = grid == 'wallclock'
   unit = 's' if timed else 'iterations'
-  lines = [f'| row | what it is | budget | domain FID (test) | intra-FID | classifier score | '
-           f'label accuracy | iterations | {"seconds | " if timed else ""}final p | seeds |',
-           '|---|---|---|---|---|---|---|---|---|---|' + ('---|' if timed else '')]
+  # (header, key in the run's line, digits): each a mean ± std over the seeds' runs
+  scores = [('domain FID (test)', 'domain_fid', 1), ('intra-FID', 'domain_intra_fid', 1),
+            ('classifier score', 'classifier_score', 2),
+            ('label accuracy', 'acgan_label_accuracy', 3), ('iterations', 'iterations', 0),
+            ('seconds', 'seconds', 0), ('final p', 'ada_p', 3)]
+  scores = [s for s in scores if timed or s[1] != 'seconds']
+  header = ['row', 'what it is', 'budget', *(name for name, _, _ in scores), 'seeds']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   groups = {}
   for (g, row, length, _), r in results.items():
     if g == grid:
@@ -203,11 +208,9 @@ def table(results, grid: str) -> str:
       mean, std = _mean_std([r[key] for r in runs])
       return f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(runs) > 1 else '')
     what = GRIDS[grid][row][2] if row in GRIDS[grid] else ''
-    lines.append(f'| {row} | {what} | {length} {unit} | {cell("domain_fid", 1)} | '
-                 f'{cell("domain_intra_fid", 1)} | {cell("classifier_score", 2)} | '
-                 f'{cell("acgan_label_accuracy", 3)} | {cell("iterations", 0)} | '
-                 + (f'{cell("seconds", 0)} | ' if timed else '') + f'{cell("ada_p", 3)} | '
-                 f'{",".join(str(r["seed"]) for r in runs)} |')
+    cells = [row, what, f'{length} {unit}', *(cell(key, digits) for _, key, digits in scores),
+             ','.join(str(r['seed']) for r in runs)]
+    lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
