@@ -34,16 +34,18 @@ def parse_arg(arg: str, known_options):
 SIZE_OPTIONS = {'size64': 64, 'size128': 128}  # option -> dataset.image_size
 
 
-def image_size_option(c: ml_collections.ConfigDict, options) -> int:
-  """Sets dataset.image_size from a `size64` / `size128` option; returns it (0: no option).
-  Named datasets and folders are resized to it; IDX and .npz files keep their own size."""
-  sizes = [SIZE_OPTIONS[o] for o in sorted(options & set(SIZE_OPTIONS))]
-  if not sizes:
+def image_size_option(c: ml_collections.ConfigDict, options, size_options=None) -> int:
+  """Sets dataset.image_size from a `size64` / `size128` option (or one of a config's own
+  `size_options`, default SIZE_OPTIONS); returns it (0: no option). Named datasets and folders
+  are resized to it; IDX and .npz files keep their own size."""
+  size_options = size_options or SIZE_OPTIONS
+  chosen = sorted(options & set(size_options))
+  if not chosen:
     return 0
-  if len(sizes) > 1:
-    raise ValueError(f'choose one image size, got {", ".join(sorted(options & set(SIZE_OPTIONS)))}')
-  c.dataset.image_size = sizes[0]
-  return sizes[0]
+  if len(chosen) > 1:
+    raise ValueError(f'choose one image size, got {", ".join(chosen)}')
+  c.dataset.image_size = size_options[chosen[0]]
+  return c.dataset.image_size
 
 
 def base_config(gan: str, dataset: str) -> ml_collections.ConfigDict:

@@ -43,8 +43,14 @@ Options:
              parameters, 38 GFLOP per iteration (gan_jax/flops.py's count, R1 and the penalty
              at their intervals); 0.97 s an iteration on a 2-core Intel Xeon (benchmark.py,
              docs/stylegan2.md "On a CPU"). experiments/stylegan2_table.py uses it
+  paper256   the ADA paper's 256 px setting (train.py's 'paper256', its FFHQ/LSUN runs at 256x256,
+             for 8 GPUs): batch 64, minibatch-std groups of 8, fmaps 0.5 (64 to 512 channels),
+             lr 0.0025, gamma 1, mapping 8 layers, EMA half-life 20k images without ramp-up,
+             25M images; style mixing, the path length penalty and ADA as 'auto'; 256 px
+             unless a size option says otherwise
   size64     dataset.image_size 64
   size128    dataset.image_size 128
+  size256    dataset.image_size 256
   noada      no augmentation (train.py's --aug=noaug)
   runlocal   seconds on a CPU (what the tests use): 32 px, 4-16 channels, R1 and the path
              length penalty every 2nd update, p moving every update by 0.1 (ada_kimg 0.16 at
@@ -53,13 +59,18 @@ Options:
 
 from configs import common
 
-OPTIONS = ('cifar', 'auto', 'small', 'noada', *common.SIZE_OPTIONS)
+SIZE_OPTIONS = {**common.SIZE_OPTIONS, 'size256': 256}   # the official configs' 32 to 256 px
+SPECS = ('cifar', 'auto', 'small', 'paper256')
+OPTIONS = (*SPECS, 'noada', *SIZE_OPTIONS)
 R1_EVERY, GEN_REG_EVERY = 16, 4     # the official D_reg_interval and G_reg_interval
 # train.py's cfg_specs: the fixed 'cifar' spec
 CIFAR = dict(gpus=2, kimg=100_000, batch=64, mbstd=32, fmaps=1.0, lr=0.0025, gamma=0.01,
              ema_kimg=500, ramp=0.05, mapping=2, style_mixing=0.0, pl_weight=0.0)
 # StyleGAN2Loss's defaults, which train.py keeps but for 'cifar'
 STYLE_MIXING, PL_WEIGHT, PL_BATCH_SHRINK, PL_DECAY = 0.9, 2.0, 2, 0.01
+# train.py's cfg_specs: 'paper256' (ramp None: no ramp-up)
+PAPER256 = dict(gpus=8, kimg=25_000, batch=64, mbstd=8, fmaps=0.5, lr=0.0025, gamma=1.0,
+                ema_kimg=20, ramp=0.0, mapping=8, style_mixing=STYLE_MIXING, pl_weight=PL_WEIGHT)
 # 'small': 'auto' for one GPU with these widths (channels min(channel_base / res, channel_max))
 SMALL = dict(gpus=1, channel_base=1024, channel_max=128, w_dim=128)
 
@@ -81,14 +92,17 @@ def lazy_adam(lr: float, interval: int, b1: float = 0.0, b2: float = 0.99):
 
 def get_config(arg=None):
   dataset, options = common.parse_arg(arg, OPTIONS)
-  if len({'cifar', 'auto', 'small'} & options) > 1:
-    raise ValueError("choose one of the options 'cifar', 'auto' and 'small'")
+  if len(set(SPECS) & options) > 1:
+    raise ValueError("choose one of the options 'cifar', 'auto', 'small' and 'paper256'")
   c = common.base_config('stylegan2', dataset)
-  if not common.image_size_option(c, options) and c.dataset.image_size < 32:
-    c.dataset.image_size = 32      # fashion_mnist, mnist, digits: the smallest networks
+  if not common.image_size_option(c, options, SIZE_OPTIONS):
+    if 'paper256' in options:
+      c.dataset.image_size = 256
+    elif c.dataset.image_size < 32:
+      c.dataset.image_size = 32    # fashion_mnist, mnist, digits: the smallest networks
   small = 'small' in options
-  cifar = 'cifar' in options or (dataset == 'cifar10' and not {'auto', 'small'} & options)
-  spec = (CIFAR if cifar else
+  cifar = 'cifar' in options or (dataset == 'cifar10' and not set(SPECS) & options)
+  spec = (CIFAR if cifar else PAPER256 if 'paper256' in options else
           auto_spec(c.dataset.image_size, SMALL['gpus'] if small else 8))
   c.model.arch = 'stylegan2'
   c.model.conditional = 'projection' if cifar else 'none'

@@ -137,7 +137,7 @@ def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution
   assert (g.learning_rate, g.b1, g.b2) == pytest.approx((0.0025 * 4 / 5, 0, 0.99 ** (4 / 5)))
   assert (m.style_mixing, c.loss.pl_weight) == (0.0, 0.0)     # 'cifar': neither
   for arg, side, gamma in (('cifar10,auto', 32, 0.0032), ('celeb_a', 64, 0.0128),
-                           ('celeb_a,size128', 128, 0.0512)):
+                           ('celeb_a,size128', 128, 0.0512), ('celeb_a,size256', 256, 0.2048)):
     a = load_config(f'stylegan2.py:{arg}')   # 'auto' for 8 GPUs: gamma 0.0002 res^2 / 64
     assert a.dataset.image_size == side and a.loss.r1_weight == pytest.approx(gamma)
     assert a.model.conditional == 'none' and a.model.critic_architecture == 'resnet'
@@ -149,9 +149,30 @@ def test_cifar10_takes_the_official_cifar_spec_and_other_data_auto_by_resolution
     assert (a.loss.pl_weight, a.loss.pl_every, a.loss.pl_batch_shrink, a.loss.pl_decay) == (
         2.0, 4, 2, 0.01)
   assert load_config('stylegan2.py:fashion_mnist').dataset.image_size == 32   # resized
-  for arg in ('cifar10,cifar,auto', 'cifar10,cifar,small', 'cifar10,auto,small'):
-    with pytest.raises(ValueError, match="one of the options 'cifar', 'auto' and 'small'"):
+  for arg in ('cifar10,cifar,auto', 'cifar10,cifar,small', 'cifar10,auto,small',
+              'celeb_a,auto,paper256'):
+    with pytest.raises(ValueError, match="one of the options 'cifar', 'auto', 'small' and "
+                                         "'paper256'"):
       load_config(f'stylegan2.py:{arg}')
+  with pytest.raises(ValueError, match='choose one image size, got size128, size256'):
+    load_config('stylegan2.py:celeb_a,size128,size256')
+
+
+def test_paper256_is_the_officials_256_px_setting():
+  """train.py's cfg_specs['paper256']: 8 GPUs, batch 64, groups of 8, fmaps 0.5, lr 0.0025,
+  gamma 1, EMA 20 kimg without ramp-up, mapping 8; the loss's defaults (style mixing 0.9, the
+  path length penalty); 256 px unless a size option is given."""
+  p, a = load_config('stylegan2.py:celeb_a,paper256'), load_config('stylegan2.py:celeb_a,size256')
+  m = p.model
+  assert (p.dataset.image_size, p.batch_size, m.mbstd_group_size) == (256, 64, 8)
+  assert (m.channel_base, m.channel_max, m.mapping_layers, m.w_dim, p.latent_dim) == (
+      16384, 512, 8, 512, 512)
+  assert (p.loss.r1_weight, p.num_steps, m.conditional, m.critic_architecture) == (
+      1.0, 25_000_000 // 64, 'none', 'resnet')
+  assert p.ema.decay == pytest.approx(0.5 ** (64 / 20_000)) and p.ema.rampup == 0.0
+  assert (m.style_mixing, p.loss.pl_weight, p.augment.ada) == (0.9, 2.0, 'bgc')
+  assert p.gen_optimizer == a.gen_optimizer and p.critic_optimizer == a.critic_optimizer
+  assert load_config('stylegan2.py:celeb_a,paper256,size128').dataset.image_size == 128
 
 
 def test_small_is_auto_for_one_gpu_with_the_documented_widths_and_sizes():

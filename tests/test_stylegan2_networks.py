@@ -40,6 +40,8 @@ ATOL, RTOL, GRAD_TOL, NOISE_GRAD_TOL, R1_GRAD_TOL = 2e-5, 1e-4, 1e-4, 1e-3, 1e-3
 PL_NOISE_GRAD_TOL = 5e-3
 SMALL = dict(channel_base=512, channel_max=32, conv_clamp=1.0)
 Z, W, CLASSES, BATCH = 16, 24, 10, 4
+# (G, D) parameters at 256x256x3, unconditional, channel_base 16384, by mapping layers
+COUNTS_256 = {2: (23_191_522, 24_001_089), 8: (24_767_458, 24_001_089)}
 
 
 def _variables(module, *args, seed=0):
@@ -214,24 +216,29 @@ def _count(module, *args):
   return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
 
 
-@pytest.mark.parametrize('c_dim,channel_base,architecture,counts', [
+@pytest.mark.parametrize('c_dim,channel_base,architecture,res,mapping,counts', [
     # stylegan2-ada-pytorch's train.py --cfg=cifar --cond=1 (32x32: 512 channels everywhere,
     # mapping 2 layers, D 'orig'); its Generator and Discriminator count these
-    (CLASSES, 32768, 'orig', (20_215_315, 23_089_664)),
-    (CLASSES, 32768, 'resnet', (20_215_315, 23_876_096)),
+    (CLASSES, 32768, 'orig', 32, 2, (20_215_315, 23_089_664)),
+    (CLASSES, 32768, 'resnet', 32, 2, (20_215_315, 23_876_096)),
     # --cfg=auto at 32x32, unconditional (channel_base 16384: still 512 channels)
-    (0, 16384, 'resnet', (19_947_539, 21_507_073)),
+    (0, 16384, 'resnet', 32, 2, (19_947_539, 21_507_073)),
+    # --cfg=auto at 256x256 (512 channels to 32 px, then 256, 128, 64) and --cfg=paper256
+    # (the same widths, mapping 8 layers)
+    (0, 16384, 'resnet', 256, 2, COUNTS_256[2]),
+    (0, 16384, 'resnet', 256, 8, COUNTS_256[8]),
 ])
-def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, counts):
-  z, labels, x = jnp.zeros((2, 512)), jnp.zeros((2,), jnp.int32), jnp.zeros((2, 32, 32, 3))
+def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, res, mapping,
+                                            counts):
+  z, labels, x = jnp.zeros((2, 512)), jnp.zeros((2,), jnp.int32), jnp.zeros((2, res, res, 3))
   labels = labels if c_dim else None
   arch = dict(channel_base=channel_base, channel_max=512)
-  ours = (_count(networks.GeneratorNetwork(32, 3, c_dim, 512, 512, mapping_layers=2, **arch),
-                 z, labels),
-          _count(networks.DiscriminatorNetwork(32, c_dim, architecture, **arch), x, labels))
+  ours = (_count(networks.GeneratorNetwork(res, 3, c_dim, 512, 512, mapping_layers=mapping,
+                                           **arch), z, labels),
+          _count(networks.DiscriminatorNetwork(res, c_dim, architecture, **arch), x, labels))
   with torch.device('meta'):
-    theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, 32, 3, 2, **arch)),
-              ref.parameter_count(ref.Discriminator(c_dim, 32, 3, architecture, **arch)))
+    theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, res, 3, mapping, **arch)),
+              ref.parameter_count(ref.Discriminator(c_dim, res, 3, architecture, **arch)))
   assert ours == theirs == counts
 
 

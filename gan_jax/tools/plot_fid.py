@@ -1,5 +1,5 @@
-"""Plot of an eval metric (default: domain FID) against steps and wall-clock time, from a run's
-TensorBoard event files (written when the run trains with eval_every > 0).
+"""Plot of a logged scalar (default: the domain FID of eval_every; any tag, train/ada_p among
+them) against steps and wall-clock time, from a run's TensorBoard event files.
 
   python -m gan_jax.tools.plot_fid --workdir=runs/fashion_mnist/dcgan   # -> WORKDIR/eval_domain_fid.png
 """
@@ -51,8 +51,8 @@ def main() -> None:
   steps, walls, values = zip(*points)
   minutes = [(w - walls[0]) / 60 for w in walls]
   fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(10, 3.5))
-  for ax, x, label in ((by_step, steps, 'generator step'), (by_time, minutes,
-                                                            'minutes since the first eval')):
+  for ax, x, label in ((by_step, steps, 'generator step'),
+                       (by_time, minutes, f'minutes since step {steps[0]}')):
     ax.plot(x, values, marker='o')
     ax.set_xlabel(label)
     ax.set_ylabel(FLAGS.metric)
