@@ -98,7 +98,7 @@ def main():
         n = int(mode.split('_')[1])
         one = seeds.stack([one_run(spec, both, s) for s in range(n)])
         eight = train_on(jax.devices(), load_config(spec, **base, num_seeds=n), 2)
-        kernel = eight.gen.params['Dense_0']['kernel']
+        kernel = max(jax.tree.leaves(eight.gen.params), key=lambda x: x.size)  # [N, ...]
         shards = 8 if n == 8 else n if n == 4 else 1   # auto: N when it divides 8
         assert len(kernel.sharding.device_set) == 8
         assert len({tuple(map(str, i)) for i in kernel.sharding.devices_indices_map(

@@ -117,13 +117,14 @@ def test_biggan_on_one_and_eight_devices_jit_pmap_and_seeds():
 
 
 @pytest.mark.slow   # several minutes on 2 cores: StyleGAN2's compiles
-def test_stylegan2_on_one_and_eight_devices_jit_and_pmap():
+def test_stylegan2_on_one_and_eight_devices_jit_pmap_and_seeds():
   """The StyleGAN2 runlocal config (ADA, lazy R1, style mixing, the path length penalty, the
   mapping's w_avg, G's EMA with ramp-up): the same state on 1 device and on 8, under jit, and
   under pmap with G's noise inputs fixed and minibatch std over groups of 1
   (multidevice_check.BOTH['sg2_pmap']: under pmap each device draws its own noise and groups
-  its own rows, as each GPU does in the official code)."""
-  runs = {'stylegan2.py:digits,runlocal': 'jit,pmap@sg2_pmap'}
+  its own rows, as each GPU does in the official code); and 3 members on 8 devices equal to 3
+  separate runs (each member's own ADA p, path length mean and noise)."""
+  runs = {'stylegan2.py:digits,runlocal': 'jit,pmap@sg2_pmap,seeds_3'}
   for spec, mode, max_diff, scale, relative in _run_check(runs):
     assert float(relative) < 1e-4, (spec, mode, max_diff, scale, relative)
 

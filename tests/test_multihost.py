@@ -2,7 +2,7 @@
 
 A SIGTERM that reaches one process stops both at the same step with one checkpoint (JAX's
 preemption sync), and the resumed run equals an uninterrupted one; 2 processes train what one
-process with the same 4 devices trains; 2 processes sample and score a conditional GAN (every
+process with the same 4 devices trains (StyleGAN2 too); 2 processes sample and score a conditional GAN (every
 metric of the domain classifier and a small DINOv2, intra-FID, density and coverage included)
 as one process does, the statistics caches written once.
 """
@@ -112,6 +112,19 @@ def test_pmap_on_two_processes_trains_what_one_process_trains(tmp_path):
   _finish(_launch(tmp_path / 'one', *pmap, processes=1))
   _assert_same(restore_state(tmp_path / 'two', SPEC), restore_state(tmp_path / 'one', SPEC),
                exact=False)
+
+
+def test_stylegan2_on_two_processes_trains_what_one_process_trains(tmp_path):
+  """StyleGAN2's runlocal config (ADA's p and sign sums, lazy R1, style mixing, the path length
+  penalty and its mean, G's noise inputs, the EMA) under jit over 2 processes x 2 devices
+  against 1 process x 4 devices: the same state, p and the path length mean included."""
+  spec = 'stylegan2.py:digits,runlocal'
+  _finish(_launch(tmp_path / 'two', '--config.num_steps=4', spec=spec))
+  _finish(_launch(tmp_path / 'one', '--config.num_steps=4', processes=1, spec=spec))
+  two, one = restore_state(tmp_path / 'two', spec), restore_state(tmp_path / 'one', spec)
+  assert int(two.step) == 4 and set(two.ada) == {'p', 'signs', 'count'}
+  assert float(two.path_length['mean']) > 0
+  _assert_same(two, one, exact=False)
 
 
 def _report(outputs):
