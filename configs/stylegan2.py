@@ -12,7 +12,7 @@ docs/stylegan2.md has what is checked against the official code.
   python main.py --config=configs/stylegan2.py:celeb_a --config.dataset.path=/data/faces \
       --workdir=/tmp/sg2_faces        # a folder, 'auto' settings at 64 px
   python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table  # 'small'
-  # not run yet: against DCGAN and SNGAN on Fashion-MNIST at 32 px, 600 s each (docs/stylegan2.md)
+  # against DCGAN, SNGAN and BigGAN on Fashion-MNIST at 32 px, 600 s each (docs/results.md)
 
 Settings (train.py's cfg_specs):
   cifar (cifar10, or the option on any 32 px data): ref_gpus 2, batch 64, minibatch-std groups of

@@ -37,9 +37,10 @@ train folder at dataset.image_size 32 (Lanczos, as any folder). The domain class
 that folder at 32 px (testing on 10 % of it held out: a folder has one split); the evaluation
 reads the test folder as dataset.path (its one split, eval.reference_split 'train').
 
-Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. Not run
-yet: at 'small''s measured 0.97 s an iteration on a 2-core Intel Xeon (docs/stylegan2.md), the
-ada grid is about 9 runs of 35 minutes and the wallclock grid 15 runs of SECONDS.
+Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. On a
+2-core Intel Xeon a wallclock run takes about 12 minutes with its scoring (its results:
+docs/stylegan2_table.jsonl, the table in docs/results.md), and an ada run about 25 (0.7 s an
+iteration).
 """
 
 import json
