@@ -2,9 +2,9 @@
 
 A SIGTERM that reaches one process stops both at the same step with one checkpoint (JAX's
 preemption sync), and the resumed run equals an uninterrupted one; 2 processes train what one
-process with the same 4 devices trains (StyleGAN2 too); 2 processes sample and score a conditional GAN (every
-metric of the domain classifier and a small DINOv2, intra-FID, density and coverage included)
-as one process does, the statistics caches written once.
+process with the same 4 devices trains (StyleGAN2 too); 2 processes sample and score a
+conditional GAN (every metric of the domain classifier and a small DINOv2, intra-FID, density
+and coverage included) as one process does, the statistics caches written once.
 """
 
 import json
