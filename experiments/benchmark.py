@@ -42,7 +42,7 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gan_jax import checks, input_pipeline, mkl_gemm, platforms, trainer  # pylint: disable=g-import-not-at-top
+from gan_jax import checks, input_pipeline, layers, platforms, trainer  # pylint: disable=g-import-not-at-top
 from gan_jax.stepper import Stepper  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -54,14 +54,14 @@ flags.DEFINE_string('torch_device', 'cpu', "--torch: 'cpu' or 'cuda'.")
 flags.DEFINE_bool('torch_compile', False, '--torch: under torch.compile instead of eager.')
 flags.DEFINE_bool('torch_autocast', False, '--torch: each iteration under '
                   'torch.autocast(bfloat16), convolutions and products in bfloat16 (what '
-                  "model.conv_impl='mkl' does here).")
+                  "model.conv_impl 'mkl' and 'bf16' do here).")
 flags.DEFINE_bool('loop', False, 'Also time the training loop (trainer.train) for --steps '
                   'steps and print its iterations/s and loop_vs_bare.')
 flags.DEFINE_integer('repeats', 2, '--loop: times the loop and the bare step are each timed, '
                      'alternating; the best of each counts.', lower_bound=1)
 flags.DEFINE_bool('gemm_peak', False, 'Also measure the device\'s float32 matrix-product peak '
-                  '(the best of 2048 to 4096 square products; with model.conv_impl=mkl, the '
-                  'bfloat16 products of gan_jax/mkl_gemm.py) and print the step\'s FLOP/s as '
+                  '(the best of 2048 to 4096 square products; with model.conv_impl mkl or '
+                  'bf16, that impl\'s bfloat16 product) and print the step\'s FLOP/s as '
                   'a fraction of it.')
 flags.mark_flags_as_required(['config'])
 
@@ -103,14 +103,14 @@ class _Bare:
     return (time.perf_counter() - t0) / (calls * self.k)
 
 
-def gemm_peak(mkl: bool = False, repeats: int = 5) -> float:
-  """The best FLOP/s of one device's jitted square matrix products (2048, 3072, 4096): XLA's
-  float32 product, or (`mkl`) gan_jax/mkl_gemm.py's bfloat16 one, what model.conv_impl='mkl'
-  multiplies with."""
+def gemm_peak(impl: str = 'xla', repeats: int = 5) -> float:
+  """The best FLOP/s of one device's jitted square matrix products (2048, 3072, 4096) in the
+  precision model.conv_impl `impl` multiplies in: XLA's float32 product, or for the bfloat16
+  impls ('mkl', 'bf16') their product (gan_jax/layers.py PRODUCTS)."""
   best = 0.0
   for n in (2048, 3072, 4096):
     a = jax.device_put(np.ones((n, n), np.float32))
-    product = jax.jit(mkl_gemm.matmul if mkl else lambda a, b: a @ b)
+    product = jax.jit(layers.PRODUCTS.get(impl, lambda a, b: a @ b))
     product(a, a).block_until_ready()
     for _ in range(repeats):
       t0 = time.perf_counter()
@@ -236,9 +236,9 @@ def main(_):
     result['speedup_vs_torch'] = round(
         result['torch_seconds_per_iter'] / result['seconds_per_iter'], 3)
   if FLAGS.gemm_peak:
-    mkl = config.model.conv_impl == 'mkl'
-    peak = gemm_peak(mkl)
-    result.update(gemm='mkl bfloat16' if mkl else 'xla float32',
+    impl = config.model.conv_impl
+    peak = gemm_peak(impl)
+    result.update(gemm={'mkl': 'mkl bfloat16', 'bf16': 'xla bfloat16'}.get(impl, 'xla float32'),
                   gemm_tflops_per_s=_sig(peak / 1e12),
                   fraction_of_gemm_peak=_sig(result['tflops_per_s_per_device'] * 1e12 / peak, 3))
   print(json.dumps(result))

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The speed table of docs/speed.md on other kinds of x86 CPU, emulated on this one: every
 # library the comparison uses is held to an older instruction set, and experiments/benchmark.py
-# times gan_jax (float32, and the bfloat16 products of model.conv_impl=mkl) against PyTorch
-# (eager float32, and eager under bfloat16 autocast) with the GEMM peak of each, under each
-# instruction set in turn (under avx2 the `mkl` runs leave PyTorch out: its bfloat16 there is
-# emulated in software). One JSON line per run goes to OUT/results.jsonl.
+# times gan_jax (float32, and the bfloat16 products of model.conv_impl mkl and bf16) against
+# PyTorch (eager float32 beside the float32 runs, eager under bfloat16 autocast beside the `mkl`
+# ones) with the GEMM peak of each, under each instruction set in turn (under avx2 the `mkl`
+# runs leave PyTorch out: its bfloat16 there is emulated in software). One JSON line per run
+# goes to OUT/results.jsonl.
 #
-#   bash experiments/cpu_isa_table.sh [OUT=/tmp/cpu_isa] [ISAS="native avx512_bf16 avx2"] [MODELS="wgan_gp dcgan"]
+#   bash experiments/cpu_isa_table.sh [OUT=/tmp/cpu_isa] [ISAS="native avx512_bf16 avx2"] \
+#       [MODELS="wgan_gp dcgan"] [IMPLS="hybrid mkl bf16"]
 #
 # The instruction sets (each for XLA's code generation, oneMKL (ours and PyTorch's), PyTorch's
 # ATen kernels and its oneDNN convolutions):
@@ -25,6 +27,7 @@ cd "$(dirname "$0")/.."
 out=${1:-/tmp/cpu_isa}
 isas=${2:-native avx512_bf16 avx2}
 models=${3:-wgan_gp dcgan}
+impls=${4:-hybrid mkl bf16}
 idx=/usr/share/datasets/fashion-mnist
 rgb=${DCGAN_DATA:-/tmp/rgb32.npz}
 export TF_CPP_MIN_LOG_LEVEL=3
@@ -50,16 +53,18 @@ for isa in $isas; do
       dcgan) args=(--config=configs/dcgan.py:cifar10 --steps=60 --config.dataset.path="$rgb");;
       *) echo "unknown model $model" >&2; exit 2;;
     esac
-    for impl in hybrid mkl; do
+    for impl in $impls; do
       torch_flags=(--torch)
       [ "$impl" = mkl ] && torch_flags=(--torch --torch_autocast)
+      [ "$impl" = bf16 ] && torch_flags=()   # PyTorch's two are beside the other impls' runs
       # PyTorch's bfloat16 without AVX-512 is emulated in software: 28 s a WGAN-GP iteration.
       [ "$impl" = mkl ] && [ "$isa" = avx2 ] && torch_flags=()
-      log=$out/${isa}_${model}_${impl}.log
+      log=$out/${isa}_${model}_${impl}
       echo "$isa $model $impl" >&2
       env $env_vars python experiments/benchmark.py "${args[@]}" --config.batch_size=64 \
-          --config.model.conv_impl="$impl" --loop --gemm_peak "${torch_flags[@]}" > "$log" 2>&1
-      tail -1 "$log" | python -c "import json, sys; r = json.loads(sys.stdin.read()); \
+          --config.model.conv_impl="$impl" --loop --gemm_peak "${torch_flags[@]}" \
+          > "$log.json" 2> "$log.log"
+      tail -1 "$log.json" | python -c "import json, sys; r = json.loads(sys.stdin.read()); \
 r.update(isa='$isa', model='$model', conv_impl='$impl'); print(json.dumps(r))" >> "$out/results.jsonl"
     done
   done

@@ -154,7 +154,8 @@ FIELDS = (
       '[0, 1]', 'a probability', absent_is_default=True),
     F('model.conv_impl', 'auto', "conv layers (every arch's, StyleGAN2's one-group ones too): "
       "'hybrid' | 'fast' | 'xla' | 'auto' (CPU: hybrid) | 'mkl' (CPU: the products in "
-      "bfloat16 by oneMKL, AMX where there is one; requirements-mkl.txt; docs/speed.md)",
+      "bfloat16 by oneMKL, AMX where there is one; requirements-mkl.txt) | 'bf16' (the "
+      "products in bfloat16 by XLA's own dot: AVX512-BF16 CPUs); docs/speed.md",
       choices=layers.IMPLS),
     F('model.conditional', '', "'none' | 'acgan' (label-conditioned G, class head on D) | "
       "'projection'; '' = gan's"),

@@ -45,7 +45,7 @@ from gan_jax.errors import ConfigError
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-IMPLS = ('auto', 'hybrid', 'fast', 'xla', 'mkl')
+IMPLS = ('auto', 'hybrid', 'fast', 'xla', 'mkl', 'bf16')
 
 
 def resolve(impl: str, platform: Optional[str] = None) -> str:
@@ -190,8 +190,25 @@ def _w_taps(x, g, geo):
   return jnp.stack(taps).reshape(k, k, f, c).transpose(0, 1, 3, 2)
 
 
+def xla_bf16_matmul(a, b, trans_a: bool = False, trans_b: bool = False):
+  """mkl_gemm.matmul's contract by XLA's own dot: op(a) @ op(b) over the last two axes (op:
+  transpose if asked; leading axes are batch axes), the operands rounded to bfloat16, the
+  products summed in float32. XLA:CPU (jaxlib 0.10.2) runs such a dot as a YNNPACK fusion, on
+  the CPU's bfloat16 units where it has them (AVX512-BF16: docs/speed.md)."""
+  a, b = jnp.asarray(a, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16)
+  n = a.ndim
+  if n < 2 or n != b.ndim:
+    raise ValueError(f'xla_bf16_matmul: shapes {a.shape} and {b.shape}')
+  batch = tuple(range(n - 2))
+  dims = (((n - 2 if trans_a else n - 1,), (n - 1 if trans_b else n - 2,)), (batch, batch))
+  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
+PRODUCTS = {'mkl': mkl_gemm.matmul, 'bf16': xla_bf16_matmul}   # the bfloat16 impls' products
+
+
 def _rows(x):
-  """[..., K] -> [rows, K]: a product's operand (mkl_gemm.matmul rounds it to bfloat16)."""
+  """[..., K] -> [rows, K]: a product's operand (the product rounds it to bfloat16)."""
   return x.reshape(-1, x.shape[-1])
 
 
@@ -202,24 +219,24 @@ def _bf16_im2col(x, k: int, stride: int, padding):
   return jax.lax.bitcast_convert_type(im2col(bits, k, k, stride, padding), jnp.bfloat16)
 
 
-def _f_mkl(x, w, geo):
+def _f_bf16(x, w, geo):
   k, _, cin, f = w.shape
   patches = _bf16_im2col(x, k, geo.stride, geo.pads)
-  y = mkl_gemm.matmul(_rows(patches), _rows(w.reshape(k * k * cin, f)))
+  y = PRODUCTS[geo.impl](_rows(patches), _rows(w.reshape(k * k * cin, f)))
   return y.reshape(*patches.shape[:3], f).astype(jnp.result_type(x, w))
 
 
-def _d_mkl(g, w, geo):
+def _d_bf16(g, w, geo):
   k, _, cin, f = w.shape
-  cols = mkl_gemm.matmul(_rows(g), _rows(w.reshape(k * k * cin, f)), trans_b=True)
+  cols = PRODUCTS[geo.impl](_rows(g), _rows(w.reshape(k * k * cin, f)), trans_b=True)
   cols = cols.reshape(*g.shape[:3], k * k * cin)
   return col2im(cols, k, geo.size, geo.pads, geo.stride).astype(jnp.result_type(g, w))
 
 
-def _w_mkl(x, g, geo):
+def _w_bf16(x, g, geo):
   k, c, f = geo.k, x.shape[-1], g.shape[-1]
   patches = _bf16_im2col(x, k, geo.stride, geo.pads)
-  dw = mkl_gemm.matmul(_rows(patches), _rows(g), trans_a=True)
+  dw = PRODUCTS[geo.impl](_rows(patches), _rows(g), trans_a=True)
   return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
 
 
@@ -238,22 +255,22 @@ def _w_mkl(x, g, geo):
 #     but lax for 1-3 output channels (32x32x128 -> 3: 49 against 149); the matmul on inputs
 #     of 1-3 channels (32x32x3 -> 16x16x128: 3.6 against 5.6 lax).
 def _f(x, w, geo):
-  if geo.impl == 'mkl':
-    return _f_mkl(x, w, geo)
+  if geo.impl in PRODUCTS:
+    return _f_bf16(x, w, geo)
   matmul = geo.impl == 'fast' or geo.k == 1
   return (_f_matmul if matmul else _f_lax)(x, w, geo)
 
 
 def _d(g, w, geo):
-  if geo.impl == 'mkl':
-    return _d_mkl(g, w, geo)
+  if geo.impl in PRODUCTS:
+    return _d_bf16(g, w, geo)
   lax = geo.impl == 'hybrid' and geo.stride == 1 and geo.k > 1
   return (_d_lax if lax else _d_matmul)(g, w, geo)
 
 
 def _w(x, g, geo):
-  if geo.impl == 'mkl':
-    return _w_mkl(x, g, geo)
+  if geo.impl in PRODUCTS:
+    return _w_bf16(x, g, geo)
   if geo.impl == 'fast' or x.shape[-1] < 4:
     return _w_matmul(x, g, geo)
   taps = geo.stride == 1 and g.shape[-1] >= 4
@@ -339,11 +356,13 @@ FORMS = {
     'conv': {'xla': lax_conv_same,  # (x, kernel, stride=2)
              'fast': functools.partial(conv_same, impl='fast'),
              'hybrid': functools.partial(conv_same, impl='hybrid'),
-             'mkl': functools.partial(conv_same, impl='mkl')},
+             'mkl': functools.partial(conv_same, impl='mkl'),
+             'bf16': functools.partial(conv_same, impl='bf16')},
     'conv_transpose': {'xla': lax_conv_transpose_s2_same,
                        'fast': functools.partial(conv_transpose_s2_same, impl='fast'),
                        'hybrid': functools.partial(conv_transpose_s2_same, impl='hybrid'),
-                       'mkl': functools.partial(conv_transpose_s2_same, impl='mkl')},
+                       'mkl': functools.partial(conv_transpose_s2_same, impl='mkl'),
+                       'bf16': functools.partial(conv_transpose_s2_same, impl='bf16')},
 }
 
 

@@ -69,9 +69,16 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
         'sg2_pmap': {'model__noise_mode': 'const', 'model__mbstd_group_size': 1},
         # ReACGAN's data-to-data cross-entropy: a loss of the whole batch (gathered under pmap)
         'd2d': {'loss__class_loss': 'd2d', 'model__class_embed_dim': 16},
-        # oneMKL's bfloat16 products (gan_jax/mkl_gemm.py): a custom call with no sharding
-        # rule, which jit over the mesh runs on whole (gathered) operands.
-        'mkl': {'model__conv_impl': 'mkl'},
+        # The bfloat16 products: oneMKL's (gan_jax/mkl_gemm.py, a custom call with no sharding
+        # rule, which jit over the mesh runs on whole, gathered, operands) and XLA's own
+        # (layers.xla_bf16_matmul, plain dots that the mesh shards). Where the float32 rest of
+        # the step differs between 1 and 8 devices in its last bits (on an AMD EPYC: 5e-7),
+        # rounding the products' operands to bfloat16 turns that into whole bfloat16 units, and
+        # Adam's first updates (+-lr) carry them on: hence tiny_lr's learning rates here too.
+        'mkl': {'model__conv_impl': 'mkl', 'gen_optimizer__learning_rate': 1e-7,
+                'critic_optimizer__learning_rate': 1e-7},
+        'bf16': {'model__conv_impl': 'bf16', 'gen_optimizer__learning_rate': 1e-7,
+                 'critic_optimizer__learning_rate': 1e-7},
         # ADA with R1: p from 0.5 moving by 0.1 after every 2nd critic update (signs pmean'd)
         'ada': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
                 'loss__adversarial': 'nonsaturating', 'augment__ada': 'bgc',
