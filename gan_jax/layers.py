@@ -233,10 +233,23 @@ def _d_bf16(g, w, geo):
   return col2im(cols, k, geo.size, geo.pads, geo.stride).astype(jnp.result_type(g, w))
 
 
+def _bf16_im2col_t(x, k: int, stride: int, padding):
+  """The transpose of `_rows(_bf16_im2col(x, ...))`, [k * k * C, rows], taken from x as [C, B,
+  H, W] (one transpose of x, which is smaller than its patches)."""
+  b, _, _, c = x.shape
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.bfloat16), jnp.uint16)
+  bits = bits.transpose(3, 0, 1, 2).reshape(c * b, *x.shape[1:3], 1)
+  taps = [t.reshape(c, -1) for t in _taps(bits, k, k, stride, padding)]
+  return jax.lax.bitcast_convert_type(jnp.concatenate(taps, axis=0), jnp.bfloat16)
+
+
 def _w_bf16(x, g, geo):
   k, c, f = geo.k, x.shape[-1], g.shape[-1]
-  patches = _bf16_im2col(x, k, geo.stride, geo.pads)
-  dw = PRODUCTS[geo.impl](_rows(patches), _rows(g), trans_a=True)
+  if geo.impl == 'mkl':   # oneMKL takes the transposed operand as it is
+    patches = _rows(_bf16_im2col(x, k, geo.stride, geo.pads))
+    dw = mkl_gemm.matmul(patches, _rows(g), trans_a=True)
+  else:  # XLA:CPU runs a dot that contracts its lhs's major axis in float32, not YNNPACK's
+    dw = PRODUCTS[geo.impl](_bf16_im2col_t(x, k, geo.stride, geo.pads), _rows(g))
   return dw.reshape(k, k, c, f).astype(jnp.result_type(x, g))
 
 
