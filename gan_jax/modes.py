@@ -17,7 +17,8 @@ from absl import logging
 import jax
 
 from gan_jax import (checkpoints, checks, extractors, files, image_files, input_pipeline,
-                     interpolation, neighbours, protocol, rundir, sampling, seeds, trainer)
+                     interpolation, neighbours, platforms, protocol, rundir, sampling, seeds,
+                     trainer)
 from gan_jax.errors import ConfigError
 from gan_jax.evaluator import Evaluator, truncation_sweep
 from gan_jax.stepper import Stepper
@@ -126,6 +127,7 @@ def train(config, workdir: str):
 
 def _train(config, workdir: str):
   checks.check_config(config, jax.device_count())
+  platforms.advise_conv_impl(config.model.conv_impl)
   # Everything that can refuse the run comes before the data is loaded (a download, or a
   # folder decoded), from the data's spec (headers, registry, a folder's listing).
   channels_from = _settle_channels(config, workdir)

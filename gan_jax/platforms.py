@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import sys
 import tempfile
-from typing import Iterator, List, Optional
+from typing import FrozenSet, Iterator, List, Optional, Tuple
 
 from absl import logging
 import jax
@@ -45,6 +45,45 @@ def log_backend() -> None:
     logging.warning('running on the CPU although %s is installed: the accelerator did not load '
                     '(see the JAX messages above; JAX_PLATFORMS=cpu silences this)',
                     ', '.join(plugins))
+
+
+def cpu_flags() -> FrozenSet[str]:
+  """The instruction-set flags of this machine's CPU (Linux's /proc/cpuinfo; none elsewhere)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def conv_impl_advice(conv_impl: str, flags) -> Optional[Tuple[str, str]]:
+  """('warning' or 'info', one line) on model.conv_impl for a CPU with these `flags`, or None:
+  which bfloat16 products pay on it (docs/speed.md). 'auto' stays float32 (the presets'
+  numbers), so the faster choice is only named."""
+  amx, avx512_bf16 = 'amx_bf16' in flags, 'avx512_bf16' in flags
+  if conv_impl == 'mkl' and not amx:
+    faster = "'bf16' (XLA's bfloat16 products)" if avx512_bf16 else "'auto' (float32)"
+    return 'warning', (f"model.conv_impl='mkl': oneMKL's bfloat16 products are fast with Intel "
+                       f"AMX, which this CPU lacks; {faster} is faster here (docs/speed.md)")
+  if conv_impl == 'auto' and amx:
+    return 'info', ("this CPU has Intel AMX: --config.model.conv_impl=mkl (pip install -r "
+                    "requirements-mkl.txt) multiplies the convolutions in bfloat16, in well "
+                    "under half of float32's time on a Xeon (docs/speed.md)")
+  if conv_impl == 'auto' and avx512_bf16:
+    return 'info', ("this CPU multiplies bfloat16 (AVX512-BF16): --config.model.conv_impl=bf16 "
+                    "runs the convolutions' products in bfloat16, faster than float32 on an "
+                    "AMD EPYC (docs/speed.md)")
+  return None
+
+
+def advise_conv_impl(conv_impl: str) -> None:
+  """Logs conv_impl_advice for this CPU when the run is on the CPU."""
+  advice = jax.default_backend() == 'cpu' and conv_impl_advice(conv_impl, cpu_flags())
+  if advice:
+    getattr(logging, advice[0])('%s', advice[1])
 
 
 # Whether native libraries' start-up lines (TensorFlow's oneDNN and absl notices, libtpu's

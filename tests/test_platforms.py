@@ -55,3 +55,36 @@ def test_a_second_run_reads_compiled_programs_from_the_cache(tmp_path):
       first = written
       assert any('train_step' in e for e in first), first
   assert written == first  # the second run read every program and wrote (compiled) none
+
+
+def test_conv_impl_advice_by_the_cpus_bfloat16_units():
+  amx = {'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}       # an Intel Xeon with AMX
+  epyc = {'avx512f', 'avx512_bf16'}                               # an AMD EPYC Zen 4 or 5
+  avx2 = {'avx2', 'fma'}
+  kind, line = platforms.conv_impl_advice('mkl', epyc)
+  assert kind == 'warning' and "'bf16'" in line and 'AMX' in line
+  assert "'auto' (float32)" in platforms.conv_impl_advice('mkl', avx2)[1]
+  assert platforms.conv_impl_advice('mkl', amx) is None
+  assert platforms.conv_impl_advice('auto', amx) == ('info', platforms.conv_impl_advice(
+      'auto', amx)[1]) and 'conv_impl=mkl' in platforms.conv_impl_advice('auto', amx)[1]
+  assert 'conv_impl=bf16' in platforms.conv_impl_advice('auto', epyc)[1]
+  for impl in ('auto', 'hybrid', 'bf16'):
+    assert platforms.conv_impl_advice(impl, avx2) is None
+  assert platforms.conv_impl_advice('hybrid', epyc) is None    # a choice made is not second-guessed
+
+
+def test_advice_is_logged_on_a_cpu_run(monkeypatch):
+  lines = []
+  monkeypatch.setattr(logging, 'warning', lambda msg, *a: lines.append(('warning', msg % a)))
+  monkeypatch.setattr(platforms, 'cpu_flags', lambda: frozenset({'avx512_bf16'}))
+  platforms.advise_conv_impl('mkl')
+  assert len(lines) == 1 and 'lacks' in lines[0][1]
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+  if not os.path.exists('/proc/cpuinfo'):
+    assert platforms.cpu_flags() == frozenset()
+    return
+  with open('/proc/cpuinfo') as f:
+    line = next(l for l in f if l.startswith('flags'))
+  assert platforms.cpu_flags() == frozenset(line.split(':', 1)[1].split()) != frozenset()
