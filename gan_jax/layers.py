@@ -25,10 +25,11 @@ impl 'hybrid' (the CPU default) takes the lax form except where the matmul form 
 (`python experiments/conv_microbench.py --kinds`), 'fast' takes the matmul form everywhere and
 'xla' is plain `lax` with JAX's own derivatives (what GPUs and TPUs run natively). 'mkl' takes
 the matmul form everywhere with its products in bfloat16, summed in float32, by oneMKL
-(gan_jax/mkl_gemm.py: AMX on Intel Xeons that have it; one CPU device). All keep the
-parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and compute the
-same function and derivatives (tests/test_layers.py). `impl='auto'` is 'hybrid' on CPU and
-'xla' elsewhere.
+(gan_jax/mkl_gemm.py: AMX on Intel Xeons that have it; one CPU device); 'bf16' the same with
+XLA's own bfloat16 dot (`xla_bf16_matmul`: YNNPACK on AVX512-BF16, e.g. an AMD EPYC). All
+keep the parameters of `nn.Conv` / `nn.ConvTranspose` (kernel [k, k, Cin, F], bias [F]) and
+compute the same function and derivatives (tests/test_layers.py). `impl='auto'` is 'hybrid'
+on CPU and 'xla' elsewhere.
 """
 
 import dataclasses

@@ -1,9 +1,12 @@
 """bfloat16 matrix products with float32 accumulation on the CPU through oneMKL (AMX where the
 CPU has it): what `model.conv_impl='mkl'` multiplies with.
 
-XLA's CPU backend (the pinned jaxlib) converts bfloat16 operands of a dot to float32 and runs
-the float32 product: on an Intel Xeon with AMX (4th generation on) that leaves the bfloat16
-units idle, 0.25 TFLOP/s against MKL's 1.6 on two cores (docs/speed.md). `matmul` calls
+XLA's CPU backend (the pinned jaxlib) converts bfloat16 operands of a dot with a bfloat16
+result to float32 and runs the float32 product: on an Intel Xeon with AMX (4th generation on)
+that leaves the bfloat16 units idle, 0.25 TFLOP/s against MKL's 1.6 on two cores
+(docs/speed.md). (A dot with a float32 result is a YNNPACK fusion, fast on an AMD EPYC's
+AVX512-BF16: model.conv_impl='bf16', gan_jax/layers.py. On AMD CPUs oneMKL's bfloat16 product
+ran at 0.2 TFLOP/s, without their bfloat16 units.) `matmul` calls
 MKL's `cblas_gemm_bf16bf16f32` instead, as an XLA FFI custom call (gan_jax/mkl_gemm.cc, built
 here on first use with the system's C++ compiler against jaxlib's FFI headers and the `mkl`
 wheel's libmkl_rt; `pip install -r requirements-mkl.txt`). The build is cached under
