@@ -7,7 +7,10 @@ With --kinds: for each convolution of the conv and ResNet models (a transposed c
 its adjoint convolution), milliseconds of the three maps of gan_jax.layers (F: the convolution,
 D: its input gradient, W: its weight gradient) in their lax and matmul forms (and W as one
 product per kernel tap), and the largest difference from `jax.vjp` of the plain lax
-convolution. This is what 'hybrid' chooses by.
+convolution. This is what 'hybrid' chooses by. With --kinds --bf16: the same maps on bfloat16
+operands summed in float32, in XLA's lax form (`preferred_element_type=float32`) and in
+conv_impl 'bf16''s matmul form (gan_jax/layers.py: im2col and XLA's bfloat16 dot); the
+difference is then bfloat16's rounding.
 
 Without it, for every stride-2 layer shape and each impl of gan_jax.layers ('xla': lax
 convolutions with JAX's derivatives; 'fast': matmul forms of F, D and W; 'hybrid': the form of
@@ -35,6 +38,8 @@ flags.DEFINE_bool('in_loop', False, 'Time each pass inside a length-1 lax.scan, 
                   'passes differently in a while loop.')
 flags.DEFINE_bool('kinds', False, 'Time the F, D and W maps of every convolution of the '
                   'models in each of their forms.')
+flags.DEFINE_bool('bf16', False, '--kinds: the maps on bfloat16 operands summed in float32 '
+                  "(lax, and conv_impl 'bf16''s matmul form) instead.")
 flags.DEFINE_enum('model', 'wgan_gp_mnist', ['wgan_gp_mnist', 'dcgan_cifar10'], 'Layer shapes.')
 FLAGS = flags.FLAGS
 
@@ -111,11 +116,31 @@ KINDS = {'F': {'lax': layers._f_lax, 'matmul': layers._f_matmul},
          'W': {'lax': layers._w_lax, 'matmul': layers._w_matmul, 'taps': layers._w_taps}}
 
 
+def _bf16_conv(a, b, *args, **kwargs):
+  return jax.lax.conv_general_dilated(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), *args,
+                                      dimension_numbers=layers.DIMS,
+                                      preferred_element_type=jnp.float32, **kwargs)
+
+
+# --bf16: layers._f_lax, _d_lax and _w_lax on bfloat16 operands, and conv_impl 'bf16''s forms
+BF16_KINDS = {
+    'F': {'lax': lambda x, w, geo: _bf16_conv(x, w, (geo.stride,) * 2, geo.pads),
+          'matmul': layers._f_bf16},
+    'D': {'lax': lambda g, w, geo: _bf16_conv(g, layers.adjoint_kernel(w), (1, 1), geo.dx_pads,
+                                              lhs_dilation=(geo.stride,) * 2),
+          'matmul': layers._d_bf16},
+    'W': {'lax': lambda x, g, geo: _bf16_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3),
+                                              (1, 1), geo.dw_pads,
+                                              rhs_dilation=(geo.stride,) * 2).transpose(1, 2, 0, 3),
+          'matmul': layers._w_bf16}}
+
+
 def kinds(key):
-  print(f'{"convolution":30s} ' + ' '.join(f'{k + " " + f:>9s}' for k, forms in KINDS.items()
+  table = BF16_KINDS if FLAGS.bf16 else KINDS
+  print(f'{"convolution":30s} ' + ' '.join(f'{k + " " + f:>9s}' for k, forms in table.items()
                                             for f in forms) + '  max |diff|')
   for name, n, cin, f, k, pads, stride in CONVS:
-    geo = layers.Geometry((n, n), k, (pads, pads), stride=stride)
+    geo = layers.Geometry((n, n), k, (pads, pads), 'bf16' if FLAGS.bf16 else 'hybrid', stride)
     kx, kw, kg = jax.random.split(key, 3)
     x = jax.random.normal(kx, (FLAGS.batch, n, n, cin))
     w = jax.random.normal(kw, (k, k, cin, f)) * 0.05
@@ -125,7 +150,7 @@ def kinds(key):
     y, vjp = jax.vjp(lax_conv, x, w)
     want = {'F': (y, (x, w)), 'D': (vjp(g)[0], (g, w)), 'W': (vjp(g)[1], (x, g))}
     times, diff = [], 0.0
-    for kind, forms in KINDS.items():
+    for kind, forms in table.items():
       ref, args = want[kind]
       for form in forms.values():
         fn = functools.partial(form, geo=geo)
@@ -139,7 +164,7 @@ def main(_):
   key = jax.random.PRNGKey(0)
   if FLAGS.kinds:
     print(f'backend={jax.default_backend()} batch={FLAGS.batch} in_loop={FLAGS.in_loop} '
-          '(milliseconds)')
+          f'bf16={FLAGS.bf16} (milliseconds)')
     kinds(key)
     return
   print(f'backend={jax.default_backend()} batch={FLAGS.batch} in_loop={FLAGS.in_loop} '

@@ -2,10 +2,10 @@
 # The speed table of docs/speed.md on other kinds of x86 CPU, emulated on this one: every
 # library the comparison uses is held to an older instruction set, and experiments/benchmark.py
 # times gan_jax (float32, and the bfloat16 products of model.conv_impl mkl and bf16) against
-# PyTorch (eager float32 beside the float32 runs, eager under bfloat16 autocast beside the `mkl`
-# ones) with the GEMM peak of each, under each instruction set in turn (under avx2 the `mkl`
-# runs leave PyTorch out: its bfloat16 there is emulated in software). One JSON line per run
-# goes to OUT/results.jsonl.
+# PyTorch (eager float32 beside the float32 runs, eager under bfloat16 autocast beside the
+# bfloat16 ones) with the GEMM peak of each, under each instruction set in turn (under avx2 the
+# bfloat16 runs leave PyTorch out: its bfloat16 there is emulated in software). One JSON line
+# per run goes to OUT/results.jsonl.
 #
 #   bash experiments/cpu_isa_table.sh [OUT=/tmp/cpu_isa] [ISAS="native avx512_bf16 avx2"] \
 #       [MODELS="wgan_gp dcgan"] [IMPLS="hybrid mkl bf16"]
@@ -55,10 +55,9 @@ for isa in $isas; do
     esac
     for impl in $impls; do
       torch_flags=(--torch)
-      [ "$impl" = mkl ] && torch_flags=(--torch --torch_autocast)
-      [ "$impl" = bf16 ] && torch_flags=()   # PyTorch's two are beside the other impls' runs
+      [ "$impl" != hybrid ] && torch_flags=(--torch --torch_autocast)
       # PyTorch's bfloat16 without AVX-512 is emulated in software: 28 s a WGAN-GP iteration.
-      [ "$impl" = mkl ] && [ "$isa" = avx2 ] && torch_flags=()
+      [ "$impl" != hybrid ] && [ "$isa" = avx2 ] && torch_flags=()
       log=$out/${isa}_${model}_${impl}
       echo "$isa $model $impl" >&2
       env $env_vars python experiments/benchmark.py "${args[@]}" --config.batch_size=64 \
