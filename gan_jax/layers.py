@@ -194,8 +194,8 @@ def _w_taps(x, g, geo):
 def xla_bf16_matmul(a, b, trans_a: bool = False, trans_b: bool = False):
   """mkl_gemm.matmul's contract by XLA's own dot: op(a) @ op(b) over the last two axes (op:
   transpose if asked; leading axes are batch axes), the operands rounded to bfloat16, the
-  products summed in float32. XLA:CPU (jaxlib 0.10.2) runs such a dot as a YNNPACK fusion, on
-  the CPU's bfloat16 units where it has them (AVX512-BF16: docs/speed.md)."""
+  products summed in float32. XLA:CPU (jaxlib 0.10.2) runs such a dot as a YNNPACK fusion: on
+  an AMD EPYC with AVX512-BF16 at twice its float32 product's rate (docs/speed.md)."""
   a, b = jnp.asarray(a, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16)
   n = a.ndim
   if n < 2 or n != b.ndim:
