@@ -105,6 +105,20 @@ def config_factory():
   return load_config
 
 
+def require_mkl():
+  """model.conv_impl='mkl''s kernel (gan_jax/mkl_gemm.py), built and registered; the test skips
+  without the mkl wheel or a compiler, except under CI (.ci/run installs
+  requirements-mkl.txt), where it fails."""
+  from gan_jax import mkl_gemm  # pylint: disable=g-import-not-at-top
+  from gan_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  try:
+    mkl_gemm.register()
+  except ConfigError as e:
+    if os.environ.get('CI'):
+      pytest.fail(f'{e} (.ci/run installs requirements-mkl.txt)')
+    pytest.skip(str(e))
+
+
 def reference_import(name: str, requirements: str = 'requirements-reference.txt'):
   """Module `name` of the PyTorch references the cross-checks compare with (torch,
   transformers: requirements-reference.txt; torchvision and pytorch-fid:

@@ -47,14 +47,13 @@ BASE = {'log_every': 4, 'steps_per_call': 1}  # the 1-device run: one iteration 
 # gradient is zero but for rounding) move parameters by up to 2 lr either way, and the next
 # gradients are taken elsewhere; a tiny lr keeps both runs at one point, so what is compared
 # is the gradients of 1 and 8 devices.
-BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
-                    'critic_optimizer__learning_rate': 1e-7},
+TINY_LR = {'gen_optimizer__learning_rate': 1e-7, 'critic_optimizer__learning_rate': 1e-7}
+BOTH = {'tiny_lr': TINY_LR,
         # ... from seed 1: seed 0's BigGAN runlocal puts an input of one of G's ReLUs at its
         # kink, which 1 and 8 devices' float32 sums put on either side; batch norm carries
         # that unit into every gradient (G's Adam moments 4.4e-3 apart under pmap; 1e-6 from
         # seeds 1 and 2)
-        'tiny_lr_seed1': {'gen_optimizer__learning_rate': 1e-7,
-                          'critic_optimizer__learning_rate': 1e-7, 'seed': 1},
+        'tiny_lr_seed1': {**TINY_LR, 'seed': 1},
         # The modern toolkit: every option at once, and R1 (lazy) with the rest.
         'toolkit': {'model__conditional': 'projection', 'loss__adversarial': 'hinge',
                     'model__spectral_norm': True, 'model__gen_spectral_norm': True,
@@ -75,10 +74,8 @@ BOTH = {'tiny_lr': {'gen_optimizer__learning_rate': 1e-7,
         # the step differs between 1 and 8 devices in its last bits (on an AMD EPYC: 5e-7),
         # rounding the products' operands to bfloat16 turns that into whole bfloat16 units, and
         # Adam's first updates (+-lr) carry them on: hence tiny_lr's learning rates here too.
-        'mkl': {'model__conv_impl': 'mkl', 'gen_optimizer__learning_rate': 1e-7,
-                'critic_optimizer__learning_rate': 1e-7},
-        'bf16': {'model__conv_impl': 'bf16', 'gen_optimizer__learning_rate': 1e-7,
-                 'critic_optimizer__learning_rate': 1e-7},
+        'mkl': {**TINY_LR, 'model__conv_impl': 'mkl'},
+        'bf16': {**TINY_LR, 'model__conv_impl': 'bf16'},
         # ADA with R1: p from 0.5 moving by 0.1 after every 2nd critic update (signs pmean'd)
         'ada': {'loss__lipschitz': 'r1', 'loss__r1_every': 2, 'n_critic': 2,
                 'loss__adversarial': 'nonsaturating', 'augment__ada': 'bgc',

@@ -2,8 +2,6 @@
 gan_jax/mkl_gemm.py) and 'bf16' (XLA's own dot: layers.xla_bf16_matmul), and the convolutions
 built on them, against float32 XLA on bfloat16-rounded operands."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,18 +10,13 @@ import pytest
 from gan_jax import flops, layers, mkl_gemm
 from gan_jax.errors import ConfigError
 
+from conftest import require_mkl
+
 
 def _needs(impl):
-  """'mkl': builds and registers the kernel; skips without the mkl wheel, except under CI
-  (.ci/run installs requirements-mkl.txt), where it fails. 'bf16' needs nothing."""
-  if impl != 'mkl':
-    return
-  try:
-    mkl_gemm.register()
-  except ConfigError as e:
-    if os.environ.get('CI'):
-      pytest.fail(f'{e} (.ci/run installs requirements-mkl.txt)')
-    pytest.skip(str(e))
+  """'mkl' needs its kernel (conftest.require_mkl); 'bf16' needs nothing."""
+  if impl == 'mkl':
+    require_mkl()
 
 
 IMPLS = pytest.mark.parametrize('impl', ['mkl', 'bf16'])

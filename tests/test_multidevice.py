@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import simulated_devices, subprocess_env
+from conftest import require_mkl, simulated_devices, subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -86,11 +86,7 @@ def test_bfloat16_products_on_one_and_eight_devices_jit_and_pmap(impl):
   float32 rest of the step, 5e-7 apart on an AMD EPYC) land on other bfloat16 values in a few
   places: 8.9e-3 measured on an AMD EPYC, 1.5e-8 (jit, 'mkl') on an Intel Xeon."""
   if impl == 'mkl':
-    from gan_jax import mkl_gemm  # pylint: disable=g-import-not-at-top
-    if not mkl_gemm.available():
-      if os.environ.get('CI'):
-        pytest.fail('oneMKL is missing: .ci/run installs requirements-mkl.txt')
-      pytest.skip(f'needs oneMKL: {mkl_gemm.INSTALL}')
+    require_mkl()
   runs = {'dcgan.py:digits,runlocal': f'jit@{impl},pmap@{impl}'}
   for spec, mode, _, _, relative in _run_check(runs):
     assert float(relative) < 2e-2, (spec, mode, relative)
