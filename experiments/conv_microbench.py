@@ -116,23 +116,16 @@ KINDS = {'F': {'lax': layers._f_lax, 'matmul': layers._f_matmul},
          'W': {'lax': layers._w_lax, 'matmul': layers._w_matmul, 'taps': layers._w_taps}}
 
 
-def _bf16_conv(a, b, *args, **kwargs):
-  return jax.lax.conv_general_dilated(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), *args,
-                                      dimension_numbers=layers.DIMS,
-                                      preferred_element_type=jnp.float32, **kwargs)
+def _on_bf16(lax_form):
+  """A lax form of gan_jax.layers on bfloat16 operands, summed in float32."""
+  return lambda a, b, geo: lax_form(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), geo,
+                                    jnp.float32)
 
 
 # --bf16: layers._f_lax, _d_lax and _w_lax on bfloat16 operands, and conv_impl 'bf16''s forms
-BF16_KINDS = {
-    'F': {'lax': lambda x, w, geo: _bf16_conv(x, w, (geo.stride,) * 2, geo.pads),
-          'matmul': layers._f_bf16},
-    'D': {'lax': lambda g, w, geo: _bf16_conv(g, layers.adjoint_kernel(w), (1, 1), geo.dx_pads,
-                                              lhs_dilation=(geo.stride,) * 2),
-          'matmul': layers._d_bf16},
-    'W': {'lax': lambda x, g, geo: _bf16_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3),
-                                              (1, 1), geo.dw_pads,
-                                              rhs_dilation=(geo.stride,) * 2).transpose(1, 2, 0, 3),
-          'matmul': layers._w_bf16}}
+BF16_KINDS = {'F': {'lax': _on_bf16(layers._f_lax), 'matmul': layers._f_bf16},
+              'D': {'lax': _on_bf16(layers._d_lax), 'matmul': layers._d_bf16},
+              'W': {'lax': _on_bf16(layers._w_lax), 'matmul': layers._w_bf16}}
 
 
 def kinds(key):

@@ -121,9 +121,11 @@ def adjoint_kernel(w):
   return jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
 
 
-def _f_lax(x, w, geo):
+def _f_lax(x, w, geo, preferred=None):
+  """(`preferred`, in the lax forms: lax's preferred_element_type, e.g. float32 sums of
+  bfloat16 operands in experiments/conv_microbench.py --bf16.)"""
   return jax.lax.conv_general_dilated(x, w, (geo.stride,) * 2, geo.pads,
-                                      dimension_numbers=DIMS)
+                                      dimension_numbers=DIMS, preferred_element_type=preferred)
 
 
 def _f_matmul(x, w, geo):
@@ -132,9 +134,10 @@ def _f_matmul(x, w, geo):
   return jnp.einsum('bhwk,kf->bhwf', patches, w.reshape(k * k * cin, f))
 
 
-def _d_lax(g, w, geo):
+def _d_lax(g, w, geo, preferred=None):
   return jax.lax.conv_general_dilated(g, adjoint_kernel(w), (1, 1), geo.dx_pads,
-                                      lhs_dilation=(geo.stride,) * 2, dimension_numbers=DIMS)
+                                      lhs_dilation=(geo.stride,) * 2, dimension_numbers=DIMS,
+                                      preferred_element_type=preferred)
 
 
 def col2im(cols, k: int, size, pads, stride: int = 2):
@@ -170,10 +173,10 @@ def _d_matmul(g, w, geo):
                 geo.pads, geo.stride)
 
 
-def _w_lax(x, g, geo):
+def _w_lax(x, g, geo, preferred=None):
   out = jax.lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1),
                                      geo.dw_pads, rhs_dilation=(geo.stride,) * 2,
-                                     dimension_numbers=DIMS)
+                                     dimension_numbers=DIMS, preferred_element_type=preferred)
   return out.transpose(1, 2, 0, 3)  # [C, k, k, F] -> [k, k, C, F]
 
 
