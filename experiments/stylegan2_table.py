@@ -7,6 +7,8 @@ label accuracy (how often the classifier sees the class a sample was drawn for).
   python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table [--seconds=600]
   python experiments/stylegan2_table.py --grid=ada --out=/tmp/sg2_table [--steps=2000]
   python experiments/stylegan2_table.py --grid=wallclock --out=/tmp/sg2_table --table
+  python experiments/stylegan2_table.py --grid=ada --out=/tmp/sg2_table --steps=20000 \
+      --eval_every=1000 [--curves]
 
 wallclock: StyleGAN2 (configs/stylegan2.py's CPU-sized 'small' option), DCGAN
   (configs/dcgan.py:fashion_mnist), SNGAN (configs/sngan.py:fashion_mnist; and with labels, its
@@ -25,7 +27,12 @@ ada: StyleGAN2 'small' on dataset.subset 0.025 (1,500 of the 60,000 training ima
   adaptive toward E[sign D(real)] = 0.6, every 4 iterations, with augment.ada_kimg 100 in place
   of the official 500, so that p can move by up to 0.64 in 2,000 iterations at batch 32 rather
   than 0.128) and 'diffaugment' (color, translation, cutout; ADA off). An interrupted run
-  resumes exactly (its seconds are then those of its last part).
+  resumes exactly (its seconds are then those of its last part). With --eval_every=N each run
+  is also scored every N iterations while it trains (main.py's eval_every: the domain FID of
+  5,000 samples against the whole train folder, 60,000 images, not only the 1,500 it trains
+  on), and its line keeps the curve; --curves prints the runs' curves, finished or not, as
+  mean ± std over the seeds at each iteration (the comparison at equal iterations), with ADA's
+  mean p, and draws them in OUT/ada_STEPS_curves.png.
 Runs with ADA ('ada', and 'stylegan2' of wallclock with the official ada_kimg 500) also record
 the final p and its curve, train/ada_p every log_every (100) iterations, read from the run's
 event files by gan_jax/tools/plot_fid.py (which draws it in WORKDIR/train_ada_p.png). Every run
@@ -58,12 +65,17 @@ flags.DEFINE_enum('grid', None, ['wallclock', 'ada'], 'Which grid to run (or pri
 flags.DEFINE_string('out', '/tmp/sg2_table', 'Directory for the data, classifier, runs, results.')
 flags.DEFINE_integer('seconds', 600, 'wallclock: wall-clock seconds of every run.')
 flags.DEFINE_integer('steps', 2000, 'ada: generator iterations of every run.')
+flags.DEFINE_integer('eval_every', 0, 'ada: also score every run every this-many iterations '
+                     'while it trains (the domain FID against the train folder: a curve; 0: off).')
 flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every row, a run each.')
 flags.DEFINE_integer('samples', 5000, 'Generated samples per run and evaluation.')
 flags.DEFINE_string('idx', IDX, 'The Fashion-MNIST IDX directory.')
 flags.DEFINE_list('only', [], 'Rows of the grid to run (names as in the table).')
 flags.DEFINE_bool('table', False, 'Print the markdown table of the grid in OUT/results.jsonl '
                   'and stop.')
+flags.DEFINE_bool('curves', False, "ada: print the runs' domain FID curves of --eval_every (from "
+                  'their event files, finished or not) as a table of mean ± std over the seeds '
+                  'at each iteration, draw them in OUT/ada_STEPS_curves.png and stop.')
 flags.mark_flag_as_required('grid')
 FLAGS = flags.FLAGS
 
@@ -109,7 +121,7 @@ def run_flags(grid, row, seed, data, classifier):
   config, overrides, _ = GRIDS[grid][row]
   workdir = os.path.join(FLAGS.out, grid, f'{row}_{budget(grid)}_s{seed}')
   length = (['--config.max_steps_per_call=4'] if grid == 'wallclock' else
-            [f'--config.num_steps={FLAGS.steps}'])
+            [f'--config.num_steps={FLAGS.steps}', f'--config.eval_every={FLAGS.eval_every}'])
   return workdir, [
       f'--config={config}', f'--workdir={workdir}', f'--config.dataset.path={data}',
       f'--config.seed={seed}', f'--config.eval.classifier={classifier}',
@@ -117,14 +129,17 @@ def run_flags(grid, row, seed, data, classifier):
       '--config.sample_every=0', *length, *[f'--config.{k}={v}' for k, v in overrides.items()]]
 
 
-def p_curve(workdir: str):
-  """[[step, p]] of the run's train/ada_p (gan_jax/tools/plot_fid.py reads its event files and
-  draws them in WORKDIR/train_ada_p.png)."""
+def curve(workdir: str, metric: str, digits: int, check: bool = True):
+  """[[step, value]] of one of the run's scalars, `metric` (gan_jax/tools/plot_fid.py reads its
+  event files and draws them in WORKDIR/<metric>.png); with check False, [] where the run has
+  none (yet)."""
   proc = subprocess.run([sys.executable, '-m', 'gan_jax.tools.plot_fid', f'--workdir={workdir}',
-                         '--metric=train/ada_p'], cwd=ROOT, capture_output=True, text=True,
-                        check=True)
+                         f'--metric={metric}'], cwd=ROOT, capture_output=True, text=True,
+                        check=check)
+  if proc.returncode:
+    return []
   line = json.loads(proc.stdout.splitlines()[-1])
-  return [[step, round(p, 5)] for step, p in zip(line['steps'], line['values'])]
+  return [[step, round(v, digits)] for step, v in zip(line['steps'], line['values'])]
 
 
 def run_row(grid, row, seed, folders, classifier):
@@ -145,8 +160,10 @@ def run_row(grid, row, seed, folders, classifier):
             'seconds': seconds, 'classifier_test_accuracy': _accuracy(classifier),
             **{k: scores[k] for k in SCORES if k in scores}}
   if config == SMALL:   # the preset's ADA: its p
-    curve = p_curve(workdir)
-    result.update(ada_p=curve[-1][1], ada_p_curve=curve)
+    p = curve(workdir, 'train/ada_p', 5)
+    result.update(ada_p=p[-1][1], ada_p_curve=p)
+  if grid == 'ada' and FLAGS.eval_every:
+    result.update(eval_every=FLAGS.eval_every, fid_curve=curve(workdir, 'eval/domain_fid', 2))
   return result
 
 
@@ -215,6 +232,68 @@ def table(results, grid: str) -> str:
   return '\n'.join(lines)
 
 
+def curves_table(curves) -> str:
+  """The markdown table of {row: {seed: [[step, FID]]}} (and 'ada_p': {seed: [[step, p]]}): a
+  line per iteration that some run scored, a column per row, mean ± std (seeds) of the runs
+  that reached it; ADA's p (mean over the seeds) at that iteration."""
+  rows = [r for r in curves if r != 'ada_p']
+  steps = sorted({step for r in rows for c in curves[r].values() for step, _ in c})
+  header = ['iteration', *(f'{r}: domain FID (train)' for r in rows)]
+  p = curves.get('ada_p', {})
+  if p:
+    header.append("ADA's p")
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  def cell(by_seed, step, digits):
+    values = [v for c in by_seed.values() for s, v in c if s == step]
+    if not values:
+      return '—'
+    mean, std = _mean_std(values)
+    return (f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(values) > 1 else '')
+            + f' ({len(values)})')
+  for step in steps:
+    cells = [str(step), *(cell(curves[r], step, 1) for r in rows)]
+    if p:
+      cells.append(cell(p, step, 3))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def plot_curves(curves, path: str):
+  """Each row's runs (thin) and their mean where every run of the row has a value (thick)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, row in enumerate(r for r in curves if r != 'ada_p'):
+    color = f'C{i}'
+    runs = list(curves[row].values())
+    for c in runs:
+      ax.plot([s for s, _ in c], [v for _, v in c], color=color, alpha=0.3, linewidth=0.8)
+    common = sorted(set.intersection(*({s for s, _ in c} for c in runs))) if runs else []
+    ax.plot(common, [_mean_std([dict(c)[s] for c in runs])[0] for s in common], color=color,
+            linewidth=2, label=f'{row} ({len(runs)} seeds)')
+  ax.set_xlabel('iteration')
+  ax.set_ylabel('domain FID (train folder)')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def curves(rows, seeds):
+  """{row: {seed: [[step, FID]]}} of the ada grid's runs of --steps that have scored, and
+  'ada_p' {seed: [[step, p]]} of the 'ada' row's."""
+  out = {}
+  for row in rows:
+    for seed in seeds:
+      workdir = os.path.join(FLAGS.out, 'ada', f'{row}_{FLAGS.steps}_s{seed}')
+      fid = curve(workdir, 'eval/domain_fid', 2, check=False) if os.path.isdir(workdir) else []
+      if fid:
+        out.setdefault(row, {})[seed] = fid
+        if GRIDS['ada'][row][0] == SMALL:
+          out.setdefault('ada_p', {})[seed] = curve(workdir, 'train/ada_p', 5, check=False)
+  return out
+
+
 def main(_):
   unknown = set(FLAGS.only) - set(GRIDS[FLAGS.grid])
   if unknown:
@@ -223,6 +302,14 @@ def main(_):
   path = os.path.join(FLAGS.out, 'results.jsonl')
   if FLAGS.table:
     print(table(_results(path), FLAGS.grid))
+    return
+  if FLAGS.curves:
+    if FLAGS.grid != 'ada':
+      raise app.UsageError('--curves: the ada grid has them (its --eval_every)')
+    found = curves(FLAGS.only or list(GRIDS['ada']), list(map(int, FLAGS.seeds)))
+    print(curves_table(found))
+    if found:
+      plot_curves(found, os.path.join(FLAGS.out, f'ada_{FLAGS.steps}_curves.png'))
     return
   os.makedirs(FLAGS.out, exist_ok=True)
   folders = fashion_png(FLAGS.idx)

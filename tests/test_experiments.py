@@ -136,6 +136,32 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
       '2000 ± 0 | 0.400 ± 0.141 | 0,1 |']                         # no seconds: not timed
 
 
+def test_stylegan2_table_curves_compare_the_rows_at_each_scored_iteration(tmp_path):
+  """--curves reads the runs' eval/domain_fid (and the ada row's train/ada_p) from their event
+  files, finished or not, and averages the seeds that reached each iteration."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  runs = {('noada', 0): {100: 90.0, 200: 80.0}, ('ada', 0): {100: 95.0, 200: 70.0},
+          ('ada', 1): {100: 85.0}}            # seed 1 has not reached 200 yet
+  for (row, seed), fids in runs.items():
+    writer = metric_writers.create_default_writer(str(tmp_path / 'ada' / f'{row}_300_s{seed}'),
+                                                  asynchronous=False)
+    for step, fid in fids.items():
+      writer.write_scalars(step, {'eval/domain_fid': fid})
+      if row == 'ada':
+        writer.write_scalars(step, {'train/ada_p': 0.01 * step / 100 + 0.01 * seed})
+    writer.close()
+  result = _stylegan2_table('--grid=ada', '--curves', '--steps=300', '--seeds=0,1,2',
+                            f'--out={tmp_path}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.splitlines() == [
+      "| iteration | noada: domain FID (train) | ada: domain FID (train) | ADA's p |",
+      '|---|---|---|---|',
+      '| 100 | 90.0 (1) | 90.0 ± 7.1 (2) | 0.015 ± 0.007 (2) |',
+      '| 200 | 80.0 (1) | 70.0 (1) | 0.020 (1) |']
+  assert (tmp_path / 'ada_300_curves.png').stat().st_size > 0
+  assert 'ada grid' in _stylegan2_table('--grid=wallclock', '--curves', f'--out={tmp_path}').stderr
+
+
 def test_stylegan2_table_refuses_an_unknown_row_before_any_work(tmp_path):
   result = _stylegan2_table('--grid=ada', '--only=ada,dcgan', f'--out={tmp_path / "out"}')
   assert result.returncode == 1
