@@ -14,6 +14,16 @@ but the fused form builds a kernel per example.
 
   python experiments/modconv_bench.py --rounds=5
   .venv-tpu/bin/python experiments/modconv_bench.py --target=v5e-8
+
+Two more timings of what a CPU picks (conv_impl other than 'xla', 'hybrid' there):
+  --generator  the whole 'small' generator's evaluation forward (32 px, a batch of --batch
+               samples, as sampling and evaluations call it) fused and unfused: on a CPU
+               gan_jax samples with the unfused form too (networks.GeneratorNetwork.synthesize)
+  --filters    the FIR filter (upfirdn2d) with its gradient at the 'small' preset's shapes,
+               as lax's grouped convolution ('xla') and as two 1-D passes of strided slices
+               ('hybrid': what a CPU trains with)
+
+  python experiments/modconv_bench.py --generator --filters --rounds=5
 """
 
 import argparse
@@ -85,6 +95,63 @@ def time_layers(rounds: int, names):
     print(json.dumps(row), flush=True)
 
 
+def _median_ms(fn, args, rounds: int) -> float:
+  jax.block_until_ready(fn(*args))  # compile and warm up
+  seconds = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    seconds.append(time.perf_counter() - start)
+  return round(1e3 * statistics.median(seconds), 2)
+
+
+def time_generator(rounds: int, batch: int):
+  """configs/stylegan2.py:fashion_mnist,small's generator network (32 px, 1 channel), its
+  evaluation forward (train False, random noise) of `batch` z, fused and unfused."""
+  from configs import stylegan2  # pylint: disable=g-import-not-at-top
+  from gan_jax import layers  # pylint: disable=g-import-not-at-top
+  from gan_jax.models.stylegan2 import networks  # pylint: disable=g-import-not-at-top
+  m = stylegan2.get_config('fashion_mnist,small').model
+  net = networks.GeneratorNetwork(32, 1, 0, m.w_dim, m.w_dim, m.mapping_layers,
+                                  m.channel_base, m.channel_max, m.conv_clamp or None,
+                                  conv_impl=layers.resolve('auto'))
+  z = jax.random.normal(jax.random.PRNGKey(0), (batch, m.w_dim))
+  rngs = {'params': jax.random.PRNGKey(1), 'noise': jax.random.PRNGKey(2)}
+  params = jax.jit(lambda: net.init(rngs, z[:2]))()
+  row = {'generator': 'stylegan2 small, 32 px', 'batch': batch,
+         'device': jax.devices()[0].device_kind, 'conv_impl': net.conv_impl}
+  for fused in (True, False):
+    fn = jax.jit(lambda p, z, fused=fused: net.apply(p, z, train=False, fused_modconv=fused,
+                                                      rngs={'noise': jax.random.PRNGKey(3)}))
+    row[f'{"fused" if fused else "unfused"}_ms'] = _median_ms(fn, (params, z), rounds)
+  row['unfused_speedup'] = round(row['fused_ms'] / row['unfused_ms'], 2)
+  print(json.dumps(row), flush=True)
+
+
+# name -> (input shape, upfirdn2d's up, down, padding, gain): the 'small' preset's filters
+# (batch 32): D's blur before a strided 3x3 conv, its 1x1 skip's downsampling, G's filter after
+# the transposed conv of an up-sampling layer and its skip's image upsampling.
+FILTERS = {
+    'small_d_32px_conv1_blur': ((32, 32, 32, 32), 1, 1, 2, 1),
+    'small_d_32px_skip_down': ((32, 32, 32, 32), 1, 2, 1, 1),
+    'small_g_32px_conv0_up': ((32, 33, 33, 32), 1, 1, 1, 4),
+    'small_g_32px_img_up': ((32, 16, 16, 1), 2, 1, (2, 1, 2, 1), 4),
+}
+
+
+def time_filters(rounds: int):
+  f = ops.setup_filter()
+  for name, (shape, up, down, padding, gain) in FILTERS.items():
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    row = {'filter': name, 'device': jax.devices()[0].device_kind}
+    for impl in ('xla', 'hybrid'):
+      fn = jax.jit(jax.grad(lambda x, impl=impl: jnp.sum(
+          ops.upfirdn2d(x, f, up, down, padding, gain=gain, conv_impl=impl) ** 2)))
+      row[f'{impl}_ms'] = _median_ms(fn, (x,), rounds)
+    row['hybrid_speedup'] = round(row['xla_ms'] / row['hybrid_ms'], 1)
+    print(json.dumps(row), flush=True)
+
+
 def compile_layers(target: str, names):
   from gan_jax import targets  # pylint: disable=g-import-not-at-top
   device = targets.devices(target)[0]
@@ -113,7 +180,18 @@ def main():
   parser.add_argument('--target', default='', help='a TPU slice (e.g. v5e-8): compile, not time')
   parser.add_argument('--layers', default=','.join(LAYERS),
                       help=f'comma-separated, of {", ".join(LAYERS)}')
+  parser.add_argument('--generator', action='store_true',
+                      help="time the 'small' generator's evaluation forward (and not --layers)")
+  parser.add_argument('--filters', action='store_true',
+                      help="time the 'small' preset's FIR filters (and not --layers)")
+  parser.add_argument('--batch', type=int, default=250, help='--generator: samples per call')
   args = parser.parse_args()
+  if args.generator or args.filters:
+    if args.generator:
+      time_generator(args.rounds, args.batch)
+    if args.filters:
+      time_filters(args.rounds)
+    return
   names = [n for n in args.layers.split(',') if n]
   unknown = [n for n in names if n not in LAYERS]
   if unknown:

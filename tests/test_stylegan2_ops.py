@@ -2,7 +2,8 @@
 tests/stylegan2_torch.py (those ops as the official reference path computes them, NCHW) on the
 same random inputs and weights.
 
-Checked: upfirdn2d (up, down, positive and negative padding, flip, gain, odd sides), upsample2d
+Checked: upfirdn2d (up, down, positive and negative padding, flip, gain, odd sides; lax's grouped
+convolution and, for conv_impl 'hybrid', the separable filters' 1-D passes), upsample2d
 and downsample2d, every case of conv2d_resample (kernel 1 and 3, up 2, down 2, groups, flipped
 weights, asymmetric padding), bias_act with clamp, the modulated convolution fused and not (with
 and without demodulation, up 2, noise, batch 1 and 3; each against the reference's, so the two
@@ -14,6 +15,7 @@ largest gradient of the same array.
 """
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -95,22 +97,44 @@ def test_setup_filter_is_the_official_normalised_outer_product():
     (2, 2, (1, 2, 0, 3), True, 2, FIR),
     (1, 1, (-1, 2, 1, -2), False, 1, np.arange(6, dtype=np.float32).reshape(2, 3)),  # asymmetric
     (3, 1, (0, 0, 1, 1), False, 1, None),
+    (1, 2, (1, 1, 1, 1), True, 1, ops.setup_filter((1, 2, 1)) * np.float32(3)),  # odd, gain
 ])
-def test_upfirdn2d_is_the_officials(up, down, padding, flip, gain, f):
+@pytest.mark.parametrize('conv_impl', ['xla', 'hybrid'])   # hybrid: separable filters' 1-D form
+def test_upfirdn2d_is_the_officials(up, down, padding, flip, gain, f, conv_impl):
   x = _normal(0, (2, 7, 5, 3))
   t_f = None if f is None else torch.from_numpy(np.asarray(f))
-  _check(lambda x: ops.upfirdn2d(x, f, up, down, padding, flip, gain),
+  _check(lambda x: ops.upfirdn2d(x, f, up, down, padding, flip, gain, conv_impl),
          lambda x: ref.upfirdn2d(x, t_f, up, down, padding, flip, gain), [x], 'x')
 
 
+def _grouped_convs(fn, *args) -> int:
+  """How many lax convolutions with feature groups fn's jaxpr (and its gradient's) holds."""
+  text = str(jax.make_jaxpr(jax.grad(lambda *a: jnp.sum(fn(*a) ** 2)))(*args))
+  return sum(int(n) > 1 for n in re.findall(r'feature_group_count=(\d+)', text))
+
+
+def test_separable_filters_take_no_grouped_convolution_but_others_do():
+  x = _normal(0, (2, 8, 8, 3))
+  assert _grouped_convs(lambda x: ops.upfirdn2d(x, FIR, 2, 1, 1), x) == 2   # forward, grad
+  assert _grouped_convs(lambda x: ops.upfirdn2d(x, FIR, 2, 1, 1, conv_impl='hybrid'), x) == 0
+  assert _grouped_convs(lambda x: ops.downsample2d(x, FIR, conv_impl='hybrid'), x) == 0
+  assert ops.separable_taps(FIR) is not None
+  np.testing.assert_array_equal(np.outer(*ops.separable_taps(FIR)), FIR)   # exact taps
+  rank2 = np.arange(6, dtype=np.float32).reshape(2, 3)
+  assert ops.separable_taps(rank2) is None and ops.separable_taps(jnp.asarray(FIR)) is None
+  assert _grouped_convs(lambda x: ops.upfirdn2d(x, rank2, conv_impl='hybrid'), x) == 2
+
+
 @pytest.mark.parametrize('side', [4, 5])
-def test_upsample_and_downsample_are_the_officials(side):
+@pytest.mark.parametrize('conv_impl', ['xla', 'hybrid'])
+def test_upsample_and_downsample_are_the_officials(side, conv_impl):
   x = _normal(1, (3, side, side, 2))
   t_f = ref.setup_filter()
-  up = _check(lambda x: ops.upsample2d(x, FIR), lambda x: ref.upsample2d(x, t_f), [x], 'x')
+  up = _check(lambda x: ops.upsample2d(x, FIR, conv_impl=conv_impl),
+              lambda x: ref.upsample2d(x, t_f), [x], 'x')
   assert up.shape == (3, 2 * side, 2 * side, 2)
-  down = _check(lambda x: ops.downsample2d(x, FIR), lambda x: ref.downsample2d(x, t_f),
-                [up], 'x')
+  down = _check(lambda x: ops.downsample2d(x, FIR, conv_impl=conv_impl),
+                lambda x: ref.downsample2d(x, t_f), [up], 'x')
   assert down.shape == x.shape
   # a constant stays a constant away from the borders (the filter keeps DC)
   ones = ops.upsample2d(jnp.ones((1, 6, 6, 1)), FIR)
@@ -127,13 +151,14 @@ def test_upsample_and_downsample_are_the_officials(side):
     (3, 1, 1, (0, 1, 2, 1), 1, True),   # asymmetric: pad, then the conv
     (3, 2, 2, 1, 1, False),     # up then down
 ])
-def test_conv2d_resample_is_the_officials(k, up, down, padding, groups, flip):
+@pytest.mark.parametrize('conv_impl', ['xla', 'hybrid'])
+def test_conv2d_resample_is_the_officials(k, up, down, padding, groups, flip, conv_impl):
   cin, cout = 4, 6
   x = _normal(2, (2, 6, 5, cin))
   w = _normal(3, (k, k, cin // groups, cout), 0.3)
   f = None if up == down == 1 else FIR
   t_f = None if f is None else ref.setup_filter()
-  _check(lambda x, w: ops.conv2d_resample(x, w, f, up, down, padding, groups, flip),
+  _check(lambda x, w: ops.conv2d_resample(x, w, f, up, down, padding, groups, flip, conv_impl),
          lambda x, w: ref.conv2d_resample(x, w, t_f, up, down, padding, groups, flip),
          [x, w], 'xw')
 

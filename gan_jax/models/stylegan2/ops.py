@@ -61,17 +61,52 @@ def _padding4(padding: Padding) -> Tuple[int, int, int, int]:
   return padding
 
 
+def separable_taps(f) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+  """(fy, fx): 1-D taps whose outer product is the 2-D filter f, or None when f is not a
+  concrete rank-1 array (a traced or non-separable filter). setup_filter's filters are outer
+  products; for the official [1, 3, 3, 1] the taps are [1, 3, 3, 1] / 8, exact in float32."""
+  if not isinstance(f, np.ndarray) or f.ndim != 2 or not f.sum():
+    return None
+  f = f.astype(np.float64)
+  fy, fx = f.sum(axis=1), f.sum(axis=0) / f.sum()
+  if not np.allclose(np.outer(fy, fx), f, rtol=1e-6, atol=0):
+    return None
+  return fy.astype(np.float32), fx.astype(np.float32)
+
+
+def _fir_1d(x, taps, axis: int, down: int):
+  """Correlation of x with the 1-D `taps` along `axis`, every down-th output: a sum of strided
+  slices, which XLA fuses into one elementwise loop."""
+  out = (x.shape[axis] - len(taps)) // down + 1
+  terms = [jax.lax.slice_in_dim(x, t, t + (out - 1) * down + 1, down, axis) * float(taps[t])
+           for t in range(len(taps))]
+  acc = terms[0]
+  for term in terms[1:]:
+    acc = acc + term
+  return acc
+
+
 def upfirdn2d(x, f, up: int = 1, down: int = 1, padding: Padding = 0,
-              flip_filter: bool = False, gain: float = 1.0):
+              flip_filter: bool = False, gain: float = 1.0, conv_impl: str = 'xla'):
   """Upsamples x [N, H, W, C] by inserting up - 1 zeros after each pixel, pads it (negative:
   crops) by `padding` (x0, x1, y0, y1), convolves every channel with the 2-D filter f (a true
   convolution; flip_filter: correlation) times gain, and keeps every down-th pixel.
-  Output side: (H * up + y0 + y1 - fh) // down + 1."""
-  f = jnp.asarray(setup_filter(1.0) if f is None else f, x.dtype)
+  Output side: (H * up + y0 + y1 - fh) // down + 1.
+  conv_impl 'xla': the filter as lax's grouped convolution (a feature group per channel);
+  any other (gan_jax/layers.py's forms, 'hybrid' on a CPU): a separable filter (setup_filter's)
+  as two 1-D passes of strided slices, the same sums in another order (float32 rounding apart),
+  20-70 times faster with their gradients on XLA:CPU, where grouped convolutions are slow
+  (docs/stylegan2.md, 'On a CPU')."""
+  f = setup_filter(1.0) if f is None else f
+  taps = separable_taps(f) if conv_impl != 'xla' else None
+  f = jnp.asarray(f, x.dtype)
   px0, px1, py0, py1 = _padding4(padding)
   # zero insertion and padding in one: interior up - 1 zeros, up - 1 more after the last pixel
   x = jax.lax.pad(x, jnp.zeros((), x.dtype),
                   [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)])
+  if taps is not None:
+    fy, fx = (t if flip_filter else t[::-1] for t in taps)   # correlations
+    return _fir_1d(_fir_1d(x, fy * np.float32(gain), 1, down), fx, 2, down)
   kernel = f if flip_filter else f[::-1, ::-1]   # lax correlates
   c = x.shape[-1]
   kernel = jnp.tile((kernel * gain)[:, :, None, None], (1, 1, 1, c))   # [fh, fw, 1, C]
@@ -79,22 +114,24 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding: Padding = 0,
                                       feature_group_count=c)
 
 
-def upsample2d(x, f, up: int = 2, padding: Padding = 0, gain: float = 1.0):
+def upsample2d(x, f, up: int = 2, padding: Padding = 0, gain: float = 1.0,
+               conv_impl: str = 'xla'):
   """x [N, H, W, C] -> [N, H * up, W * up, C], filtered by f with gain up**2 (keeps DC)."""
   fh, fw = f.shape
   px0, px1, py0, py1 = _padding4(padding)
   pad = (px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2,
          py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2)
-  return upfirdn2d(x, f, up=up, padding=pad, gain=gain * up * up)
+  return upfirdn2d(x, f, up=up, padding=pad, gain=gain * up * up, conv_impl=conv_impl)
 
 
-def downsample2d(x, f, down: int = 2, padding: Padding = 0, gain: float = 1.0):
+def downsample2d(x, f, down: int = 2, padding: Padding = 0, gain: float = 1.0,
+                 conv_impl: str = 'xla'):
   """x [N, H, W, C] -> [N, H // down, W // down, C], filtered by f."""
   fh, fw = f.shape
   px0, px1, py0, py1 = _padding4(padding)
   pad = (px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2,
          py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2)
-  return upfirdn2d(x, f, down=down, padding=pad, gain=gain)
+  return upfirdn2d(x, f, down=down, padding=pad, gain=gain, conv_impl=conv_impl)
 
 
 def _conv(x, w, stride: int = 1, padding=((0, 0), (0, 0)), groups: int = 1, flip: bool = False,
@@ -119,7 +156,7 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding =
     up:   a transposed convolution (stride up), then f with gain up**2;
     down: f, then a strided convolution (1x1 kernels: f with its stride, then the 1x1 conv).
   flip_weight: correlation (torch's conv2d); False: convolution (the official layers' choice
-  when up > 1). conv_impl: the convolution's form (`_conv`); the filter is lax's."""
+  when up > 1). conv_impl: the convolution's form (`_conv`) and the filter's (`upfirdn2d`)."""
   kh, kw = w.shape[:2]
   fh, fw = (1, 1) if f is None else f.shape
   px0, px1, py0, py1 = _padding4(padding)
@@ -133,13 +170,13 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding =
   flip = not flip_weight
 
   if kw == 1 and kh == 1 and down > 1 and up == 1:
-    x = upfirdn2d(x, f, down=down, padding=pad)
+    x = upfirdn2d(x, f, down=down, padding=pad, conv_impl=conv_impl)
     return _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
   if kw == 1 and kh == 1 and up > 1 and down == 1:
     x = _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
-    return upfirdn2d(x, f, up=up, padding=pad, gain=up ** 2)
+    return upfirdn2d(x, f, up=up, padding=pad, gain=up ** 2, conv_impl=conv_impl)
   if down > 1 and up == 1:
-    x = upfirdn2d(x, f, padding=pad)
+    x = upfirdn2d(x, f, padding=pad, conv_impl=conv_impl)
     return _conv(x, w, stride=down, groups=groups, flip=flip, conv_impl=conv_impl)
   if up > 1:
     # torch's conv_transpose2d(stride up, padding pt): correlation of the zero-inserted input,
@@ -150,14 +187,15 @@ def conv2d_resample(x, w, f=None, up: int = 1, down: int = 1, padding: Padding =
     pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
     x = _conv(x, w, padding=((kh - 1 - pyt,) * 2, (kw - 1 - pxt,) * 2), groups=groups,
               flip=flip, lhs_dilation=up, conv_impl=conv_impl)
-    x = upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up ** 2)
+    x = upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up ** 2,
+                  conv_impl=conv_impl)
     if down > 1:
-      x = upfirdn2d(x, f, down=down)
+      x = upfirdn2d(x, f, down=down, conv_impl=conv_impl)
     return x
   if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
     return _conv(x, w, padding=((py0, py0), (px0, px0)), groups=groups, flip=flip,
                  conv_impl=conv_impl)
-  x = upfirdn2d(x, None, padding=pad)
+  x = upfirdn2d(x, None, padding=pad, conv_impl=conv_impl)
   return _conv(x, w, groups=groups, flip=flip, conv_impl=conv_impl)
 
 
