@@ -217,3 +217,20 @@ def test_modconv_bench_times_both_forms_of_the_modulated_convolution():
   assert line['fused_ms'] > 0 and line['unfused_ms'] > 0
   # the same convolutions' work in both forms, within the modulation's and demodulation's
   assert line['fused_gflop'] > 1 and abs(line['fused_gflop'] / line['unfused_gflop'] - 1) < 0.05
+
+
+@pytest.mark.slow   # grouped convolutions again, and the generator compiled twice
+def test_modconv_bench_times_the_generators_sampling_and_the_filters_in_both_forms():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'modconv_bench.py'), '--generator',
+       '--filters', '--batch=8', '--rounds=1'], cwd=ROOT, capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = [json.loads(l) for l in result.stdout.strip().splitlines()]
+  assert lines[0]['batch'] == 8 and lines[0]['conv_impl'] == 'hybrid'   # a CPU's
+  assert lines[0]['fused_ms'] > 0 and lines[0]['unfused_ms'] > 0
+  assert [l['filter'] for l in lines[1:]] == [
+      'small_d_32px_conv1_blur', 'small_d_32px_skip_down', 'small_g_32px_conv0_up',
+      'small_g_32px_img_up']
+  assert all(l['xla_ms'] > 0 and l['hybrid_ms'] > 0 for l in lines[1:])
+  assert 'layer' not in result.stdout          # not --layers' timings too
