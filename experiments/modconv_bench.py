@@ -75,6 +75,16 @@ def _inputs(batch, res, cin, cout, up, abstract_on=None):
   return [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, shapes)]
 
 
+def _median_ms(fn, args, rounds: int) -> float:
+  jax.block_until_ready(fn(*args))  # compile and warm up
+  seconds = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    seconds.append(time.perf_counter() - start)
+  return round(1e3 * statistics.median(seconds), 2)
+
+
 def time_layers(rounds: int, names):
   for name in names:
     batch, res, cin, cout, up = LAYERS[name]
@@ -84,25 +94,9 @@ def time_layers(rounds: int, names):
       fn = jax.jit(_layer(fused, up))
       form = 'fused' if fused else 'unfused'
       row[f'{form}_gflop'] = round(flops.count(jax.make_jaxpr(fn)(*args).jaxpr) / 1e9, 3)
-      jax.block_until_ready(fn(*args))  # compile and warm up
-      seconds = []
-      for _ in range(rounds):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        seconds.append(time.perf_counter() - start)
-      row[f'{form}_ms'] = round(1e3 * statistics.median(seconds), 2)
+      row[f'{form}_ms'] = _median_ms(fn, args, rounds)
     row['unfused_speedup'] = round(row['fused_ms'] / row['unfused_ms'], 2)
     print(json.dumps(row), flush=True)
-
-
-def _median_ms(fn, args, rounds: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile and warm up
-  seconds = []
-  for _ in range(rounds):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    seconds.append(time.perf_counter() - start)
-  return round(1e3 * statistics.median(seconds), 2)
 
 
 def time_generator(rounds: int, batch: int):
