@@ -360,5 +360,4 @@ class GeneratorNetwork(nn.Module):
     grouped convolution is slow (docs/stylegan2.md, 'The modulated convolution's two forms')."""
     if fused_modconv is None:
       fused_modconv = not train and self.conv_impl == 'xla'
-    fused = fused_modconv
-    return self.synthesis(ws, noise_mode, fused)
+    return self.synthesis(ws, noise_mode, fused_modconv)

@@ -95,8 +95,8 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding: Padding = 0,
   conv_impl 'xla': the filter as lax's grouped convolution (a feature group per channel);
   any other (gan_jax/layers.py's forms, 'hybrid' on a CPU): a separable filter (setup_filter's)
   as two 1-D passes of strided slices, the same sums in another order (float32 rounding apart),
-  20-70 times faster with their gradients on XLA:CPU, where grouped convolutions are slow
-  (docs/stylegan2.md, 'On a CPU')."""
+  6-90 times faster with their gradients on XLA:CPU, where grouped convolutions are slow
+  (docs/stylegan2.md, 'On a CPU'; experiments/modconv_bench.py --filters)."""
   f = setup_filter(1.0) if f is None else f
   taps = separable_taps(f) if conv_impl != 'xla' else None
   f = jnp.asarray(f, x.dtype)
