@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.models.stylegan2 import ops
+
 Draws = Dict[str, jax.Array]
 
 # The sym6 wavelet's low-pass decomposition filter (PyWavelets' dec_lo for 'sym6'), normalised to
@@ -289,10 +291,6 @@ def color_matrix(draws: Draws) -> jax.Array:
 # ------------------------------------------------------------------------------------------------
 # Resampling.
 
-def _shift(x, start: int, size: int, axis: int, stride: int = 1):
-  return jax.lax.slice_in_dim(x, start, start + (size - 1) * stride + 1, stride, axis)
-
-
 def upsample(x, axis: int) -> jax.Array:
   """2x along `axis` as the official upsample2d: zeros after each sample, zero padding (6, 5),
   convolution with 2 * SYM6 (gain 4 over the two axes). n samples -> 2n."""
@@ -304,7 +302,7 @@ def upsample(x, axis: int) -> jax.Array:
   widths[axis] = ((taps + 1) // 2, (taps - 2) // 2)
   z = jnp.pad(z, widths)
   f = 2 * SYM6[::-1]  # convolution: the filter reversed under a correlation
-  return sum(float(f[t]) * _shift(z, t, 2 * n, axis) for t in range(taps))
+  return ops.fir_1d(z, f, axis, 1)
 
 
 def downsample(x, axis: int) -> jax.Array:
@@ -315,8 +313,7 @@ def downsample(x, axis: int) -> jax.Array:
   n = x.shape[axis]
   crop = 2 * FILTER_PAD - (taps - 2 + 1) // 2  # the official's padding -6 + 5 = -1, a crop
   x = jax.lax.slice_in_dim(x, crop, n - crop, axis=axis)
-  out = (x.shape[axis] - taps) // 2 + 1
-  return sum(float(SYM6[t]) * _shift(x, t, out, axis, 2) for t in range(taps))
+  return ops.fir_1d(x, SYM6, axis, 2)
 
 
 def _margins(g_inv, height: int, width: int) -> jax.Array:

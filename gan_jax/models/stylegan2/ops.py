@@ -74,9 +74,10 @@ def separable_taps(f) -> Optional[Tuple[np.ndarray, np.ndarray]]:
   return fy.astype(np.float32), fx.astype(np.float32)
 
 
-def _fir_1d(x, taps, axis: int, down: int):
+def fir_1d(x, taps, axis: int, down: int):
   """Correlation of x with the 1-D `taps` along `axis`, every down-th output: a sum of strided
-  slices, which XLA fuses into one elementwise loop."""
+  slices, which XLA fuses into one elementwise loop (upfirdn2d's separable filters, and ADA's
+  resampling in gan_jax/ada.py)."""
   out = (x.shape[axis] - len(taps)) // down + 1
   terms = [jax.lax.slice_in_dim(x, t, t + (out - 1) * down + 1, down, axis) * float(taps[t])
            for t in range(len(taps))]
@@ -106,7 +107,7 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1, padding: Padding = 0,
                   [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)])
   if taps is not None:
     fy, fx = (t if flip_filter else t[::-1] for t in taps)   # correlations
-    return _fir_1d(_fir_1d(x, fy * np.float32(gain), 1, down), fx, 2, down)
+    return fir_1d(fir_1d(x, fy * np.float32(gain), 1, down), fx, 2, down)
   kernel = f if flip_filter else f[::-1, ::-1]   # lax correlates
   c = x.shape[-1]
   kernel = jnp.tile((kernel * gain)[:, :, None, None], (1, 1, 1, c))   # [fh, fw, 1, C]
