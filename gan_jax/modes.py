@@ -179,6 +179,12 @@ def _sampling(config, workdir: str, step: Optional[int], best: bool, seed_index:
   return spec, stepper, state
 
 
+def restored(config, workdir: str, step: Optional[int] = None, raw_generator: bool = False):
+  """(data spec, Stepper, state) of a workdir's checkpoint at `step` (default: the latest), as
+  sample and eval restore it (the run's first member with num_seeds > 1)."""
+  return _sampling(config, workdir, step, False, 0, raw_generator, None)
+
+
 def _described(config, stepper: Stepper, seed_index: int, result: Dict[str, Any]
                ) -> Dict[str, Any]:
   """A sample or interpolate result with the generator (EMA or raw) and, with num_seeds > 1,

@@ -320,6 +320,13 @@ def _critic(gan: GAN, params, stats, x, labels, train: bool = True):
   return _apply(gan.critic, params, stats, *args, train=train)
 
 
+def critic_scores(gan: GAN, state: TrainState, x, labels=None) -> jax.Array:
+  """The critic's adversarial outputs (raw: logits for a logistic loss) on images `x` in
+  [-1, 1] (and, for a projection critic, their `labels`), in evaluation: no augmentation, its
+  stored batch statistics."""
+  return _critic(gan, state.critic.params, state.critic.stats, x, labels, train=False)[0][0]
+
+
 def _augment(gan: GAN, key, x):
   """DiffAugment of images the critic is about to see (config.augment.policy; none: x). Under
   pmap the draws are the global batch's, each device keeping its rows (as the noise's)."""

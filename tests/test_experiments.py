@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -234,3 +235,41 @@ def test_modconv_bench_times_the_generators_sampling_and_the_filters_in_both_for
       'small_g_32px_img_up']
   assert all(l['xla_ms'] > 0 and l['hybrid_ms'] > 0 for l in lines[1:])
   assert 'layer' not in result.stdout          # not --layers' timings too
+
+
+def test_critic_overfit_holds_out_the_rows_its_subset_left_out():
+  from experiments import critic_overfit  # pylint: disable=g-import-not-at-top
+  from gan_jax import errors, input_pipeline  # pylint: disable=g-import-not-at-top
+  subset = set(input_pipeline.subset_rows(1000, 0.1))
+  train, held = critic_overfit.split_rows(1000, 0.1, 60, seed=0)
+  assert len(train) == 60 and set(train) <= subset
+  assert len(held) == 60 and not set(held) & subset
+  assert all(map(np.array_equal, (train, held), critic_overfit.split_rows(1000, 0.1, 60, 0)))
+  # other held-out images: rows of those; the whole subset where num exceeds it
+  train, held = critic_overfit.split_rows(1000, 0.1, 500, seed=1, heldout_count=30)
+  assert set(train) == subset and sorted(held) == list(range(30))
+  with pytest.raises(errors.ConfigError, match='--heldout'):
+    critic_overfit.split_rows(1000, 1.0, 60, seed=0)
+
+
+@pytest.mark.slow   # a StyleGAN2 run's compile: about a minute on 2 cores
+def test_critic_overfit_gives_adas_heuristics_of_each_checkpoint(tmp_path):
+  from conftest import run_main  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'run'
+  proc = run_main('--config=configs/stylegan2.py:digits,runlocal', f'--workdir={workdir}',
+                  '--config.num_steps=4', '--config.sample_every=0', '--config.dataset.subset=0.2',
+                  timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'critic_overfit.py'),
+       f'--workdir={workdir}', '--steps=all', '--num=40', '--batch=30'],   # 30 -> 32: groups of 4
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
+  assert [line['step'] for line in lines] == [2, 4]   # runlocal checkpoints every 2 steps
+  for line in lines:
+    assert line['num'] == {'train': 40, 'heldout': 40, 'generated': 40}
+    train, held, gen = line['d_train'], line['d_heldout'], line['d_generated']
+    assert line['r_v'] == pytest.approx((train - held) / (train - gen), abs=2e-3)
+    assert -1 <= line['r_t'] <= 1 and line['r_t'] * 40 == pytest.approx(round(line['r_t'] * 40))
+  assert lines[0]['d_train'] != lines[1]['d_train']   # each checkpoint's own critic
