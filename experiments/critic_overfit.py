@@ -20,14 +20,14 @@ its dataset.subset left out (the first `num` of a fixed draw); --heldout names o
 (a folder, IDX directory or .npz, at the run's image size) for a run that trains on a whole
 split. The run's own config (WORKDIR/config.json, as main.py reads it without --config) gives its
 data, --config.dataset.path a moved
-folder's place.
+folder's place. A bad flag or run is one line (exit 2); --verbose shows the traceback.
 """
 
 import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import jax
 import ml_collections
 import numpy as np
@@ -37,7 +37,8 @@ sys.path.insert(0, ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import workdir as workdir_config
-from gan_jax import checkpoints, images, input_pipeline, modes, sampling, updates
+from gan_jax import (checkpoints, cli, files, images, input_pipeline, modes, rundir, sampling,
+                     updates)
 from gan_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -127,8 +128,9 @@ def measure(stepper, state, sets, num: int, batch: int, seed: int) -> dict:
           'num': {k: len(v) for k, v in d.items()}}
 
 
-def main(argv):
-  del argv
+def main():
+  if not files.path(rundir.config_path(FLAGS.workdir)).exists():
+    raise ConfigError(f'{FLAGS.workdir} holds no run (no config.json)')
   config = workdir_config.get_config(FLAGS.workdir)
   if FLAGS.dataset_path:
     config.dataset.path = FLAGS.dataset_path
@@ -150,4 +152,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run_tool(main)

@@ -252,6 +252,15 @@ def test_critic_overfit_holds_out_the_rows_its_subset_left_out():
     critic_overfit.split_rows(1000, 1.0, 60, seed=0)
 
 
+def test_critic_overfit_refuses_a_workdir_without_a_run_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'critic_overfit.py'),
+       f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      f'error: {tmp_path} holds no run (no config.json)']
+
+
 @pytest.mark.slow   # a StyleGAN2 run's compile: about a minute on 2 cores
 def test_critic_overfit_gives_adas_heuristics_of_each_checkpoint(tmp_path):
   from conftest import run_main  # pylint: disable=g-import-not-at-top
