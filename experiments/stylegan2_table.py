@@ -32,7 +32,9 @@ ada: StyleGAN2 'small' on dataset.subset 0.025 (1,500 of the 60,000 training ima
   5,000 samples against the whole train folder, 60,000 images, not only the 1,500 it trains
   on), and its line keeps the curve; --curves prints the runs' curves, finished or not, as
   mean ± std over the seeds at each iteration (the comparison at equal iterations), with ADA's
-  mean p, and draws them in OUT/ada_STEPS_curves.png.
+  mean p, and draws them in OUT/ada_STEPS_curves.png. Every finished ada run's line also keeps
+  its critic's overfitting at the end, ADA's r_v and r_t (experiments/critic_overfit.py, about
+  a minute), and the table gives r_v's mean ± std.
 Runs with ADA ('ada', and 'stylegan2' of wallclock with the official ada_kimg 500) also record
 the final p and its curve, train/ada_p every log_every (100) iterations, read from the run's
 event files by gan_jax/tools/plot_fid.py (which draws it in WORKDIR/train_ada_p.png). Every run
@@ -164,7 +166,20 @@ def run_row(grid, row, seed, folders, classifier):
     result.update(ada_p=p[-1][1], ada_p_curve=p)
   if grid == 'ada' and FLAGS.eval_every:
     result.update(eval_every=FLAGS.eval_every, fid_curve=curve(workdir, 'eval/domain_fid', 2))
+  if grid == 'ada':
+    critic = critic_overfit(workdir)
+    result.update(r_v=critic.pop('r_v'), critic=critic)
   return result
+
+
+def critic_overfit(workdir: str) -> dict:
+  """The final checkpoint's experiments/critic_overfit.py line: ADA's r_v and r_t, the
+  critic's mean outputs on training, held-out and generated images."""
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'critic_overfit.py'),
+                         f'--workdir={workdir}'], cwd=ROOT, capture_output=True, text=True,
+                        check=True, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  line = json.loads(proc.stdout.splitlines()[-1])
+  return {k: line[k] for k in ('r_v', 'r_t', 'd_train', 'd_heldout', 'd_generated')}
 
 
 def _accuracy(classifier):
@@ -200,8 +215,8 @@ def _mean_std(values):
 
 def table(results, grid: str) -> str:
   """The markdown table of `grid`: a line per row and budget, the domain FID against the test
-  images, the iterations, (wallclock) the seconds and (ADA's rows) the final p as mean ± std
-  over the seeds' runs. The ada grid's runs are of a number of iterations, so they may share the
+  images, the iterations, (wallclock) the seconds, (ADA's rows) the final p and (the ada grid)
+  the critic's final r_v (critic_overfit) as mean ± std over the seeds' runs. The ada grid's runs are of a number of iterations, so they may share the
   CPU or be paused: their seconds (in OUT/results.jsonl) are no speed and not in its table."""
   timed = grid == 'wallclock'
   unit = 's' if timed else 'iterations'
@@ -209,8 +224,8 @@ def table(results, grid: str) -> str:
   scores = [('domain FID (test)', 'domain_fid', 1), ('intra-FID', 'domain_intra_fid', 1),
             ('classifier score', 'classifier_score', 2),
             ('label accuracy', 'acgan_label_accuracy', 3), ('iterations', 'iterations', 0),
-            ('seconds', 'seconds', 0), ('final p', 'ada_p', 3)]
-  scores = [s for s in scores if timed or s[1] != 'seconds']
+            ('seconds', 'seconds', 0), ('final p', 'ada_p', 3), ("critic's r_v", 'r_v', 2)]
+  scores = [s for s in scores if s[1] != ('r_v' if timed else 'seconds')]
   header = ['row', 'what it is', 'budget', *(name for name, _, _ in scores), 'seeds']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   groups = {}

@@ -119,8 +119,9 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
               acgan_label_accuracy=0.75),
           run('wallclock', 'stylegan2', 600, 0, 40.0, 700, 605, ada_p=0.1),
           run('wallclock', 'stylegan2', 600, 1, 50.0, 720, 607, ada_p=0.2),
-          run('ada', 'ada', 2000, 0, 30.0, 2000, 2100, ada_p=0.3),
-          run('ada', 'ada', 2000, 1, 34.0, 2000, 2200, ada_p=0.5)]
+          run('ada', 'ada', 2000, 0, 30.0, 2000, 2100, ada_p=0.3, r_v=0.1),
+          run('ada', 'ada', 2000, 1, 34.0, 2000, 2200, ada_p=0.5, r_v=0.2),
+          run('ada', 'noada', 2000, 0, 31.0, 2000, 2000)]   # a line from before r_v
   (tmp_path / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in runs))
   tables = {grid: _stylegan2_table(f'--grid={grid}', '--table', f'--out={tmp_path}')
             for grid in ('wallclock', 'ada')}
@@ -133,8 +134,9 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
       "| biggan | BigGAN (labels), configs/biggan.py's 'small' | 600 s | 60.0 | 90.0 | — | "
       '0.750 | 200 | 604 | — | 0 |']                            # conditional: intra-FID, labels
   assert tables['ada'].stdout.splitlines()[2:] == [
+      '| noada | no augmentation | 2000 iterations | 31.0 | — | — | — | 2000 | — | — | 0 |',
       "| ada | ADA 'bgc', target 0.6, ada_kimg 100 | 2000 iterations | 32.0 ± 2.8 | — | — | — | "
-      '2000 ± 0 | 0.400 ± 0.141 | 0,1 |']                         # no seconds: not timed
+      '2000 ± 0 | 0.400 ± 0.141 | 0.15 ± 0.07 | 0,1 |']           # no seconds: not timed
 
 
 def test_stylegan2_table_curves_compare_the_rows_at_each_scored_iteration(tmp_path):
