@@ -42,19 +42,6 @@ from gan_jax import (checkpoints, cli, files, images, input_pipeline, modes, run
 from gan_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The run (local or gs://).')
-flags.DEFINE_list('steps', [], "Checkpoint steps (default: the latest; 'all': every one kept).")
-flags.DEFINE_integer('num', 1500, 'Images of each kind: training, held-out, generated.',
-                     lower_bound=1)
-flags.DEFINE_string('heldout', None, "Held-out images (a folder, IDX directory or .npz); "
-                    "default: the rows of the run's split outside its dataset.subset.")
-flags.DEFINE_string('dataset_path', None, "The run's dataset.path, where its folder moved.")
-flags.DEFINE_integer('batch', 100, 'Images per critic call, rounded up to whole groups of '
-                     "StyleGAN2's minibatch standard deviation (it sees groups of consecutive "
-                     'images).',
-                     lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Draws of the held-out rows and of the generated images.')
-flags.mark_flag_as_required('workdir')
 
 
 def split_rows(count: int, fraction: float, num: int, seed: int, heldout_count: int = 0):
@@ -151,5 +138,23 @@ def main():
     print(json.dumps(line), flush=True)
 
 
+def define_flags():
+  """The flags, defined only where the script runs (its functions import without them)."""
+  flags.DEFINE_string('workdir', None, 'The run (local or gs://).')
+  flags.DEFINE_list('steps', [], "Checkpoint steps (default: the latest; 'all': every one kept).")
+  flags.DEFINE_integer('num', 1500, 'Images of each kind: training, held-out, generated.',
+                       lower_bound=1)
+  flags.DEFINE_string('heldout', None, "Held-out images (a folder, IDX directory or .npz); "
+                      "default: the rows of the run's split outside its dataset.subset.")
+  flags.DEFINE_string('dataset_path', None, "The run's dataset.path, where its folder moved.")
+  flags.DEFINE_integer('batch', 100, 'Images per critic call, rounded up to whole groups of '
+                       "StyleGAN2's minibatch standard deviation (it sees groups of consecutive "
+                       'images).',
+                       lower_bound=1)
+  flags.DEFINE_integer('seed', 0, 'Draws of the held-out rows and of the generated images.')
+  flags.mark_flag_as_required('workdir')
+
+
 if __name__ == '__main__':
+  define_flags()
   cli.run_tool(main)

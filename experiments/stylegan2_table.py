@@ -216,8 +216,9 @@ def _mean_std(values):
 def table(results, grid: str) -> str:
   """The markdown table of `grid`: a line per row and budget, the domain FID against the test
   images, the iterations, (wallclock) the seconds, (ADA's rows) the final p and (the ada grid)
-  the critic's final r_v (critic_overfit) as mean ± std over the seeds' runs. The ada grid's runs are of a number of iterations, so they may share the
-  CPU or be paused: their seconds (in OUT/results.jsonl) are no speed and not in its table."""
+  the critic's final r_v (critic_overfit) as mean ± std over the seeds' runs. The ada grid's
+  runs are of a number of iterations, so they may share the CPU or be paused: their seconds
+  (in OUT/results.jsonl) are no speed and not in its table."""
   timed = grid == 'wallclock'
   unit = 's' if timed else 'iterations'
   # (header, key in the run's line, digits): each a mean ± std over the seeds' runs
