@@ -18,9 +18,8 @@ r_v is 0 where held-out images score as the training images (no overfitting) and
 score as generated ones. The held-out images are by default the rows of the run's split that
 its dataset.subset left out (the first `num` of a fixed draw); --heldout names other images
 (a folder, IDX directory or .npz, at the run's image size) for a run that trains on a whole
-split. The run's own config (WORKDIR/config.json, as main.py reads it without --config) gives its
-data, --config.dataset.path a moved
-folder's place. A bad flag or run is one line (exit 2); --verbose shows the traceback.
+split. The run's own config (WORKDIR/config.json, as main.py reads it without --config) gives
+its data; --dataset_path gives a moved folder's place. A bad flag or run is one line (exit 2); --verbose shows the traceback.
 """
 
 import json
@@ -77,9 +76,9 @@ def _with_path(dataset_config, path: str):
   return c
 
 
-def scores(stepper, state, x, labels, batch: int) -> np.ndarray:
-  """The critic's outputs [N] on images x (uint8 or [-1, 1] float), `batch` at a time."""
-  fn = jax.jit(lambda s, x, y: updates.critic_scores(stepper.gan, s, x, y))
+def scores(stepper, fn, state, x, labels, batch: int) -> np.ndarray:
+  """The critic's outputs [N] on images x (uint8 or [-1, 1] float), `batch` at a time, by the
+  compiled `fn` (state, x, labels) -> updates.critic_scores."""
   full = lambda a: np.resize(a, (batch, *a.shape[1:]))   # a short last chunk: its rows again
   out = []
   for i in range(0, len(x), batch):
@@ -105,9 +104,10 @@ def generated(stepper, state, num: int, batch: int, seed: int):
 
 def measure(stepper, state, sets, num: int, batch: int, seed: int) -> dict:
   """The critic's mean outputs on the sets and generated images, r_t and r_v."""
+  fn = jax.jit(lambda s, x, y: updates.critic_scores(stepper.gan, s, x, y))  # compiled once
   fake, fake_labels = generated(stepper, state, num, batch, seed)
-  d = {name: scores(stepper, state, x, y, batch) for name, (x, y) in sets.items()}
-  d['generated'] = scores(stepper, state, fake, fake_labels, batch)
+  d = {name: scores(stepper, fn, state, x, y, batch) for name, (x, y) in sets.items()}
+  d['generated'] = scores(stepper, fn, state, fake, fake_labels, batch)
   train, held, gen = (float(d[k].mean()) for k in ('train', 'heldout', 'generated'))
   return {'d_train': round(train, 4), 'd_heldout': round(held, 4), 'd_generated': round(gen, 4),
           'r_t': round(float(np.sign(d['train']).mean()), 4),
