@@ -89,17 +89,12 @@ def scores(stepper, fn, state, x, labels, batch: int) -> np.ndarray:
 
 
 def generated(stepper, state, num: int, batch: int, seed: int):
-  """(images [num, H, W, C] in [-1, 1], labels or None) of the state's trained generator."""
-  key = sampling.stream_key(seed, 0)
-  out, labels = [], None
-  if stepper.num_classes:
-    labels = sampling.balanced_labels(num, stepper.num_classes, interleaved=True)
-  for i in range(0, num, batch):
-    key, z_key, noise_key = jax.random.split(key, 3)
-    z = stepper.noise(z_key, min(batch, num - i))
-    y = None if labels is None else labels[i:i + len(z)]
-    out.append(np.asarray(stepper.generate(state, z, y, noise_key)))
-  return np.concatenate(out), labels
+  """(images [num, H, W, C] in [-1, 1], labels or None) of the state's trained generator, drawn
+  as evaluation draws its samples (sampling.batches, seed's EVAL_STREAM)."""
+  parts = list(sampling.batches(stepper, state, num, sampling.stream_key(
+      seed, sampling.EVAL_STREAM), batch_size=batch, interleaved=True))
+  labels = None if parts[0][1] is None else np.concatenate([y for _, y in parts])
+  return np.concatenate([np.asarray(x) for x, _ in parts]), labels
 
 
 def measure(stepper, state, sets, num: int, batch: int, seed: int) -> dict:

@@ -281,6 +281,9 @@ def test_critic_overfit_gives_adas_heuristics_of_each_checkpoint(tmp_path):
   for line in lines:
     assert line['num'] == {'train': 40, 'heldout': 40, 'generated': 40}
     train, held, gen = line['d_train'], line['d_heldout'], line['d_generated']
-    assert line['r_v'] == pytest.approx((train - held) / (train - gen), abs=2e-3)
+    r_v = (train - held) / (train - gen)
+    # the means are rounded to 4 decimals: r_v recomputed from them is off by up to this much
+    rounding = (1 + abs(r_v)) * 1e-4 / abs(train - gen) + 5e-5
+    assert line['r_v'] == pytest.approx(r_v, abs=rounding * 1.01)
     assert -1 <= line['r_t'] <= 1 and line['r_t'] * 40 == pytest.approx(round(line['r_t'] * 40))
   assert lines[0]['d_train'] != lines[1]['d_train']   # each checkpoint's own critic
