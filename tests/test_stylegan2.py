@@ -198,6 +198,12 @@ def test_small_is_auto_for_one_gpu_with_the_documented_widths_and_sizes():
   counts = (_count(jax.eval_shape(lambda: _init(gen, jnp.zeros((1, 128)), None))),
             _count(jax.eval_shape(lambda: _init(critic, jnp.zeros((1, 32, 32, 1)), None))))
   assert counts == (748_715, 871_521)
+  # against auto's networks on the same 32x32x1 images (docs/stylegan2.md's comparison): auto's
+  # 32x32x3 counts (test_stylegan2_networks.py) less ToRGB's and FromRGB's two colour channels
+  gen, critic = models.build(a.model, (32, 32, 1), 0, conditioning='projection')
+  counts = (_count(jax.eval_shape(lambda: _init(gen, jnp.zeros((1, a.latent_dim)), None))),
+            _count(jax.eval_shape(lambda: _init(critic, jnp.zeros((1, 32, 32, 1)), None))))
+  assert counts == (19_943_435, 21_506_049)
 
 
 def test_the_ema_half_life_ramps_up_with_the_images_seen():
