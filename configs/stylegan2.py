@@ -40,9 +40,10 @@ Options:
              0.0025, 781,250 steps) with channel_base 1024, channel_max 128 (128, 128, 64, 32
              channels at 4, 8, 16, 32 px) and z and w 128; mapping 2 layers, style mixing, the
              path length penalty and ADA as 'auto'. At 32x32x1: G 748,715 and D 871,521
-             parameters, 38 GFLOP per iteration (gan_jax/flops.py's count, R1 and the penalty
-             at their intervals); 0.97 s an iteration on a 2-core Intel Xeon (benchmark.py,
-             docs/stylegan2.md "On a CPU"). experiments/stylegan2_table.py uses it
+             parameters, 61.1 GFLOP per iteration by gan_jax/flops.py (R1 and the penalty
+             counted on every iteration; about 38 at their intervals); 0.29 s an iteration on
+             a 2-core AMD EPYC (benchmark.py, docs/stylegan2.md "On a CPU").
+             experiments/stylegan2_table.py uses it.
   paper256   the ADA paper's 256 px setting (train.py's 'paper256', its FFHQ/LSUN runs at 256x256,
              for 8 GPUs): batch 64, minibatch-std groups of 8, fmaps 0.5 (64 to 512 channels),
              lr 0.0025, gamma 1, mapping 8 layers, EMA half-life 20k images without ramp-up,

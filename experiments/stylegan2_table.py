@@ -34,7 +34,9 @@ ada: StyleGAN2 'small' on dataset.subset 0.025 (1,500 of the 60,000 training ima
   mean ± std over the seeds at each iteration (the comparison at equal iterations), with ADA's
   mean p, and draws them in OUT/ada_STEPS_curves.png. Every finished ada run's line also keeps
   its critic's overfitting at the end, ADA's r_v and r_t (experiments/critic_overfit.py, about
-  a minute), and the table gives r_v's mean ± std.
+  a minute), and the table gives r_v's mean ± std. (The lines in docs/stylegan2_table.jsonl
+  written before that had theirs added afterwards from the same final checkpoints, where the
+  workdirs were kept: not seed 0's 2,000-iteration runs.)
 Runs with ADA ('ada', and 'stylegan2' of wallclock with the official ada_kimg 500) also record
 the final p and its curve, train/ada_p every log_every (100) iterations, read from the run's
 event files by gan_jax/tools/plot_fid.py (which draws it in WORKDIR/train_ada_p.png). Every run
@@ -48,8 +50,8 @@ reads the test folder as dataset.path (its one split, eval.reference_split 'trai
 
 Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. On a
 2-core Intel Xeon a wallclock run takes about 12 minutes with its scoring (its results:
-docs/stylegan2_table.jsonl, the table in docs/results.md), and an ada run about 25 (0.7 s an
-iteration).
+docs/stylegan2_table.jsonl, the table in docs/results.md); an ada run of 2,000 iterations took
+15-50 minutes, on that Xeon and an AMD EPYC, depending on what ran beside it.
 """
 
 import json
@@ -216,7 +218,8 @@ def _mean_std(values):
 def table(results, grid: str) -> str:
   """The markdown table of `grid`: a line per row and budget, the domain FID against the test
   images, the iterations, (wallclock) the seconds, (ADA's rows) the final p and (the ada grid)
-  the critic's final r_v (critic_overfit) as mean ± std over the seeds' runs. The ada grid's
+  the critic's final r_v (critic_overfit) as mean ± std over the seeds' runs (a score that
+  only some runs' lines have, over those, naming their seeds). The ada grid's
   runs are of a number of iterations, so they may share the CPU or be paused: their seconds
   (in OUT/results.jsonl) are no speed and not in its table."""
   timed = grid == 'wallclock'
@@ -236,11 +239,14 @@ def table(results, grid: str) -> str:
   order = lambda key: (key[1], list(GRIDS[grid]).index(key[0]) if key[0] in GRIDS[grid] else 99)
   for row, length in sorted(groups, key=order):
     runs = sorted(groups[row, length], key=lambda r: r['seed'])
-    def cell(key, digits):
-      if not all(key in r for r in runs):
+    def cell(key, digits):   # over the runs whose lines have the score (lines before it lack it)
+      have = [r for r in runs if key in r]
+      if not have:
         return '—'
-      mean, std = _mean_std([r[key] for r in runs])
-      return f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(runs) > 1 else '')
+      mean, std = _mean_std([r[key] for r in have])
+      return (f'{mean:.{digits}f}' + (f' ± {std:.{digits}f}' if len(have) > 1 else '')
+              + ('' if len(have) == len(runs) else
+                 f" (seed{'s' * (len(have) > 1)} {','.join(str(r['seed']) for r in have)})"))
     what = GRIDS[grid][row][2] if row in GRIDS[grid] else ''
     cells = [row, what, f'{length} {unit}', *(cell(key, digits) for _, key, digits in scores),
              ','.join(str(r['seed']) for r in runs)]

@@ -121,7 +121,9 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
           run('wallclock', 'stylegan2', 600, 1, 50.0, 720, 607, ada_p=0.2),
           run('ada', 'ada', 2000, 0, 30.0, 2000, 2100, ada_p=0.3, r_v=0.1),
           run('ada', 'ada', 2000, 1, 34.0, 2000, 2200, ada_p=0.5, r_v=0.2),
-          run('ada', 'noada', 2000, 0, 31.0, 2000, 2000)]   # a line from before r_v
+          run('ada', 'noada', 2000, 0, 31.0, 2000, 2000),   # a line from before r_v
+          run('ada', 'diffaugment', 2000, 0, 20.0, 2000, 2000),       # so is this one,
+          run('ada', 'diffaugment', 2000, 1, 22.0, 2000, 2000, r_v=0.3)]   # not this
   (tmp_path / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in runs))
   tables = {grid: _stylegan2_table(f'--grid={grid}', '--table', f'--out={tmp_path}')
             for grid in ('wallclock', 'ada')}
@@ -136,7 +138,9 @@ def test_stylegan2_table_gives_each_rows_mean_and_spread_and_adas_final_p(tmp_pa
   assert tables['ada'].stdout.splitlines()[2:] == [
       '| noada | no augmentation | 2000 iterations | 31.0 | — | — | — | 2000 | — | — | 0 |',
       "| ada | ADA 'bgc', target 0.6, ada_kimg 100 | 2000 iterations | 32.0 ± 2.8 | — | — | — | "
-      '2000 ± 0 | 0.400 ± 0.141 | 0.15 ± 0.07 | 0,1 |']           # no seconds: not timed
+      '2000 ± 0 | 0.400 ± 0.141 | 0.15 ± 0.07 | 0,1 |',           # no seconds: not timed
+      '| diffaugment | DiffAugment (color,translation,cutout), no ADA | 2000 iterations | '
+      '21.0 ± 1.4 | — | — | — | 2000 ± 0 | — | 0.30 (seed 1) | 0,1 |']   # r_v: the line with it
 
 
 def test_stylegan2_table_curves_compare_the_rows_at_each_scored_iteration(tmp_path):
