@@ -19,7 +19,8 @@ score as generated ones. The held-out images are by default the rows of the run'
 its dataset.subset left out (the first `num` of a fixed draw); --heldout names other images
 (a folder, IDX directory or .npz, at the run's image size) for a run that trains on a whole
 split. The run's own config (WORKDIR/config.json, as main.py reads it without --config) gives
-its data; --dataset_path gives a moved folder's place. A bad flag or run is one line (exit 2); --verbose shows the traceback.
+its data; --dataset_path gives a moved folder's place. A bad flag or run is one line (exit 2);
+--verbose shows the traceback.
 """
 
 import json
