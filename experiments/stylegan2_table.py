@@ -17,7 +17,9 @@ wallclock: StyleGAN2 (configs/stylegan2.py's CPU-sized 'small' option), DCGAN
   data and compiling count), checkpoints and exits (docs/training.md, 'Preemption'). Each keeps
   its preset's num_steps, which none reaches (SNGAN's linear lr decay over 50,000 iterations
   barely starts), and takes max_steps_per_call 4, so that the calls dispatched before the signal
-  end soon after it. The row records the iterations reached and the seconds to main.py's exit.
+  end soon after it. The row records the iterations reached, the seconds to main.py's exit
+  and the CPU (table_runs.cpu: the iterations are that machine's; lines from before 2026-12-07
+  lack it).
   DCGAN's conv model takes 32 px (4, 8, 16, 32 px; 256, 128, 64 channels at width 64); SNGAN's
   fashion_mnist preset is its conv model with spectral norm (chosen at the preset's 28 px),
   not the paper's ResNet that configs/sngan.py:cifar10 builds at 32 px. A run left unfinished
@@ -63,7 +65,7 @@ import time
 
 from absl import app, flags
 
-from table_runs import IDX, ROOT, domain_classifier, run_main  # experiments/table_runs.py
+from table_runs import IDX, ROOT, cpu, domain_classifier, run_main  # experiments/table_runs.py
 
 flags.DEFINE_enum('grid', None, ['wallclock', 'ada'], 'Which grid to run (or print).')
 flags.DEFINE_string('out', '/tmp/sg2_table', 'Directory for the data, classifier, runs, results.')
@@ -163,6 +165,8 @@ def run_row(grid, row, seed, folders, classifier):
             'overrides': overrides, 'samples': FLAGS.samples, 'iterations': scores['step'],
             'seconds': seconds, 'classifier_test_accuracy': _accuracy(classifier),
             **{k: scores[k] for k in SCORES if k in scores}}
+  if grid == 'wallclock':   # its iterations are this machine's
+    result['cpu'] = cpu()
   if config == SMALL:   # the preset's ADA: its p
     p = curve(workdir, 'train/ada_p', 5)
     result.update(ada_p=p[-1][1], ada_p_curve=p)

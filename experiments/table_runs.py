@@ -31,6 +31,23 @@ def run_main(args, log: str, seconds: float = 0) -> str:
   return stdout
 
 
+def cpu() -> str:
+  """'AMD EPYC (family 25, model 1), 2 cores': this machine's CPU as Linux's /proc/cpuinfo names
+  it (a timed run's line records it: its iterations are that machine's); 'unknown' elsewhere."""
+  fields = {}
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        fields.setdefault(key.strip(), value.strip())
+  except OSError:
+    pass
+  name = fields.get('model name', 'unknown')
+  if 'cpu family' in fields:
+    name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+  return f'{name}, {os.cpu_count()} cores'
+
+
 def domain_classifier(path: str, data: str, image_size: int = 0) -> str:
   """`path`, a Fashion-MNIST domain classifier trained on `data` (the IDX directory, or a folder
   of its images) unless one is there already (gan_jax/tools/train_classifier.py, at

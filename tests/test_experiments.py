@@ -104,6 +104,24 @@ def test_conditional_table_gives_each_variants_mean_and_spread_over_its_seeds():
       '| acgan | 1200 | 0.850 ± 0.071 | 0.65 (class 6) | 11.0 ± 1.4 | 22.0 ± 2.8 | 0,1 |')
 
 
+def test_table_runs_names_this_machines_cpu_as_proc_cpuinfo_does():
+  sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+  try:
+    import table_runs  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  cpu = table_runs.cpu()
+  assert cpu.endswith(f', {os.cpu_count()} cores'), cpu
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as f:
+      info = f.read()
+    name = next(line.split(':', 1)[1].strip() for line in info.splitlines()
+                if line.startswith('model name'))
+    assert cpu.startswith(name), (cpu, name)
+    if 'cpu family' in info:
+      assert '(family ' in cpu and ', model ' in cpu, cpu
+
+
 def _stylegan2_table(*args):
   """experiments/stylegan2_table.py ARGS in a subprocess (its flags are conditional_table's)."""
   return subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'stylegan2_table.py'),
