@@ -1,9 +1,9 @@
 """model.arch 'stylegan2' (gan_jax/models/stylegan2/__init__.py), the 'stylegan2' preset and
 configs/stylegan2.py: the registry's contract, the refusals, the official parameter counts of
 the 'cifar' config, the EMA's ramp-up, style mixing's draws and the path length penalty in the
-updates (jit and pmap alike), and the runlocal config training with both, resuming exactly and
-sampling deterministically (the networks, style mixing and the penalty against the official
-code: test_stylegan2_networks.py).
+updates (jit and pmap alike; lazy: times pl_every on the updates that take it), and the
+runlocal config training with both, resuming exactly and sampling deterministically (the
+networks, style mixing and the penalty against the official code: test_stylegan2_networks.py).
 """
 
 import dataclasses
@@ -305,6 +305,25 @@ def test_mixing_and_the_path_length_penalty_draw_the_same_on_one_device_and_on_t
   np.testing.assert_allclose(two[0], one[0], rtol=1e-5)        # the penalty, both devices
   np.testing.assert_allclose(two[1], one[1], rtol=1e-6)        # pl_mean, both devices
   assert float(one[0]) > 0 and float(one[1]) != 0.5
+
+
+@pytest.mark.slow   # a compile of G's update through the penalty's second derivatives
+def test_the_lazy_path_length_penalty_adds_weight_times_every_on_its_updates_only():
+  """On an update that takes it, the generator's loss gains pl_weight * pl_every * penalty and
+  pl_mean moves; on the others the penalty is 0 and pl_mean stays (the same z, noise and
+  critic: the losses differ by the penalty term alone)."""
+  gan, state = _sg2()
+  lazy = dataclasses.replace(gan, pl_weight=2.0, pl_every=4)
+  key, p = jax.random.PRNGKey(5), state.ada['p'] if state.ada else None
+  mean = {'mean': jnp.asarray(0.5, jnp.float32)}
+  update = jax.jit(lambda now: updates.gen_update(lazy, state.gen, state.critic, key, 8, p,
+                                                  mean, now)[1])
+  taken, skipped = update(jnp.asarray(True)), update(jnp.asarray(False))
+  penalty = float(taken['pl_penalty'])
+  assert penalty > 0 and float(skipped['pl_penalty']) == 0.0
+  np.testing.assert_allclose(taken['gen_loss'], skipped['gen_loss'] + 2.0 * 4 * penalty,
+                             rtol=1e-5)
+  assert float(taken['pl_mean']) != 0.5 and float(skipped['pl_mean']) == 0.5
 
 
 # --- training ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config, run_main
+from conftest import load_config, run_main, run_tool
 from gan_jax import (ada, augment, checks, errors, gans, images, input_pipeline, losses, modes, spectral,
                      updates)
 from gan_jax.stepper import Stepper
@@ -291,6 +291,19 @@ def test_ada_p_moves_after_every_interval_by_the_mean_of_its_real_signs():
   np.testing.assert_allclose([m['ada_p'] for m in logged], expected, atol=1e-6)
   assert len(set(np.round(expected, 6))) > 1           # it moved (16 signs: never on 0.1)
   assert float(state.ada['count']) == 0.0 and abs(float(state.ada['p']) - expected[-1]) < 1e-6
+
+
+def test_a_runs_p_reaches_tensorboard_as_train_ada_p_which_plot_fid_reads(tmp_path):
+  """What docs/stylegan2.md's p curves are read from: main.py's event files, by the tool."""
+  config = _ada_config(augment__ada_p=0.5, augment__ada_target=0.1, augment__ada_interval=1,
+                       augment__ada_kimg=0.48, num_steps=4, log_every=1, sample_every=0)
+  state = modes.train(config, str(tmp_path))
+  plot = run_tool('plot_fid', f'--workdir={tmp_path}', '--metric=train/ada_p', timeout=120)
+  assert plot.returncode == 0, plot.stderr[-2000:]
+  logged = json.loads(plot.stdout.strip().splitlines()[-1])
+  assert logged['steps'] == [1, 2, 3, 4]
+  assert logged['values'][-1] == pytest.approx(float(state.ada['p']), abs=1e-6)   # p after
+  assert len(set(np.round(logged['values'], 6))) > 1      # it moved (a step of 0.033 each)
 
 
 def test_ada_at_a_fixed_p_of_0_trains_exactly_as_without_it_and_a_fixed_p_stays():
