@@ -53,8 +53,8 @@ reads the test folder as dataset.path (its one split, eval.reference_split 'trai
 Each finished run is a line of OUT/results.jsonl, not run again; --only runs some rows. On a
 2-core Intel Xeon a wallclock run takes about 12 minutes with its scoring (its results:
 docs/stylegan2_table.jsonl, the table in docs/results.md), 11-13 minutes on a 2-core AMD EPYC
-(Zen 3: docs/stylegan2_wallclock_zen3.jsonl, the rerun of three rows); an ada run of 2,000 iterations took
-15-50 minutes, on that Xeon and an AMD EPYC, depending on what ran beside it.
+(Zen 3: docs/stylegan2_wallclock_zen3.jsonl, the rerun of three rows); an ada run of 2,000
+iterations took 15-50 minutes, on that Xeon and an AMD EPYC, depending on what ran beside it.
 """
 
 import json
