@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config, model_config
-from gan_jax import checks, modes, models, sampling, styles, trainer, updates
+from gan_jax import (checks, input_pipeline, modes, models, sampling, seeds, styles,
+                     trainer, updates)
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
 
@@ -324,6 +325,27 @@ def test_the_lazy_path_length_penalty_adds_weight_times_every_on_its_updates_onl
   np.testing.assert_allclose(taken['gen_loss'], skipped['gen_loss'] + 2.0 * 4 * penalty,
                              rtol=1e-5)
   assert float(taken['pl_mean']) != 0.5 and float(skipped['pl_mean']) == 0.5
+
+
+@pytest.mark.slow   # a compile of 4 StyleGAN2 iterations in one call
+def test_lazy_r1_and_path_length_penalty_fall_on_the_iterations_their_intervals_divide():
+  """4 iterations of the runlocal config in one call (1 critic update an iteration; R1 and the
+  path length penalty every 2nd update): both penalties are taken on iterations 0 and 2 and are
+  0 on 1 and 3 (updates.train_step's update % r1_every and step % pl_every); pl_mean moves on
+  0 and 2 and stays on 1 and 3, and the state keeps iteration 3's."""
+  config = load_config('stylegan2.py:digits,auto,runlocal')
+  assert (config.n_critic, config.loss.r1_every, config.loss.pl_every) == (1, 2, 2)
+  assert config.loss.pl_weight > 0
+  data = input_pipeline.load(config.dataset)
+  stepper = Stepper(config, data.image_shape, data.num_classes)
+  stream = seeds.stream(data, config)
+  state, metrics, _ = stepper.train(stepper.init(), [stream.next(1) for _ in range(4)])
+  r1, pl, mean = (np.asarray(metrics[k]) for k in ('r1_penalty', 'pl_penalty', 'pl_mean'))
+  assert r1.shape == pl.shape == mean.shape == (4,) and int(state.step) == 4
+  assert r1[0] > 0 and r1[2] > 0 and r1[1] == 0 and r1[3] == 0
+  assert pl[0] > 0 and pl[2] > 0 and pl[1] == 0 and pl[3] == 0
+  assert mean[0] > 0 and mean[1] == mean[0] and mean[2] != mean[1] and mean[3] == mean[2]
+  assert float(state.path_length['mean']) == mean[3]
 
 
 # --- training ------------------------------------------------------------------------------------
