@@ -7,6 +7,15 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# XLA:CPU's LLVM code generation at -O0 for every program the tests compile, here and in the
+# processes they start (subprocess_env, simulated_devices): their programs are tiny models run
+# for a few steps, so compiling is most of their time. tests/multidevice_check.py on StyleGAN2's
+# runlocal config ('jit': two compiles of its training call) took 141 s at XLA's default and
+# 83 s at -O0 on an AMD EPYC (Zen 4). What the tests compare is computed under the same flags on
+# both sides; the optimised code differs from it by float32 rounding.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+if TEST_XLA_FLAGS not in os.environ.get('XLA_FLAGS', ''):   # pytest-xdist's workers inherit it
+  os.environ['XLA_FLAGS'] = ' '.join(filter(None, [os.environ.get('XLA_FLAGS'), TEST_XLA_FLAGS]))
 
 import atexit  # pylint: disable=g-import-not-at-top,wrong-import-order
 import shutil  # pylint: disable=g-import-not-at-top,wrong-import-order
@@ -64,13 +73,22 @@ def simulated_devices(count: int) -> str:
   (threads) have not all arrived within 40 s, which 8 of them on 2 busy cores can miss (the slow
   tests, run two at a time, did in CI): they wait 10 minutes here."""
   return (f'--xla_force_host_platform_device_count={count} '
-          '--xla_cpu_collective_call_terminate_timeout_seconds=600')
+          f'--xla_cpu_collective_call_terminate_timeout_seconds=600 {TEST_XLA_FLAGS}')
 
 
 def subprocess_env(env=None):
   """os.environ with quiet TensorFlow and `env` (a value None removes the variable)."""
   full_env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **COMPILED_ENV, **(env or {})}
   return {k: v for k, v in full_env.items() if v is not None}
+
+
+def timing_env():
+  """os.environ with quiet TensorFlow and XLA's own optimisation (no TEST_XLA_FLAGS), for a
+  script whose time is running, not compiling: test_modconv_bench_times_both_forms_... (a
+  grouped convolution, timed) took 189 s at -O0 and 10 s without, on an AMD EPYC (Zen 4)."""
+  flags = os.environ.get('XLA_FLAGS', '').replace(TEST_XLA_FLAGS, '').strip()
+  return {k: v for k, v in {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'XLA_FLAGS': flags}.items()
+          if v}
 
 
 def run_main(*args, timeout=300, env=None, cwd=ROOT):

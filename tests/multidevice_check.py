@@ -89,18 +89,18 @@ def main():
 
   def one_run(spec, both, seed):
     if (spec, both, seed) not in ones:
-      base = {**BASE, **BOTH.get(both, {})}
-      ones[spec, both, seed] = train_on(jax.devices()[:1],
-                                        load_config(spec, **{'seed': seed, **base}), 2)
+      base = {**BASE, **BOTH.get(both, {}), 'seed': seed}
+      ones[spec, both, seed] = train_on(jax.devices()[:1], load_config(spec, **base), 2)
     return ones[spec, both, seed]
 
   for spec, modes in spec_modes:
     for token in modes.split(','):
       mode, _, both = token.partition('@')
       base = {**BASE, **BOTH.get(both, {})}
+      first = base.get('seed', 0)  # member k's seed is first + k (seeds.member_seeds)
       if mode.startswith('seeds_'):  # N members on 8 devices against N separate 1-device runs
         n = int(mode.split('_')[1])
-        one = seeds.stack([one_run(spec, both, s) for s in range(n)])
+        one = seeds.stack([one_run(spec, both, first + k) for k in range(n)])
         eight = train_on(jax.devices(), load_config(spec, **base, num_seeds=n), 2)
         kernel = max(jax.tree.leaves(eight.gen.params), key=lambda x: x.size)  # [N, ...]
         shards = 8 if n == 8 else n if n == 4 else 1   # auto: N when it divides 8
@@ -108,7 +108,7 @@ def main():
         assert len({tuple(map(str, i)) for i in kernel.sharding.devices_indices_map(
             kernel.shape).values()}) == shards, kernel.sharding
       else:
-        one = one_run(spec, both, 0)
+        one = one_run(spec, both, first)
         eight = train_on(jax.devices(), load_config(spec, **{**base, **MODES[mode]}), 2)
       for run in (one, eight):  # NaN would compare as no difference
         assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(run)

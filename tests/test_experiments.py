@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, timing_env
 
 
 def test_benchmark_prints_one_json_line_with_steps_per_call():
@@ -235,7 +235,7 @@ def test_modconv_bench_times_both_forms_of_the_modulated_convolution():
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'experiments', 'modconv_bench.py'),
        '--layers=small_16px_conv0_up', '--rounds=1'], cwd=ROOT, capture_output=True, text=True,
-      timeout=600)
+      timeout=600, env=timing_env())
   assert result.returncode == 0, result.stderr[-2000:]
   line = json.loads(result.stdout.strip().splitlines()[-1])
   assert line['layer'] == 'small_16px_conv0_up'
