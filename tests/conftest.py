@@ -87,8 +87,7 @@ def timing_env():
   script whose time is running, not compiling: test_modconv_bench_times_both_forms_... (a
   grouped convolution, timed) took 189 s at -O0 and 10 s without, on an AMD EPYC (Zen 4)."""
   flags = os.environ.get('XLA_FLAGS', '').replace(TEST_XLA_FLAGS, '').strip()
-  return {k: v for k, v in {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'XLA_FLAGS': flags}.items()
-          if v}
+  return subprocess_env({'XLA_FLAGS': flags or None})
 
 
 def run_main(*args, timeout=300, env=None, cwd=ROOT):
