@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import load_config, model_config
-from gan_jax import (checks, input_pipeline, modes, models, sampling, seeds, styles,
+from conftest import load_config, model_config, run_main
+from gan_jax import (checkpoints, checks, input_pipeline, modes, models, sampling, seeds, styles,
                      trainer, updates)
 from gan_jax.errors import ConfigError
 from gan_jax.stepper import Stepper
@@ -360,10 +361,10 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   spec = 'stylegan2.py:digits,cifar,runlocal'    # conditional: the 'cifar' settings
   # ... with 'auto''s style mixing and path length penalty (every 2nd G update in runlocal)
   quiet = dict(sample_every=0, log_every=0, model__style_mixing=0.9, loss__pl_weight=2.0)
-  straight = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'straight'))
+  straight = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'straight'))
   modes.train(load_config(spec, num_steps=2, **quiet), str(tmp_path / 'resumed'))
-  resumed = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'resumed'))
-  assert int(straight.step) == int(resumed.step) == 4
+  resumed = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'resumed'))
+  assert int(straight.step) == int(resumed.step) == 3
   _tree_equal(straight, resumed)       # 2 + 2 steps are 4 straight, bit for bit
   w_avg = np.asarray(straight.gen.stats['mapping']['w_avg'])
   assert np.abs(w_avg).max() > 0       # the mapping's average moved in training
@@ -390,6 +391,67 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   # ... and so do the labels (the mapping's embedding)
   relabelled = np.asarray(stepper.generate(straight, z, labels + 4))
   assert np.abs(relabelled - fixed).max() > 1e-5
+
+
+@pytest.mark.slow   # three trainings of two members of the runlocal config
+def test_members_resume_exactly_each_with_its_own_ada_p_and_path_length_mean(tmp_path):
+  """num_seeds 2: 2 + 1 iterations are 3 straight, bit for bit, every member's ADA p, sign sums
+  and path length mean included; each member keeps its own (test_multidevice.py's seeds_3
+  shows each equals the separate run of its seed)."""
+  spec = 'stylegan2.py:digits,auto,runlocal'
+  # p from 0.5 (from 0 it stayed at 0 here: E[sign D(real)] below the target 0.6)
+  quiet = dict(sample_every=0, log_every=0, num_seeds=2, seed=1, augment__ada_p=0.5)
+  straight = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'straight'))
+  modes.train(load_config(spec, num_steps=2, **quiet), str(tmp_path / 'resumed'))
+  resumed = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'resumed'))
+  assert int(straight.step) == int(resumed.step) == 3
+  _tree_equal(straight, resumed)
+  p, pl_mean = np.asarray(straight.ada['p']), np.asarray(straight.path_length['mean'])
+  assert p.shape == pl_mean.shape == straight.ada['count'].shape == (2,)
+  # p moved by +-0.1 on each of the 3 iterations (runlocal: every iteration, by 16 / 160
+  # images), to 0.2, 0.4, 0.6 or 0.8
+  tenths = np.round(p * 10)
+  assert np.all((np.abs(p * 10 - tenths) < 1e-4) & np.isin(tenths, (2, 4, 6, 8))), p
+  assert np.all(pl_mean > 0) and pl_mean[0] != pl_mean[1]   # each member's own mean
+
+
+@pytest.mark.slow   # main.py's compiles at 256 px: a minute or more on 2 cores
+def test_a_colour_folder_at_256_px_trains_and_samples_through_main(tmp_path):
+  """A user's folder of colour images of another size, at the official configs' largest 256 px:
+  main.py trains 'auto' with ADA at runlocal widths (channel_base 1024: 16 channels to 64 px,
+  4 at 256; batch 4, one minibatch-std group) on 256x256x3, its synthesis and D blocks at 4 to
+  256 px, and --mode=sample draws 256x256x3 images from the workdir. (ADA's geometric
+  transforms pad every image by its side - 1 and upsample it 2x, 1,532 px a side at 256 px:
+  at batch 16 they took most of an iteration here.)"""
+  rng = np.random.default_rng(0)
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  for i in range(16):
+    Image.fromarray(rng.integers(0, 256, (300, 280, 3), dtype=np.uint8)).save(
+        folder / f'{i}.png')
+  run = tmp_path / 'run'
+  common = ('--config=configs/stylegan2.py:celeb_a,runlocal', f'--workdir={run}',
+            f'--config.dataset.path={folder}', '--config.dataset.image_size=256',
+            '--config.model.channel_base=1024', '--config.batch_size=4',
+            '--config.sample_every=0', '--config.num_steps=2')
+  proc = run_main(*common, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Training on 256x256x3 images' in proc.stderr
+  config = load_config('stylegan2.py:celeb_a,runlocal', dataset__image_size=256,
+                       model__channel_base=1024, batch_size=4)
+  state = checkpoints.restore_for_use(
+      str(run), Stepper(config, (256, 256, 3), 0).abstract_state())
+  assert int(state.step) == 2 and float(state.ada['p']) > 0   # ADA ran
+  resolutions = [2 ** k for k in range(2, 9)]
+  assert sorted(state.gen.params['synthesis']) == sorted(f'b{r}' for r in resolutions)
+  assert {f'b{r}' for r in resolutions[1:]} <= set(state.critic.params)
+  proc = run_main(f'--workdir={run}', '--mode=sample', '--num_samples=4',
+                  f'--out={tmp_path / "samples.npz"}', timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with np.load(tmp_path / 'samples.npz') as samples:
+    images = samples['images']
+  assert images.shape == (4, 256, 256, 3) and np.isfinite(images).all()
+  assert images.std() > 0
 
 
 @pytest.mark.slow   # four compiles of both players' second derivatives, a minute or more
