@@ -20,6 +20,7 @@ commit d72cc7d041b42ec8e806021a205ed9349f87c6a4, CPU reference ops, its recorded
 16x16x3, 32x32x3, 32x32x1, 16x24x3 and 24x16x1 batches at p = 1 and 0.5: identical images and
 gradients (after taking its normalising scale's inverse in float64, as the official does), and
 gan_jax.ada.apply within 3.3e-5 of the official run one example at a time.
+experiments/official_check.py makes that comparison again, from a checkout of the official code.
 
 Skipped where torch is not installed (CI installs it).
 """

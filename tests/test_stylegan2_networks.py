@@ -1,7 +1,8 @@
 """gan_jax/models/stylegan2/networks.py computes what stylegan2-ada-pytorch's training/networks.py
-computes: tests/stylegan2_torch.py's networks (which equal the official modules on the official
-weights, output for output) loaded with our random weights, on the same inputs, at 32x32 with
-small widths (channel_base 512, channel_max 32: 32 channels up to 16x16, 16 at 32x32).
+computes: tests/stylegan2_torch.py's networks (which equal the official modules on the same
+weights, output for output: experiments/official_check.py, from a checkout of the official
+code) loaded with our random weights, on the same inputs, at 32x32 with small widths
+(channel_base 512, channel_max 32: 32 channels up to 16x16, 16 at 32x32).
 
 Checked: the mapping network (conditional and not, its w_avg update in training and truncation
 with a cutoff), the whole generator (const noise with random strengths, fused and non-fused
