@@ -2,8 +2,10 @@
 configs/stylegan2.py: the registry's contract, the refusals, the official parameter counts of
 the 'cifar' config, the EMA's ramp-up, style mixing's draws and the path length penalty in the
 updates (jit and pmap alike; lazy: times pl_every on the updates that take it), and the
-runlocal config training with both, resuming exactly and sampling deterministically (the
-networks, style mixing and the penalty against the official code: test_stylegan2_networks.py).
+runlocal config training with both, resuming exactly and sampling deterministically, two
+members (num_seeds) resuming exactly, and a colour folder at 256 px trained and sampled through
+main.py (the networks, style mixing and the penalty against the official code:
+test_stylegan2_networks.py).
 """
 
 import dataclasses
@@ -361,10 +363,10 @@ def test_runlocal_trains_resumes_exactly_and_samples_deterministically(tmp_path)
   spec = 'stylegan2.py:digits,cifar,runlocal'    # conditional: the 'cifar' settings
   # ... with 'auto''s style mixing and path length penalty (every 2nd G update in runlocal)
   quiet = dict(sample_every=0, log_every=0, model__style_mixing=0.9, loss__pl_weight=2.0)
-  straight = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'straight'))
+  straight = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'straight'))
   modes.train(load_config(spec, num_steps=2, **quiet), str(tmp_path / 'resumed'))
-  resumed = modes.train(load_config(spec, num_steps=3, **quiet), str(tmp_path / 'resumed'))
-  assert int(straight.step) == int(resumed.step) == 3
+  resumed = modes.train(load_config(spec, num_steps=4, **quiet), str(tmp_path / 'resumed'))
+  assert int(straight.step) == int(resumed.step) == 4
   _tree_equal(straight, resumed)       # 2 + 2 steps are 4 straight, bit for bit
   w_avg = np.asarray(straight.gen.stats['mapping']['w_avg'])
   assert np.abs(w_avg).max() > 0       # the mapping's average moved in training
