@@ -96,25 +96,6 @@ def _normal(seed, shape):
   return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def _variables(module, *args, seed=0):
-  """Random variables of `module`'s shapes (as tests/test_stylegan2_networks.py draws them:
-  biases, noise strengths and w_avg random too, so a comparison sees them)."""
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    x = rng.standard_normal(leaf.shape).astype(np.float32)
-    if name.endswith("['bias']"):
-      return x * 0.3 + ("['affine']" in name)
-    if name.endswith("['noise_strength']") or name.endswith("['w_avg']"):
-      return x * 0.5
-    if "['mapping']['fc" in name and name.endswith("['weight']"):
-      return x / 0.01
-    return x
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 def _nhwc(t):
   return t.detach().numpy().transpose(0, 2, 3, 1)
 
@@ -123,7 +104,7 @@ def check_generator(report, official, ref, torch, c_dim, fused):
   z = _normal(1, (BATCH, Z))
   labels = jnp.array([3, 0, 9, 3]) if c_dim else None
   gen = networks.GeneratorNetwork(RES, 3, c_dim, Z, W, mapping_layers=2, **SMALL)
-  variables = _variables(gen, z, labels)
+  variables = ref.random_variables(gen, z, labels)
   params, state = variables['params'], variables[networks.STATE]
   cot = _normal(5, (BATCH, RES, RES, 3))
 
@@ -177,7 +158,7 @@ def check_discriminator(report, official, ref, torch, c_dim, architecture):
   labels = jnp.array([3, 0, 9, 3]) if c_dim else None
   x = np.random.default_rng(2).uniform(-1, 1, (BATCH, RES, RES, 3)).astype(np.float32)
   critic = networks.DiscriminatorNetwork(RES, c_dim, architecture, mbstd_group_size=2, **SMALL)
-  variables = _variables(critic, x, labels, seed=1)
+  variables = ref.random_variables(critic, x, labels, seed=1)
   cot = _normal(7, (BATCH, 1))
 
   @jax.jit

@@ -521,6 +521,26 @@ class Discriminator(torch.nn.Module):
     return self.b4(x, cmap)
 
 
+def random_variables(module, *args, seed=0):
+  """Variables of `module`'s shapes drawn as its initialisers draw them (weights N(0, 1), the
+  mapping layers' N(0, 1) / lr_multiplier, the constants N(0, 1)), with biases (the affine
+  layers' around their initial 1), noise strengths and w_avg random too (initially 0 or 1: a
+  check would not see them). Drawn with numpy: jitting init costs ~10 s of compilation here."""
+  rng = np.random.default_rng(seed)
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    x = rng.standard_normal(leaf.shape).astype(np.float32)
+    if name.endswith("['bias']"):
+      return x * 0.3 + ("['affine']" in name)
+    if name.endswith("['noise_strength']") or name.endswith("['w_avg']"):
+      return x * 0.5
+    if "['mapping']['fc" in name and name.endswith("['weight']"):
+      return x / 0.01
+    return x
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
 def parameter_count(module):
   return sum(p.numel() for p in module.parameters())
 

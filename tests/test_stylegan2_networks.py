@@ -45,26 +45,6 @@ Z, W, CLASSES, BATCH = 16, 24, 10, 4
 COUNTS_256 = {2: (23_191_522, 24_001_089), 8: (24_767_458, 24_001_089)}
 
 
-def _variables(module, *args, seed=0):
-  """Variables of `module`'s shapes drawn as its initialisers draw them (weights N(0, 1), the
-  mapping layers' N(0, 1) / lr_multiplier, the constants N(0, 1)), with biases (the affine
-  layers' around their initial 1), noise strengths and w_avg random too (initially 0 or 1: a
-  check would not see them). Drawn with numpy: jitting init costs ~10 s of compilation here."""
-  rng = np.random.default_rng(seed)
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    x = rng.standard_normal(leaf.shape).astype(np.float32)
-    if name.endswith("['bias']"):
-      return x * 0.3 + ("['affine']" in name)
-    if name.endswith("['noise_strength']") or name.endswith("['w_avg']"):
-      return x * 0.5
-    if "['mapping']['fc" in name and name.endswith("['weight']"):
-      return x / 0.01
-    return x
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 @jax.jit
 def _randomised(variables, key):
   """`variables` with biases and w_avg drawn at random (initially 0 or 1)."""
@@ -142,7 +122,7 @@ def test_generator_is_the_officials(c_dim, fused):
   z, labels, _ = _inputs()
   labels = labels if c_dim else None
   gen, t_gen = _generator(c_dim)
-  variables = _variables(gen, z, labels)
+  variables = ref.random_variables(gen, z, labels)
   params, state = variables['params'], variables[networks.STATE]
   cot = _normal(5, (BATCH, 32, 32, 3))
 
@@ -170,7 +150,7 @@ def test_generator_is_the_officials(c_dim, fused):
 def test_noise_modes():
   z, _, _ = _inputs()
   gen, _ = _generator(0)
-  variables = _variables(gen, z)
+  variables = ref.random_variables(gen, z)
   run = jax.jit(gen.apply, static_argnames='noise_mode')
   key = jax.random.PRNGKey(7)
   a = run(variables, z, noise_mode='random', rngs={'noise': key})
@@ -189,7 +169,7 @@ def test_discriminator_is_the_officials(c_dim, architecture):
   _, labels, x = _inputs()
   labels = labels if c_dim else None
   critic = networks.DiscriminatorNetwork(32, c_dim, architecture, mbstd_group_size=2, **SMALL)
-  variables = _variables(critic, x, labels, seed=1)
+  variables = ref.random_variables(critic, x, labels, seed=1)
   cot = _normal(7, (BATCH, 1))
 
   @jax.jit
@@ -249,7 +229,7 @@ def test_a_training_forward_updates_w_avg_alone():
   the 'noise' stream) leaves that collection as it is."""
   z, labels, _ = _inputs()
   gen, _ = _generator(CLASSES)
-  variables = _variables(gen, z, labels)
+  variables = ref.random_variables(gen, z, labels)
 
   @jax.jit
   def halves(variables):
@@ -278,7 +258,7 @@ def test_r1_penalty_gradients_are_the_officials():
   _, labels, x = _inputs()
   x = x[:, :16, :16]
   critic = networks.DiscriminatorNetwork(16, CLASSES, 'resnet', mbstd_group_size=2, **SMALL)
-  variables = _variables(critic, x, labels, seed=2)
+  variables = ref.random_variables(critic, x, labels, seed=2)
 
   @jax.jit
   def r1_grads(params):
@@ -308,7 +288,7 @@ def test_style_mixing_and_the_path_length_penalty_are_the_officials():
   other_z, noise = _normal(8, (BATCH, Z)), _normal(9, (BATCH, 16, 16, 3))
   cutoff, pl_mean, decay = 2, 0.4, 0.01
   gen = networks.GeneratorNetwork(16, 3, CLASSES, Z, W, mapping_layers=2, **SMALL)
-  variables = _variables(gen, z, labels, seed=3)
+  variables = ref.random_variables(gen, z, labels, seed=3)
   state = variables[networks.STATE]
 
   @jax.jit
