@@ -80,10 +80,10 @@ class Report:
               ok=bool(np.all(difference <= atol + rtol * np.abs(theirs))),
               said=f'tolerance {atol:.3g} + {rtol:.3g} of the value')
 
-  def grads(self, what, module, flax_grads, ref):
-    """Every parameter's gradient against the official's, as a fraction of its largest."""
+  def grads(self, what, pairs):
+    """{parameter: (a gradient, the official's)}, each as a fraction of the official's largest."""
     worst = {}
-    for name, (ours, theirs) in ref.grads_in_torch_layout(module, flax_grads).items():
+    for name, (ours, theirs) in pairs.items():
       kind = 'noise strengths' if name.endswith('noise_strength') else 'parameters'
       scale = max(float(np.abs(theirs).max()), 1e-12)
       worst[kind] = max(worst.get(kind, 0.0), float(np.abs(ours - theirs).max()) / scale)
@@ -135,23 +135,13 @@ def check_generator(report, official, ref, torch, c_dim, fused):
     (out * ref.tensor(cot.transpose(0, 3, 1, 2))).sum().backward()
     outputs[name] = _nhwc(out)
   report.allclose(f'{what}: gan_jax images', images, outputs['official'])
-  report.grads(f'{what}: gan_jax', them, grads, ref)
+  report.grads(f'{what}: gan_jax', ref.grads_in_torch_layout(them, grads))
   report.allclose(f'{what}: tests/stylegan2_torch.py images', outputs['reference'],
                   outputs['official'])
-  report.grads(f'{what}: tests/stylegan2_torch.py', them,
-               {n: np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
-                for n, p in mine.named_parameters()}, _SameLayout(ref))
-
-
-class _SameLayout:
-  """ref.grads_in_torch_layout for gradients already in the official layout, by torch name."""
-
-  def __init__(self, ref):
-    self.ref = ref
-
-  def grads_in_torch_layout(self, module, by_name):
-    return {name: (by_name[name], np.zeros(p.shape, np.float32) if p.grad is None
-                   else p.grad.numpy()) for name, p in module.named_parameters()}
+  grad = lambda p: np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
+  mine_grads = dict(mine.named_parameters())
+  report.grads(f'{what}: tests/stylegan2_torch.py',
+               {n: (grad(mine_grads[n]), grad(p)) for n, p in them.named_parameters()})
 
 
 def check_discriminator(report, official, ref, torch, c_dim, architecture):
@@ -186,7 +176,7 @@ def check_discriminator(report, official, ref, torch, c_dim, architecture):
     (out * ref.tensor(cot)).sum().backward()
     outputs[name] = (out.detach().numpy(), t_x.grad.numpy().transpose(0, 2, 3, 1))
   report.allclose(f'{what}: gan_jax scores', scores, outputs['official'][0])
-  report.grads(f'{what}: gan_jax', them, grads, ref)
+  report.grads(f'{what}: gan_jax', ref.grads_in_torch_layout(them, grads))
   scale = np.abs(outputs['official'][1]).max()
   report.line(f"{what}: gan_jax's gradient of the input",
               float(np.abs(x_grad - outputs['official'][1]).max() / scale), GRAD_TOL)
