@@ -100,6 +100,15 @@ def _nhwc(t):
   return t.detach().numpy().transpose(0, 2, 3, 1)
 
 
+def _label_inputs(torch, labels, c_dim):
+  """(the official's one-hot labels, tests/stylegan2_torch.py's class indices); None, None
+  when unconditional."""
+  if not c_dim:
+    return None, None
+  indices = torch.tensor(np.asarray(labels)).long()
+  return torch.nn.functional.one_hot(indices, c_dim).float(), indices
+
+
 def check_generator(report, official, ref, torch, c_dim, fused):
   z = _normal(1, (BATCH, Z))
   labels = jnp.array([3, 0, 9, 3]) if c_dim else None
@@ -119,8 +128,7 @@ def check_generator(report, official, ref, torch, c_dim, fused):
   them = official.Generator(Z, c_dim, W, RES, 3, mapping_kwargs=dict(num_layers=2),
                             synthesis_kwargs=SMALL)
   mine = ref.Generator(Z, c_dim, W, RES, 3, mapping_layers=2, **SMALL)
-  t_labels = (torch.nn.functional.one_hot(torch.tensor(np.asarray(labels)).long(), c_dim).float()
-              if c_dim else None)
+  official_labels, reference_labels = _label_inputs(torch, labels, c_dim)
   what = f'generator ({"conditional" if c_dim else "unconditional"}, ' \
          f'{"fused" if fused else "unfused"})'
   outputs = {}
@@ -128,9 +136,7 @@ def check_generator(report, official, ref, torch, c_dim, fused):
     copied = ref.load_flax(module, variables)   # (a KeyError for a tensor gan_jax lacks)
     assert copied == len(jax.tree.leaves(variables)), (name, copied)   # ... and none extra
     module.eval()  # (in training mode the mapping moves w_avg before truncating)
-    # the official mapping takes one-hot labels; tests/stylegan2_torch.py takes class indices
-    c = t_labels if name == 'official' else (
-        torch.tensor(np.asarray(labels)).long() if c_dim else None)
+    c = official_labels if name == 'official' else reference_labels
     out = module(ref.tensor(z), c, truncation_psi=0.8, noise_mode='const', fused_modconv=fused)
     (out * ref.tensor(cot.transpose(0, 3, 1, 2))).sum().backward()
     outputs[name] = _nhwc(out)
@@ -164,14 +170,13 @@ def check_discriminator(report, official, ref, torch, c_dim, architecture):
                                 epilogue_kwargs=dict(mbstd_group_size=2))
   mine = ref.Discriminator(c_dim, RES, 3, architecture, mbstd_group_size=2, **SMALL)
   what = f'discriminator ({architecture}, {"conditional" if c_dim else "unconditional"})'
+  official_labels, reference_labels = _label_inputs(torch, labels, c_dim)
   outputs = {}
   for name, module in (('official', them), ('reference', mine)):
     ref.load_flax(module, variables)
     module.eval()
     t_x = ref.tensor(x.transpose(0, 3, 1, 2)).requires_grad_(True)
-    c = ((torch.nn.functional.one_hot(torch.tensor(np.asarray(labels)).long(), c_dim).float()
-          if name == 'official' else torch.tensor(np.asarray(labels)).long())
-         if c_dim else None)
+    c = official_labels if name == 'official' else reference_labels
     out = module(t_x, c)
     (out * ref.tensor(cot)).sum().backward()
     outputs[name] = (out.detach().numpy(), t_x.grad.numpy().transpose(0, 2, 3, 1))
@@ -194,22 +199,19 @@ COUNTS = [("--cfg=cifar --cond=1", CLASSES, 32768, 'orig', 32, 2),
           ('--cfg=paper256', 0, 16384, 'resnet', 256, 8)]
 
 
-def check_counts(report, official, torch):
-  def count(module, *args):
-    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params']
-    return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
-
+def check_counts(report, official, ref):
   for what, c_dim, base, architecture, res, mapping in COUNTS:
     z, x = jnp.zeros((2, 512)), jnp.zeros((2, res, res, 3))
     labels = jnp.zeros((2,), jnp.int32) if c_dim else None
     arch = dict(channel_base=base, channel_max=512)
-    ours = (count(networks.GeneratorNetwork(res, 3, c_dim, 512, 512, mapping_layers=mapping,
-                                            **arch), z, labels),
-            count(networks.DiscriminatorNetwork(res, c_dim, architecture, **arch), x, labels))
+    gen = networks.GeneratorNetwork(res, 3, c_dim, 512, 512, mapping_layers=mapping, **arch)
+    critic = networks.DiscriminatorNetwork(res, c_dim, architecture, **arch)
+    ours = (ref.flax_parameter_count(gen, z, labels),
+            ref.flax_parameter_count(critic, x, labels))
     g = official.Generator(512, c_dim, 512, res, 3, mapping_kwargs=dict(num_layers=mapping),
                            synthesis_kwargs=arch)
     d = official.Discriminator(c_dim, res, 3, architecture=architecture, **arch)
-    theirs = tuple(sum(p.numel() for p in m.parameters()) for m in (g, d))
+    theirs = (ref.parameter_count(g), ref.parameter_count(d))
     print(f'parameters, {what}: G {ours[0]:,} D {ours[1]:,} (official G {theirs[0]:,} '
           f'D {theirs[1]:,})')
     report.line(f'parameters, {what}: G and D, |gan_jax - official|',
@@ -325,7 +327,7 @@ def main(argv):
     for c_dim, architecture in ((CLASSES, 'resnet'), (0, 'orig')):
       check_discriminator(report, official_networks, ref, torch, c_dim, architecture)
   if 'counts' in _PARTS.value:
-    check_counts(report, official_networks, torch)
+    check_counts(report, official_networks, ref)
   if 'ada' in _PARTS.value:
     check_ada(report, official_augment, ada_torch, torch)
   print('all within tolerance' if not report.failed else 'SOME OVER TOLERANCE')

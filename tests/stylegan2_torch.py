@@ -545,6 +545,12 @@ def parameter_count(module):
   return sum(p.numel() for p in module.parameters())
 
 
+def flax_parameter_count(module, *args):
+  """The parameters of flax `module` applied to `args` (shapes only: nothing is computed)."""
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params']
+  return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
+
+
 def load_flax(module, variables):
   """Copies gan_jax's variables ({'params': ..., 'batch_stats': ...}, official names) into
   `module`'s parameters and buffers; returns the number copied. Raises KeyError for a tensor

@@ -192,11 +192,6 @@ def test_discriminator_is_the_officials(c_dim, architecture):
   assert float(jnp.std(scores)) > 1e-3
 
 
-def _count(module, *args):
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *args)['params']
-  return sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
-
-
 @pytest.mark.parametrize('c_dim,channel_base,architecture,res,mapping,counts', [
     # stylegan2-ada-pytorch's train.py --cfg=cifar --cond=1 (32x32: 512 channels everywhere,
     # mapping 2 layers, D 'orig'); its Generator and Discriminator count these
@@ -214,9 +209,10 @@ def test_parameter_counts_are_the_officials(c_dim, channel_base, architecture, r
   z, labels, x = jnp.zeros((2, 512)), jnp.zeros((2,), jnp.int32), jnp.zeros((2, res, res, 3))
   labels = labels if c_dim else None
   arch = dict(channel_base=channel_base, channel_max=512)
-  ours = (_count(networks.GeneratorNetwork(res, 3, c_dim, 512, 512, mapping_layers=mapping,
-                                           **arch), z, labels),
-          _count(networks.DiscriminatorNetwork(res, c_dim, architecture, **arch), x, labels))
+  gen = networks.GeneratorNetwork(res, 3, c_dim, 512, 512, mapping_layers=mapping, **arch)
+  critic = networks.DiscriminatorNetwork(res, c_dim, architecture, **arch)
+  ours = (ref.flax_parameter_count(gen, z, labels),
+          ref.flax_parameter_count(critic, x, labels))
   with torch.device('meta'):
     theirs = (ref.parameter_count(ref.Generator(512, c_dim, 512, res, 3, mapping, **arch)),
               ref.parameter_count(ref.Discriminator(c_dim, res, 3, architecture, **arch)))
