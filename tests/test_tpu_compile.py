@@ -1,8 +1,8 @@
 """`main.py --mode=compile`: every paper preset's training call (SNGAN's, BigGAN's and
 StyleGAN2's at runlocal widths) compiled by libtpu for a TPU slice on this CPU-only machine (no
 TPU, no network, no metadata server), one preset for a slice of several hosts, and the variants
-(num_seeds, bfloat16, pmap). Small batches: they compile as
-the full ones do, in a fraction of the time (HBM grows with the batch, the program does not)."""
+(num_seeds, bfloat16, pmap). Small batches: they compile as the full ones do, in a fraction of
+the time (HBM grows with the batch, the program does not)."""
 
 import json
 import os
