@@ -24,6 +24,14 @@ Two more timings of what a CPU picks (conv_impl other than 'xla', 'hybrid' there
                ('hybrid': what a CPU trains with)
 
   python experiments/modconv_bench.py --generator --filters --rounds=5
+
+And ADA's augmentation (gan_jax/ada.py, pipeline 'bgc' at p 1: every transform fires), forward
+and gradient with respect to the images as the critic's and generator's updates take it, at
+each side of --ada_sides (batch --ada_batch, 3 channels): timed here, or with --target compiled
+for one chip of that TPU (XLA's memory and cost analyses).
+
+  python experiments/modconv_bench.py --ada --rounds=5
+  .venv-tpu/bin/python experiments/modconv_bench.py --ada --target=v5e-8
 """
 
 import argparse
@@ -146,6 +154,47 @@ def time_filters(rounds: int):
     print(json.dumps(row), flush=True)
 
 
+def _ada_grad(side: int):
+  """images -> the gradient of <augment(images), cotangent> with respect to the images, p 1."""
+  from gan_jax import ada  # pylint: disable=g-import-not-at-top
+  spec = ada.PIPELINES['bgc']
+
+  def grad(images, cotangent):
+    augmented, vjp = jax.vjp(lambda x: ada.augment(jax.random.PRNGKey(side), x, 1.0, spec),
+                             images)
+    return augmented, vjp(cotangent)[0]
+  return grad
+
+
+def ada_rows(sides, batch: int, rounds: int, target: str = ''):
+  """A row per side: ADA's forward and gradient timed (median ms) or, with `target`, compiled
+  for one chip of that TPU."""
+  device = None
+  if target:
+    from gan_jax import targets  # pylint: disable=g-import-not-at-top
+    device = targets.devices(target)[0]
+  for side in sides:
+    shape = (batch, side, side, 3)
+    row = {'ada': 'bgc, p 1', 'images': list(shape)}
+    fn = jax.jit(_ada_grad(side))
+    if device is None:
+      key = jax.random.PRNGKey(0)
+      images = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+      row['device'] = jax.devices()[0].device_kind
+      row['forward_and_gradient_ms'] = _median_ms(fn, (images, images), rounds)
+    else:
+      sharding = jax.sharding.SingleDeviceSharding(device)
+      abstract = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=sharding)
+      compiled = fn.lower(abstract, abstract).compile()
+      memory = compiled.memory_analysis()
+      cost = compiled.cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      row.update(target=target, device_kind=device.device_kind,
+                 temp_mib=round(memory.temp_size_in_bytes / 2 ** 20, 1),
+                 bytes_accessed_mib=round(cost.get('bytes accessed', float('nan')) / 2 ** 20, 1))
+    print(json.dumps(row), flush=True)
+
+
 def compile_layers(target: str, names):
   from gan_jax import targets  # pylint: disable=g-import-not-at-top
   device = targets.devices(target)[0]
@@ -179,7 +228,15 @@ def main():
   parser.add_argument('--filters', action='store_true',
                       help="time the 'small' preset's FIR filters (and not --layers)")
   parser.add_argument('--batch', type=int, default=250, help='--generator: samples per call')
+  parser.add_argument('--ada', action='store_true',
+                      help="ADA's augmentation and its gradient (and not --layers)")
+  parser.add_argument('--ada_sides', default='32,64,128,256', help='--ada: image sides')
+  parser.add_argument('--ada_batch', type=int, default=8, help='--ada: images per call')
   args = parser.parse_args()
+  if args.ada:
+    sides = [int(s) for s in args.ada_sides.split(',') if s]
+    ada_rows(sides, args.ada_batch, args.rounds, args.target)
+    return
   if args.generator or args.filters:
     if args.generator:
       time_generator(args.rounds, args.batch)

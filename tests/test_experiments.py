@@ -261,6 +261,18 @@ def test_modconv_bench_times_the_generators_sampling_and_the_filters_in_both_for
   assert 'layer' not in result.stdout          # not --layers' timings too
 
 
+def test_modconv_bench_times_ada_forward_and_gradient_at_each_side():
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'modconv_bench.py'), '--ada',
+       '--ada_sides=16,24', '--ada_batch=2', '--rounds=1'], cwd=ROOT, capture_output=True,
+      text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = [json.loads(l) for l in result.stdout.strip().splitlines()]
+  assert [l['images'] for l in lines] == [[2, 16, 16, 3], [2, 24, 24, 3]]
+  assert all(l['forward_and_gradient_ms'] > 0 for l in lines)
+  assert 'layer' not in result.stdout          # not --layers' timings too
+
+
 def test_critic_overfit_holds_out_the_rows_its_subset_left_out():
   from experiments import critic_overfit  # pylint: disable=g-import-not-at-top
   from gan_jax import errors, input_pipeline  # pylint: disable=g-import-not-at-top
