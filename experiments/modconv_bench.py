@@ -155,7 +155,8 @@ def time_filters(rounds: int):
 
 
 def _ada_grad(side: int):
-  """images -> the gradient of <augment(images), cotangent> with respect to the images, p 1."""
+  """(images, cotangent) -> (augment(images), the gradient of <augment(images), cotangent> with
+  respect to the images), at p 1 with a key fixed per side."""
   from gan_jax import ada  # pylint: disable=g-import-not-at-top
   spec = ada.PIPELINES['bgc']
 
