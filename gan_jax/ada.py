@@ -295,11 +295,11 @@ def upsample(x, axis: int) -> jax.Array:
   """2x along `axis` as the official upsample2d: zeros after each sample, zero padding (6, 5),
   convolution with 2 * SYM6 (gain 4 over the two axes). n samples -> 2n.
 
-  In polyphase form: output 2m takes the filter's even taps and output 2m + 1 its odd taps, each
-  over six input samples (the input zero-padded by 3 each side), so the zero-stuffed signal is
-  never built. The same sums without their zero terms; on XLA:CPU the gradient of the
-  zero-stuffed form made ADA's forward and gradient 3-4 times slower (docs/stylegan2.md, 'On a
-  CPU')."""
+  In polyphase form: output 2m takes the even taps of f (SYM6 reversed, so SYM6's odd taps) and
+  output 2m + 1 its odd taps, each over six input samples (the input zero-padded by 3 each side),
+  so the zero-stuffed signal is never built. The same sums without their zero terms; on XLA:CPU
+  the gradient of the zero-stuffed form made ADA's forward and gradient 3-4 times slower
+  (docs/stylegan2.md, 'On a CPU')."""
   n = x.shape[axis]
   f = 2 * SYM6[::-1]  # convolution: the filter reversed under a correlation
   pad = len(SYM6) // 4  # 3: output 2m reads inputs m - 3 .. m + 2, output 2m + 1 m - 2 .. m + 3
