@@ -83,6 +83,16 @@ def _inputs(batch, res, cin, cout, up, abstract_on=None):
   return [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, shapes)]
 
 
+def _compiled_mib(lowered) -> dict:
+  """XLA's analyses of a lowered call compiled for its device: temporaries and bytes accessed,
+  MiB."""
+  compiled = lowered.compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return {'temp_mib': round(compiled.memory_analysis().temp_size_in_bytes / 2 ** 20, 1),
+          'bytes_accessed_mib': round(cost.get('bytes accessed', float('nan')) / 2 ** 20, 1)}
+
+
 def _median_ms(fn, args, rounds: int) -> float:
   jax.block_until_ready(fn(*args))  # compile and warm up
   seconds = []
@@ -186,13 +196,8 @@ def ada_rows(sides, batch: int, rounds: int, target: str = ''):
     else:
       sharding = jax.sharding.SingleDeviceSharding(device)
       abstract = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=sharding)
-      compiled = fn.lower(abstract, abstract).compile()
-      memory = compiled.memory_analysis()
-      cost = compiled.cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
       row.update(target=target, device_kind=device.device_kind,
-                 temp_mib=round(memory.temp_size_in_bytes / 2 ** 20, 1),
-                 bytes_accessed_mib=round(cost.get('bytes accessed', float('nan')) / 2 ** 20, 1))
+                 **_compiled_mib(fn.lower(abstract, abstract)))
     print(json.dumps(row), flush=True)
 
 
@@ -208,13 +213,7 @@ def compile_layers(target: str, names):
       lowered = jax.jit(_layer(fused, up)).lower(*args)
       row[f'{form}_gflop'] = round(flops.count(jax.make_jaxpr(_layer(fused, up))(*args).jaxpr)
                                    / 1e9, 3)
-      compiled = lowered.compile()
-      memory = compiled.memory_analysis()
-      cost = compiled.cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      row[f'{form}_temp_mib'] = round(memory.temp_size_in_bytes / 2 ** 20, 1)
-      row[f'{form}_bytes_accessed_mib'] = round(cost.get('bytes accessed', float('nan'))
-                                                / 2 ** 20, 1)
+      row.update({f'{form}_{k}': v for k, v in _compiled_mib(lowered).items()})
     print(json.dumps(row), flush=True)
 
 

@@ -144,10 +144,10 @@ def check_generator(report, official, ref, torch, c_dim, fused):
   report.grads(f'{what}: gan_jax', ref.grads_in_torch_layout(them, grads))
   report.allclose(f'{what}: tests/stylegan2_torch.py images', outputs['reference'],
                   outputs['official'])
-  grad = lambda p: np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy()
   mine_grads = dict(mine.named_parameters())
   report.grads(f'{what}: tests/stylegan2_torch.py',
-               {n: (grad(mine_grads[n]), grad(p)) for n, p in them.named_parameters()})
+               {n: (ref.torch_grad(mine_grads[n]), ref.torch_grad(p))
+                for n, p in them.named_parameters()})
 
 
 def check_discriminator(report, official, ref, torch, c_dim, architecture):

@@ -589,10 +589,15 @@ def to_torch_layout(name, value, shape):
   return torch.from_numpy(np.array(a, np.float32, order="C"))   # (0-d stays 0-d)
 
 
+def torch_grad(parameter) -> np.ndarray:
+  """A torch parameter's .grad as numpy; zeros where the loss does not reach it (.grad None)."""
+  return (np.zeros(parameter.shape, np.float32) if parameter.grad is None
+          else parameter.grad.numpy())
+
+
 def grads_in_torch_layout(module, flax_grads):
   """{name: (our gradient in the official layout, torch's .grad)} of every parameter (torch's
   zeros where the loss does not reach it, .grad None)."""
   flat = {'.'.join(k.key for k in path): leaf for path, leaf in _flatten_with_path(flax_grads)}
-  return {name: (to_torch_layout(name, flat[name], p.shape).numpy(),
-                 np.zeros(p.shape, np.float32) if p.grad is None else p.grad.numpy())
+  return {name: (to_torch_layout(name, flat[name], p.shape).numpy(), torch_grad(p))
           for name, p in module.named_parameters()}
